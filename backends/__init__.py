@@ -1,0 +1,1 @@
+"""Backends: one module per framework, plus the protocol they share."""

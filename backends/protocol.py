@@ -1,0 +1,55 @@
+"""The one seam between the core and a framework: a Backend builds Nets; a Net runs steps.
+
+The core drives the training loop (epochs, batches, scoring, early stopping); a backend only
+compiles a networks.Graph into its framework and runs single steps on numpy batches.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from deepwater.networks import Graph
+from deepwater.specs import OptimizerSpec, TaskSpec
+
+
+@runtime_checkable
+class Net(Protocol):
+    """A compiled network with its optimiser state, on one device."""
+
+    device: str
+
+    def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+        """One optimiser step on a batch; returns the batch's mean training loss."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, classes) or values (n, 1)."""
+
+    def layers(self) -> list[str]:
+        """Layer names that features() accepts."""
+
+    def features(self, x: np.ndarray, layer: str) -> np.ndarray:
+        """Activations of `layer`, flattened to (n, k)."""
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Weights as '<layer>.<param>' -> array, in the canonical (PyTorch) layout."""
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Load weights given in the canonical layout."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A framework adapter, found through the `deepwater.backends` entry-point group."""
+
+    name: str
+    extra: str  # the pip extra that installs the framework: pip install 'deepwater[<extra>]'
+
+    def available(self) -> bool:
+        """True when the framework can be imported."""
+
+    def devices(self) -> list[str]:
+        """Devices this framework can use, e.g. ['cpu', 'cuda:0']."""
+
+    def build(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int) -> Net:
+        """Compile `graph` with `task`'s loss and `optimizer` on `device`, initialised from `seed`."""

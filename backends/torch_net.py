@@ -1,0 +1,188 @@
+"""A networks.Graph compiled into torch modules, with H2O's optimiser, losses and penalties."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from deepwater.errors import ModelFileError
+from deepwater.networks import Graph, Node
+from deepwater.specs import OptimizerSpec, TaskSpec
+
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+_POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+
+
+class Maxout(nn.Module):
+    """Maximum over groups of `pieces` consecutive units."""
+
+    def __init__(self, pieces: int) -> None:
+        super().__init__()
+        self.pieces = pieces
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], -1, self.pieces).amax(dim=-1)
+
+
+def _layer(node: Node, graph: Graph) -> nn.Module:
+    a = node.attrs
+    in_shape = graph.node(node.inputs[0]).shape if node.inputs else ()
+    if node.op == "dense":
+        return nn.Linear(in_shape[0], a["units"])
+    if node.op == "conv":
+        return nn.Conv2d(in_shape[0], a["filters"], a["kernel"], a["stride"], a["pad"])
+    if node.op == "pool":
+        return _POOLS[a["kind"]](a["kernel"], a["stride"], a["pad"])
+    if node.op == "act":
+        return _ACTIVATIONS[a["kind"]]()
+    if node.op == "dropout":
+        return nn.Dropout(a["rate"])
+    if node.op == "maxout":
+        return Maxout(a["pieces"])
+    if node.op == "flatten":
+        return nn.Flatten()
+    raise ValueError(f"the torch backend has no layer for op {node.op!r}")
+
+
+class GraphModule(nn.Module):
+    """Runs the graph's nodes in order; can stop at any named layer."""
+
+    def __init__(self, graph: Graph) -> None:
+        super().__init__()
+        self.layers = nn.ModuleDict({node.name: _layer(node, graph) for node in graph.nodes[1:]})
+        self._plan = [(node.name, node.inputs) for node in graph.nodes[1:]]
+
+    def forward(self, x: torch.Tensor, until: str | None = None) -> torch.Tensor:
+        values = {"input": x}
+        out = x
+        for name, inputs in self._plan:
+            out = self.layers[name](*(values[i] for i in inputs))
+            values[name] = out
+            if name == until:
+                break
+        return out
+
+
+class TorchNet:
+    """One network on one device, with its optimiser: the Net protocol for PyTorch."""
+
+    def __init__(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int) -> None:
+        torch.manual_seed(seed)
+        self.graph = graph
+        self.task = task
+        self.spec = optimizer
+        self.device = device
+        self._device = torch.device(device)
+        self.module = GraphModule(graph).to(self._device)
+        self._training = None
+        self._set_mode(False)
+        self._params = [p for p in self.module.parameters()]
+        self._weights = [p for name, p in self.module.named_parameters() if name.endswith("weight")]
+        self.optimizer = self._make_optimizer()
+        self.samples = 0
+
+    # --- training -------------------------------------------------------------------------
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        s = self.spec
+        if s.adaptive_rate:
+            return torch.optim.Adadelta(self._params, lr=1.0, rho=s.rho, eps=s.epsilon)
+        return torch.optim.SGD(self._params, lr=s.rate(0), momentum=s.momentum(0), nesterov=s.nesterov and s.momentum(0) > 0)
+
+    def _set_mode(self, training: bool) -> None:
+        if self._training != training:
+            self.module.train(training)
+            self._training = training
+
+    def _update_schedule(self) -> None:
+        if self.spec.adaptive_rate:
+            return
+        group = self.optimizer.param_groups[0]
+        group["lr"] = self.spec.rate(self.samples)
+        group["momentum"] = self.spec.momentum(self.samples)
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        reduction = "none" if weights is not None else "mean"
+        if self.task.loss == "cross_entropy":
+            loss = F.cross_entropy(out, y, reduction=reduction)
+        else:
+            out = out.squeeze(1)
+            if self.task.loss == "quadratic":
+                loss = F.mse_loss(out, y, reduction=reduction)
+            elif self.task.loss == "absolute":
+                loss = F.l1_loss(out, y, reduction=reduction)
+            else:
+                loss = F.huber_loss(out, y, reduction=reduction, delta=1.0)
+        if weights is not None:
+            loss = (loss * weights).sum() / weights.sum().clamp_min(1e-12)
+        return loss
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self._device, non_blocking=True)
+
+    def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+        """One optimiser step; returns the mean loss of the batch."""
+        self._set_mode(True)
+        self._update_schedule()
+        xb, yb = self._to_device(x), self._to_device(y)
+        wb = None if weights is None else self._to_device(weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self._loss(self.module(xb), yb, wb)
+        loss.backward()
+        self._apply_penalties()
+        if self.spec.clip_gradient:
+            torch.nn.utils.clip_grad_value_(self._params, self.spec.clip_gradient)
+        self.optimizer.step()
+        self.samples += len(x)
+        return loss.item()
+
+    def _apply_penalties(self) -> None:
+        l1, l2 = self.spec.l1, self.spec.l2
+        if not (l1 or l2):
+            return
+        with torch.no_grad():
+            for w in self._weights:
+                if l1:
+                    w.grad.add_(torch.sign(w), alpha=l1)
+                if l2:
+                    w.grad.add_(w, alpha=l2)
+
+    # --- inference ------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, classes) or values (n, 1)."""
+        self._set_mode(False)
+        out = self.module(self._to_device(x))
+        if self.task.is_classification:
+            out = torch.softmax(out, dim=1)
+        return out.float().cpu().numpy()
+
+    def layers(self) -> list[str]:
+        return self.graph.layer_names()
+
+    @torch.no_grad()
+    def features(self, x: np.ndarray, layer: str) -> np.ndarray:
+        """Activations of `layer`, flattened to (n, k)."""
+        self._set_mode(False)
+        out = self.module(self._to_device(x), until=layer)
+        return out.reshape(out.shape[0], -1).float().cpu().numpy()
+
+    # --- state ----------------------------------------------------------------------------
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Weights as '<layer>.<param>' -> numpy array (copies)."""
+        return {key.removeprefix("layers."): t.detach().cpu().numpy().copy()
+                for key, t in self.module.state_dict().items()}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Load weights; names and shapes must match this network's."""
+        expected = self.get_state()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        wrong = [k for k in expected if k in state and tuple(np.shape(state[k])) != expected[k].shape]
+        if missing or unexpected or wrong:
+            raise ModelFileError(
+                f"weights do not fit this network: missing {missing[:5]}, unexpected {unexpected[:5]}, "
+                f"wrong shape {[(k, np.shape(state[k]), expected[k].shape) for k in wrong[:5]]}"
+            )
+        tensors = {f"layers.{k}": torch.as_tensor(np.asarray(v)) for k, v in state.items()}
+        self.module.load_state_dict(tensors)

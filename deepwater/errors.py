@@ -1,0 +1,44 @@
+"""Exceptions raised by deepwater. Each message names the parameter, the value and the fix."""
+from __future__ import annotations
+
+
+class DeepWaterError(Exception):
+    """Base class of every error deepwater raises on purpose."""
+
+
+class ParameterError(DeepWaterError, ValueError):
+    """A parameter has an unknown name or a value it cannot take."""
+
+
+class FrameError(DeepWaterError, ValueError):
+    """A frame, or the columns picked from it, cannot be used as asked."""
+
+
+class ImageError(DeepWaterError, ValueError):
+    """An image URI could not be read or decoded."""
+
+    def __init__(self, uri: str, row: int | None, reason: str) -> None:
+        where = f" (row {row})" if row is not None else ""
+        super().__init__(
+            f"image {uri!r}{where}: {reason}. Fix the file or URI, or pass "
+            f"bad_images='skip' to skip unreadable images and count them."
+        )
+        self.uri = uri
+        self.row = row
+        self.reason = reason
+
+
+class MissingDependencyError(DeepWaterError, ImportError):
+    """An optional package is not installed; the message names the pip extra."""
+
+    def __init__(self, what: str, extra: str) -> None:
+        super().__init__(f"{what} is not installed. Install it with: pip install 'deepwater[{extra}]'")
+        self.extra = extra
+
+
+class DeviceError(DeepWaterError, ValueError):
+    """The requested device does not exist on this machine."""
+
+
+class ModelFileError(DeepWaterError, ValueError):
+    """A model, graph or weights file is missing, truncated or malformed."""

@@ -1,0 +1,273 @@
+"""DeepWaterEstimator: H2O Deep Water's estimator API over any installed backend."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import params as parameter_table
+from .design import DatasetEncoder, Response
+from .devices import resolve_device
+from .errors import FrameError, ParameterError
+from .frames import ColumnRef, check_frame, column_name, detect_problem_type, resolve_columns
+from .images import ImageReader, ImageShape, load_mean_image
+from .inputs import DatasetInputs, ImageInputs
+from .metrics import CLASSIFICATION_ONLY, STOPPING_KEYS, ModelMetrics
+from .registry import get_backend
+from .sources import Source, batches, iterate
+from .specs import OptimizerSpec, TaskSpec, task_from_params
+from .trainer import LoopSettings, StoppingRule, Trainer, TrainingOutcome
+
+
+@dataclass
+class _Fitted:
+    """Everything train() produced and predict() needs."""
+
+    backend: str
+    device: str
+    network: str
+    net: Any
+    task: TaskSpec
+    response: Response
+    inputs: DatasetInputs | ImageInputs
+    predictors: list[str]
+    problem_type: str
+    seed: int
+    outcome: TrainingOutcome
+    training_metrics: ModelMetrics
+    validation_metrics: ModelMetrics | None
+
+
+class DeepWaterEstimator:
+    """Deep learning on pandas frames with H2O Deep Water's parameters (see deepwater.params.PARAMETERS).
+
+    >>> model = DeepWaterEstimator(epochs=2, network="lenet", problem_type="image", channels=1)
+    >>> model.train(x=["uri"], y="label", training_frame=frame)    # doctest: +SKIP
+    """
+
+    algo = "deepwater"
+
+    def __init__(self, **params: Any) -> None:
+        self._params = parameter_table.resolve(params)
+        self._given = dict(params)
+        self.model_id = self._params["model_id"] or f"DeepWater_model_{uuid.uuid4().hex[:8]}"
+        self._fitted: _Fitted | None = None
+
+    # --- parameters -----------------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, dict[str, Any]]:
+        """Every parameter as {'default': ..., 'actual': ...}, as H2O shows them."""
+        return {name: {"default": row.default, "actual": self._params[name]}
+                for name, row in parameter_table.PARAMETERS.items()}
+
+    def __getattr__(self, name: str) -> Any:
+        params = self.__dict__.get("_params")
+        if params is not None and name in params:
+            return params[name]
+        raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+
+    # --- training -------------------------------------------------------------------------
+    def train(self, x: Sequence[ColumnRef] | ColumnRef | None = None, y: ColumnRef | None = None,
+              training_frame: pd.DataFrame | None = None,
+              validation_frame: pd.DataFrame | None = None) -> "DeepWaterEstimator":
+        """Fit the model on `training_frame`; x and y name columns by name or 0-based position."""
+        p = self._params
+        train = check_frame(training_frame, "training_frame")
+        valid = None if validation_frame is None else check_frame(validation_frame, "validation_frame")
+        weights_column = column_name(train, p["weights_column"], "weights_column") if p["weights_column"] else None
+        predictors, response_name = resolve_columns(train, x, y, ignored=[weights_column] if weights_column else [])
+        problem_type = detect_problem_type(train, predictors, p["problem_type"])
+        response = Response.fit(train, response_name, p["standardize"])
+        task = task_from_params(response.kind, response.n_classes, p["distribution"], p["loss"])
+        rule = self._stopping_rule(task, valid is not None)
+
+        from deepwater import networks
+
+        network = networks.resolve_auto(p["network"], problem_type == "image")
+        inputs = self._make_inputs(train, predictors, problem_type, network)
+        graph = networks.build_graph(network, inputs.input_shape, task.n_outputs, p)
+        backend = get_backend(p["backend"])
+        device = resolve_device(backend, p["gpu"], p["device_id"])
+        seed = p["seed"] if p["seed"] >= 0 else int(np.random.SeedSequence().entropy % 2**32)
+        net = backend.build(graph, task, OptimizerSpec.from_params(p), device, seed)
+
+        train_source = inputs.source(train, response.encode(train), _weights(train, weights_column))
+        train_score = self._scoring_subset(train_source, train, inputs, response, weights_column,
+                                           p["score_training_samples"], seed)
+        valid_score = None if valid is None else self._scoring_subset(
+            None, valid, inputs, response, weights_column, p["score_validation_samples"], seed + 1)
+
+        def evaluate() -> dict[str, dict[str, float]]:
+            out = {"training": self._metrics(net, task, response, train_score).values}
+            if valid_score is not None:
+                out["validation"] = self._metrics(net, task, response, valid_score).values
+            return out
+
+        settings = LoopSettings(p["epochs"], p["mini_batch_size"], p["score_interval"], p["score_duty_cycle"],
+                                p["train_samples_per_iteration"], p["max_runtime_secs"],
+                                p["overwrite_with_best_model"], p["quiet_mode"],
+                                f"{network} on {backend.name}:{device}")
+        outcome = Trainer(net, train_source, evaluate, rule, settings, np.random.default_rng(seed)).run()
+        self._fitted = _Fitted(
+            backend.name, device, network, net, task, response, inputs, predictors, problem_type, seed, outcome,
+            self._metrics(net, task, response, train_score, "training"),
+            None if valid_score is None else self._metrics(net, task, response, valid_score, "validation"),
+        )
+        return self
+
+    def _stopping_rule(self, task: TaskSpec, has_validation: bool) -> StoppingRule:
+        p = self._params
+        metric = p["stopping_metric"]
+        if metric == "AUTO":
+            metric = "logloss" if task.is_classification else "deviance"
+        if metric in CLASSIFICATION_ONLY and not task.is_classification:
+            raise ParameterError(f"stopping_metric={metric!r} needs a classification response; "
+                                 "use 'deviance', 'MSE' or 'RMSE' for regression.")
+        if metric == "AUC" and task.n_outputs != 2:
+            raise ParameterError("stopping_metric='AUC' needs two classes; use 'logloss' or 'misclassification'.")
+        key, larger = STOPPING_KEYS[metric]
+        return StoppingRule(key, larger, p["stopping_rounds"], p["stopping_tolerance"],
+                            "validation" if has_validation else "training")
+
+    def _make_inputs(self, frame: pd.DataFrame, predictors: list[str], problem_type: str,
+                     network: str) -> DatasetInputs | ImageInputs:
+        p = self._params
+        if problem_type == "dataset":
+            return DatasetInputs(DatasetEncoder.fit(frame, predictors, p["standardize"], p["ignore_const_cols"]))
+        from deepwater import networks
+
+        default = networks.get(network).default_image_shape or (224, 224)
+        height, width = p["image_shape"] or default
+        shape = ImageShape(height, width, p["channels"])
+        mean = None if p["mean_image_file"] is None else load_mean_image(p["mean_image_file"], shape)
+        reader = ImageReader(shape, bad_images=p["bad_images"], cache_mb=p["image_cache_mb"])
+        return ImageInputs(predictors[0], shape, mean, reader)
+
+    def _scoring_subset(self, full: Source | None, frame: pd.DataFrame, inputs, response: Response,
+                        weights_column: str | None, limit: int, seed: int) -> Source:
+        """The rows scored during training: all, or `limit` sampled once with a fixed seed."""
+        if limit and limit < len(frame):
+            rows = np.sort(np.random.default_rng(seed).choice(len(frame), size=limit, replace=False))
+            frame = frame.iloc[rows]
+            full = None
+        if full is not None:
+            return full
+        return inputs.source(frame, response.encode(frame), _weights(frame, weights_column))
+
+    def _outputs(self, net, source: Source) -> tuple[np.ndarray, np.ndarray]:
+        """Network outputs for every row of `source` that decoded, and those rows."""
+        size = max(self._params["mini_batch_size"], 256)
+        outputs, rows = [], []
+        for batch in iterate(source, batches(source.n, size)):
+            if len(batch.rows):
+                outputs.append(net.predict(batch.x))
+                rows.append(batch.rows)
+        if not outputs:
+            raise FrameError("no row of the frame could be scored (every image was skipped).")
+        return np.concatenate(outputs), np.concatenate(rows)
+
+    def _metrics(self, net, task: TaskSpec, response: Response, source: Source, description: str = "") -> ModelMetrics:
+        out, rows = self._outputs(net, source)
+        y = source.y[rows]
+        w = None if source.w is None else source.w[rows]
+        if task.is_classification:
+            return ModelMetrics.for_classification(y, out, response.classes, w, description)
+        scale = response.scale
+        return ModelMetrics.for_regression(y * scale + response.mean, out[:, 0] * scale + response.mean,
+                                           task.distribution, w, description)
+
+    # --- using the model ------------------------------------------------------------------
+    def _require_fitted(self) -> _Fitted:
+        if self._fitted is None:
+            raise ParameterError(f"model {self.model_id!r} is not trained yet; call train(...) first.")
+        return self._fitted
+
+    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """A 'predict' column, plus one probability column per class for classification."""
+        f = self._require_fitted()
+        frame = check_frame(frame, "frame")
+        out, rows = self._outputs(f.net, f.inputs.source(frame))
+        full = np.full((len(frame), out.shape[1]), np.nan, dtype=np.float64)
+        full[rows] = out  # rows whose image was skipped stay NaN
+        if not f.task.is_classification:
+            values = full[:, 0] * f.response.scale + f.response.mean
+            return pd.DataFrame({"predict": values}, index=frame.index)
+        labels = np.full(len(frame), None, dtype=object)
+        labels[rows] = f.response.decode(out)
+        result = pd.DataFrame({"predict": pd.Categorical(labels, categories=f.response.classes)}, index=frame.index)
+        for i, name in enumerate(f.response.classes):
+            result[str(name)] = full[:, i]
+        return result
+
+    def model_performance(self, frame: pd.DataFrame | None = None, train: bool = False,
+                          valid: bool = False) -> ModelMetrics:
+        """Metrics on `frame`, or those of the training (train=True) or validation (valid=True) frame."""
+        f = self._require_fitted()
+        if frame is not None:
+            frame = check_frame(frame, "frame")
+            weights_column = self._params["weights_column"]
+            source = f.inputs.source(frame, f.response.encode(frame),
+                                     _weights(frame, weights_column) if weights_column in frame.columns else None)
+            return self._metrics(f.net, f.task, f.response, source, "test frame")
+        if valid:
+            if f.validation_metrics is None:
+                raise ParameterError("valid=True but the model was trained without a validation_frame.")
+            return f.validation_metrics
+        return f.training_metrics
+
+    def scoring_history(self) -> pd.DataFrame:
+        """One row per scoring: timestamp, duration, speed, epochs, samples, training_* and validation_* metrics."""
+        return pd.DataFrame(self._require_fitted().outcome.history)
+
+    # --- display --------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """The model in a few facts: backend and device that ran, network, size, run length, stop reason."""
+        f = self._require_fitted()
+        return {
+            "model_id": self.model_id,
+            "backend": f.backend,
+            "device": f.device,
+            "network": f.network,
+            "problem_type": f.problem_type,
+            "input_shape": f.inputs.input_shape,
+            "parameters": f.net.graph.param_count(),
+            "response": f"{f.response.name} ({f.task.kind}, {f.task.distribution})",
+            "epochs": round(f.outcome.epochs, 4),
+            "samples": f.outcome.samples,
+            "stop_reason": f.outcome.stop_reason,
+            "run_seconds": round(f.outcome.run_seconds, 2),
+            "seed": f.seed,
+            "skipped_images": getattr(getattr(f.inputs, "reader", None), "skipped", 0),
+        }
+
+    def __repr__(self) -> str:
+        if self._fitted is None:
+            given = ", ".join(f"{k}={v!r}" for k, v in self._given.items())
+            return f"{type(self).__name__}({given}) [not trained]"
+        lines = [f"{type(self).__name__}: {self.model_id}"]
+        lines += [f"  {k}: {v}" for k, v in self.summary().items() if k != "model_id"]
+        lines.append(repr(self._fitted.training_metrics))
+        if self._fitted.validation_metrics is not None:
+            lines.append(repr(self._fitted.validation_metrics))
+        return "\n".join(lines)
+
+    def show(self) -> None:
+        """Print the summary and metrics."""
+        print(repr(self))
+
+
+H2ODeepWaterEstimator = DeepWaterEstimator
+
+
+def _weights(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
+    if column is None:
+        return None
+    if column not in frame.columns:
+        raise FrameError(f"weights_column={column!r} is not in the frame; add it or drop weights_column.")
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float32, copy=True)
+    if np.isnan(values).any() or (values < 0).any():
+        raise FrameError(f"weights_column={column!r} holds missing or negative values; weights must be >= 0.")
+    return values

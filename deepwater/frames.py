@@ -1,0 +1,95 @@
+"""pandas frames in: reading files, picking x and y by name or position, detecting the problem type."""
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Sequence
+
+import pandas as pd
+
+from .errors import FrameError, MissingDependencyError, ParameterError
+from .images import looks_like_image_column
+
+ColumnRef = str | int
+
+
+def import_file(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a .csv, .csv.gz or .parquet file into a pandas DataFrame."""
+    text = os.fspath(path)
+    if not os.path.exists(text):
+        raise FrameError(f"path={text!r} does not exist; check the path.")
+    lower = text.lower()
+    if lower.endswith((".csv", ".csv.gz")):
+        return pd.read_csv(text)
+    if lower.endswith(".parquet"):
+        try:
+            return pd.read_parquet(text)
+        except ImportError as error:
+            raise MissingDependencyError("pyarrow (to read parquet)", "parquet") from error
+    raise FrameError(f"path={text!r} has a suffix import_file cannot read; use .csv, .csv.gz or .parquet.")
+
+
+def check_frame(frame: object, name: str) -> pd.DataFrame:
+    """The frame itself, or a clear error when it is not a non-empty DataFrame."""
+    if not isinstance(frame, pd.DataFrame):
+        raise FrameError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}; "
+                         "read files with deepwater.import_file or pandas.")
+    if len(frame) == 0 or frame.shape[1] == 0:
+        raise FrameError(f"{name} is empty ({frame.shape[0]} rows, {frame.shape[1]} columns); give it data.")
+    return frame
+
+
+def column_name(frame: pd.DataFrame, ref: ColumnRef, parameter: str) -> str:
+    """The name of a column given by name or 0-based position."""
+    columns = list(frame.columns)
+    if isinstance(ref, bool):
+        raise ParameterError(f"{parameter}={ref!r} is not a column; use a column name or position.")
+    if isinstance(ref, int):
+        if -len(columns) <= ref < len(columns):
+            return columns[ref]
+        raise FrameError(f"{parameter}={ref} is out of range: the frame has {len(columns)} columns "
+                         f"(positions 0..{len(columns) - 1}).")
+    if ref in frame.columns:
+        return ref
+    close = difflib.get_close_matches(str(ref), [str(c) for c in columns], n=3)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise FrameError(f"{parameter}={ref!r} is not a column of the frame.{hint}")
+
+
+def resolve_columns(frame: pd.DataFrame, x: Sequence[ColumnRef] | ColumnRef | None, y: ColumnRef | None,
+                    ignored: Sequence[str] = ()) -> tuple[list[str], str]:
+    """Predictor names and response name; x=None means every column but y and `ignored`."""
+    if y is None:
+        raise ParameterError("y=None: name the response column, e.g. y='label'.")
+    response = column_name(frame, y, "y")
+    if x is None:
+        predictors = [c for c in frame.columns if c != response and c not in ignored]
+    else:
+        refs = [x] if isinstance(x, (str, int)) else list(x)
+        missing = [r for r in refs if isinstance(r, str) and r not in frame.columns]
+        if missing:
+            raise FrameError(f"x names columns that are not in the frame: {missing[:10]}; "
+                             "check the names (x also takes 0-based positions).")
+        predictors = [column_name(frame, r, "x") for r in refs]
+    if response in predictors:
+        raise ParameterError(f"y={response!r} is also in x; the response cannot be a predictor.")
+    if not predictors:
+        raise ParameterError("x selects no columns; give at least one predictor.")
+    return predictors, response
+
+
+def detect_problem_type(frame: pd.DataFrame, predictors: Sequence[str], problem_type: str) -> str:
+    """Deep Water's rule: 'image' when the first predictor holds image file names or URLs."""
+    first_is_images = looks_like_image_column(frame[predictors[0]])
+    if problem_type == "auto":
+        return "image" if first_is_images else "dataset"
+    if problem_type == "image" and not first_is_images:
+        raise ParameterError(f"problem_type='image' needs the first x column to hold image paths or URLs; "
+                             f"column {predictors[0]!r} does not. Put the URI column first in x.")
+    return problem_type
+
+
+def is_categorical(series: pd.Series) -> bool:
+    """True for category, object, string and bool columns: what H2O treats as enums."""
+    return (isinstance(series.dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(series)
+            or pd.api.types.is_string_dtype(series) or pd.api.types.is_bool_dtype(series))

@@ -1,0 +1,222 @@
+"""The one table of estimator parameters: H2O Deep Water's names, defaults and checks.
+
+Every parameter the estimator accepts is a row of PARAMETERS. A row says its default, how a
+value is checked, and whether a checkpoint restart may change it (later features read that).
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+from .errors import ParameterError
+
+Check = Callable[[str, Any], Any]  # returns the normalised value or raises ParameterError
+
+ACTIVATIONS = ("Rectifier", "Tanh", "Maxout", "RectifierWithDropout", "TanhWithDropout", "MaxoutWithDropout")
+DISTRIBUTIONS = ("AUTO", "multinomial", "bernoulli", "gaussian", "laplace", "huber")
+LOSSES = ("Automatic", "CrossEntropy", "Quadratic", "Absolute", "Huber")
+STOPPING_METRICS = (
+    "AUTO", "logloss", "misclassification", "mean_per_class_error", "MSE", "RMSE", "AUC", "deviance",
+)
+PROBLEM_TYPES = ("auto", "image", "dataset")
+BAD_IMAGE_POLICIES = ("error", "skip")
+
+
+def _fail(name: str, value: Any, expected: str) -> ParameterError:
+    return ParameterError(f"{name}={value!r} is not allowed: {expected}.")
+
+
+def one_of(*allowed: Any) -> Check:
+    """Accept exactly one of `allowed` (strings compare case-insensitively, the canonical spelling is kept)."""
+
+    def check(name: str, value: Any) -> Any:
+        for option in allowed:
+            if value == option or (isinstance(value, str) and isinstance(option, str) and value.lower() == option.lower()):
+                return option
+        raise _fail(name, value, "use one of " + ", ".join(repr(a) for a in allowed))
+
+    return check
+
+
+def number(low: float | None = None, high: float | None = None, *, integer: bool = False,
+           low_open: bool = False, high_open: bool = False, allow_none: bool = False) -> Check:
+    """Accept a real (or integer) number inside [low, high]; open ends when asked."""
+
+    def describe() -> str:
+        kind = "an integer" if integer else "a number"
+        parts = []
+        if low is not None:
+            parts.append(f"{'>' if low_open else '>='} {low}")
+        if high is not None:
+            parts.append(f"{'<' if high_open else '<='} {high}")
+        text = f"{kind} {' and '.join(parts)}".strip()
+        return text + (" (or None)" if allow_none else "")
+
+    def check(name: str, value: Any) -> Any:
+        if value is None and allow_none:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
+            raise _fail(name, value, f"use {describe()}")
+        if integer and not float(value).is_integer():
+            raise _fail(name, value, f"use {describe()}")
+        if low is not None and (value < low or (low_open and value == low)):
+            raise _fail(name, value, f"use {describe()}")
+        if high is not None and (value > high or (high_open and value == high)):
+            raise _fail(name, value, f"use {describe()}")
+        return int(value) if integer else float(value)
+
+    return check
+
+
+def list_of(item: Check, *, allow_none: bool = False, min_length: int = 0) -> Check:
+    """Accept a list (or tuple) whose items all pass `item`."""
+
+    def check(name: str, value: Any) -> Any:
+        if value is None and allow_none:
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or len(value) < min_length:
+            raise _fail(name, value, f"use a list of at least {min_length} item(s)")
+        return [item(f"{name}[{i}]", v) for i, v in enumerate(value)]
+
+    return check
+
+
+def optional_text(name: str, value: Any) -> Any:
+    """Accept None or a string (a path or a column name)."""
+    if value is None or isinstance(value, str):
+        return value
+    if hasattr(value, "__fspath__"):
+        return str(value)
+    raise _fail(name, value, "use a string or None")
+
+
+def flag(name: str, value: Any) -> bool:
+    """Accept True or False."""
+    if isinstance(value, bool):
+        return value
+    raise _fail(name, value, "use True or False")
+
+
+def image_shape(name: str, value: Any) -> Any:
+    """Accept None (the network's default) or [height, width] of positive integers."""
+    if value is None:
+        return None
+    checked = list_of(number(1, integer=True), min_length=2)(name, value)
+    if len(checked) != 2:
+        raise _fail(name, value, "use [height, width], e.g. [28, 28]")
+    return checked
+
+
+def channels(name: str, value: Any) -> int:
+    """Accept 1 (grey) or 3 (RGB)."""
+    if isinstance(value, bool) or value not in (1, 3):
+        raise _fail(name, value, "use 1 (grey) or 3 (RGB)")
+    return int(value)
+
+
+def any_text(name: str, value: Any) -> str:
+    """Accept a non-empty string."""
+    if isinstance(value, str) and value:
+        return value
+    raise _fail(name, value, "use a non-empty string")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One row of the parameter table."""
+
+    name: str
+    default: Any
+    check: Check
+    doc: str
+    checkpoint_mutable: bool = False
+
+
+PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
+    Parameter("model_id", None, optional_text, "Name of the model; generated when None.", True),
+    Parameter("backend", "auto", any_text,
+              "Framework that runs the network: 'auto' (first installed of torch, tensorflow, mxnet) or a backend name."),
+    Parameter("network", "auto", any_text,
+              "Architecture: 'auto' (inception_bn for images, MLP for datasets), 'mlp', 'lenet', ..."),
+    Parameter("problem_type", "auto", one_of(*PROBLEM_TYPES),
+              "'image' (first x column holds image URIs), 'dataset' (numeric/categorical columns) or 'auto' (detect)."),
+    Parameter("epochs", 10.0, number(0), "How many passes over the training frame (may be fractional).", True),
+    Parameter("hidden", [200, 200], list_of(number(1, integer=True), min_length=1), "Hidden layer sizes of the MLP."),
+    Parameter("activation", "Rectifier", one_of(*ACTIVATIONS), "Hidden activation of the MLP."),
+    Parameter("input_dropout_ratio", 0.0, number(0, 1, high_open=True), "Fraction of inputs dropped in training."),
+    Parameter("hidden_dropout_ratios", None, list_of(number(0, 1, high_open=True), allow_none=True),
+              "Dropout per hidden layer; None means 0.5 for the *WithDropout activations, else 0."),
+    Parameter("mini_batch_size", 32, number(1, integer=True), "Rows per training step."),
+    Parameter("adaptive_rate", False, flag, "ADADELTA (rho, epsilon) instead of learning_rate and momentum.", True),
+    Parameter("rho", 0.99, number(0, 1, high_open=True), "ADADELTA decay of squared gradients.", True),
+    Parameter("epsilon", 1e-8, number(0, low_open=True), "ADADELTA smoothing term.", True),
+    Parameter("learning_rate", 1e-3, number(0, low_open=True), "Step size when adaptive_rate is False.", True),
+    Parameter("learning_rate_annealing", 1e-6, number(0),
+              "The rate is learning_rate / (1 + learning_rate_annealing * samples seen).", True),
+    Parameter("momentum_start", 0.9, number(0, 1, high_open=True), "Momentum at the start of training.", True),
+    Parameter("momentum_ramp", 1e4, number(0), "Samples over which momentum goes from start to stable.", True),
+    Parameter("momentum_stable", 0.9, number(0, 1, high_open=True), "Momentum after the ramp.", True),
+    Parameter("nesterov_accelerated_gradient", True, flag, "Use Nesterov momentum.", True),
+    Parameter("l1", 0.0, number(0), "L1 penalty on weights (not biases).", True),
+    Parameter("l2", 0.0, number(0), "L2 penalty on weights (not biases).", True),
+    Parameter("clip_gradient", 10.0, number(0, low_open=True, allow_none=True),
+              "Clip each gradient element to [-clip_gradient, clip_gradient]; None turns clipping off.", True),
+    Parameter("distribution", "AUTO", one_of(*DISTRIBUTIONS),
+              "Response distribution: AUTO picks multinomial/bernoulli for classes, gaussian for numbers."),
+    Parameter("loss", "Automatic", one_of(*LOSSES), "Loss function; Automatic follows the distribution."),
+    Parameter("stopping_rounds", 5, number(0, integer=True),
+              "Stop when the moving average of stopping_metric over this many scorings stops improving; 0 turns it off.", True),
+    Parameter("stopping_metric", "AUTO", one_of(*STOPPING_METRICS),
+              "Metric for early stopping; AUTO is logloss (classification) or deviance (regression).", True),
+    Parameter("stopping_tolerance", 1e-3, number(0), "Relative improvement below which training stops.", True),
+    Parameter("score_interval", 5.0, number(0), "Shortest time in seconds between two scorings.", True),
+    Parameter("score_duty_cycle", 0.1, number(0, 1), "Largest fraction of the run time spent scoring.", True),
+    Parameter("score_training_samples", 10000, number(0, integer=True),
+              "Training rows sampled for scoring; 0 means all.", True),
+    Parameter("score_validation_samples", 0, number(0, integer=True),
+              "Validation rows sampled for scoring; 0 means all.", True),
+    Parameter("train_samples_per_iteration", -2, number(-2, integer=True),
+              "-2 or -1 or 0: score by time (score_interval, score_duty_cycle); N > 0: score every N samples "
+              "(a reproducible history).", True),
+    Parameter("overwrite_with_best_model", True, flag, "Keep the weights of the best scoring, not the last.", True),
+    Parameter("max_runtime_secs", 0.0, number(0), "Stop training after this many seconds; 0 means no limit.", True),
+    Parameter("seed", -1, number(-1, 2**32 - 1, integer=True), "Random seed; -1 picks one.", True),
+    Parameter("gpu", True, flag, "Train on cuda:device_id[0] where there is a GPU, else warn and use the CPU.", True),
+    Parameter("device_id", [0], list_of(number(0, integer=True), min_length=1), "GPU ids; the first is used.", True),
+    Parameter("image_shape", None, image_shape, "[height, width] images are resized to; None: the network's default."),
+    Parameter("channels", 3, channels, "Image channels: 1 (grey) or 3 (RGB)."),
+    Parameter("mean_image_file", None, optional_text, "Mean image (.npy or an image file) subtracted from inputs."),
+    Parameter("bad_images", "error", one_of(*BAD_IMAGE_POLICIES),
+              "'error': stop at a missing or corrupt image; 'skip': leave it out and count it.", True),
+    Parameter("image_cache_mb", 1024.0, number(0), "Memory for decoded images kept across epochs.", True),
+    Parameter("standardize", True, flag, "Scale numeric columns to mean 0, variance 1 (and a numeric response)."),
+    Parameter("ignore_const_cols", True, flag, "Drop columns that hold one value in the training frame."),
+    Parameter("weights_column", None, optional_text, "Column of row weights."),
+    Parameter("quiet_mode", False, flag, "Hide the progress bar.", True),
+]}
+
+
+def unknown_parameter(name: str, known: Iterable[str]) -> ParameterError:
+    """The error for a parameter name the table does not hold, with the closest known names."""
+    close = difflib.get_close_matches(name, list(known), n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else " See deepwater.params.PARAMETERS for the list."
+    return ParameterError(f"unknown parameter {name!r}.{hint}")
+
+
+def resolve(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Return every parameter: checked values for those given, defaults for the rest."""
+    for name in given:
+        if name not in PARAMETERS:
+            raise unknown_parameter(name, PARAMETERS)
+    values = {}
+    for name, row in PARAMETERS.items():
+        values[name] = row.check(name, given[name]) if name in given else _copy_default(row.default)
+    return values
+
+
+def _copy_default(default: Any) -> Any:
+    return list(default) if isinstance(default, list) else default

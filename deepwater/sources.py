@@ -1,0 +1,130 @@
+"""Mini-batches for the trainer and for scoring: from a design matrix or from image URIs.
+
+A source hands out Batch objects for given row numbers; `batches` walks rows in order or shuffled;
+`prefetch` prepares the next batches on a background thread while the network computes.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from .images import ImageReader
+
+
+@dataclass
+class Batch:
+    """Inputs, targets, row weights and the frame rows they came from."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    w: np.ndarray | None
+    rows: np.ndarray
+
+
+class Source(Protocol):
+    n: int
+    prefetch_depth: int
+
+    def batch(self, rows: np.ndarray) -> Batch: ...
+
+
+class ArraySource:
+    """Rows of a float32 design matrix."""
+
+    prefetch_depth = 0  # slicing a matrix is cheaper than handing work to a thread
+
+    def __init__(self, x: np.ndarray, y: np.ndarray | None = None, w: np.ndarray | None = None) -> None:
+        self.x, self.y, self.w = x, y, w
+        self.n = len(x)
+
+    def batch(self, rows: np.ndarray) -> Batch:
+        return Batch(self.x[rows], None if self.y is None else self.y[rows],
+                     None if self.w is None else self.w[rows], rows)
+
+
+class ImageSource:
+    """Images decoded from URIs by an ImageReader, scaled to (pixel - mean) / 255 as float32."""
+
+    prefetch_depth = 3
+
+    def __init__(self, uris: Sequence[str], reader: ImageReader, mean_image: np.ndarray | None,
+                 y: np.ndarray | None = None, w: np.ndarray | None = None) -> None:
+        self.uris = np.asarray(uris, dtype=object)
+        self.reader = reader
+        self.offset = None if mean_image is None else mean_image.astype(np.float32)
+        self.y, self.w = y, w
+        self.n = len(self.uris)
+
+    def batch(self, rows: np.ndarray) -> Batch:
+        pixels, ok = self.reader.read_batch(list(self.uris[rows]), rows.tolist())
+        x = pixels.astype(np.float32)
+        if self.offset is not None:
+            x -= self.offset
+        x *= 1.0 / 255.0
+        kept = rows[ok]
+        return Batch(x, None if self.y is None else self.y[kept], None if self.w is None else self.w[kept], kept)
+
+
+def batches(n: int, batch_size: int, total: int | None = None, rng: np.random.Generator | None = None) -> Iterator[np.ndarray]:
+    """Row numbers in batches: `total` rows in all (default n), reshuffled each pass when `rng` is given."""
+    total = n if total is None else total
+    served = 0
+    while served < total:
+        order = rng.permutation(n) if rng is not None else np.arange(n)
+        for start in range(0, n, batch_size):
+            take = min(batch_size, n - start, total - served)
+            if take <= 0:
+                return
+            yield order[start:start + take]
+            served += take
+
+
+def prefetch(items: Iterable, depth: int) -> Iterator:
+    """Iterate `items` on a background thread, `depth` ahead; errors surface in the caller."""
+    if depth <= 0:
+        yield from items
+        return
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as error:  # handed to the consumer, re-raised there
+            put((done, error))
+
+    thread = threading.Thread(target=work, name="deepwater-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = buffer.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def iterate(source: Source, rows: Iterable[np.ndarray]) -> Iterator[Batch]:
+    """Batches of `source` for each group of rows, prefetched as deep as the source asks."""
+    return prefetch((source.batch(r) for r in rows), source.prefetch_depth)

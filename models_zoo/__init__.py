@@ -1,0 +1,1 @@
+"""Pretrained models: a manifest and loaders."""

@@ -1,0 +1,145 @@
+"""A network as a list of named nodes with inferred shapes: what every backend compiles.
+
+Architectures call a GraphBuilder (conv, pool, act, dense, ...); the builder checks shapes as it
+goes, so an image too small for a network fails here, in plain words, before any framework runs.
+Shapes leave out the batch dimension and are channels-first: (C, H, W) for images, (K,) for vectors.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from deepwater.errors import ParameterError
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid")
+POOLS = ("max", "avg")
+
+
+class ShapeError(ParameterError):
+    """A layer received an input too small for its kernel."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """One layer: its name, operation, input node names, attributes and output shape."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    attrs: dict[str, Any]
+    shape: tuple[int, ...]
+
+    def param_shapes(self, input_shapes: list[tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """Shapes of this node's trainable parameters, in the canonical (PyTorch) layout."""
+        if self.op == "dense":
+            return {"weight": (self.attrs["units"], input_shapes[0][0]), "bias": (self.attrs["units"],)}
+        if self.op == "conv":
+            k = self.attrs["kernel"]
+            return {"weight": (self.attrs["filters"], input_shapes[0][0], k, k), "bias": (self.attrs["filters"],)}
+        return {}
+
+
+@dataclass
+class Graph:
+    """A built network: nodes in execution order, the input node and the output node."""
+
+    nodes: list[Node] = field(default_factory=list)
+
+    @property
+    def input(self) -> Node:
+        return self.nodes[0]
+
+    @property
+    def output(self) -> Node:
+        return self.nodes[-1]
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def layer_names(self) -> list[str]:
+        """Names that features() accepts: every node but the input."""
+        return [n.name for n in self.nodes[1:]]
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every trainable parameter as '<node>.<param>' -> shape (canonical layout)."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        for node in self.nodes:
+            inputs = [self.node(i).shape for i in node.inputs]
+            for pname, shape in node.param_shapes(inputs).items():
+                shapes[f"{node.name}.{pname}"] = shape
+        return shapes
+
+    def param_count(self) -> int:
+        return sum(math.prod(s) for s in self.param_shapes().values())
+
+
+class GraphBuilder:
+    """Records layers into a Graph; each method returns the new node's name."""
+
+    def __init__(self, input_shape: tuple[int, ...]) -> None:
+        self.graph = Graph([Node("input", "input", (), {}, tuple(input_shape))])
+
+    def _add(self, name: str, op: str, inputs: tuple[str, ...], attrs: dict[str, Any], shape: tuple[int, ...]) -> str:
+        if any(n.name == name for n in self.graph.nodes):
+            raise ValueError(f"layer name {name!r} used twice")
+        self.graph.nodes.append(Node(name, op, inputs, attrs, tuple(int(s) for s in shape)))
+        return name
+
+    def shape(self, x: str) -> tuple[int, ...]:
+        return self.graph.node(x).shape
+
+    def _spatial(self, name: str, x: str, kernel: int, stride: int, pad: int) -> tuple[int, int, int]:
+        c, h, w = self._image_shape(name, x)
+        if h + 2 * pad < kernel or w + 2 * pad < kernel:
+            raise ShapeError(f"layer {name!r} gets a {h}x{w} input, smaller than its {kernel}x{kernel} kernel")
+        return c, (h + 2 * pad - kernel) // stride + 1, (w + 2 * pad - kernel) // stride + 1
+
+    def _image_shape(self, name: str, x: str) -> tuple[int, int, int]:
+        shape = self.shape(x)
+        if len(shape) != 3:
+            raise ShapeError(f"layer {name!r} needs an image input (C, H, W), got shape {shape}")
+        return shape  # type: ignore[return-value]
+
+    def conv(self, name: str, x: str, filters: int, kernel: int, stride: int = 1, pad: int = 0) -> str:
+        """2-D convolution with bias."""
+        _, h, w = self._spatial(name, x, kernel, stride, pad)
+        attrs = {"filters": filters, "kernel": kernel, "stride": stride, "pad": pad}
+        return self._add(name, "conv", (x,), attrs, (filters, h, w))
+
+    def pool(self, name: str, x: str, kind: str, kernel: int, stride: int, pad: int = 0) -> str:
+        """Max or average pooling over kernel x kernel windows."""
+        if kind not in POOLS:
+            raise ValueError(f"pool kind {kind!r} not in {POOLS}")
+        c, h, w = self._spatial(name, x, kernel, stride, pad)
+        return self._add(name, "pool", (x,), {"kind": kind, "kernel": kernel, "stride": stride, "pad": pad}, (c, h, w))
+
+    def act(self, name: str, x: str, kind: str) -> str:
+        """Element-wise activation: relu, tanh or sigmoid."""
+        if kind not in ACTIVATIONS:
+            raise ValueError(f"activation {kind!r} not in {ACTIVATIONS}")
+        return self._add(name, "act", (x,), {"kind": kind}, self.shape(x))
+
+    def dense(self, name: str, x: str, units: int) -> str:
+        """Fully connected layer with bias; needs a flat input."""
+        if len(self.shape(x)) != 1:
+            raise ShapeError(f"layer {name!r} needs a flat input; add flatten() before it")
+        return self._add(name, "dense", (x,), {"units": units}, (units,))
+
+    def dropout(self, name: str, x: str, rate: float) -> str:
+        """Drop a fraction `rate` of values while training."""
+        return self._add(name, "dropout", (x,), {"rate": rate}, self.shape(x))
+
+    def maxout(self, name: str, x: str, pieces: int) -> str:
+        """Maximum over `pieces` consecutive units of a flat input (H2O's Maxout)."""
+        (units,) = self.shape(x)
+        if units % pieces:
+            raise ValueError(f"maxout {name!r}: {units} units do not split into {pieces} pieces")
+        return self._add(name, "maxout", (x,), {"pieces": pieces}, (units // pieces,))
+
+    def flatten(self, name: str, x: str) -> str:
+        """Flatten (C, H, W) to (C*H*W,) in channels-first order."""
+        return self._add(name, "flatten", (x,), {}, (math.prod(self.shape(x)),))
