@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-
 from deepwater.networks import Graph
+
 from deepwater.specs import OptimizerSpec, TaskSpec
 
 

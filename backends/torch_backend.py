@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 
 from deepwater.networks import Graph
+
 from deepwater.specs import OptimizerSpec, TaskSpec
 
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from deepwater.networks import Graph, Node
 from torch import nn
 from torch.nn import functional as F
 
 from deepwater.errors import ModelFileError
-from deepwater.networks import Graph, Node
 from deepwater.specs import OptimizerSpec, TaskSpec
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}

@@ -4,8 +4,15 @@ Importing deepwater imports no deep learning framework; a backend loads its fram
 model is built.
 """
 from . import datasets
-from .errors import (DeepWaterError, DeviceError, FrameError, ImageError, MissingDependencyError, ModelFileError,
-                     ParameterError)
+from .errors import (
+                     DeepWaterError,
+                     DeviceError,
+                     FrameError,
+                     ImageError,
+                     MissingDependencyError,
+                     ModelFileError,
+                     ParameterError,
+)
 from .estimator import DeepWaterEstimator, H2ODeepWaterEstimator
 from .frames import import_file
 

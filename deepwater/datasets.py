@@ -15,7 +15,6 @@ import io
 import json
 import os
 import pickle
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from deepwater.errors import MissingDependencyError, ModelFileError, ParameterError
+from deepwater.files import write_atomically
 
 __all__ = ["mnist", "mnist_images"]
 
@@ -217,25 +217,13 @@ def _check_count(name: str, value: object, available: int) -> int:
     return int(value)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and os.replace."""
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def _write_png(path: Path, pixels: np.ndarray) -> None:
     """Write one 28x28 grayscale digit as a PNG file, atomically."""
     from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(pixels.reshape(IMAGE_SHAPE), mode="L").save(buffer, format="PNG")
-    _atomic_write_bytes(path, buffer.getvalue())
+    write_atomically(path, buffer.getvalue())
 
 
 def _relative_paths(split: str, labels: np.ndarray) -> list[str]:
@@ -273,7 +261,7 @@ def _manifest_matches(path: Path, record: dict[str, Any], root: Path) -> bool:
 
 def _write_files(root: Path, relative: list[str], x: np.ndarray, desc: str) -> None:
     """Write every image in ``x`` to its path under ``root``, in a thread pool."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     for folder in sorted({(root / item).parent for item in relative}):
         folder.mkdir(parents=True, exist_ok=True)
@@ -294,7 +282,7 @@ def _image_split(root: Path, split: str, x: np.ndarray, y: np.ndarray) -> pd.Dat
     if not _manifest_matches(manifest, record, root):
         manifest.unlink(missing_ok=True)
         _write_files(root, relative, x, desc=f"MNIST {split} PNGs")
-        _atomic_write_bytes(manifest, json.dumps(record).encode("utf-8"))
+        write_atomically(manifest, json.dumps(record).encode("utf-8"))
     return pd.DataFrame({
         "uri": [str(root / item) for item in relative],
         "label": pd.Categorical(y.astype(np.int64), categories=DIGITS),

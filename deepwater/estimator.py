@@ -12,7 +12,13 @@ from . import params as parameter_table
 from .design import DatasetEncoder, Response
 from .devices import resolve_device
 from .errors import FrameError, ParameterError
-from .frames import ColumnRef, check_frame, column_name, detect_problem_type, resolve_columns
+from .frames import (
+    ColumnRef,
+    check_frame,
+    column_name,
+    detect_problem_type,
+    resolve_columns,
+)
 from .images import ImageReader, ImageShape, load_mean_image
 from .inputs import DatasetInputs, ImageInputs
 from .metrics import CLASSIFICATION_ONLY, STOPPING_KEYS, ModelMetrics

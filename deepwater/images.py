@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import tempfile
 import threading
 import urllib.error
 import urllib.parse
@@ -19,6 +18,7 @@ import pandas as pd
 from PIL import Image
 
 from deepwater.errors import ImageError, ParameterError
+from deepwater.files import write_atomically
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 BAD_IMAGES_CHOICES = ("error", "skip")
@@ -232,21 +232,6 @@ def _fetch(url: str, timeout: float) -> bytes:
         raise ValueError(f"cannot fetch URL: {reason}") from exc
 
 
-def _write_atomically(directory: Path, name: str, data: bytes) -> Path:
-    """Write `data` to directory/name through a temp file and os.replace."""
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / name
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".part-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
 def _uri_key(uri: object) -> str:
     """Dictionary key of a URI: the string itself, or repr() of a non-string value."""
     return uri if isinstance(uri, str) else repr(uri)
@@ -342,7 +327,7 @@ class ImageReader:
         if scheme in ("http", "https"):
             target = self.download_dir / _download_name(uri)
             if not target.is_file():
-                _write_atomically(self.download_dir, target.name, _fetch(uri, self.http_timeout))
+                write_atomically(target, _fetch(uri, self.http_timeout))
             return str(target)
         return uri
 

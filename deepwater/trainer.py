@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Callable
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .scoring import ScoringSchedule, should_stop
 from .sources import Source, batches, iterate

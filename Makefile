@@ -1,0 +1,35 @@
+# The two commands a newcomer runs: `make quickstart` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
+DATA_DIR ?= $(HOME)/.cache/deepwater/mnist
+
+.PHONY: quickstart test install install-dev benchmark clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(PY) pyproject.toml constraints.txt
+	$(PIP) -e ".[torch,datasets]"
+	touch $@
+
+$(VENV)/.installed-dev: $(PY) pyproject.toml constraints.txt
+	$(PIP) -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+quickstart: install
+	$(PY) examples/quickstart.py $(DATA_DIR)
+
+test: install-dev
+	$(PY) -m pytest -q
+
+benchmark: install-dev
+	$(PY) benchmarks/mlp_vs_torch.py
+	$(PY) benchmarks/lenet_images.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,28 @@
+"""The package installs as one `deepwater` namespace and imports no framework up front."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_deepwater_imports_no_framework():
+    code = "import sys, deepwater; print(sorted(m for m in ('torch', 'tensorflow', 'mxnet') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_wheel_maps_top_level_folders_into_the_deepwater_namespace(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("deepwater-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "deepwater/backends/torch_backend.py" in names
+    assert "deepwater/networks/lenet.py" in names
+    assert "deepwater/models_zoo/__init__.py" in names
+    assert not any(n.startswith(("backends/", "networks/", "models_zoo/")) for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "deepwater.backends.torch_backend:TorchBackend" in zipfile.ZipFile(wheel).read(entry_points).decode()

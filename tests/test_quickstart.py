@@ -1,0 +1,49 @@
+"""The README's main job and the quick-start notebook, on a small subset of MNIST."""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_quickstart():
+    spec = importlib.util.spec_from_file_location("quickstart", ROOT / "examples" / "quickstart.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quickstart_learns_digits_from_png_files(tmp_path, capsys):
+    quickstart = _load_quickstart()
+    with pytest.warns(RuntimeWarning, match="no GPU") if not _has_gpu() else contextlib.nullcontext():
+        accuracy = quickstart.main(str(tmp_path), epochs=3, n_train=600, n_test=200)
+    printed = capsys.readouterr().out
+    assert accuracy > 0.5  # ten classes: chance is 0.1
+    assert "Test confusion matrix" in printed and f"Test accuracy: {accuracy:.4f}" in printed
+    assert len(list((tmp_path / "training").rglob("*.png"))) == 600
+
+
+def test_quickstart_notebook_runs_on_a_subset(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPWATER_NOTEBOOK_ROWS", "300")
+    monkeypatch.setenv("DEEPWATER_NOTEBOOK_DATA", str(tmp_path / "mnist"))
+    notebook = nbformat.read(ROOT / "notebooks" / "01_quickstart.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                     for output in cell.get("outputs", []))
+    assert "test accuracy:" in text
+    assert not any(output.get("output_type") == "error" for cell in notebook.cells
+                   for output in cell.get("outputs", []))
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
