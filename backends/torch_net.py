@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from deepwater.networks import Graph, Node
 from torch import nn
 from torch.nn import functional as F
 
-from deepwater.errors import ModelFileError
+from deepwater.networks import Graph, Node, check_state
 from deepwater.specs import OptimizerSpec, TaskSpec
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
@@ -25,15 +24,49 @@ class Maxout(nn.Module):
         return x.view(x.shape[0], -1, self.pieces).amax(dim=-1)
 
 
+class GlobalPool(nn.Module):
+    """Average or max over all spatial positions: (N, C, H, W) -> (N, C)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3)) if self.kind == "avg" else x.amax(dim=(2, 3))
+
+
+class Concat(nn.Module):
+    """Join inputs along channels."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(xs, dim=1)
+
+
+class Add(nn.Module):
+    """Element-wise sum of two inputs."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+
 def _layer(node: Node, graph: Graph) -> nn.Module:
     a = node.attrs
     in_shape = graph.node(node.inputs[0]).shape if node.inputs else ()
     if node.op == "dense":
         return nn.Linear(in_shape[0], a["units"])
     if node.op == "conv":
-        return nn.Conv2d(in_shape[0], a["filters"], a["kernel"], a["stride"], a["pad"])
+        return nn.Conv2d(in_shape[0], a["filters"], a["kernel"], a["stride"], a["pad"], bias=a["bias"])
     if node.op == "pool":
         return _POOLS[a["kind"]](a["kernel"], a["stride"], a["pad"])
+    if node.op == "global_pool":
+        return GlobalPool(a["kind"])
+    if node.op == "batch_norm":
+        norm = nn.BatchNorm2d if len(in_shape) == 3 else nn.BatchNorm1d
+        return norm(in_shape[0], eps=a["epsilon"], momentum=1.0 - a["momentum"])
+    if node.op == "concat":
+        return Concat()
+    if node.op == "add":
+        return Add()
     if node.op == "act":
         return _ACTIVATIONS[a["kind"]]()
     if node.op == "dropout":
@@ -169,20 +202,12 @@ class TorchNet:
 
     # --- state ----------------------------------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
-        """Weights as '<layer>.<param>' -> numpy array (copies)."""
-        return {key.removeprefix("layers."): t.detach().cpu().numpy().copy()
-                for key, t in self.module.state_dict().items()}
+        """Weights and buffers as '<layer>.<name>' -> numpy array (copies), canonical names only."""
+        tensors = self.module.state_dict()
+        return {key: tensors[f"layers.{key}"].detach().cpu().numpy().copy() for key in self.graph.state_shapes()}
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Load weights; names and shapes must match this network's."""
-        expected = self.get_state()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        wrong = [k for k in expected if k in state and tuple(np.shape(state[k])) != expected[k].shape]
-        if missing or unexpected or wrong:
-            raise ModelFileError(
-                f"weights do not fit this network: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-                f"wrong shape {[(k, np.shape(state[k]), expected[k].shape) for k in wrong[:5]]}"
-            )
+        check_state(self.graph, state)
         tensors = {f"layers.{k}": torch.as_tensor(np.asarray(v)) for k, v in state.items()}
-        self.module.load_state_dict(tensors)
+        self.module.load_state_dict(tensors, strict=False)

@@ -10,11 +10,11 @@ from typing import Any, Callable, Mapping
 
 from deepwater.errors import ParameterError
 
-from .graph import Graph, GraphBuilder, Node, ShapeError
+from .graph import Graph, GraphBuilder, Node, ShapeError, check_state
 from .lenet import lenet
 from .mlp import mlp
 
-__all__ = ["Graph", "GraphBuilder", "Node", "ShapeError", "NetworkSpec", "NETWORKS", "get", "build_graph",
+__all__ = ["Graph", "GraphBuilder", "Node", "ShapeError", "check_state", "NetworkSpec", "NETWORKS", "get", "build_graph",
            "resolve_auto"]
 
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepwater.errors import ParameterError
+from deepwater.errors import ModelFileError, ParameterError
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 POOLS = ("max", "avg")
@@ -35,8 +35,17 @@ class Node:
         if self.op == "dense":
             return {"weight": (self.attrs["units"], input_shapes[0][0]), "bias": (self.attrs["units"],)}
         if self.op == "conv":
-            k = self.attrs["kernel"]
-            return {"weight": (self.attrs["filters"], input_shapes[0][0], k, k), "bias": (self.attrs["filters"],)}
+            k, filters = self.attrs["kernel"], self.attrs["filters"]
+            shapes = {"weight": (filters, input_shapes[0][0], k, k)}
+            return {**shapes, "bias": (filters,)} if self.attrs["bias"] else shapes
+        if self.op == "batch_norm":
+            return {"weight": (self.shape[0],), "bias": (self.shape[0],)}
+        return {}
+
+    def buffer_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of non-trainable state (batch-norm running statistics)."""
+        if self.op == "batch_norm":
+            return {"running_mean": (self.shape[0],), "running_var": (self.shape[0],)}
         return {}
 
 
@@ -73,6 +82,13 @@ class Graph:
                 shapes[f"{node.name}.{pname}"] = shape
         return shapes
 
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Everything get_state() holds: parameters plus buffers such as batch-norm statistics."""
+        shapes = self.param_shapes()
+        for node in self.nodes:
+            shapes.update({f"{node.name}.{b}": s for b, s in node.buffer_shapes().items()})
+        return shapes
+
     def param_count(self) -> int:
         return sum(math.prod(s) for s in self.param_shapes().values())
 
@@ -104,18 +120,50 @@ class GraphBuilder:
             raise ShapeError(f"layer {name!r} needs an image input (C, H, W), got shape {shape}")
         return shape  # type: ignore[return-value]
 
-    def conv(self, name: str, x: str, filters: int, kernel: int, stride: int = 1, pad: int = 0) -> str:
-        """2-D convolution with bias."""
+    def conv(self, name: str, x: str, filters: int, kernel: int, stride: int = 1, pad: int = 0,
+             bias: bool = True) -> str:
+        """2-D convolution over square kernels, zero padding `pad` on every side."""
         _, h, w = self._spatial(name, x, kernel, stride, pad)
-        attrs = {"filters": filters, "kernel": kernel, "stride": stride, "pad": pad}
+        attrs = {"filters": filters, "kernel": kernel, "stride": stride, "pad": pad, "bias": bias}
         return self._add(name, "conv", (x,), attrs, (filters, h, w))
 
     def pool(self, name: str, x: str, kind: str, kernel: int, stride: int, pad: int = 0) -> str:
-        """Max or average pooling over kernel x kernel windows."""
+        """Max or average pooling over kernel x kernel windows (floor division of the output size).
+
+        Padding counts as -inf for max pooling; average pooling is not padded (pad must be 0),
+        so every backend averages exactly the same values.
+        """
         if kind not in POOLS:
             raise ValueError(f"pool kind {kind!r} not in {POOLS}")
+        if kind == "avg" and pad:
+            raise ValueError(f"average pool {name!r} cannot be padded; use pad=0")
         c, h, w = self._spatial(name, x, kernel, stride, pad)
         return self._add(name, "pool", (x,), {"kind": kind, "kernel": kernel, "stride": stride, "pad": pad}, (c, h, w))
+
+    def global_pool(self, name: str, x: str, kind: str = "avg") -> str:
+        """Average (or max) over all spatial positions: (C, H, W) -> (C,)."""
+        if kind not in POOLS:
+            raise ValueError(f"pool kind {kind!r} not in {POOLS}")
+        c, _, _ = self._image_shape(name, x)
+        return self._add(name, "global_pool", (x,), {"kind": kind}, (c,))
+
+    def batch_norm(self, name: str, x: str, epsilon: float = 1e-5, momentum: float = 0.9) -> str:
+        """Batch normalisation over channels (or features); running statistics follow
+        running = momentum * running + (1 - momentum) * batch."""
+        return self._add(name, "batch_norm", (x,), {"epsilon": epsilon, "momentum": momentum}, self.shape(x))
+
+    def concat(self, name: str, xs: list[str]) -> str:
+        """Join image inputs along channels; their H and W must agree."""
+        shapes = [self._image_shape(name, x) for x in xs]
+        if len({s[1:] for s in shapes}) != 1:
+            raise ShapeError(f"layer {name!r} joins inputs of different sizes: {shapes}")
+        return self._add(name, "concat", tuple(xs), {}, (sum(s[0] for s in shapes),) + shapes[0][1:])
+
+    def add(self, name: str, a: str, b: str) -> str:
+        """Element-wise sum of two inputs of the same shape (residual connections)."""
+        if self.shape(a) != self.shape(b):
+            raise ShapeError(f"layer {name!r} adds shapes {self.shape(a)} and {self.shape(b)}")
+        return self._add(name, "add", (a, b), {}, self.shape(a))
 
     def act(self, name: str, x: str, kind: str) -> str:
         """Element-wise activation: relu, tanh or sigmoid."""
@@ -143,3 +191,15 @@ class GraphBuilder:
     def flatten(self, name: str, x: str) -> str:
         """Flatten (C, H, W) to (C*H*W,) in channels-first order."""
         return self._add(name, "flatten", (x,), {}, (math.prod(self.shape(x)),))
+
+
+def check_state(graph: Graph, state: dict[str, Any]) -> None:
+    """Raise ModelFileError unless `state` holds exactly the graph's weights with the right shapes."""
+    expected = graph.state_shapes()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [(k, tuple(state[k].shape), expected[k]) for k in expected if k in state
+             and tuple(state[k].shape) != expected[k]]
+    if missing or unexpected or wrong:
+        raise ModelFileError(f"weights do not fit this network: missing {missing[:5]}, unexpected {unexpected[:5]}, "
+                             f"wrong shapes (name, given, expected) {wrong[:5]}")
