@@ -196,6 +196,7 @@ class TorchNet:
     @torch.no_grad()
     def features(self, x: np.ndarray, layer: str) -> np.ndarray:
         """Activations of `layer`, flattened to (n, k)."""
+        self.graph.check_layer(layer)
         self._set_mode(False)
         out = self.module(self._to_device(x), until=layer)
         return out.reshape(out.shape[0], -1).float().cpu().numpy()

@@ -28,9 +28,9 @@ def _levels(series: pd.Series) -> list[Any]:
         return sorted(values, key=str)
 
 
-def _values(series: pd.Series) -> np.ndarray:
-    """The column as a writable array of objects (pandas may hand out read-only views)."""
-    return np.array(series.astype(object), dtype=object)
+def _codes(series: pd.Series, levels: list[Any]) -> np.ndarray:
+    """Position of each value in `levels` (int64); -1 for missing values and values not in `levels`."""
+    return pd.Index(levels).get_indexer(np.array(series.astype(object), dtype=object)).astype(np.int64)
 
 
 @dataclass
@@ -68,7 +68,7 @@ class Response:
         _check_no_missing(series, "y")
         if self.kind == REGRESSION:
             return ((series.to_numpy(dtype=np.float64) - self.mean) / self.scale).astype(np.float32)
-        codes = pd.Categorical(_values(series), categories=self.classes).codes.astype(np.int64)
+        codes = _codes(series, self.classes)
         if (codes < 0).any():
             unseen = sorted(set(series[codes < 0].astype(str)))[:5]
             raise FrameError(f"y={self.name!r} holds classes the model never saw in training: {unseen}; "
@@ -165,9 +165,10 @@ class DatasetEncoder:
                 block /= scale
             parts.append(block)
         for column in self.categorical:
-            codes = pd.Categorical(_values(frame[column.name]), categories=column.levels).codes
+            codes = _codes(frame[column.name], column.levels)
             onehot = np.zeros((len(frame), len(column.levels)), dtype=np.float32)
             known = codes >= 0  # unseen levels and missing values stay all-zero
             onehot[np.nonzero(known)[0], codes[known]] = 1.0
             parts.append(onehot)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        matrix = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        return np.ascontiguousarray(matrix)  # row-major: mini-batches gather rows

@@ -41,7 +41,7 @@ def check_frame(frame: object, name: str) -> pd.DataFrame:
 
 def column_name(frame: pd.DataFrame, ref: ColumnRef, parameter: str) -> str:
     """The name of a column given by name or 0-based position."""
-    columns = list(frame.columns)
+    columns = frame.columns
     if isinstance(ref, bool):
         raise ParameterError(f"{parameter}={ref!r} is not a column; use a column name or position.")
     if isinstance(ref, int):

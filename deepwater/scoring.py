@@ -1,6 +1,7 @@
 """When to score (H2O's schedule) and when to stop (H2O's moving-average rule)."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 
@@ -47,6 +48,8 @@ def should_stop(history: Sequence[float], rounds: int, tolerance: float, larger_
         return False
     recent = list(history[-2 * rounds:])
     averages = [sum(recent[i:i + rounds]) / rounds for i in range(rounds + 1)]
+    if any(math.isnan(a) for a in averages):  # e.g. AUC of a one-class sample: no verdict
+        return False
     reference, later = averages[0], averages[1:]
     if larger_is_better:
         best = max(later)

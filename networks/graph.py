@@ -69,6 +69,11 @@ class Graph:
                 return node
         raise KeyError(name)
 
+    def check_layer(self, name: str) -> None:
+        """Raise ParameterError unless `name` is a layer features() accepts."""
+        if name not in self.layer_names():
+            raise ParameterError(f"layer={name!r} is not a layer of this network; use one of {self.layer_names()}.")
+
     def layer_names(self) -> list[str]:
         """Names that features() accepts: every node but the input."""
         return [n.name for n in self.nodes[1:]]

@@ -67,6 +67,11 @@ def linear() -> pd.DataFrame:
     return make_linear(300, seed=0)
 
 
+@pytest.fixture
+def linear_valid() -> pd.DataFrame:
+    return make_linear(200, seed=1)
+
+
 def write_png(path: Path, value: int, size: int = 12, seed: int = 0) -> Path:
     """A grey PNG of about brightness `value`, with a little noise."""
     rng = np.random.default_rng(seed)

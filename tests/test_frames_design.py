@@ -7,12 +7,22 @@ import pytest
 from sklearn import metrics as skm
 
 import deepwater as dw
-from deepwater import DeepWaterEstimator, FrameError, MissingDependencyError, ParameterError
+from deepwater import (
+    DeepWaterEstimator,
+    FrameError,
+    MissingDependencyError,
+    ParameterError,
+)
 from deepwater.design import DatasetEncoder, Response
-from deepwater.frames import check_frame, detect_problem_type, import_file, resolve_columns
+from deepwater.frames import (
+    check_frame,
+    detect_problem_type,
+    import_file,
+    resolve_columns,
+)
 from deepwater.specs import CLASSIFICATION, REGRESSION
 
-FAST = dict(gpu=False, quiet_mode=True, hidden=[16], mini_batch_size=32, seed=1234)
+FAST = {"gpu": False, "quiet_mode": True, "hidden": [16], "mini_batch_size": 32, "seed": 1234}
 
 
 def small_frame() -> pd.DataFrame:
@@ -478,6 +488,7 @@ def test_weighted_metrics_equal_sklearn(blobs):
     model = DeepWaterEstimator(weights_column="w", epochs=1, **FAST).train(y="label", training_frame=frame)
     performance = model.model_performance(frame)
     probabilities = model.predict(frame)[["a", "b", "c"]].to_numpy()
+    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)  # float32 sums are off by ~1e-7
     codes = frame["label"].cat.codes.to_numpy()
     weights = frame["w"].to_numpy()
     assert performance.logloss() == pytest.approx(
@@ -502,3 +513,19 @@ def test_weighted_regression_metrics_equal_sklearn(linear):
     assert performance.mse() == pytest.approx(skm.mean_squared_error(y, predicted, sample_weight=w), rel=1e-3)
     assert performance.mae() == pytest.approx(skm.mean_absolute_error(y, predicted, sample_weight=w), rel=1e-3)
     assert performance.r2() == pytest.approx(skm.r2_score(y, predicted, sample_weight=w), abs=1e-3)
+
+
+# --------------------------------------------------------------------------- future pandas
+
+@pytest.mark.filterwarnings("error::DeprecationWarning", "error::FutureWarning")
+def test_unseen_level_encoding_uses_no_deprecated_pandas_behaviour(blobs):
+    encoder = DatasetEncoder.fit(blobs, ["colour"], True, True)
+    matrix = encoder.transform(pd.DataFrame({"colour": ["purple", "red"]}))
+    np.testing.assert_array_equal(matrix[0], 0.0)
+
+
+@pytest.mark.filterwarnings("error::DeprecationWarning", "error::FutureWarning")
+def test_unseen_class_check_uses_no_deprecated_pandas_behaviour():
+    response = Response.fit(pd.DataFrame({"y": ["a", "b"]}), "y", True)
+    with pytest.raises(FrameError):
+        response.encode(pd.DataFrame({"y": ["a", "zebra"]}))

@@ -22,11 +22,11 @@ def _load_quickstart():
 def test_quickstart_learns_digits_from_png_files(tmp_path, capsys):
     quickstart = _load_quickstart()
     with pytest.warns(RuntimeWarning, match="no GPU") if not _has_gpu() else contextlib.nullcontext():
-        accuracy = quickstart.main(str(tmp_path), epochs=3, n_train=600, n_test=200)
+        accuracy = quickstart.main(str(tmp_path), epochs=4, n_train=1000, n_test=200)
     printed = capsys.readouterr().out
     assert accuracy > 0.5  # ten classes: chance is 0.1
     assert "Test confusion matrix" in printed and f"Test accuracy: {accuracy:.4f}" in printed
-    assert len(list((tmp_path / "training").rglob("*.png"))) == 600
+    assert len(list((tmp_path / "training").rglob("*.png"))) == 1000
 
 
 def test_quickstart_notebook_runs_on_a_subset(tmp_path, monkeypatch):
