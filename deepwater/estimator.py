@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from . import networks
 from . import params as parameter_table
 from .design import DatasetEncoder, Response
 from .devices import resolve_device
@@ -90,8 +91,6 @@ class DeepWaterEstimator:
         task = task_from_params(response.kind, response.n_classes, p["distribution"], p["loss"])
         rule = self._stopping_rule(task, valid is not None)
 
-        from deepwater import networks
-
         network = networks.resolve_auto(p["network"], problem_type == "image")
         inputs = self._make_inputs(train, predictors, problem_type, network)
         graph = networks.build_graph(network, inputs.input_shape, task.n_outputs, p)
@@ -143,8 +142,6 @@ class DeepWaterEstimator:
         p = self._params
         if problem_type == "dataset":
             return DatasetInputs(DatasetEncoder.fit(frame, predictors, p["standardize"], p["ignore_const_cols"]))
-        from deepwater import networks
-
         default = networks.get(network).default_image_shape or (224, 224)
         height, width = p["image_shape"] or default
         shape = ImageShape(height, width, p["channels"])

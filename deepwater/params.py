@@ -141,7 +141,7 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("backend", "auto", any_text,
               "Framework that runs the network: 'auto' (first installed of torch, tensorflow, mxnet) or a backend name."),
     Parameter("network", "auto", any_text,
-              "Architecture: 'auto' (inception_bn for images, MLP for datasets), 'mlp', 'lenet', ..."),
+              "Architecture: 'auto' (inception_bn for images, MLP for datasets) or a name in deepwater.networks.NETWORKS."),
     Parameter("problem_type", "auto", one_of(*PROBLEM_TYPES),
               "'image' (first x column holds image URIs), 'dataset' (numeric/categorical columns) or 'auto' (detect)."),
     Parameter("epochs", 10.0, number(0), "How many passes over the training frame (may be fractional).", True),

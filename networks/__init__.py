@@ -6,13 +6,19 @@ backend compiles natively, so a network has the same layer names and parameter c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Mapping
 
 from deepwater.errors import ParameterError
 
+from .alexnet import alexnet
+from .googlenet import googlenet
 from .graph import Graph, GraphBuilder, Node, ShapeError, check_state
+from .inception_bn import inception_bn
 from .lenet import lenet
 from .mlp import mlp
+from .resnet import resnet
+from .vgg import vgg
 
 __all__ = ["Graph", "GraphBuilder", "Node", "ShapeError", "check_state", "NetworkSpec", "NETWORKS", "get", "build_graph",
            "resolve_auto"]
@@ -33,9 +39,16 @@ NETWORKS: dict[str, NetworkSpec] = {
     "mlp": NetworkSpec("mlp", mlp, False, None,
                        ("hidden", "activation", "input_dropout_ratio", "hidden_dropout_ratios")),
     "lenet": NetworkSpec("lenet", lenet, True, (28, 28)),
+    "alexnet": NetworkSpec("alexnet", alexnet, True, (224, 224)),
+    "vgg": NetworkSpec("vgg", partial(vgg, depth=16), True, (224, 224)),
+    **{f"vgg{d}": NetworkSpec(f"vgg{d}", partial(vgg, depth=d), True, (224, 224)) for d in (11, 13, 16, 19)},
+    "googlenet": NetworkSpec("googlenet", googlenet, True, (224, 224)),
+    "inception_bn": NetworkSpec("inception_bn", inception_bn, True, (224, 224)),
+    "resnet": NetworkSpec("resnet", partial(resnet, depth=50), True, (224, 224)),
+    **{f"resnet{d}": NetworkSpec(f"resnet{d}", partial(resnet, depth=d), True, (224, 224)) for d in (18, 34, 50, 101)},
 }
 
-# Deep Water's "auto": inception_bn for images once it is defined, an MLP for datasets.
+# Deep Water's "auto": inception_bn for images, an MLP for datasets.
 _AUTO_IMAGE_PREFERENCE = ("inception_bn", "lenet")
 
 
