@@ -28,6 +28,9 @@ class Net(Protocol):
     def layers(self) -> list[str]:
         """Layer names that features() accepts."""
 
+    def parameter_count(self) -> int:
+        """Trainable parameters, counted by the framework itself."""
+
     def features(self, x: np.ndarray, layer: str) -> np.ndarray:
         """Activations of `layer`, flattened to (n, k)."""
 

@@ -193,6 +193,9 @@ class TorchNet:
     def layers(self) -> list[str]:
         return self.graph.layer_names()
 
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.module.parameters() if p.requires_grad)
+
     @torch.no_grad()
     def features(self, x: np.ndarray, layer: str) -> np.ndarray:
         """Activations of `layer`, flattened to (n, k)."""
