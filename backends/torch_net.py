@@ -111,7 +111,8 @@ class TorchNet:
         self._training = None
         self._set_mode(False)
         self._params = [p for p in self.module.parameters()]
-        self._weights = [p for name, p in self.module.named_parameters() if name.endswith("weight")]
+        named = dict(self.module.named_parameters())
+        self._weights = [named[f"layers.{key}"] for key in graph.penalised_params()]
         self.optimizer = self._make_optimizer()
         self.samples = 0
 

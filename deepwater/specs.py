@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -81,12 +81,16 @@ class OptimizerSpec:
         names = [f for f in cls.__dataclass_fields__ if f != "nesterov"]
         return cls(nesterov=params["nesterov_accelerated_gradient"], **{n: params[n] for n in names})
 
-    def rate(self, samples: int) -> float:
-        """Learning rate after `samples` training rows."""
+    def rate(self, samples):
+        """Learning rate after `samples` training rows (a number, or a framework tensor in a compiled step)."""
         return self.learning_rate / (1.0 + self.learning_rate_annealing * samples)
 
-    def momentum(self, samples: int) -> float:
-        """Momentum after `samples` training rows: a linear ramp from start to stable."""
-        if self.momentum_ramp <= 0 or samples >= self.momentum_ramp:
+    def momentum(self, samples, minimum: Callable = min):
+        """Momentum after `samples` training rows: a linear ramp from start to stable.
+
+        `minimum` lets a compiled step pass its framework's element-wise minimum (e.g. tf.minimum).
+        """
+        if self.momentum_ramp <= 0:
             return self.momentum_stable
-        return self.momentum_start + (self.momentum_stable - self.momentum_start) * samples / self.momentum_ramp
+        progress = minimum(samples / self.momentum_ramp, 1.0)
+        return self.momentum_start + (self.momentum_stable - self.momentum_start) * progress

@@ -87,6 +87,10 @@ class Graph:
                 shapes[f"{node.name}.{pname}"] = shape
         return shapes
 
+    def penalised_params(self) -> list[str]:
+        """Parameters that l1 and l2 apply to: conv and dense weights (not biases, not batch-norm scales)."""
+        return [f"{n.name}.weight" for n in self.nodes if n.op in ("conv", "dense")]
+
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Everything get_state() holds: parameters plus buffers such as batch-norm statistics."""
         shapes = self.param_shapes()

@@ -1,6 +1,8 @@
 """DeepWaterEstimator end to end: training, prediction, metrics, backends, devices, networks and images."""
 from __future__ import annotations
 
+import importlib
+
 import warnings
 
 import numpy as np
@@ -198,8 +200,27 @@ def test_backend_without_its_framework_names_the_extra(blobs, monkeypatch):
     with pytest.raises(MissingDependencyError) as info:
         fit(blobs, backend="torch")
     assert "deepwater[torch]" in str(info.value)
-    with pytest.raises(MissingDependencyError):
+
+
+def test_auto_backend_without_any_framework_names_an_extra(blobs, monkeypatch):
+    from deepwater import registry
+
+    for target in registry.backend_targets().values():
+        module_name, _, class_name = target.partition(":")
+        backend_class = getattr(importlib.import_module(module_name), class_name)
+        monkeypatch.setattr(backend_class, "available", lambda self: False)
+    with pytest.raises(MissingDependencyError, match=r"deepwater\[torch\]"):
         fit(blobs, backend="auto")
+
+
+def test_auto_backend_takes_the_first_installed_in_deepwater_order(blobs, monkeypatch):
+    from deepwater import registry
+
+    installed = [name for name in registry.AUTO_ORDER if name in registry.backend_targets()]
+    if len(installed) < 2:
+        pytest.skip("needs two backends")
+    monkeypatch.setattr(TorchBackend, "available", lambda self: False)
+    assert fit(blobs, backend="auto", epochs=0.2).summary()["backend"] == installed[1]
 
 
 def test_gpu_without_a_gpu_warns_and_uses_the_cpu(blobs, monkeypatch):

@@ -1,0 +1,28 @@
+"""The TensorFlow backend. Importing this module does not import tensorflow; building a net does."""
+from __future__ import annotations
+
+import importlib.util
+
+from deepwater.networks import Graph
+
+from deepwater.specs import OptimizerSpec, TaskSpec
+
+
+class TensorflowBackend:
+    """Compiles network graphs into Keras 3 models trained by a tf.function step (see tf_net.py)."""
+
+    name = "tensorflow"
+    extra = "tensorflow"
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("tensorflow") is not None and importlib.util.find_spec("keras") is not None
+
+    def devices(self) -> list[str]:
+        import tensorflow as tf
+
+        return ["cpu"] + [f"cuda:{i}" for i in range(len(tf.config.list_physical_devices("GPU")))]
+
+    def build(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
+        from .tf_net import TensorflowNet
+
+        return TensorflowNet(graph, task, optimizer, device, seed)
