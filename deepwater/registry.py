@@ -10,6 +10,7 @@ ENTRY_POINT_GROUP = "deepwater.backends"
 # Shipped backends, in the order backend="auto" tries them.
 BUILTIN_BACKENDS = {
     "torch": "deepwater.backends.torch_backend:TorchBackend",
+    "mxnet": "deepwater.backends.mxnet_backend:MXNetBackend",
     "tensorflow": "deepwater.backends.tf_backend:TensorflowBackend",
 }
 AUTO_ORDER = ("torch", "tensorflow", "mxnet")

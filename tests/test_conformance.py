@@ -107,8 +107,8 @@ def test_a_few_steps_lower_the_training_loss(backend, network):
     rng = np.random.default_rng(0)
     x = _inputs(network, rows=8, seed=2)
     y = rng.integers(0, CLASSES, size=len(x)).astype(np.int64)
-    net = _build(backend, network, optimizer=OptimizerSpec(learning_rate=0.05, learning_rate_annealing=0.0))
-    losses = [net.train_batch(x, y) for _ in range(8)]
+    net = _build(backend, network, optimizer=OptimizerSpec(learning_rate=0.01, learning_rate_annealing=0.0))
+    losses = [net.train_batch(x, y) for _ in range(10)]
     assert np.mean(losses[-3:]) < losses[0]
 
 

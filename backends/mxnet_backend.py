@@ -1,0 +1,94 @@
+"""The MXNet backend. Importing this module does not import mxnet; building a net does.
+
+MXNet 1.9 needs two accommodations, both kept here: it still refers to `numpy.bool`, which numpy
+1.24 removed, and importing it drops PyTorch's intra-op thread count to 1. `load_mxnet()` applies
+the first and undoes the second.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import warnings
+from types import ModuleType
+
+from deepwater.networks import Graph
+
+from deepwater.errors import MissingDependencyError
+from deepwater.specs import OptimizerSpec, TaskSpec
+
+EXTRA = "mxnet"
+
+
+def _numpy_bool_shim() -> None:
+    """Give numpy back the `bool` alias that MXNet 1.9 uses (removed in numpy 1.24)."""
+    import numpy
+
+    if "bool" not in numpy.__dict__:
+        numpy.bool = bool  # type: ignore[attr-defined]
+
+
+def _torch_threads() -> int | None:
+    """PyTorch's intra-op thread count when torch is already imported, else None (and no import)."""
+    torch = sys.modules.get("torch")
+    get = getattr(torch, "get_num_threads", None)
+    return get() if callable(get) else None
+
+
+def _restore_torch_threads(count: int | None) -> None:
+    """Put PyTorch's thread count back to `count` if importing mxnet changed it."""
+    torch = sys.modules.get("torch")
+    if count is not None and torch is not None and torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+
+
+def load_mxnet() -> ModuleType:
+    """Import mxnet (with the numpy shim), leaving PyTorch's thread count as it was.
+
+    A missing or broken install raises MissingDependencyError naming the 'mxnet' extra.
+    """
+    if "mxnet" in sys.modules:
+        return sys.modules["mxnet"]
+    if importlib.util.find_spec("mxnet") is None:
+        raise MissingDependencyError("MXNet (the framework for backend='mxnet')", EXTRA)
+    threads = _torch_threads()
+    _numpy_bool_shim()
+    try:
+        with warnings.catch_warnings():  # MXNet 1.9's own deprecated uses of numpy and distutils
+            warnings.simplefilter("ignore", DeprecationWarning)
+            mx = importlib.import_module("mxnet")
+    except Exception as error:  # a broken install: a missing shared library, an incompatible numpy, ...
+        sys.modules.pop("mxnet", None)
+        raise MissingDependencyError(
+            f"A working MXNet (importing mxnet failed: {type(error).__name__}: {error})", EXTRA) from error
+    finally:
+        _restore_torch_threads(threads)
+    return mx
+
+
+class MXNetBackend:
+    """Compiles network graphs into MXNet symbols run by bound executors (see mxnet_net.py)."""
+
+    name = "mxnet"
+    extra = EXTRA
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("mxnet") is not None
+
+    def devices(self) -> list[str]:
+        mx = load_mxnet()
+        try:
+            gpus = mx.context.num_gpus()
+        except mx.base.MXNetError:  # a CUDA build without a usable driver
+            gpus = 0
+        return ["cpu"] + [f"cuda:{i}" for i in range(gpus)]
+
+    def build(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
+        load_mxnet()
+        threads = _torch_threads()
+        try:
+            from .mxnet_net import MXNetNet
+
+            return MXNetNet(graph, task, optimizer, device, seed)
+        finally:
+            _restore_torch_threads(threads)

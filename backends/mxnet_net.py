@@ -1,0 +1,506 @@
+"""A networks.Graph compiled into MXNet symbols, run by bound executors, with H2O's optimiser.
+
+Each graph node becomes one MXNet symbol named after the node, so parameters are '<node>_weight',
+'<node>_bias', '<node>_gamma', '<node>_beta' and batch-norm statistics '<node>_moving_mean' and
+'<node>_moving_var'. MXNet's layouts are PyTorch's (OIHW convolutions, (out, in) dense weights), so
+get_state()/set_state() only rename.
+
+Two symbols are built from the graph: a training one (the network, its loss through MakeLoss and
+the new batch-norm running statistics) and an inference one (running statistics, no loss). Executors
+are bound once per batch size and kept, all sharing the same parameter, gradient and statistics
+arrays. The optimisers follow torch.optim.SGD (momentum, nesterov) and torch.optim.Adadelta:
+
+* SGD uses MXNet's fused sgd_mom_update / nag_mom_update, whose momentum buffer holds -lr * torch's
+  buffer; when the learning rate anneals the buffer is rescaled by new_lr / old_lr first, so the
+  steps equal torch's (buf = m * buf + g; w -= lr * (g + m * buf) or lr * buf).
+* Batch normalisation trains on batch statistics like torch and, like torch, feeds the unbiased
+  batch variance into running_var. MXNet's own running-statistics update uses the biased variance
+  (and with MKL-DNN on the CPU it left them unchanged in our checks), so the training symbol computes
+  torch's update itself and the BatchNorm operator writes its own into scratch arrays nobody reads.
+* Executors are bound without MXNet's MKL-DNN graph fusion (see unfused_binding()).
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from deepwater.networks import Graph, Node, check_state
+
+from deepwater.specs import OptimizerSpec, TaskSpec
+
+from .mxnet_backend import load_mxnet
+
+mx = load_mxnet()
+
+LABEL = "deepwater_label"
+ROW_WEIGHT = "deepwater_row_weight"
+SCRATCH = "__train_scratch"  # suffix of the batch-norm statistics the training BatchNorm op updates itself
+SUBGRAPH_BACKEND = "MXNET_SUBGRAPH_BACKEND"  # read by MXNet each time an executor is bound
+MAX_EXECUTORS = 8  # bound executors kept (one per symbol and batch size), least recently used dropped first
+_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid"}
+_BN_SUFFIX = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_var"}
+
+
+# ----------------------------------------------------------------------------- names and devices
+
+def mx_name(graph: Graph, key: str) -> str:
+    """Canonical '<node>.<param>' -> MXNet array name '<node>_<param>' (batch norm: gamma, beta, moving_*)."""
+    node, _, param = key.rpartition(".")
+    if graph.node(node).op == "batch_norm":
+        param = _BN_SUFFIX[param]
+    return f"{node}_{param}"
+
+
+def mx_context(device: str):
+    """'cpu' -> mx.cpu(); 'cuda:i' -> mx.gpu(i)."""
+    if device == "cpu":
+        return mx.cpu()
+    if device.startswith("cuda:"):
+        return mx.gpu(int(device.split(":", 1)[1]))
+    raise ValueError(f"the mxnet backend cannot run on device {device!r}; use 'cpu' or 'cuda:<i>'")
+
+
+@contextmanager
+def unfused_binding() -> Iterator[None]:
+    """Bind without MXNet's MKL-DNN graph fusion: its fused convolutions fold and cache the weights when
+    first run and miss later in-place updates, so predictions after a training step or set_state() would
+    use stale weights. The setting is restored afterwards."""
+    previous = os.environ.get(SUBGRAPH_BACKEND)
+    os.environ[SUBGRAPH_BACKEND] = "NONE"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(SUBGRAPH_BACKEND, None)
+        else:
+            os.environ[SUBGRAPH_BACKEND] = previous
+
+
+# ----------------------------------------------------------------------------- graph -> symbols
+
+@dataclass(frozen=True)
+class RunningStats:
+    """The names of a batch-norm node's running statistics and of the scratch arrays its training
+    BatchNorm operator updates instead."""
+
+    node: str
+
+    @property
+    def mean(self) -> str:
+        return f"{self.node}_moving_mean"
+
+    @property
+    def var(self) -> str:
+        return f"{self.node}_moving_var"
+
+    @property
+    def scratch_mean(self) -> str:
+        return f"{self.node}{SCRATCH}_mean"
+
+    @property
+    def scratch_var(self) -> str:
+        return f"{self.node}{SCRATCH}_var"
+
+
+def _conv(node: Node, x):
+    a = node.attrs
+    k, s, p = a["kernel"], a["stride"], a["pad"]
+    return mx.sym.Convolution(x, kernel=(k, k), stride=(s, s), pad=(p, p), num_filter=a["filters"],
+                              no_bias=not a["bias"], name=node.name)
+
+
+def _pool(node: Node, x):
+    """Max pooling ignores padding (as -inf padding does); average pooling is never padded."""
+    a = node.attrs
+    k, s, p = a["kernel"], a["stride"], a["pad"]
+    return mx.sym.Pooling(x, kernel=(k, k), stride=(s, s), pad=(p, p), pool_type=a["kind"],
+                          pooling_convention="valid", name=node.name)
+
+
+def _global_pool(node: Node, x):
+    reduce = mx.sym.mean if node.attrs["kind"] == "avg" else mx.sym.max
+    return reduce(x, axis=(2, 3), name=node.name)
+
+
+def _maxout(node: Node, x):
+    pieces = node.attrs["pieces"]
+    groups = mx.sym.reshape(x, shape=(0, -1, pieces), name=f"{node.name}__groups")
+    return mx.sym.max(groups, axis=2, name=node.name)
+
+
+def _batch_norm_inference(node: Node, x):
+    a = node.attrs
+    return mx.sym.BatchNorm(x, eps=a["epsilon"], momentum=a["momentum"], fix_gamma=False,
+                            use_global_stats=False, axis=1, name=node.name)
+
+
+def _batch_norm_training(node: Node, x, updates: dict):
+    """BatchNorm on batch statistics, plus symbols for torch's running-statistics update.
+
+    MXNet returns the batch mean and inverse standard deviation 1/sqrt(var + eps); the update is
+    running = m * running + (1 - m) * batch, with the variance made unbiased (count / (count - 1)).
+    """
+    a, stats = node.attrs, RunningStats(node.name)
+    m, eps = a["momentum"], a["epsilon"]
+    out = mx.sym.BatchNorm(x, moving_mean=mx.sym.var(stats.scratch_mean), moving_var=mx.sym.var(stats.scratch_var),
+                           eps=eps, momentum=m, fix_gamma=False, use_global_stats=False, output_mean_var=True,
+                           axis=1, name=node.name)
+    mean, inv_std = mx.sym.BlockGrad(out[1]), mx.sym.BlockGrad(out[2])
+    count = mx.sym.cast(mx.sym.size_array(x), dtype="float32") / node.shape[0]  # values per channel
+    variance = mx.sym.reciprocal(mx.sym.square(inv_std)) - eps
+    unbiased = mx.sym.broadcast_mul(variance, count / mx.sym.maximum(count - 1.0, 1.0))
+    running_mean, running_var = mx.sym.var(stats.mean), mx.sym.var(stats.var)
+    updates[stats] = (running_mean * m + mean * (1.0 - m), running_var * m + unbiased * (1.0 - m))
+    return out[0]
+
+
+def _node_symbol(node: Node, xs: list, updates: dict | None):
+    """The MXNet symbol of one node, named after it; `updates` collects batch-norm updates when training."""
+    a, x = node.attrs, xs[0]
+    if node.op == "conv":
+        return _conv(node, x)
+    if node.op == "pool":
+        return _pool(node, x)
+    if node.op == "dense":
+        return mx.sym.FullyConnected(x, num_hidden=a["units"], flatten=True, name=node.name)
+    if node.op == "global_pool":
+        return _global_pool(node, x)
+    if node.op == "batch_norm":
+        if updates is None:
+            return _batch_norm_inference(node, x)
+        return _batch_norm_training(node, x, updates)
+    if node.op == "act":
+        return mx.sym.Activation(x, act_type=_ACTIVATIONS[a["kind"]], name=node.name)
+    if node.op == "dropout":
+        return mx.sym.Dropout(x, p=a["rate"], name=node.name)
+    if node.op == "maxout":
+        return _maxout(node, x)
+    if node.op == "flatten":
+        return mx.sym.flatten(x, name=node.name)
+    if node.op == "concat":
+        return mx.sym.concat(*xs, dim=1, name=node.name)
+    if node.op == "add":
+        return mx.sym.elemwise_add(xs[0], xs[1], name=node.name)
+    raise ValueError(f"the mxnet backend has no layer for op {node.op!r}")
+
+
+def build_symbols(graph: Graph, training: bool) -> tuple[dict, dict]:
+    """Node name -> symbol for the whole graph, and (training only) RunningStats -> new (mean, var) symbols."""
+    symbols = {graph.input.name: mx.sym.var(graph.input.name)}
+    updates: dict = {}
+    for node in graph.nodes[1:]:
+        inputs = [symbols[i] for i in node.inputs]
+        symbols[node.name] = _node_symbol(node, inputs, updates if training else None)
+    return symbols, updates
+
+
+# ----------------------------------------------------------------------------- losses
+
+def _rowwise_loss(kind: str, out, label):
+    """Each row's loss, as torch's functional losses compute it with reduction='none'."""
+    if kind == "cross_entropy":
+        return -mx.sym.pick(mx.sym.log_softmax(out, axis=1), label, axis=1)
+    diff = mx.sym.reshape(out, shape=(-1,)) - label
+    if kind == "quadratic":
+        return mx.sym.square(diff)
+    if kind == "absolute":
+        return mx.sym.abs(diff)
+    if kind == "huber":
+        size = mx.sym.abs(diff)
+        return mx.sym.where(size < 1.0, 0.5 * mx.sym.square(diff), size - 0.5)
+    raise ValueError(f"the mxnet backend has no loss {kind!r}")
+
+
+def loss_symbol(kind: str, out, weighted: bool):
+    """The batch's mean loss, or sum(l * w) / sum(w) with row weights, as a MakeLoss head."""
+    losses = _rowwise_loss(kind, out, mx.sym.var(LABEL))
+    if weighted:
+        weights = mx.sym.var(ROW_WEIGHT)
+        loss = mx.sym.sum(losses * weights) / mx.sym.maximum(mx.sym.sum(weights), 1e-12)
+    else:
+        loss = mx.sym.mean(losses)
+    return mx.sym.MakeLoss(loss, name="deepwater_loss")
+
+
+# ----------------------------------------------------------------------------- parameters
+
+def initial_state(graph: Graph, seed: int) -> dict[str, np.ndarray]:
+    """Canonical initial weights: PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for convolution
+    and dense weights and biases; batch norm scale 1, shift 0, running mean 0, running variance 1."""
+    rng = np.random.default_rng(seed)
+    params = graph.param_shapes()
+    state = {}
+    for key, shape in graph.state_shapes().items():
+        name, _, param = key.rpartition(".")
+        if graph.node(name).op == "batch_norm":
+            value = np.ones(shape) if param in ("weight", "running_var") else np.zeros(shape)
+        else:
+            fan_in = math.prod(params[f"{name}.weight"][1:])
+            bound = 1.0 / math.sqrt(fan_in) if fan_in else 0.0
+            value = rng.uniform(-bound, bound, size=shape)
+        state[key] = value.astype(np.float32)
+    return state
+
+
+# ----------------------------------------------------------------------------- optimisers
+
+@dataclass(frozen=True)
+class Slot:
+    """One trainable array, its gradient array, and whether l1/l2 apply to it."""
+
+    weight: object
+    grad: object
+    penalised: bool
+
+
+def clip_value(spec: OptimizerSpec) -> float:
+    """The clipping bound, or -1 (MXNet's 'off') when clip_gradient is None or 0, as in the torch backend."""
+    return float(spec.clip_gradient) if spec.clip_gradient else -1.0
+
+
+class TorchSGD:
+    """torch.optim.SGD (dampening 0) on MXNet's fused updates, after H2O's penalties.
+
+    MXNet's buffer `mom` is -lr * torch's `buf`; it is rescaled whenever the learning rate changes.
+    A step with momentum 0 leaves the buffers alone and steps by the (clipped) gradient, as torch does.
+    """
+
+    def __init__(self, slots: list[Slot], spec: OptimizerSpec) -> None:
+        self.slots, self.l1, self.l2, self.clip = slots, spec.l1, spec.l2, clip_value(spec)
+        self.nesterov = spec.nesterov and spec.momentum(0) > 0
+        self.moms = [mx.nd.zeros(s.weight.shape, ctx=s.weight.context) for s in slots]
+        self._mom_lr: float | None = None  # the learning rate the buffers are scaled by
+
+    def _penalise(self) -> None:
+        """grad += l1 * sign(w) + l2 * w for every penalised weight."""
+        for slot in (s for s in self.slots if s.penalised):
+            grad = slot.grad
+            if self.l1:
+                grad += mx.nd.sign(slot.weight) * self.l1
+            if self.l2:
+                grad += slot.weight * self.l2
+
+    def step(self, lr: float, momentum: float) -> None:
+        """Penalties, clipping and one update of every parameter."""
+        self._penalise()
+        options = {"lr": lr, "wd": 0.0, "rescale_grad": 1.0, "clip_gradient": self.clip}
+        if momentum == 0:
+            for slot in self.slots:
+                mx.nd.sgd_update(slot.weight, slot.grad, out=slot.weight, **options)
+            return
+        if self._mom_lr is not None and lr != self._mom_lr:
+            ratio = lr / self._mom_lr
+            for mom in self.moms:
+                mom *= ratio
+        self._mom_lr = lr
+        update = mx.nd.nag_mom_update if self.nesterov else mx.nd.sgd_mom_update
+        for slot, mom in zip(self.slots, self.moms):
+            update(slot.weight, slot.grad, mom, out=slot.weight, momentum=momentum, **options)
+
+
+class TorchAdadelta:
+    """torch.optim.Adadelta with lr 1, after H2O's penalties and clipping, as one compiled update.
+
+    The whole step (every parameter) is a forward-only executor; its outputs (new weights, square_avg
+    and acc_delta) are copied back, which costs far fewer operator calls than element-wise updates.
+    """
+
+    def __init__(self, slots: list[Slot], spec: OptimizerSpec) -> None:
+        self.spec = spec
+        ctx = slots[0].weight.context if slots else mx.cpu()
+        self.square_avgs = [mx.nd.zeros(s.weight.shape, ctx=ctx) for s in slots]
+        self.acc_deltas = [mx.nd.zeros(s.weight.shape, ctx=ctx) for s in slots]
+        self._targets = [s.weight for s in slots] + self.square_avgs + self.acc_deltas
+        args = {}
+        for i, slot in enumerate(slots):
+            args.update({f"w{i}": slot.weight, f"g{i}": slot.grad, f"sq{i}": self.square_avgs[i],
+                         f"acc{i}": self.acc_deltas[i]})
+        with unfused_binding():
+            self._executor = self._symbol(slots).bind(ctx, args, grad_req="null") if slots else None
+
+    def _update(self, i: int, penalised: bool):
+        """Symbols of parameter i's new weight, square_avg and acc_delta, in torch's order."""
+        s, rho, eps = self.spec, self.spec.rho, self.spec.epsilon
+        w, g, square_avg, acc_delta = (mx.sym.var(f"{name}{i}") for name in ("w", "g", "sq", "acc"))
+        if penalised and s.l1:
+            g = g + mx.sym.sign(w) * s.l1
+        if penalised and s.l2:
+            g = g + w * s.l2
+        if clip_value(s) >= 0:
+            g = mx.sym.clip(g, -clip_value(s), clip_value(s))
+        square_avg = square_avg * rho + mx.sym.square(g) * (1.0 - rho)
+        delta = mx.sym.sqrt(acc_delta + eps) / mx.sym.sqrt(square_avg + eps) * g
+        acc_delta = acc_delta * rho + mx.sym.square(delta) * (1.0 - rho)
+        return w - delta, square_avg, acc_delta
+
+    def _symbol(self, slots: list[Slot]):
+        updates = [self._update(i, slot.penalised) for i, slot in enumerate(slots)]
+        return mx.sym.Group([u[k] for k in range(3) for u in updates])
+
+    def step(self, lr: float, momentum: float) -> None:
+        """One update of every parameter (lr and momentum are unused: ADADELTA's rate is 1)."""
+        if self._executor is None:
+            return
+        self._executor.forward(is_train=False)
+        for out, target in zip(self._executor.outputs, self._targets):
+            out.copyto(target)
+
+
+# ----------------------------------------------------------------------------- the Net
+
+class MXNetNet:
+    """One network on one device, with its optimiser: the Net protocol for MXNet."""
+
+    def __init__(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int) -> None:
+        mx.random.seed(seed)
+        self.graph, self.task, self.spec, self.device = graph, task, optimizer, device
+        self.samples = 0
+        self._ctx = mx_context(device)
+        self._names = {key: mx_name(graph, key) for key in graph.state_shapes()}
+        self._arrays = {self._names[k]: mx.nd.zeros(shape, ctx=self._ctx) for k, shape in graph.state_shapes().items()}
+        self.set_state(initial_state(graph, seed))
+        params = list(graph.param_shapes())
+        self._param_names = [self._names[k] for k in params]
+        self._grads = {n: mx.nd.zeros(self._arrays[n].shape, ctx=self._ctx) for n in self._param_names}
+        self._inference, _ = build_symbols(graph, training=False)
+        training, self._updates = build_symbols(graph, training=True)
+        self._scratch = self._scratch_arrays()
+        self._train_symbols = {weighted: self._train_symbol(training[graph.output.name], weighted)
+                               for weighted in (False, True)}
+        self._inference_symbols: dict = {}
+        self._executors: OrderedDict = OrderedDict()
+        penalised = set(graph.penalised_params())  # conv and dense weights
+        slots = [Slot(self._arrays[self._names[k]], self._grads[self._names[k]], k in penalised) for k in params]
+        self._optimizer = (TorchAdadelta if optimizer.adaptive_rate else TorchSGD)(slots, optimizer)
+
+    # --- symbols and executors ------------------------------------------------------------
+    def _train_symbol(self, out, weighted: bool):
+        """Loss head first, then each batch-norm node's new running mean and variance."""
+        heads = [loss_symbol(self.task.loss, out, weighted)]
+        for mean, var in self._updates.values():
+            heads += [mx.sym.BlockGrad(mean), mx.sym.BlockGrad(var)]
+        return mx.sym.Group(heads)
+
+    def _scratch_arrays(self) -> dict:
+        """Arrays the training BatchNorm ops write their own (unused) running statistics into."""
+        scratch = {}
+        for stats in self._updates:
+            shape = self._arrays[stats.mean].shape
+            scratch[stats.scratch_mean] = mx.nd.zeros(shape, ctx=self._ctx)
+            scratch[stats.scratch_var] = mx.nd.ones(shape, ctx=self._ctx)
+        return scratch
+
+    def _executor(self, key: tuple, symbol, n: int, training: bool):
+        """The executor of `symbol` for batches of n rows, bound on first use and cached (LRU)."""
+        if key in self._executors:
+            self._executors.move_to_end(key)
+            return self._executors[key]
+        shared = next((e for k, e in reversed(self._executors.items()) if k[:-1] == key[:-1]), None)
+        with unfused_binding():
+            executor = self._bind(symbol, n, training, shared)
+        self._executors[key] = executor
+        while len(self._executors) > MAX_EXECUTORS:
+            self._executors.popitem(last=False)
+        return executor
+
+    def _bind(self, symbol, n: int, training: bool, shared):
+        """Bind `symbol` for n rows to this net's shared arrays, with fresh input arrays."""
+        inputs = {self.graph.input.name: mx.nd.zeros((n,) + tuple(self.graph.input.shape), ctx=self._ctx),
+                  LABEL: mx.nd.zeros((n,), ctx=self._ctx), ROW_WEIGHT: mx.nd.zeros((n,), ctx=self._ctx)}
+        arrays = {**self._arrays, **self._scratch, **inputs}
+        names = symbol.list_arguments()
+        args = {name: arrays[name] for name in names}
+        aux = {name: arrays[name] for name in symbol.list_auxiliary_states()}
+        if not training:
+            return symbol.bind(self._ctx, args, grad_req="null", aux_states=aux, shared_exec=shared)
+        grad_req = {name: "write" if name in self._grads else "null" for name in names}
+        grads = {name: self._grads[name] for name in names if name in self._grads}
+        return symbol.bind(self._ctx, args, args_grad=grads, grad_req=grad_req, aux_states=aux, shared_exec=shared)
+
+    def _inference_symbol(self, layer: str | None):
+        """Predictions (layer None: softmax probabilities or values) or one layer's flattened activations."""
+        if layer not in self._inference_symbols:
+            if layer is None:
+                out = self._inference[self.graph.output.name]
+                symbol = mx.sym.softmax(out, axis=1) if self.task.is_classification else out
+            else:
+                symbol = mx.sym.flatten(self._inference[layer])
+            self._inference_symbols[layer] = symbol
+        return self._inference_symbols[layer]
+
+    def _inference_executor(self, layer: str | None, n: int):
+        """Forward-only executor of `layer` (None: predictions) for n rows."""
+        return self._executor(("infer", layer, n), self._inference_symbol(layer), n, training=False)
+
+    # --- training -------------------------------------------------------------------------
+    def _schedule(self) -> tuple[float, float]:
+        """Learning rate and momentum for the samples seen before this batch."""
+        if self.spec.adaptive_rate:
+            return 1.0, 0.0
+        return self.spec.rate(self.samples), self.spec.momentum(self.samples)
+
+    def _update_running_stats(self, outputs: list) -> None:
+        """Copy the training symbol's new batch-norm running statistics into the running arrays."""
+        for i, stats in enumerate(self._updates):
+            outputs[1 + 2 * i].copyto(self._arrays[stats.mean])
+            outputs[2 + 2 * i].copyto(self._arrays[stats.var])
+
+    def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+        """One optimiser step; returns the mean loss of the batch."""
+        n, weighted = len(x), weights is not None
+        executor = self._executor(("train", weighted, n), self._train_symbols[weighted], n, training=True)
+        executor.arg_dict[self.graph.input.name][:] = np.asarray(x, dtype=np.float32)
+        executor.arg_dict[LABEL][:] = np.asarray(y, dtype=np.float32)
+        if weighted:
+            executor.arg_dict[ROW_WEIGHT][:] = np.asarray(weights, dtype=np.float32)
+        lr, momentum = self._schedule()
+        executor.forward(is_train=True)
+        executor.backward()
+        self._update_running_stats(executor.outputs)
+        self._optimizer.step(lr, momentum)
+        self.samples += n
+        return float(executor.outputs[0].asscalar())
+
+    # --- inference ------------------------------------------------------------------------
+    def _forward(self, x: np.ndarray, layer: str | None) -> np.ndarray:
+        """Run the inference symbol of `layer` (None: predictions) on a batch, as float32 numpy."""
+        if len(x) == 0:
+            width = math.prod(self.graph.node(layer).shape) if layer else self.graph.output.shape[0]
+            return np.zeros((0, width), dtype=np.float32)
+        executor = self._inference_executor(layer, len(x))
+        executor.arg_dict[self.graph.input.name][:] = np.asarray(x, dtype=np.float32)
+        executor.forward(is_train=False)
+        return executor.outputs[0].asnumpy().astype(np.float32, copy=False)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, classes) or values (n, 1)."""
+        return self._forward(x, None)
+
+    def layers(self) -> list[str]:
+        return self.graph.layer_names()
+
+    def features(self, x: np.ndarray, layer: str) -> np.ndarray:
+        """Activations of `layer` in channels-first order, flattened to (n, k)."""
+        self.graph.check_layer(layer)
+        return self._forward(x, layer)
+
+    # --- state ----------------------------------------------------------------------------
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Weights and batch-norm statistics as '<layer>.<name>' -> numpy array (copies), PyTorch layouts."""
+        return {key: self._arrays[name].asnumpy().astype(np.float32, copy=True) for key, name in self._names.items()}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Load weights given in PyTorch layouts; names and shapes must match this network's."""
+        check_state(self.graph, state)
+        for key, name in self._names.items():
+            # an NDArray-to-NDArray copy also handles arrays that MKL-DNN keeps in its own layout
+            mx.nd.array(np.asarray(state[key], dtype=np.float32), ctx=self._ctx).copyto(self._arrays[name])
+
+    def parameter_count(self) -> int:
+        """Trainable values (equals Graph.param_count())."""
+        return int(sum(self._grads[n].size for n in self._param_names))
