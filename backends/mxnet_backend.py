@@ -12,9 +12,8 @@ import sys
 import warnings
 from types import ModuleType
 
-from deepwater.networks import Graph
-
 from deepwater.errors import MissingDependencyError
+from deepwater.networks import Graph
 from deepwater.specs import OptimizerSpec, TaskSpec
 
 EXTRA = "mxnet"
@@ -82,6 +81,14 @@ class MXNetBackend:
         except mx.base.MXNetError:  # a CUDA build without a usable driver
             gpus = 0
         return ["cpu"] + [f"cuda:{i}" for i in range(gpus)]
+
+    def gpu_hint(self) -> str:
+        """Why no GPU may be visible: the installed MXNet has no CUDA (PyPI's mxnet wheel), or no device."""
+        mx = load_mxnet()
+        if not mx.runtime.Features().is_enabled("CUDA"):
+            return ("this MXNet build has no CUDA support (PyPI's mxnet wheel is CPU-only); "
+                    "a CUDA build such as mxnet-cu112 is needed for GPUs")
+        return "MXNet sees no GPU"
 
     def build(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
         load_mxnet()

@@ -29,8 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from deepwater.networks import Graph, Node, check_state
 
+from deepwater.networks import Graph, Node, check_state
 from deepwater.specs import OptimizerSpec, TaskSpec
 
 from .mxnet_backend import load_mxnet

@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-from deepwater.networks import Graph
 
+from deepwater.networks import Graph
 from deepwater.specs import OptimizerSpec, TaskSpec
 
 
@@ -53,6 +53,9 @@ class Backend(Protocol):
 
     def devices(self) -> list[str]:
         """Devices this framework can use, e.g. ['cpu', 'cuda:0']."""
+
+    def gpu_hint(self) -> str:
+        """One line on why devices() lists no GPU (e.g. a CPU-only build), shown in the CPU fallback warning."""
 
     def build(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int) -> Net:
         """Compile `graph` with `task`'s loss and `optimizer` on `device`, initialised from `seed`."""

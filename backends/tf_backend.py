@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib.util
 
 from deepwater.networks import Graph
-
 from deepwater.specs import OptimizerSpec, TaskSpec
 
 
@@ -21,6 +20,14 @@ class TensorflowBackend:
         import tensorflow as tf
 
         return ["cpu"] + [f"cuda:{i}" for i in range(len(tf.config.list_physical_devices("GPU")))]
+
+    def gpu_hint(self) -> str:
+        """Why no GPU may be visible: a build without CUDA (tensorflow-cpu), or no CUDA device."""
+        import tensorflow as tf
+
+        if not tf.test.is_built_with_cuda():
+            return "this TensorFlow build has no CUDA support (tensorflow-cpu); install tensorflow for GPUs"
+        return "TensorFlow sees no GPU"
 
     def build(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
         from .tf_net import TensorflowNet

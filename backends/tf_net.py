@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 import tensorflow as tf
-from deepwater.networks import Graph, Node, check_state
 
+from deepwater.networks import Graph, Node, check_state
 from deepwater.specs import OptimizerSpec, TaskSpec
 
 if keras.backend.backend() != "tensorflow":

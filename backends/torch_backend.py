@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib.util
 
 from deepwater.networks import Graph
-
 from deepwater.specs import OptimizerSpec, TaskSpec
 
 
@@ -21,6 +20,14 @@ class TorchBackend:
         import torch
 
         return ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+    def gpu_hint(self) -> str:
+        """Why no GPU may be visible: a CPU-only torch build, or no CUDA device."""
+        import torch
+
+        if torch.version.cuda is None:
+            return "this torch build is CPU-only; install a CUDA build of torch for GPUs"
+        return "torch sees no CUDA device"
 
     def build(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
         from .torch_net import TorchNet

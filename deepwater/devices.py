@@ -13,8 +13,8 @@ def resolve_device(backend, gpu: bool, device_id: Sequence[int]) -> str:
         return "cpu"
     gpus = [d for d in backend.devices() if d != "cpu"]
     if not gpus:
-        warnings.warn(f"gpu=True but backend {backend.name!r} sees no GPU on this machine; training on the CPU. "
-                      "Pass gpu=False to silence this warning.", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"gpu=True but backend {backend.name!r} sees no GPU ({backend.gpu_hint()}); training on the "
+                      "CPU. Pass gpu=False to silence this warning.", RuntimeWarning, stacklevel=3)
         return "cpu"
     wanted = f"cuda:{device_id[0]}"
     if wanted not in gpus:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from .blocks import conv_relu, fc_relu_dropout, is_small
 from .graph import GraphBuilder
 
+
 def alexnet(b: GraphBuilder, x: str, n_outputs: int) -> str:
     """AlexNet for images of any size from 7x7 (see the module docstring for layer names)."""
     if is_small(b, x):

@@ -15,6 +15,7 @@ from deepwater.networks import build_graph
 from deepwater.registry import backend_targets, get_backend
 from deepwater.specs import OptimizerSpec, TaskSpec
 
+
 def _installed_backends() -> list[str]:
     names = []
     for name in ("torch", "tensorflow", "mxnet"):
@@ -124,3 +125,16 @@ def test_weights_moved_between_backends_give_the_same_predictions(nets, source, 
         exporter.train_batch(x, y)
     importer.set_state(exporter.get_state())
     np.testing.assert_allclose(importer.predict(x), exporter.predict(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gpu_fallback_warning_says_why_there_is_no_gpu(backend, monkeypatch):
+    from deepwater.devices import resolve_device
+
+    instance = get_backend(backend)
+    monkeypatch.setattr(type(instance), "devices", lambda self: ["cpu"])
+    hint = instance.gpu_hint()
+    assert isinstance(hint, str) and hint
+    with pytest.warns(RuntimeWarning, match=f"backend '{backend}' sees no GPU") as caught:
+        assert resolve_device(instance, True, [0]) == "cpu"
+    assert hint in str(caught[0].message)

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import importlib
-
 import warnings
 
 import numpy as np
 import pytest
-from deepwater.backends.torch_backend import TorchBackend
 from PIL import Image
 from sklearn import metrics as skm
 
@@ -21,6 +19,7 @@ from deepwater import (
     MissingDependencyError,
     ParameterError,
 )
+from deepwater.backends.torch_backend import TorchBackend
 from deepwater.params import ACTIVATIONS
 
 FAST = {"gpu": False, "quiet_mode": True, "hidden": [16], "mini_batch_size": 32, "seed": 1234}

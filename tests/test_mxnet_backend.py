@@ -9,8 +9,6 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
-from deepwater.backends.mxnet_backend import MXNetBackend
-from deepwater.networks import GraphBuilder, build_graph
 
 from deepwater import (
     DeepWaterEstimator,
@@ -18,6 +16,8 @@ from deepwater import (
     ModelFileError,
     ParameterError,
 )
+from deepwater.backends.mxnet_backend import MXNetBackend
+from deepwater.networks import GraphBuilder, build_graph
 from deepwater.registry import get_backend
 from deepwater.specs import OptimizerSpec, task_from_params
 

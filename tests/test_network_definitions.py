@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from deepwater.networks import Graph, build_graph
 
 from deepwater import networks
 from deepwater.errors import ParameterError
+from deepwater.networks import Graph, build_graph
 
 IMAGE_NETWORKS = ["alexnet", "vgg", "vgg11", "vgg13", "vgg16", "vgg19", "googlenet", "inception_bn",
                   "resnet", "resnet18", "resnet34", "resnet50", "resnet101"]

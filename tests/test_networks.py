@@ -5,14 +5,14 @@ import math
 
 import numpy as np
 import pytest
+
+from deepwater import ModelFileError, ParameterError, networks
 from deepwater.networks import (
     GraphBuilder,
     ShapeError,
     build_graph,
     smallest_image_size,
 )
-
-from deepwater import ModelFileError, ParameterError, networks
 from deepwater.specs import OptimizerSpec, TaskSpec, task_from_params
 
 torch = pytest.importorskip("torch")

@@ -15,14 +15,13 @@ from PIL import Image
 pytest.importorskip("tensorflow")
 pytest.importorskip("torch")
 
+import deepwater as dw
+from deepwater import networks
 from deepwater.backends.tf_backend import TensorflowBackend
 from deepwater.backends.tf_net import TensorflowNet
 from deepwater.backends.torch_net import TorchNet
-from deepwater.networks import Graph, GraphBuilder
-
-import deepwater as dw
-from deepwater import networks
 from deepwater.errors import ModelFileError
+from deepwater.networks import Graph, GraphBuilder
 from deepwater.registry import get_backend
 from deepwater.specs import OptimizerSpec, TaskSpec
 
