@@ -28,8 +28,8 @@ test: install-dev
 	$(PY) -m pytest -q
 
 benchmark: install-dev
-	$(PY) benchmarks/mlp_vs_torch.py
-	$(PY) benchmarks/lenet_images.py
+	cd benchmarks && $(abspath $(PY)) mlp_vs_torch.py && $(abspath $(PY)) lenet_images.py \
+		&& $(abspath $(PY)) backend_throughput.py && $(abspath $(PY)) accuracy_by_backend.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -92,7 +92,7 @@ def handwritten_speed(backend: str, network: str, images: np.ndarray, labels: np
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", nargs="+", default=["torch", "tensorflow"])
+    parser.add_argument("--backends", nargs="+", default=["torch", "tensorflow", "mxnet"])
     parser.add_argument("--networks", nargs="+", default=["lenet", "resnet18"])
     parser.add_argument("--lenet-rows", type=int, default=10000, help="MNIST images for LeNet")
     parser.add_argument("--resnet-rows", type=int, default=1000, help="random 32x32 images for ResNet-18")
