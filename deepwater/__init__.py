@@ -3,22 +3,16 @@
 Importing deepwater imports no deep learning framework; a backend loads its framework when a
 model is built.
 """
-from . import datasets
-from .errors import (
-                     DeepWaterError,
-                     DeviceError,
-                     FrameError,
-                     ImageError,
-                     MissingDependencyError,
-                     ModelFileError,
-                     ParameterError,
-)
+from . import accessor, datasets  # accessor registers the `frame.dw` pandas accessor
+from .distances import distance, nearest
+from .errors import (DeepWaterError, DeviceError, FrameError, ImageError, MissingDependencyError, ModelFileError,
+                     ParameterError)
 from .estimator import DeepWaterEstimator, H2ODeepWaterEstimator
 from .frames import import_file
 
 __version__ = "0.1.0"
 __all__ = [
-    "DeepWaterEstimator", "H2ODeepWaterEstimator", "import_file", "datasets",
+    "DeepWaterEstimator", "H2ODeepWaterEstimator", "import_file", "datasets", "accessor", "distance", "nearest",
     "DeepWaterError", "ParameterError", "FrameError", "ImageError", "MissingDependencyError", "DeviceError",
     "ModelFileError",
 ]

@@ -13,6 +13,7 @@ from . import params as parameter_table
 from .design import DatasetEncoder, Response
 from .devices import resolve_device
 from .errors import FrameError, ParameterError
+from .features import deep_features, layer_names
 from .frames import (
     ColumnRef,
     check_frame,
@@ -204,6 +205,20 @@ class DeepWaterEstimator:
         for i, name in enumerate(f.response.classes):
             result[str(name)] = full[:, i]
         return result
+
+    def layers(self) -> list[str]:
+        """Layer names that deepfeatures() takes, from the input side to 'output'."""
+        return layer_names(self._require_fitted().net)
+
+    def deepfeatures(self, frame: pd.DataFrame, layer: str | int) -> pd.DataFrame:
+        """Activations of `layer` (a name from layers(), or its position) for each row of `frame`.
+
+        Columns DF.<layer>.C1 ... DF.<layer>.Ck, index frame.index; skipped images give NaN rows.
+        """
+        f = self._require_fitted()
+        frame = check_frame(frame, "frame")
+        return deep_features(f.net, f.inputs.source(frame), frame.index, layer,
+                             max(self._params["mini_batch_size"], 256), self._params["quiet_mode"])
 
     def model_performance(self, frame: pd.DataFrame | None = None, train: bool = False,
                           valid: bool = False) -> ModelMetrics:

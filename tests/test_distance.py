@@ -1,0 +1,276 @@
+"""deepwater.distance and deepwater.nearest against scipy's cdist, brute force, and bad input."""
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial.distance import cdist
+
+import deepwater as dw
+from deepwater import DeviceError, FrameError, ParameterError
+
+distance_module = importlib.import_module("deepwater.distances")
+MEASURES = ["l1", "l2", "cosine", "cosine_sq"]
+
+
+def reference(x: np.ndarray, y: np.ndarray, measure: str) -> np.ndarray:
+    """The booklet's formulas through scipy: cityblock, euclidean, 1 - cosine distance (and its square)."""
+    if measure == "l1":
+        return cdist(x, y, "cityblock")
+    if measure == "l2":
+        return cdist(x, y, "euclidean")
+    cosine = 1.0 - cdist(x, y, "cosine")
+    return cosine ** 2 if measure == "cosine_sq" else cosine
+
+
+def brute_force(x: np.ndarray, y: np.ndarray, k: int, measure: str) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbours by a stable argsort of the full matrix: ties go to the earlier row of Y."""
+    full = reference(x, y, measure)
+    order = np.argsort(-full if measure.startswith("cosine") else full, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(full, order, axis=1)
+
+
+@pytest.fixture
+def xy():
+    rng = np.random.default_rng(11)
+    x = pd.DataFrame(rng.normal(size=(70, 13)), index=[f"q{i}" for i in range(70)])
+    y = pd.DataFrame(rng.normal(loc=0.3, size=(45, 13)), index=np.arange(100, 145))
+    return x, y
+
+
+# --------------------------------------------------------------------------- distance()
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_distance_matches_cdist(xy, measure):
+    x, y = xy
+    result = dw.distance(x, y, measure)
+    assert result.shape == (70, 45)
+    assert result.index.equals(x.index) and result.columns.equals(y.index)
+    np.testing.assert_allclose(result.to_numpy(), reference(x.to_numpy(), y.to_numpy(), measure),
+                               rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_float32_input_agrees_within_1e4(measure):
+    rng = np.random.default_rng(3)
+    x = rng.random((60, 256), dtype=np.float32)  # all positive: l2's worst case for cancellation
+    y = rng.random((40, 256), dtype=np.float32)
+    result = dw.distance(x, y, measure).to_numpy()
+    np.testing.assert_allclose(result, reference(x.astype(np.float64), y.astype(np.float64), measure), rtol=1e-4)
+
+
+def test_cosine_sq_is_cosine_squared(xy):
+    x, y = xy
+    np.testing.assert_allclose(dw.distance(x, y, "cosine_sq"), dw.distance(x, y, "cosine") ** 2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_block_sizes_agree(xy, measure):
+    x, y = xy
+    whole = dw.distance(x, y, measure, block_rows=1000).to_numpy()
+    for rows in (1, 2, 7, 69):
+        # equal up to the last bits BLAS rounds differently for different block shapes
+        np.testing.assert_allclose(dw.distance(x, y, measure, block_rows=rows).to_numpy(), whole, rtol=1e-12, atol=1e-14)
+
+
+def test_arrays_get_positions_as_labels():
+    x, y = np.eye(3), np.ones((2, 3))
+    result = dw.distance(x, y, "l2")
+    assert list(result.index) == [0, 1, 2] and list(result.columns) == [0, 1]
+    np.testing.assert_allclose(result.to_numpy(), np.full((3, 2), np.sqrt(2.0)))
+
+
+def test_zero_rows_have_nan_cosine_and_zero_l2():
+    x = np.array([[0.0, 0.0], [1.0, 0.0]])
+    y = np.array([[0.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
+    cosine = dw.distance(x, y, "cosine").to_numpy()
+    assert np.isnan(cosine[0]).all() and np.isnan(cosine[:, 0]).all()
+    np.testing.assert_allclose(cosine[1, 1:], [0.0, 1.0])
+    assert dw.distance(x, y, "l2").iloc[0, 0] == 0.0
+
+
+def test_out_writes_a_memmap_equal_to_the_frame(xy, tmp_path):
+    x, y = xy
+    path = tmp_path / "d.npy"
+    written = dw.distance(x, y, "l2", out=path, block_rows=16)
+    assert isinstance(written, np.memmap)
+    np.testing.assert_array_equal(np.asarray(written), dw.distance(x, y, "l2", block_rows=16).to_numpy())
+    np.testing.assert_array_equal(np.load(path), np.asarray(written))
+    assert os.listdir(tmp_path) == ["d.npy"]  # no temporary file left behind
+
+
+def test_out_leaves_no_file_when_it_fails(xy, tmp_path, monkeypatch):
+    x, y = xy
+    calls = []
+
+    def failing_block(self, xp, yp, measure, out):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # interrupted half way
+        out[...] = 0.0
+
+    monkeypatch.setattr(distance_module._NumpyEngine, "block", failing_block)
+    with pytest.raises(KeyboardInterrupt):
+        dw.distance(x, y, "l2", out=tmp_path / "d.npy", block_rows=10)
+    assert os.listdir(tmp_path) == []
+
+
+def test_torch_engine_matches_numpy(xy):
+    torch = pytest.importorskip("torch")
+    x, y = xy
+    xs, ys = distance_module._pair(x, y)
+    for measure in MEASURES:
+        result = np.empty((len(x), len(y)))
+        distance_module._fill(distance_module._TorchEngine("cpu"), xs, ys, measure, 16, result)
+        np.testing.assert_allclose(result, dw.distance(x, y, measure).to_numpy(), rtol=1e-10, atol=1e-12)
+    assert torch is not None
+
+
+# --------------------------------------------------------------------------- nearest()
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_nearest_matches_brute_force(xy, measure):
+    x, y = xy
+    result = dw.nearest(x, y, 5, measure, block_rows=9)
+    order, values = brute_force(x.to_numpy(), y.to_numpy(), 5, measure)
+    assert list(result.columns) == [f"neighbour_{i}" for i in range(1, 6)] + [f"distance_{i}" for i in range(1, 6)]
+    assert result.index.equals(x.index)
+    np.testing.assert_array_equal(result.filter(like="neighbour").to_numpy(), y.index.to_numpy()[order])
+    np.testing.assert_allclose(result.filter(like="distance").to_numpy(), values, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_nearest_breaks_ties_by_position(measure):
+    rng = np.random.default_rng(5)
+    y = rng.normal(size=(30, 6))
+    y[[4, 11, 23]] = y[17]  # four copies of one row
+    y[[2, 9]] = 2.0 * y[26]  # cosine ties: same direction, other length
+    x = np.vstack([y[17], y[26], y[3] + 1e-3, rng.normal(size=(5, 6))])
+    for k, rows in ((1, 3), (3, 1), (8, 100)):
+        result = dw.nearest(x, y, k, measure, block_rows=rows)
+        order, values = brute_force(x, y, k, measure)
+        np.testing.assert_array_equal(result.filter(like="neighbour").to_numpy(), order)
+        np.testing.assert_allclose(result.filter(like="distance").to_numpy(), values, rtol=1e-9, atol=1e-12)
+    assert list(dw.nearest(x[:1], y, 4, "l2").iloc[0, :4]) == [4, 11, 17, 23]
+    assert (dw.nearest(x[:1], y, 4, "l2").iloc[0, 4:] == 0.0).all()  # exact, no cancellation
+
+
+def test_nearest_over_several_y_blocks(monkeypatch):
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(20, 4)), np.round(rng.normal(size=(50, 4)), 1)
+    y[40] = y[3]
+    x[0] = y[3]
+    monkeypatch.setattr(distance_module, "CANDIDATE_SLACK", 1)
+    monkeypatch.setattr(distance_module, "Y_BLOCK_ROWS", 7)
+    result = dw.nearest(x, y, 6, "l1", block_rows=6)
+    order, _ = brute_force(x, y, 6, "l1")
+    np.testing.assert_array_equal(result.filter(like="neighbour").to_numpy(), order)
+
+
+def test_k_larger_than_y_warns_and_returns_all(xy):
+    x, y = xy
+    with pytest.warns(UserWarning, match="k=50 is larger than Y's 45 rows"):
+        result = dw.nearest(x, y, 50)
+    assert result.shape == (70, 90)
+    order, _ = brute_force(x.to_numpy(), y.to_numpy(), 45, "l2")
+    np.testing.assert_array_equal(result.filter(like="neighbour").to_numpy(), y.index.to_numpy()[order])
+
+
+@pytest.mark.parametrize("k", [0, -2, 1.5, True, "3", None])
+def test_invalid_k(xy, k):
+    x, y = xy
+    with pytest.raises(ParameterError, match=r"k=.* must be a whole number >= 1"):
+        dw.nearest(x, y, k)
+
+
+# --------------------------------------------------------------------------- the accessor
+
+def test_accessor(xy):
+    x, y = xy
+    pd.testing.assert_frame_equal(x.dw.distance(y, "cosine"), dw.distance(x, y, "cosine"))
+    pd.testing.assert_frame_equal(x.dw.nearest(y, 3, "l1"), dw.nearest(x, y, 3, measure="l1"))
+    pd.testing.assert_frame_equal(x.dw.nearest(y, k=2), dw.nearest(x, y, 2))
+
+
+# --------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("call", [dw.distance, lambda x, y, **kw: dw.nearest(x, y, 2, **kw)], ids=["distance", "nearest"])
+class TestBadInput:
+    def test_mismatched_widths(self, call, xy):
+        x, y = xy
+        with pytest.raises(FrameError, match="X has 13 columns but Y has 12"):
+            call(x, y.iloc[:, :12])
+
+    def test_non_numeric_columns_are_named(self, call, xy):
+        x, y = xy
+        y = y.assign(colour="red", size=pd.Categorical(["s"] * len(y)))
+        with pytest.raises(FrameError, match=r"Y has 2 non-numeric column\(s\): 'colour', 'size'"):
+            call(x.assign(colour=1.0, size=2.0), y)
+
+    def test_nan_rows_are_named(self, call, xy):
+        x, y = xy
+        x = x.copy()
+        x.iloc[[3, 8], 2] = np.nan
+        x.iloc[9, 0] = np.inf
+        with pytest.raises(FrameError, match=r"X has missing \(NaN\) or infinite values in 3 row\(s\): 'q3', 'q8', 'q9'"):
+            call(x, y)
+
+    def test_unknown_measure_lists_the_allowed(self, call, xy):
+        x, y = xy
+        with pytest.raises(ParameterError, match=r"measure='euclidean' is not a known measure; "
+                                                  r"use one of 'l1', 'l2', 'cosine', 'cosine_sq'"):
+            call(x, y, measure="euclidean")
+
+    @pytest.mark.parametrize("empty", [pd.DataFrame(), pd.DataFrame({"a": []}), np.empty((0, 13)),
+                                       np.empty((4, 0))])
+    def test_empty(self, call, xy, empty):
+        x, _ = xy
+        with pytest.raises(FrameError, match="Y is empty"):
+            call(x, empty)
+
+    def test_not_two_dimensional(self, call, xy):
+        x, _ = xy
+        with pytest.raises(FrameError, match=r"Y must be 2-D .* reshape"):
+            call(x, np.zeros(13))
+        with pytest.raises(FrameError, match="X must be a pandas DataFrame or a 2-D numpy array, got dict"):
+            call({"a": [1]}, x)
+        with pytest.raises(FrameError, match="dtype <U1, which is not numeric"):
+            call(np.array([["a", "b"]]), np.zeros((1, 2)))
+
+    @pytest.mark.parametrize("rows", [0, -1, 2.5, True])
+    def test_block_rows(self, call, xy, rows):
+        x, y = xy
+        with pytest.raises(ParameterError, match=r"block_rows=.* must be a whole number >= 1"):
+            call(x, y, block_rows=rows)
+
+    def test_devices(self, call, xy):
+        x, y = xy
+        with pytest.raises(ParameterError, match="device='tpu' is not a device"):
+            call(x, y, device="tpu")
+        torch = pytest.importorskip("torch")
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+        with pytest.raises(DeviceError, match=r"device='cuda:0' but torch sees no GPU.*device=None"):
+            call(x, y, device="cuda:0")
+
+
+def test_bad_out_paths(xy, tmp_path):
+    x, y = xy
+    with pytest.raises(ParameterError, match=r"out=.*must end in '.npy'"):
+        dw.distance(x, y, out=tmp_path / "d.csv")
+    with pytest.raises(ParameterError, match="does not exist; create it first"):
+        dw.distance(x, y, out=tmp_path / "missing" / "d.npy")
+    with pytest.raises(ParameterError, match="must be a path ending in '.npy'"):
+        dw.distance(x, y, out=3)
+
+
+def test_integer_and_nullable_columns_are_numbers():
+    x = pd.DataFrame({"a": [1, 2], "b": pd.array([3, 4], dtype="Int64")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = dw.distance(x, x, "l1")
+    np.testing.assert_array_equal(result.to_numpy(), [[0.0, 2.0], [2.0, 0.0]])
