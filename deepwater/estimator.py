@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ from .inputs import DatasetInputs, ImageInputs
 from .metrics import CLASSIFICATION_ONLY, STOPPING_KEYS, ModelMetrics
 from .registry import get_backend
 from .sources import Source, batches, iterate
-from .specs import OptimizerSpec, TaskSpec, task_from_params
+from .specs import CLASSIFICATION, OptimizerSpec, TaskSpec, task_from_params
 from .trainer import LoopSettings, StoppingRule, Trainer, TrainingOutcome
 
 
@@ -45,7 +45,7 @@ class _Fitted:
     problem_type: str
     seed: int
     outcome: TrainingOutcome
-    training_metrics: ModelMetrics
+    training_metrics: ModelMetrics | None  # None for pretrained weights loaded by from_pretrained()
     validation_metrics: ModelMetrics | None
 
 
@@ -123,6 +123,38 @@ class DeepWaterEstimator:
             None if valid_score is None else self._metrics(net, task, response, valid_score, "validation"),
         )
         return self
+
+    @classmethod
+    def from_pretrained(cls, network: str, state: Mapping[str, np.ndarray], classes: Sequence[Any],
+                        image_shape: Sequence[int], channels: int = 3, offset: np.ndarray | None = None,
+                        scale: float | np.ndarray = 1.0 / 255.0, x: str = "uri", y: str = "label",
+                        backend: str = "auto", gpu: bool = True, device_id: Sequence[int] = (0,),
+                        **params: Any) -> DeepWaterEstimator:
+        """An image classifier ready to predict, from weights trained elsewhere (epochs=0, no history).
+
+        `state` holds the network's canonical '<layer>.<param>' arrays (PyTorch layouts) for `classes`
+        outputs; images in column `x` are resized to `image_shape` [height, width] and fed to the network
+        as (pixels - offset) * scale, where offset and scale are numbers or per-channel (C, 1, 1) arrays.
+        `y` names the response column that model_performance(frame) reads.
+        """
+        model = cls(network=network, backend=backend, gpu=gpu, device_id=list(device_id), problem_type="image",
+                    image_shape=list(image_shape), channels=channels, epochs=0, **params)
+        p = model._params
+        shape = ImageShape(p["image_shape"][0], p["image_shape"][1], p["channels"])
+        task = task_from_params(CLASSIFICATION, len(classes), "AUTO", "Automatic")
+        graph = networks.build_graph(network, (shape.channels, shape.height, shape.width), task.n_outputs, p)
+        chosen = get_backend(p["backend"])
+        device = resolve_device(chosen, p["gpu"], p["device_id"])
+        seed = p["seed"] if p["seed"] >= 0 else int(np.random.SeedSequence().entropy % 2**32)
+        net = chosen.build(graph, task, OptimizerSpec.from_params(p), device, seed)
+        net.set_state(dict(state))
+        reader = ImageReader(shape, bad_images=p["bad_images"], cache_mb=p["image_cache_mb"])
+        model._fitted = _Fitted(
+            chosen.name, device, networks.get(network).name, net, task, Response(y, CLASSIFICATION, list(classes)),
+            ImageInputs(x, shape, offset, reader, scale), [x], "image", seed,
+            TrainingOutcome(stop_reason="pretrained weights"), None, None,
+        )
+        return model
 
     def _stopping_rule(self, task: TaskSpec, has_validation: bool) -> StoppingRule:
         p = self._params
@@ -202,9 +234,8 @@ class DeepWaterEstimator:
         labels = np.full(len(frame), None, dtype=object)
         labels[rows] = f.response.decode(out)
         result = pd.DataFrame({"predict": pd.Categorical(labels, categories=f.response.classes)}, index=frame.index)
-        for i, name in enumerate(f.response.classes):
-            result[str(name)] = full[:, i]
-        return result
+        probabilities = pd.DataFrame(full, index=frame.index, columns=[str(name) for name in f.response.classes])
+        return pd.concat([result, probabilities], axis=1)  # at once: a column at a time is slow for 1000 classes
 
     def layers(self) -> list[str]:
         """Layer names that deepfeatures() takes, from the input side to 'output'."""
@@ -234,6 +265,9 @@ class DeepWaterEstimator:
             if f.validation_metrics is None:
                 raise ParameterError("valid=True but the model was trained without a validation_frame.")
             return f.validation_metrics
+        if f.training_metrics is None:
+            raise ParameterError("this model holds pretrained weights and was not trained here; "
+                                 "pass a frame: model_performance(frame).")
         return f.training_metrics
 
     def scoring_history(self) -> pd.DataFrame:
@@ -267,7 +301,8 @@ class DeepWaterEstimator:
             return f"{type(self).__name__}({given}) [not trained]"
         lines = [f"{type(self).__name__}: {self.model_id}"]
         lines += [f"  {k}: {v}" for k, v in self.summary().items() if k != "model_id"]
-        lines.append(repr(self._fitted.training_metrics))
+        if self._fitted.training_metrics is not None:
+            lines.append(repr(self._fitted.training_metrics))
         if self._fitted.validation_metrics is not None:
             lines.append(repr(self._fitted.validation_metrics))
         return "\n".join(lines)

@@ -31,12 +31,17 @@ class DatasetInputs:
 
 @dataclass
 class ImageInputs:
-    """A column of image URIs, decoded to `shape` and centred on an optional mean image."""
+    """A column of image URIs, decoded to `shape`, as (pixels - mean_image) * scale.
+
+    mean_image is a (C, H, W) mean image, a per-channel (C, 1, 1) offset or None; scale is 1/255 unless
+    a pretrained model asks for its own (a number or a per-channel (C, 1, 1) array).
+    """
 
     column: str
     shape: ImageShape
     mean_image: np.ndarray | None
     reader: ImageReader
+    scale: float | np.ndarray = 1.0 / 255.0
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -45,7 +50,7 @@ class ImageInputs:
     def source(self, frame: pd.DataFrame, y: np.ndarray | None = None, w: np.ndarray | None = None) -> ImageSource:
         if self.column not in frame.columns:
             raise FrameError(f"the frame has no image column {self.column!r}, which the model was trained on; add it.")
-        return ImageSource(frame[self.column].tolist(), self.reader, self.mean_image, y, w)
+        return ImageSource(frame[self.column].tolist(), self.reader, self.mean_image, y, w, self.scale)
 
     def close(self) -> None:
         self.reader.close()

@@ -47,15 +47,21 @@ class ArraySource:
 
 
 class ImageSource:
-    """Images decoded from URIs by an ImageReader, scaled to (pixel - mean) / 255 as float32."""
+    """Images decoded from URIs by an ImageReader, as float32 (pixels - offset) * scale.
+
+    `offset` is a mean image (C, H, W), a per-channel (C, 1, 1) array or None (0); `scale` is a number
+    or a per-channel (C, 1, 1) array. The defaults give Deep Water's (pixels - mean_image) / 255.
+    """
 
     prefetch_depth = 3
 
-    def __init__(self, uris: Sequence[str], reader: ImageReader, mean_image: np.ndarray | None,
-                 y: np.ndarray | None = None, w: np.ndarray | None = None) -> None:
+    def __init__(self, uris: Sequence[str], reader: ImageReader, offset: np.ndarray | None,
+                 y: np.ndarray | None = None, w: np.ndarray | None = None,
+                 scale: float | np.ndarray = 1.0 / 255.0) -> None:
         self.uris = np.asarray(uris, dtype=object)
         self.reader = reader
-        self.offset = None if mean_image is None else mean_image.astype(np.float32)
+        self.offset = None if offset is None else np.asarray(offset, dtype=np.float32)
+        self.scale = np.asarray(scale, dtype=np.float32)
         self.y, self.w = y, w
         self.n = len(self.uris)
 
@@ -64,7 +70,7 @@ class ImageSource:
         x = pixels.astype(np.float32)
         if self.offset is not None:
             x -= self.offset
-        x *= 1.0 / 255.0
+        x *= self.scale
         kept = rows[ok]
         return Batch(x, None if self.y is None else self.y[kept], None if self.w is None else self.w[kept], kept)
 

@@ -17,6 +17,7 @@ from .graph import Graph, GraphBuilder, Node, ShapeError, check_state
 from .inception_bn import inception_bn
 from .lenet import lenet
 from .mlp import mlp
+from .mobilenet_v2 import mobilenet_v2
 from .resnet import resnet
 from .vgg import vgg
 
@@ -46,6 +47,7 @@ NETWORKS: dict[str, NetworkSpec] = {
     "inception_bn": NetworkSpec("inception_bn", inception_bn, True, (224, 224)),
     "resnet": NetworkSpec("resnet", partial(resnet, depth=50), True, (224, 224)),
     **{f"resnet{d}": NetworkSpec(f"resnet{d}", partial(resnet, depth=d), True, (224, 224)) for d in (18, 34, 50, 101)},
+    "mobilenet_v2": NetworkSpec("mobilenet_v2", mobilenet_v2, True, (224, 224)),
 }
 
 # Deep Water's "auto": inception_bn for images, an MLP for datasets.

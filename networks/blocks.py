@@ -21,9 +21,10 @@ def fc_relu_dropout(b: GraphBuilder, name: str, x: str, units: int, rate: float 
     return b.dropout(f"{name}_dropout", b.act(f"{name}_relu", b.dense(name, x, units), "relu"), rate)
 
 
-def conv_bn(b: GraphBuilder, name: str, x: str, filters: int, kernel: int, stride: int = 1, pad: int = 0) -> str:
-    """Bias-free convolution `name` followed by "<name>_bn"."""
-    return b.batch_norm(f"{name}_bn", b.conv(name, x, filters, kernel, stride, pad, bias=False))
+def conv_bn(b: GraphBuilder, name: str, x: str, filters: int, kernel: int, stride: int = 1, pad: int = 0,
+            groups: int = 1) -> str:
+    """Bias-free (optionally grouped) convolution `name` followed by "<name>_bn"."""
+    return b.batch_norm(f"{name}_bn", b.conv(name, x, filters, kernel, stride, pad, bias=False, groups=groups))
 
 
 def conv_bn_relu(b: GraphBuilder, name: str, x: str, filters: int, kernel: int, stride: int = 1,

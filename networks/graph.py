@@ -12,7 +12,7 @@ from typing import Any
 
 from deepwater.errors import ModelFileError, ParameterError
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid")
+ACTIVATIONS = ("relu", "relu6", "tanh", "sigmoid")
 POOLS = ("max", "avg")
 
 
@@ -35,8 +35,8 @@ class Node:
         if self.op == "dense":
             return {"weight": (self.attrs["units"], input_shapes[0][0]), "bias": (self.attrs["units"],)}
         if self.op == "conv":
-            k, filters = self.attrs["kernel"], self.attrs["filters"]
-            shapes = {"weight": (filters, input_shapes[0][0], k, k)}
+            k, filters, groups = self.attrs["kernel"], self.attrs["filters"], self.attrs.get("groups", 1)
+            shapes = {"weight": (filters, input_shapes[0][0] // groups, k, k)}
             return {**shapes, "bias": (filters,)} if self.attrs["bias"] else shapes
         if self.op == "batch_norm":
             return {"weight": (self.shape[0],), "bias": (self.shape[0],)}
@@ -130,10 +130,17 @@ class GraphBuilder:
         return shape  # type: ignore[return-value]
 
     def conv(self, name: str, x: str, filters: int, kernel: int, stride: int = 1, pad: int = 0,
-             bias: bool = True) -> str:
-        """2-D convolution over square kernels, zero padding `pad` on every side."""
-        _, h, w = self._spatial(name, x, kernel, stride, pad)
-        attrs = {"filters": filters, "kernel": kernel, "stride": stride, "pad": pad, "bias": bias}
+             bias: bool = True, groups: int = 1) -> str:
+        """2-D convolution over square kernels, zero padding `pad` on every side.
+
+        `groups` splits input and output channels into that many independent convolutions (weights
+        (filters, in_channels / groups, k, k)); groups == in_channels == filters is a depthwise convolution.
+        """
+        c, h, w = self._spatial(name, x, kernel, stride, pad)
+        if groups < 1 or c % groups or filters % groups:
+            raise ValueError(f"conv {name!r}: groups={groups} must divide both its {c} input channels "
+                             f"and its {filters} filters")
+        attrs = {"filters": filters, "kernel": kernel, "stride": stride, "pad": pad, "bias": bias, "groups": groups}
         return self._add(name, "conv", (x,), attrs, (filters, h, w))
 
     def pool(self, name: str, x: str, kind: str, kernel: int, stride: int, pad: int = 0) -> str:
@@ -175,7 +182,7 @@ class GraphBuilder:
         return self._add(name, "add", (a, b), {}, self.shape(a))
 
     def act(self, name: str, x: str, kind: str) -> str:
-        """Element-wise activation: relu, tanh or sigmoid."""
+        """Element-wise activation: relu, relu6 (min(max(x, 0), 6)), tanh or sigmoid."""
         if kind not in ACTIVATIONS:
             raise ValueError(f"activation {kind!r} not in {ACTIVATIONS}")
         return self._add(name, "act", (x,), {"kind": kind}, self.shape(x))

@@ -39,6 +39,7 @@ NETWORKS = {
     "googlenet": (3, 16, 16),
     "inception_bn": (3, 16, 16),
     "resnet18": (3, 16, 16),
+    "mobilenet_v2": (3, 32, 32),
 }
 CLASSES = 3
 CLASSIFY = TaskSpec("classification", CLASSES, "cross_entropy", "multinomial")
@@ -138,3 +139,39 @@ def test_gpu_fallback_warning_says_why_there_is_no_gpu(backend, monkeypatch):
     with pytest.warns(RuntimeWarning, match=f"backend '{backend}' sees no GPU") as caught:
         assert resolve_device(instance, True, [0]) == "cpu"
     assert hint in str(caught[0].message)
+
+
+def _grouped_graph():
+    """A small network of the ops MobileNetV2 needs, plus a grouped (not depthwise) conv and a dense head."""
+    from deepwater.networks import GraphBuilder
+
+    b = GraphBuilder((4, 9, 9))
+    x = b.conv("grouped", "input", 6, kernel=3, pad=1, groups=2)
+    x = b.act("grouped_relu6", x, "relu6")
+    x = b.conv("depthwise", x, 6, kernel=3, stride=2, pad=1, groups=6, bias=False)
+    x = b.act("depthwise_relu6", b.batch_norm("depthwise_bn", x), "relu6")
+    b.dense("output", b.flatten("flatten", x), CLASSES)
+    return b.graph
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_grouped_convolutions_and_relu6_agree_with_torch(backend):
+    if "torch" not in BACKENDS:
+        pytest.skip("the reference backend, torch, is not installed")
+    graph = _grouped_graph()
+    assert graph.param_shapes()["grouped.weight"] == (6, 2, 3, 3)
+    assert graph.param_shapes()["depthwise.weight"] == (6, 1, 3, 3)
+    reference = get_backend("torch").build(graph, CLASSIFY, SGD, "cpu", 0)
+    state = {k: v * 8 for k, v in reference.get_state().items()}  # large weights, so relu6 saturates
+    reference.set_state(state)
+    net = get_backend(backend).build(graph, CLASSIFY, SGD, "cpu", 1)
+    assert net.parameter_count() == graph.param_count()
+    net.set_state(state)
+    x = np.random.default_rng(0).normal(scale=3.0, size=(5, 4, 9, 9)).astype(np.float32)
+    activations = reference.features(x, "grouped_relu6")
+    assert activations.max() == 6.0 and activations.min() == 0.0
+    np.testing.assert_allclose(net.features(x, "grouped_relu6"), activations, atol=1e-4)
+    np.testing.assert_allclose(net.features(x, "depthwise_relu6"), reference.features(x, "depthwise_relu6"), atol=1e-4)
+    np.testing.assert_allclose(net.predict(x), reference.predict(x), atol=1e-4)
+    for key, value in net.get_state().items():
+        np.testing.assert_allclose(value, state[key], rtol=1e-6)

@@ -9,11 +9,12 @@ from deepwater.errors import ParameterError
 from deepwater.networks import Graph, build_graph
 
 IMAGE_NETWORKS = ["alexnet", "vgg", "vgg11", "vgg13", "vgg16", "vgg19", "googlenet", "inception_bn",
-                  "resnet", "resnet18", "resnet34", "resnet50", "resnet101"]
+                  "resnet", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2"]
 SMALL_SHAPES = [(1, 28, 28), (3, 32, 32)]
 # the smallest square side each accepts; the padded networks take anything down to 1x1
 SMALLEST = {"alexnet": 7, "vgg": 16, "vgg11": 16, "vgg13": 16, "vgg16": 16, "vgg19": 16, "googlenet": 1,
-            "inception_bn": 1, "resnet": 1, "resnet18": 1, "resnet34": 1, "resnet50": 1, "resnet101": 1}
+            "inception_bn": 1, "resnet": 1, "resnet18": 1, "resnet34": 1, "resnet50": 1, "resnet101": 1,
+            "mobilenet_v2": 1}
 
 
 def check_names(graph: Graph, n_outputs: int) -> None:
@@ -58,6 +59,9 @@ def test_builds_for_small_images_with_the_same_names_less_pool1(name, shape):
     ("resnet18", ["conv1", "conv1_bn", "conv1_relu", "pool1", "stage2_block2_conv2_bn", "stage2_block2_add",
                   "stage3_block1_shortcut", "stage3_block1_shortcut_bn", "stage5_block2_relu"]),
     ("resnet50", ["stage2_block1_shortcut_bn", "stage2_block3_conv3_bn", "stage4_block6_relu", "stage5_block3_add"]),
+    ("mobilenet_v2", ["conv1", "conv1_bn", "conv1_relu", "block1_dw", "block1_dw_bn", "block1_dw_relu",
+                      "block1_project", "block1_project_bn", "block2_expand", "block2_expand_bn", "block2_expand_relu",
+                      "block3_add", "block17_project_bn", "conv_last", "conv_last_bn", "conv_last_relu", "dropout"]),
 ])
 def test_documented_layer_names(name, layers):
     names = build_graph(name, (3, 224, 224), 1000).layer_names()
@@ -73,7 +77,7 @@ def test_identity_shortcuts_only_where_the_shape_is_kept():
 
 
 def test_conv_layers_before_batch_norm_have_no_bias():
-    for name in ("inception_bn", "resnet50"):
+    for name in ("inception_bn", "resnet50", "mobilenet_v2"):
         graph = build_graph(name, (3, 32, 32), 10)
         convs = [n for n in graph.nodes if n.op == "conv"]
         assert convs and not any(n.attrs["bias"] for n in convs)
@@ -220,6 +224,19 @@ def test_inception_bn_count():
 ])
 def test_resnet_counts_match_torchvision(name, torchvision_count):
     assert build_graph(name, (3, 224, 224), 1000).param_count() == torchvision_count
+
+
+def test_mobilenet_v2_matches_torchvision():
+    graph = build_graph("mobilenet_v2", (3, 224, 224), 1000)
+    assert graph.param_count() == 3_504_872
+    assert "block1_expand" not in graph.layer_names()  # the first block does not expand
+    adds = [n.name for n in graph.nodes if n.op == "add"]  # stride 1 and unchanged channels only
+    assert adds == [f"block{i}_add" for i in (3, 5, 6, 8, 9, 10, 12, 13, 15, 16)]
+    depthwise = [n for n in graph.nodes if n.name.endswith("_dw")]
+    assert len(depthwise) == 17 and all(n.attrs["groups"] == n.attrs["filters"] for n in depthwise)
+    assert graph.param_shapes()["block2_dw.weight"] == (96, 1, 3, 3)
+    assert {n.attrs["kind"] for n in graph.nodes if n.op == "act"} == {"relu6"}
+    assert graph.node("global_pool").shape == (1280,) and graph.node("dropout").attrs["rate"] == 0.2
 
 
 @pytest.mark.parametrize("name", IMAGE_NETWORKS)
