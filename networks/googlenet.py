@@ -14,7 +14,7 @@ left out. The padded pools let any image size from 1x1 through.
 """
 from __future__ import annotations
 
-from .blocks import conv_relu, is_small
+from .blocks import conv_relu, inception_stem
 from .graph import GraphBuilder
 
 # module -> (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection), Table 1 of the paper
@@ -42,19 +42,9 @@ def inception(b: GraphBuilder, name: str, x: str, filters: tuple[int, int, int, 
     return b.concat(f"{name}_concat", [branch1, branch3, branch5, branch_pool])
 
 
-def stem(b: GraphBuilder, x: str) -> str:
-    """conv1 [pool1] conv2_reduce conv2 pool2."""
-    if is_small(b, x):
-        x = conv_relu(b, "conv1", x, 64, kernel=3, pad=1)
-    else:
-        x = b.pool("pool1", conv_relu(b, "conv1", x, 64, kernel=7, stride=2, pad=3), "max", 3, 2, 1)
-    x = conv_relu(b, "conv2", conv_relu(b, "conv2_reduce", x, 64, kernel=1), 192, kernel=3, pad=1)
-    return b.pool("pool2", x, "max", 3, 2, 1)
-
-
 def googlenet(b: GraphBuilder, x: str, n_outputs: int) -> str:
     """GoogLeNet; see the module docstring for layer names."""
-    x = stem(b, x)
+    x = inception_stem(b, x, conv_relu)
     for module, filters in MODULES.items():
         x = inception(b, f"inception{module}", x, filters)
         if module in POOL_AFTER:
