@@ -3,16 +3,24 @@
 Importing deepwater imports no deep learning framework; a backend loads its framework when a
 model is built.
 """
-from . import accessor, datasets  # accessor registers the `frame.dw` pandas accessor
+from . import accessor, datasets, models_zoo  # accessor registers the `frame.dw` pandas accessor
 from .distances import distance, nearest
-from .errors import (DeepWaterError, DeviceError, FrameError, ImageError, MissingDependencyError, ModelFileError,
-                     ParameterError)
+from .errors import (
+                     DeepWaterError,
+                     DeviceError,
+                     FrameError,
+                     ImageError,
+                     MissingDependencyError,
+                     ModelFileError,
+                     ParameterError,
+)
 from .estimator import DeepWaterEstimator, H2ODeepWaterEstimator
 from .frames import import_file
 
 __version__ = "0.1.0"
 __all__ = [
-    "DeepWaterEstimator", "H2ODeepWaterEstimator", "import_file", "datasets", "accessor", "distance", "nearest",
+    "DeepWaterEstimator", "H2ODeepWaterEstimator", "import_file", "datasets", "accessor", "models_zoo",
+    "distance", "nearest",
     "DeepWaterError", "ParameterError", "FrameError", "ImageError", "MissingDependencyError", "DeviceError",
     "ModelFileError",
 ]
