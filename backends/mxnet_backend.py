@@ -99,3 +99,15 @@ class MXNetBackend:
             return MXNetNet(graph, task, optimizer, device, seed)
         finally:
             _restore_torch_threads(threads)
+
+    def load_user_network(self, definition_file: str, parameters_file: str | None, input_shape: tuple[int, ...],
+                          task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
+        """A Net from an MXNet symbol JSON file and optional .params weights (see mxnet_user.py)."""
+        load_mxnet()
+        threads = _torch_threads()
+        try:
+            from .mxnet_user import MXNetUserNet
+
+            return MXNetUserNet(definition_file, parameters_file, input_shape, task, optimizer, device, seed)
+        finally:
+            _restore_torch_threads(threads)

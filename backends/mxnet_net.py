@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -353,6 +353,54 @@ class TorchAdadelta:
             out.copyto(target)
 
 
+def make_optimizer(slots: list[Slot], spec: OptimizerSpec) -> TorchSGD | TorchAdadelta:
+    """ADADELTA when spec.adaptive_rate, else SGD with (Nesterov) momentum, over `slots`."""
+    return (TorchAdadelta if spec.adaptive_rate else TorchSGD)(slots, spec)
+
+
+# ----------------------------------------------------------------------------- executors
+
+def bind_arrays(symbol, ctx, arrays: dict, grads: dict | None, shared=None):
+    """Bind `symbol` to the arrays it names in `arrays` (arguments and auxiliary states).
+
+    grads None binds forward-only; otherwise arguments with an array in `grads` get their gradient
+    written there and the rest get none. `shared` is an executor to share memory with (or None).
+    """
+    names = symbol.list_arguments()
+    args = {name: arrays[name] for name in names}
+    aux = {name: arrays[name] for name in symbol.list_auxiliary_states()}
+    if grads is None:
+        return symbol.bind(ctx, args, grad_req="null", aux_states=aux, shared_exec=shared)
+    grad_req = {name: "write" if name in grads else "null" for name in names}
+    used = {name: grads[name] for name in names if name in grads}
+    return symbol.bind(ctx, args, args_grad=used, grad_req=grad_req, aux_states=aux, shared_exec=shared)
+
+
+class ExecutorCache:
+    """Bound executors keyed by (..., batch size), kept least recently used first (at most MAX_EXECUTORS).
+
+    `bind(symbol, n, training, shared)` binds a new executor; it shares memory with the newest cached
+    executor whose key differs only in the batch size. Binding happens without MKL-DNN fusion.
+    """
+
+    def __init__(self, bind: Callable[[object, int, bool, object], object]) -> None:
+        self._bind = bind
+        self._executors: OrderedDict = OrderedDict()
+
+    def get(self, key: tuple, symbol, n: int, training: bool):
+        """The executor for `key` (whose last item is n), bound on first use."""
+        if key in self._executors:
+            self._executors.move_to_end(key)
+            return self._executors[key]
+        shared = next((e for k, e in reversed(self._executors.items()) if k[:-1] == key[:-1]), None)
+        with unfused_binding():
+            executor = self._bind(symbol, n, training, shared)
+        self._executors[key] = executor
+        while len(self._executors) > MAX_EXECUTORS:
+            self._executors.popitem(last=False)
+        return executor
+
+
 # ----------------------------------------------------------------------------- the Net
 
 class MXNetNet:
@@ -375,10 +423,10 @@ class MXNetNet:
         self._train_symbols = {weighted: self._train_symbol(training[graph.output.name], weighted)
                                for weighted in (False, True)}
         self._inference_symbols: dict = {}
-        self._executors: OrderedDict = OrderedDict()
+        self._executors = ExecutorCache(self._bind)
         penalised = set(graph.penalised_params())  # conv and dense weights
         slots = [Slot(self._arrays[self._names[k]], self._grads[self._names[k]], k in penalised) for k in params]
-        self._optimizer = (TorchAdadelta if optimizer.adaptive_rate else TorchSGD)(slots, optimizer)
+        self._optimizer = make_optimizer(slots, optimizer)
 
     # --- symbols and executors ------------------------------------------------------------
     def _train_symbol(self, out, weighted: bool):
@@ -398,31 +446,15 @@ class MXNetNet:
         return scratch
 
     def _executor(self, key: tuple, symbol, n: int, training: bool):
-        """The executor of `symbol` for batches of n rows, bound on first use and cached (LRU)."""
-        if key in self._executors:
-            self._executors.move_to_end(key)
-            return self._executors[key]
-        shared = next((e for k, e in reversed(self._executors.items()) if k[:-1] == key[:-1]), None)
-        with unfused_binding():
-            executor = self._bind(symbol, n, training, shared)
-        self._executors[key] = executor
-        while len(self._executors) > MAX_EXECUTORS:
-            self._executors.popitem(last=False)
-        return executor
+        """The executor of `symbol` for batches of n rows, bound on first use and cached."""
+        return self._executors.get(key, symbol, n, training)
 
     def _bind(self, symbol, n: int, training: bool, shared):
         """Bind `symbol` for n rows to this net's shared arrays, with fresh input arrays."""
         inputs = {self.graph.input.name: mx.nd.zeros((n,) + tuple(self.graph.input.shape), ctx=self._ctx),
                   LABEL: mx.nd.zeros((n,), ctx=self._ctx), ROW_WEIGHT: mx.nd.zeros((n,), ctx=self._ctx)}
         arrays = {**self._arrays, **self._scratch, **inputs}
-        names = symbol.list_arguments()
-        args = {name: arrays[name] for name in names}
-        aux = {name: arrays[name] for name in symbol.list_auxiliary_states()}
-        if not training:
-            return symbol.bind(self._ctx, args, grad_req="null", aux_states=aux, shared_exec=shared)
-        grad_req = {name: "write" if name in self._grads else "null" for name in names}
-        grads = {name: self._grads[name] for name in names if name in self._grads}
-        return symbol.bind(self._ctx, args, args_grad=grads, grad_req=grad_req, aux_states=aux, shared_exec=shared)
+        return bind_arrays(symbol, self._ctx, arrays, self._grads if training else None, shared)
 
     def _inference_symbol(self, layer: str | None):
         """Predictions (layer None: softmax probabilities or values) or one layer's flattened activations."""

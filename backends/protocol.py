@@ -59,3 +59,14 @@ class Backend(Protocol):
 
     def build(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int) -> Net:
         """Compile `graph` with `task`'s loss and `optimizer` on `device`, initialised from `seed`."""
+
+    # Optional (not part of the runtime check): backends that load user-defined graph files define
+    #
+    #   def load_user_network(self, definition_file: str, parameters_file: str | None,
+    #                         input_shape: tuple[int, ...], task: TaskSpec, optimizer: OptimizerSpec,
+    #                         device: str, seed: int) -> Net
+    #
+    # which reads the graph in the framework's own format (MXNet: symbol JSON and .params weights) for
+    # network="user", checks that it takes `input_shape` and has task.n_outputs outputs, and returns a
+    # Net whose layers(), get_state() and set_state() use the file's own names. The estimator looks
+    # the method up with getattr and refuses network="user" on backends without it.

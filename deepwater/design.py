@@ -6,6 +6,7 @@ categorical columns one-hot encoded (an unseen level encodes as all zeros), cons
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -115,28 +116,34 @@ class DatasetEncoder:
     @classmethod
     def fit(cls, frame: pd.DataFrame, columns: Sequence[str], standardize: bool,
             ignore_const_cols: bool) -> "DatasetEncoder":
-        numeric, categorical, dropped = [], [], []
+        categorical, dropped = [], []
+        numeric_names = [name for name in columns if not is_categorical(frame[name])]
         for name in columns:
+            if name in numeric_names:
+                continue
             series = frame[name]
-            if is_categorical(series):
-                levels = _levels(series)
-                if ignore_const_cols and len(levels) <= 1 and not series.isna().any():
+            levels = _levels(series)
+            if ignore_const_cols and len(levels) <= 1 and not series.isna().any():
+                dropped.append(name)
+            else:
+                categorical.append(_CategoricalColumn(name, levels))
+        numeric = []
+        if numeric_names:  # statistics of all numeric columns at once
+            block = frame[numeric_names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+            empty = np.isnan(block).all(axis=0)
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: dropped below
+                means, stds = np.nanmean(block, axis=0), np.nanstd(block, axis=0)
+            for name, is_empty, mean, std in zip(numeric_names, empty, means, stds):
+                if is_empty or (ignore_const_cols and std == 0.0):
                     dropped.append(name)
                 else:
-                    categorical.append(_CategoricalColumn(name, levels))
-                continue
-            values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
-            if np.isnan(values).all():
-                dropped.append(name)
-                continue
-            mean, std = float(np.nanmean(values)), float(np.nanstd(values))
-            if ignore_const_cols and std == 0.0:
-                dropped.append(name)
-                continue
-            numeric.append(_NumericColumn(name, mean, std or 1.0))
+                    numeric.append(_NumericColumn(name, float(mean), float(std) or 1.0))
         if not numeric and not categorical:
             raise FrameError(f"every predictor was dropped as constant or empty ({dropped[:10]}); "
                              "give columns that vary, or ignore_const_cols=False.")
+        order = {name: i for i, name in enumerate(columns)}
+        dropped.sort(key=order.__getitem__)
         return cls(numeric, categorical, dropped, standardize)
 
     @property

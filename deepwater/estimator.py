@@ -29,6 +29,14 @@ from .sources import Source, batches, iterate
 from .specs import CLASSIFICATION, OptimizerSpec, TaskSpec, task_from_params
 from .trainer import LoopSettings, StoppingRule, Trainer, TrainingOutcome
 
+USER = "user"  # network="user": the graph comes from network_definition_file
+USER_GRAPH_FORMATS = {"mxnet": "MXNet symbol JSON (network_definition_file) with optional .params weights "
+                               "(network_parameters_file)"}
+
+
+def _is_user(network: str) -> bool:
+    return network.lower() == USER
+
 
 @dataclass
 class _Fitted:
@@ -60,6 +68,10 @@ class DeepWaterEstimator:
 
     def __init__(self, **params: Any) -> None:
         self._params = parameter_table.resolve(params)
+        if _is_user(self._params["network"]) and not self._params["network_definition_file"]:
+            raise ParameterError("network='user' needs network_definition_file: pass the path of your graph file "
+                                 "(MXNet: a symbol JSON such as 'lenet-symbol.json'), optionally with "
+                                 "network_parameters_file for its weights; or pick a built-in network.")
         self._given = dict(params)
         self.model_id = self._params["model_id"] or f"DeepWater_model_{uuid.uuid4().hex[:8]}"
         self._fitted: _Fitted | None = None
@@ -92,13 +104,12 @@ class DeepWaterEstimator:
         task = task_from_params(response.kind, response.n_classes, p["distribution"], p["loss"])
         rule = self._stopping_rule(task, valid is not None)
 
-        network = networks.resolve_auto(p["network"], problem_type == "image")
+        network = USER if _is_user(p["network"]) else networks.resolve_auto(p["network"], problem_type == "image")
         inputs = self._make_inputs(train, predictors, problem_type, network)
-        graph = networks.build_graph(network, inputs.input_shape, task.n_outputs, p)
-        backend = get_backend(p["backend"])
+        backend = get_backend(self._backend_name(network))
         device = resolve_device(backend, p["gpu"], p["device_id"])
         seed = p["seed"] if p["seed"] >= 0 else int(np.random.SeedSequence().entropy % 2**32)
-        net = backend.build(graph, task, OptimizerSpec.from_params(p), device, seed)
+        net = self._build_net(network, backend, inputs.input_shape, task, device, seed)
 
         train_source = inputs.source(train, response.encode(train), _weights(train, weights_column))
         train_score = self._scoring_subset(train_source, train, inputs, response, weights_column,
@@ -156,6 +167,28 @@ class DeepWaterEstimator:
         )
         return model
 
+    def _backend_name(self, network: str) -> str:
+        """The backend parameter; for network='user' with backend='auto', the backend that reads such files."""
+        if network == USER and self._params["backend"] == "auto":
+            return next(iter(USER_GRAPH_FORMATS))
+        return self._params["backend"]
+
+    def _build_net(self, network: str, backend, input_shape: tuple[int, ...], task: TaskSpec, device: str,
+                   seed: int):
+        """The backend's Net: compiled from a built-in network's graph, or loaded from the user's graph file."""
+        p = self._params
+        optimizer = OptimizerSpec.from_params(p)
+        if network != USER:
+            graph = networks.build_graph(network, input_shape, task.n_outputs, p)
+            return backend.build(graph, task, optimizer, device, seed)
+        loader = getattr(backend, "load_user_network", None)
+        if loader is None:
+            formats = "; ".join(f"backend={name!r}: {fmt}" for name, fmt in USER_GRAPH_FORMATS.items())
+            raise ParameterError(f"backend={backend.name!r} cannot load network_definition_file (network='user'). "
+                                 f"User-defined graphs load on {formats}.")
+        return loader(p["network_definition_file"], p["network_parameters_file"], tuple(input_shape), task,
+                      optimizer, device, seed)
+
     def _stopping_rule(self, task: TaskSpec, has_validation: bool) -> StoppingRule:
         p = self._params
         metric = p["stopping_metric"]
@@ -175,7 +208,7 @@ class DeepWaterEstimator:
         p = self._params
         if problem_type == "dataset":
             return DatasetInputs(DatasetEncoder.fit(frame, predictors, p["standardize"], p["ignore_const_cols"]))
-        default = networks.get(network).default_image_shape or (224, 224)
+        default = (None if network == USER else networks.get(network).default_image_shape) or (224, 224)
         height, width = p["image_shape"] or default
         shape = ImageShape(height, width, p["channels"])
         mean = None if p["mean_image_file"] is None else load_mean_image(p["mean_image_file"], shape)
@@ -285,7 +318,7 @@ class DeepWaterEstimator:
             "network": f.network,
             "problem_type": f.problem_type,
             "input_shape": f.inputs.input_shape,
-            "parameters": f.net.graph.param_count(),
+            "parameters": f.net.parameter_count(),
             "response": f"{f.response.name} ({f.task.kind}, {f.task.distribution})",
             "epochs": round(f.outcome.epochs, 4),
             "samples": f.outcome.samples,

@@ -6,7 +6,6 @@ batches as predict(), on the device the model trained on; rows whose image was s
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -21,7 +20,7 @@ PROGRESS_MIN_BATCHES = 10  # more batches than this show a progress bar (unless 
 
 def layer_names(net: Any) -> list[str]:
     """The layers whose activations deep_features() can return, from the input side to the output."""
-    return list(net.graph.layer_names())
+    return list(net.layers())
 
 
 def resolve_layer(net: Any, layer: Any) -> str:
@@ -51,21 +50,22 @@ def deep_features(net: Any, source: Source, index: pd.Index, layer: Any, batch_s
     PROGRESS_MIN_BATCHES batches and `quiet` is False.
     """
     name = resolve_layer(net, layer)
-    width = math.prod(net.graph.node(name).shape)
-    result = np.full((source.n, width), np.nan, dtype=np.float32)
+    result: np.ndarray | None = None  # allocated once the first batch shows the layer's width
     groups = list(batches(source.n, batch_size))
-    scored = 0
     with tqdm(total=source.n, unit="rows", desc=f"deepfeatures {name}", leave=False,
               disable=quiet or len(groups) <= PROGRESS_MIN_BATCHES) as bar:
         for rows, batch in zip(groups, iterate(source, groups)):
             if len(batch.rows):
                 values = np.asarray(net.features(batch.x, name))
-                if values.shape != (len(batch.rows), width):
+                if result is None and values.ndim == 2:
+                    result = np.full((source.n, values.shape[1]), np.nan, dtype=np.float32)
+                if result is None or values.shape != (len(batch.rows), result.shape[1]):
+                    expected = (len(batch.rows), "k" if result is None else result.shape[1])
                     raise DeepWaterError(f"the backend returned features of shape {values.shape} for layer {name!r}; "
-                                         f"expected {(len(batch.rows), width)}. This is a bug in the backend.")
+                                         f"expected {expected}. This is a bug in the backend.")
                 result[batch.rows] = values
-                scored += len(batch.rows)
             bar.update(len(rows))
-    if scored == 0:
+    if result is None:
         raise FrameError("no row of the frame could be scored (every image was skipped).")
+    width = result.shape[1]
     return pd.DataFrame(result, index=index, columns=feature_columns(name, width), copy=False)

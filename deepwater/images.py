@@ -155,8 +155,28 @@ def _mean_from_array(array: np.ndarray, path: object, shape: ImageShape) -> np.n
     return np.ascontiguousarray(chw, dtype=np.float32)
 
 
+def _load_nd_array(text: str, path: object, shape: ImageShape) -> np.ndarray:
+    """The single array of an MXNet NDArray file (mx.nd.save), e.g. {'mean_img': (3, 224, 224)}.
+
+    MXNet is imported only here (a missing install raises MissingDependencyError naming the extra).
+    """
+    from .backends.mxnet_backend import load_mxnet
+
+    mx = load_mxnet()
+    try:
+        loaded = mx.nd.load(text)
+    except mx.base.MXNetError as exc:
+        raise _mean_image_error(path, f"not a readable MXNet .nd file ({str(exc).strip()[:160]})", shape,
+                                "Save it with mx.nd.save(path, {'mean_img': array}).") from exc
+    arrays = list(loaded.values()) if isinstance(loaded, dict) else list(loaded)
+    if len(arrays) != 1:
+        raise _mean_image_error(path, f"the .nd file holds {len(arrays)} arrays", shape,
+                                "Save exactly one array (e.g. {'mean_img': array}).")
+    return arrays[0].asnumpy()
+
+
 def load_mean_image(path: str | os.PathLike, shape: ImageShape) -> np.ndarray:
-    """Load a mean image (.npy or image file) as float32 (C, H, W) in pixel units 0..255."""
+    """Load a mean image (.npy, MXNet .nd or image file) as float32 (C, H, W) in pixel units 0..255."""
     text = os.fspath(path)
     fix_size = "Pass a .npy array or an image file of exactly that size."
     if not os.path.isfile(text):
@@ -172,6 +192,8 @@ def load_mean_image(path: str | os.PathLike, shape: ImageShape) -> np.ndarray:
         if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
             raise _mean_image_error(path, "the .npy file holds no numeric array", shape, fix_size)
         return _mean_from_array(array, path, shape)
+    if suffix == ".nd":
+        return _mean_from_array(_load_nd_array(text, path, shape), path, shape)
     if suffix in IMAGE_EXTENSIONS:
         try:
             chw = _decode_file(text, shape.channels, None)
@@ -187,7 +209,7 @@ def load_mean_image(path: str | os.PathLike, shape: ImageShape) -> np.ndarray:
         return chw.astype(np.float32)
     raise _mean_image_error(
         path, f"unknown file type {suffix or '(no suffix)'!r}", shape,
-        f"Use a .npy array or an image file ({', '.join(IMAGE_EXTENSIONS)}).",
+        f"Use a .npy array, an MXNet .nd file or an image file ({', '.join(IMAGE_EXTENSIONS)}).",
     )
 
 

@@ -60,7 +60,8 @@ def get(name: str) -> NetworkSpec:
         return NETWORKS[name.lower()]
     except KeyError:
         raise ParameterError(
-            f"network={name!r} is not a known network. Use one of: 'auto', {', '.join(map(repr, NETWORKS))}."
+            f"network={name!r} is not a known network. Use one of: 'auto', {', '.join(map(repr, NETWORKS))}, "
+            "or 'user' with network_definition_file (a graph file of your own)."
         ) from None
 
 

@@ -1,0 +1,237 @@
+"""User-defined MXNet networks: a symbol JSON file (and optional .params weights) as a Net.
+
+Deep Water users hand over the symbol their MXNet scripts saved (`sym.save(...)`), usually ending in a
+SoftmaxOutput head named 'softmax' with the label 'softmax_label'. The head is dropped: its input (the
+logits) is the network's output, trained with deepwater's own loss and optimiser (those of mxnet_net:
+SGD with momentum or ADADELTA, l1/l2, clipping), and predict() returns softmax probabilities.
+
+Parameters keep the symbol's own names ('convolution0_weight', 'bn_data_moving_mean', ...): those are
+the keys of get_state()/set_state() and of a .params file, saved by MXNet's save_params /
+save_checkpoint ('arg:<name>' and 'aux:<name>') or as plain names. Batch-norm running statistics are
+updated by MXNet's own BatchNorm operator while training.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+from deepwater.errors import ModelFileError
+from deepwater.specs import OptimizerSpec, TaskSpec
+
+from .mxnet_backend import load_mxnet
+from .mxnet_net import LABEL, ROW_WEIGHT, ExecutorCache, Slot, bind_arrays, loss_symbol, make_optimizer, mx_context
+
+mx = load_mxnet()
+
+DATA = "data"  # the input variable Deep Water's MXNet graphs read images or rows from
+HEAD_OPS = {"SoftmaxOutput", "Softmax", "SoftmaxActivation", "softmax", "LinearRegressionOutput",
+            "LogisticRegressionOutput", "MAERegressionOutput", "MakeLoss"}
+LAYER_SUFFIX = "_output"
+
+
+# ----------------------------------------------------------------------------- files
+
+def load_symbol(path: str):
+    """mx.sym.load(path), with a ModelFileError naming the file when it is missing or not a symbol."""
+    if not os.path.isfile(path):
+        raise ModelFileError(f"network_definition_file={path!r}: no such file; pass the path of an MXNet "
+                             "symbol JSON file (as saved by symbol.save()).")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            json.load(handle)
+        return mx.sym.load(path)
+    except (ValueError, UnicodeDecodeError, mx.base.MXNetError) as error:
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise ModelFileError(f"network_definition_file={path!r} is not a readable MXNet symbol JSON file "
+                             f"(truncated or not JSON?): {reason}") from error
+
+
+def head_op(symbol) -> str:
+    """The operator of the symbol's (single) output node, 'null' for a bare variable."""
+    graph = json.loads(symbol.tojson())
+    return graph["nodes"][graph["heads"][0][0]]["op"]
+
+
+def logits_of(symbol, path: str):
+    """The network's output without its loss head: the first input of a SoftmaxOutput-like head."""
+    outputs = symbol.list_outputs()
+    if len(outputs) != 1:
+        raise ModelFileError(f"network_definition_file={path!r} has {len(outputs)} outputs {outputs}; "
+                             "a user network needs exactly one (its SoftmaxOutput or its logits).")
+    if head_op(symbol) in HEAD_OPS:
+        return symbol.get_children()[0]
+    return symbol
+
+
+def load_parameters(path: str) -> dict[str, np.ndarray]:
+    """Weights from an MXNet .params file as name -> array ('arg:'/'aux:' prefixes removed)."""
+    if not os.path.isfile(path):
+        raise ModelFileError(f"network_parameters_file={path!r}: no such file; pass the .params file saved "
+                             "with the network (save_params / save_checkpoint), or leave it None.")
+    try:
+        loaded = mx.nd.load(path)
+    except mx.base.MXNetError as error:
+        raise ModelFileError(f"network_parameters_file={path!r} is not an MXNet .params file "
+                             f"(truncated or another format?): {str(error).strip()[:200]}") from error
+    if not isinstance(loaded, dict):
+        raise ModelFileError(f"network_parameters_file={path!r} holds {len(loaded)} unnamed arrays; "
+                             "save the weights as a dict of names (mx.nd.save(path, {'arg:<name>': ...})).")
+    return {name.split(":", 1)[1] if name.startswith(("arg:", "aux:")) else name: value.asnumpy()
+            for name, value in loaded.items()}
+
+
+# ----------------------------------------------------------------------------- the Net
+
+class MXNetUserNet:
+    """A user's MXNet symbol on one device, with deepwater's loss and optimiser: the Net protocol."""
+
+    def __init__(self, definition_file: str, parameters_file: str | None, input_shape: tuple[int, ...],
+                 task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int) -> None:
+        mx.random.seed(seed)
+        self.definition_file, self.task, self.spec, self.device = str(definition_file), task, optimizer, device
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.samples = 0
+        self._ctx = mx_context(device)
+        self._logits = logits_of(load_symbol(self.definition_file), self.definition_file)
+        shapes = self._infer_shapes()
+        self._arrays = {name: mx.nd.zeros(shape, ctx=self._ctx) for name, shape in shapes.items()}
+        self._initialise(seed)
+        if parameters_file is not None:
+            self._assign(load_parameters(str(parameters_file)), f"network_parameters_file={str(parameters_file)!r}",
+                         complete=False)
+        self._param_names = [n for n in self._logits.list_arguments() if n != DATA]
+        self._grads = {n: mx.nd.zeros(self._arrays[n].shape, ctx=self._ctx) for n in self._param_names}
+        slots = [Slot(self._arrays[n], self._grads[n], n.endswith("_weight")) for n in self._param_names]
+        self._optimizer = make_optimizer(slots, optimizer)
+        self._train_symbols = {w: loss_symbol(task.loss, self._logits, w) for w in (False, True)}
+        self._inference_symbols: dict = {}
+        self._layers = [n for n in self._logits.get_internals().list_outputs() if n.endswith(LAYER_SUFFIX)]
+        self._executors = ExecutorCache(self._bind)
+
+    # --- construction ---------------------------------------------------------------------
+    def _infer_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of every parameter and auxiliary state for this input shape; checks data and outputs."""
+        path, logits = self.definition_file, self._logits
+        if DATA not in logits.list_arguments():
+            raise ModelFileError(f"network_definition_file={path!r} has no input variable named {DATA!r} "
+                                 f"(its variables: {logits.list_arguments()[:8]}...); name the input 'data'.")
+        try:
+            arg_shapes, out_shapes, aux_shapes = logits.infer_shape(**{DATA: (1,) + self.input_shape})
+        except mx.base.MXNetError as error:
+            first = next((line for line in str(error).splitlines() if "Error in operator" in line), str(error)[:200])
+            raise ModelFileError(f"network_definition_file={path!r} does not accept inputs of shape "
+                                 f"{self.input_shape}: {first.strip()}. Change image_shape/channels to the "
+                                 "size the network was built for.") from error
+        outputs = math.prod(out_shapes[0][1:])
+        if outputs != self.task.n_outputs:
+            raise ModelFileError(
+                f"network_definition_file={path!r} has {outputs} outputs but the response needs "
+                f"{self.task.n_outputs} ({'one per class' if self.task.is_classification else 'one value'}). "
+                "Use a graph whose last layer has that many outputs (retrain it with matching classes); "
+                "replacing the output layer is not supported yet.")
+        names = logits.list_arguments() + logits.list_auxiliary_states()
+        shapes = dict(zip(names, arg_shapes + aux_shapes))
+        shapes.pop(DATA)
+        return shapes
+
+    def _initialise(self, seed: int) -> None:
+        """Xavier weights, zero biases and betas, unit gammas (MXNet's naming rules); batch-norm running
+        variances 1 and every other array (running means, ...) 0."""
+        mx.random.seed(seed)
+        init = mx.init.Xavier(rnd_type="uniform", factor_type="avg", magnitude=3)
+        for name, array in self._arrays.items():
+            if name.endswith(("weight", "bias", "gamma", "beta")):
+                init(mx.init.InitDesc(name), array)
+            else:
+                array[:] = 1.0 if name.endswith("var") else 0.0
+
+    def _assign(self, state: dict[str, np.ndarray], source: str, complete: bool) -> None:
+        """Copy `state` into the arrays; unknown names, wrong shapes (or, if complete, missing names) fail."""
+        unknown = sorted(set(state) - set(self._arrays))
+        if unknown:
+            raise ModelFileError(f"{source}: names {unknown[:10]} are not parameters of the network in "
+                                 f"{self.definition_file!r} (it has {sorted(self._arrays)[:10]}...).")
+        wrong = {n: (tuple(np.shape(v)), self._arrays[n].shape) for n, v in state.items()
+                 if tuple(np.shape(v)) != self._arrays[n].shape}
+        if wrong:
+            detail = ", ".join(f"{n}: {got} but the network needs {want}" for n, (got, want) in list(wrong.items())[:10])
+            raise ModelFileError(f"{source}: wrong shapes for {self.definition_file!r}: {detail}.")
+        missing = sorted(set(self._arrays) - set(state))
+        if complete and missing:
+            raise ModelFileError(f"{source}: missing parameters {missing[:10]} of {self.definition_file!r}.")
+        for name, value in state.items():
+            mx.nd.array(np.asarray(value, dtype=np.float32), ctx=self._ctx).copyto(self._arrays[name])
+
+    def _bind(self, symbol, n: int, training: bool, shared):
+        inputs = {DATA: mx.nd.zeros((n,) + self.input_shape, ctx=self._ctx),
+                  LABEL: mx.nd.zeros((n,), ctx=self._ctx), ROW_WEIGHT: mx.nd.zeros((n,), ctx=self._ctx)}
+        return bind_arrays(symbol, self._ctx, {**self._arrays, **inputs}, self._grads if training else None, shared)
+
+    def _inference_symbol(self, layer: str | None):
+        """Predictions (softmax probabilities or values) or one layer's flattened activations."""
+        if layer not in self._inference_symbols:
+            if layer is None:
+                out = mx.sym.flatten(self._logits)
+                symbol = mx.sym.softmax(out, axis=1) if self.task.is_classification else out
+            else:
+                symbol = mx.sym.flatten(self._logits.get_internals()[layer])
+            self._inference_symbols[layer] = symbol
+        return self._inference_symbols[layer]
+
+    # --- the Net protocol -----------------------------------------------------------------
+    def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+        """One optimiser step; returns the mean loss of the batch."""
+        n, weighted = len(x), weights is not None
+        executor = self._executors.get(("train", weighted, n), self._train_symbols[weighted], n, True)
+        executor.arg_dict[DATA][:] = np.asarray(x, dtype=np.float32)
+        executor.arg_dict[LABEL][:] = np.asarray(y, dtype=np.float32)
+        if weighted:
+            executor.arg_dict[ROW_WEIGHT][:] = np.asarray(weights, dtype=np.float32)
+        if self.spec.adaptive_rate:
+            lr, momentum = 1.0, 0.0
+        else:
+            lr, momentum = self.spec.rate(self.samples), self.spec.momentum(self.samples)
+        executor.forward(is_train=True)
+        executor.backward()
+        self._optimizer.step(lr, momentum)
+        self.samples += n
+        return float(executor.outputs[0].asscalar())
+
+    def _forward(self, x: np.ndarray, layer: str | None) -> np.ndarray:
+        symbol = self._inference_symbol(layer)
+        if len(x) == 0:
+            _, out_shapes, _ = symbol.infer_shape(**{DATA: (1,) + self.input_shape})
+            return np.zeros((0, out_shapes[0][1]), dtype=np.float32)
+        executor = self._executors.get(("infer", layer, len(x)), symbol, len(x), False)
+        executor.arg_dict[DATA][:] = np.asarray(x, dtype=np.float32)
+        executor.forward(is_train=False)
+        return executor.outputs[0].asnumpy().astype(np.float32, copy=False)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, classes) or values (n, 1)."""
+        return self._forward(x, None)
+
+    def layers(self) -> list[str]:
+        """The symbol's internal outputs ('<name>_output'), from the input side to the logits."""
+        return list(self._layers)
+
+    def features(self, x: np.ndarray, layer: str) -> np.ndarray:
+        """Activations of `layer` (one of layers()), flattened to (n, k)."""
+        if layer not in self._layers:
+            raise ValueError(f"layer {layer!r} is not an output of {self.definition_file!r}; use one of layers()")
+        return self._forward(x, layer)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Parameters and auxiliary states under the symbol's own names (copies)."""
+        return {name: array.asnumpy().astype(np.float32, copy=True) for name, array in self._arrays.items()}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Load every parameter and auxiliary state, named as get_state() names them."""
+        self._assign(state, "set_state()", complete=True)
+
+    def parameter_count(self) -> int:
+        """Trainable values: every argument of the symbol except its input."""
+        return int(sum(self._grads[n].size for n in self._param_names))
