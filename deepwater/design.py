@@ -91,6 +91,27 @@ def _check_no_missing(series: pd.Series, parameter: str) -> None:
                          "drop those rows (frame.dropna(subset=[...])) or fill them first.")
 
 
+def _numeric_block(frame: pd.DataFrame, names: list[str], dtype: type) -> np.ndarray:
+    """The columns as a new (rows, columns) array; values that are not numbers become NaN."""
+    columns = frame[names]
+    if not all(pd.api.types.is_numeric_dtype(t) for t in columns.dtypes):
+        columns = columns.apply(pd.to_numeric, errors="coerce")
+    return columns.to_numpy(dtype=dtype, copy=True, na_value=np.nan)
+
+
+def _column_statistics(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each column (accumulated in float64, missing values left out),
+    and which columns hold no value at all."""
+    missing = np.isnan(block)
+    if not missing.any():
+        return block.mean(axis=0, dtype=np.float64), block.std(axis=0, dtype=np.float64), np.zeros(block.shape[1], bool)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: the caller drops them
+        means = np.nanmean(block, axis=0, dtype=np.float64)
+        stds = np.nanstd(block, axis=0, dtype=np.float64)
+    return means, stds, missing.all(axis=0)
+
+
 @dataclass
 class _NumericColumn:
     name: str
@@ -129,11 +150,8 @@ class DatasetEncoder:
                 categorical.append(_CategoricalColumn(name, levels))
         numeric = []
         if numeric_names:  # statistics of all numeric columns at once
-            block = frame[numeric_names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-            empty = np.isnan(block).all(axis=0)
-            with np.errstate(invalid="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: dropped below
-                means, stds = np.nanmean(block, axis=0), np.nanstd(block, axis=0)
+            block = _numeric_block(frame, numeric_names, np.float32)
+            means, stds, empty = _column_statistics(block)
             for name, is_empty, mean, std in zip(numeric_names, empty, means, stds):
                 if is_empty or (ignore_const_cols and std == 0.0):
                     dropped.append(name)
@@ -162,7 +180,7 @@ class DatasetEncoder:
         parts = []
         if self.numeric:
             names = [c.name for c in self.numeric]
-            block = frame[names].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float32, copy=True)
+            block = _numeric_block(frame, names, np.float32)
             mean = np.array([c.mean for c in self.numeric], dtype=np.float32)
             scale = np.array([c.scale for c in self.numeric], dtype=np.float32)
             rows, cols = np.nonzero(np.isnan(block))
