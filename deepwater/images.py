@@ -326,6 +326,11 @@ class ImageReader:
 
     # -- cache --------------------------------------------------------------
 
+    def holds(self, uris: Sequence[str]) -> bool:
+        """True when every URI is in the decoded-image cache (reading them touches no file)."""
+        with self._lock:
+            return all(_uri_key(uri) in self._cache for uri in uris)
+
     def _cache_get(self, uri: str) -> np.ndarray | None:
         with self._lock:
             return self._cache.get(uri)

@@ -53,7 +53,11 @@ class ImageSource:
     or a per-channel (C, 1, 1) array. The defaults give Deep Water's (pixels - mean_image) / 255.
     """
 
-    prefetch_depth = 3
+    @property
+    def prefetch_depth(self) -> int:
+        """Decode ahead on a thread while images still need decoding; once all are cached, a thread
+        would only compete with the framework for the interpreter."""
+        return 0 if self.reader.holds(self.uris) else 3
 
     def __init__(self, uris: Sequence[str], reader: ImageReader, offset: np.ndarray | None,
                  y: np.ndarray | None = None, w: np.ndarray | None = None,
@@ -75,18 +79,29 @@ class ImageSource:
         return Batch(x, None if self.y is None else self.y[kept], None if self.w is None else self.w[kept], kept)
 
 
-def batches(n: int, batch_size: int, total: int | None = None, rng: np.random.Generator | None = None) -> Iterator[np.ndarray]:
-    """Row numbers in batches: `total` rows in all (default n), reshuffled each pass when `rng` is given."""
+def epochs(n: int, batch_size: int, total: int | None = None,
+           rng: np.random.Generator | None = None) -> Iterator[list[np.ndarray]]:
+    """Row numbers in batches, one list per pass over the rows: `total` rows in all (default n),
+    reshuffled each pass when `rng` is given."""
     total = n if total is None else total
     served = 0
     while served < total:
         order = rng.permutation(n) if rng is not None else np.arange(n)
+        epoch = []
         for start in range(0, n, batch_size):
             take = min(batch_size, n - start, total - served)
             if take <= 0:
-                return
-            yield order[start:start + take]
+                break
+            epoch.append(order[start:start + take])
             served += take
+        yield epoch
+
+
+def batches(n: int, batch_size: int, total: int | None = None,
+            rng: np.random.Generator | None = None) -> Iterator[np.ndarray]:
+    """Row numbers in batches: `total` rows in all (default n), reshuffled each pass when `rng` is given."""
+    for epoch in epochs(n, batch_size, total, rng):
+        yield from epoch
 
 
 def prefetch(items: Iterable, depth: int) -> Iterator:
@@ -134,3 +149,9 @@ def prefetch(items: Iterable, depth: int) -> Iterator:
 def iterate(source: Source, rows: Iterable[np.ndarray]) -> Iterator[Batch]:
     """Batches of `source` for each group of rows, prefetched as deep as the source asks."""
     return prefetch((source.batch(r) for r in rows), source.prefetch_depth)
+
+
+def iterate_epochs(source: Source, epoch_rows: Iterable[list[np.ndarray]]) -> Iterator[Batch]:
+    """Batches of `source` epoch after epoch; the prefetch depth is asked again at each epoch."""
+    for rows in epoch_rows:
+        yield from iterate(source, rows)

@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .scoring import ScoringSchedule, should_stop
-from .sources import Source, batches, iterate
+from .sources import Source, epochs, iterate_epochs
 
 Evaluate = Callable[[], dict[str, dict[str, float]]]  # {"training": {...}, "validation": {...}}
 
@@ -71,7 +71,7 @@ class Trainer:
         total = int(round(s.epochs * self.source.n))
         losses: list[float] = []
         with tqdm(total=total, unit="rows", desc=s.description, disable=s.quiet, leave=False) as bar:
-            for batch in iterate(self.source, batches(self.source.n, s.mini_batch_size, total, self.rng)):
+            for batch in iterate_epochs(self.source, epochs(self.source.n, s.mini_batch_size, total, self.rng)):
                 if len(batch.rows):
                     losses.append(self.net.train_batch(batch.x, batch.y, batch.w))
                     outcome.samples += len(batch.rows)

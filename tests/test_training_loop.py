@@ -467,3 +467,22 @@ def test_iterate_array_source_batches():
     np.testing.assert_array_equal(np.concatenate([b.x for b in out]), x)
     np.testing.assert_array_equal(np.concatenate([b.y for b in out]), y)
     np.testing.assert_array_equal(np.concatenate([b.w for b in out]), w)
+
+
+def test_image_source_prefetches_only_while_images_still_need_decoding(tmp_path):
+    from PIL import Image
+
+    from deepwater.images import ImageReader, ImageShape
+    from deepwater.sources import ImageSource, epochs, iterate_epochs
+
+    uris = []
+    for i in range(6):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(path)
+        uris.append(str(path))
+    with ImageReader(ImageShape(8, 8, 1)) as reader:
+        source = ImageSource(uris, reader, None, y=np.arange(6))
+        assert source.prefetch_depth > 0
+        seen = [batch.rows.tolist() for batch in iterate_epochs(source, epochs(6, 4, total=12))]
+        assert source.prefetch_depth == 0  # every image is in the decoded cache now
+    assert sorted(sum(seen[:2], [])) == list(range(6)) and sorted(sum(seen[2:], [])) == list(range(6))
