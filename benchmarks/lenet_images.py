@@ -2,7 +2,7 @@
 
 Epoch 1 decodes every PNG (on the prefetching thread pool); later epochs read the decoded-image
 cache, so they should run at the network's own speed. Run:
-`python benchmarks/lenet_images.py [--epochs 5] [--data-dir ~/.cache/deepwater/mnist]`.
+`python benchmarks/lenet_images.py [--epochs 6] [--data-dir ~/.cache/deepwater/mnist]`.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def epoch_speeds(history) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--data-dir", default=os.path.expanduser("~/.cache/deepwater/mnist"))
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args()
