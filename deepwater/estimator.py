@@ -117,10 +117,10 @@ class DeepWaterEstimator:
         valid_score = None if valid is None else self._scoring_subset(
             None, valid, inputs, response, weights_column, p["score_validation_samples"], seed + 1)
 
-        def evaluate() -> dict[str, dict[str, float]]:
-            out = {"training": self._metrics(net, task, response, train_score).values}
+        def evaluate() -> dict[str, ModelMetrics]:
+            out = {"training": self._metrics(net, task, response, train_score, "training")}
             if valid_score is not None:
-                out["validation"] = self._metrics(net, task, response, valid_score).values
+                out["validation"] = self._metrics(net, task, response, valid_score, "validation")
             return out
 
         settings = LoopSettings(p["epochs"], p["mini_batch_size"], p["score_interval"], p["score_duty_cycle"],
@@ -130,8 +130,7 @@ class DeepWaterEstimator:
         outcome = Trainer(net, train_source, evaluate, rule, settings, np.random.default_rng(seed)).run()
         self._fitted = _Fitted(
             backend.name, device, network, net, task, response, inputs, predictors, problem_type, seed, outcome,
-            self._metrics(net, task, response, train_score, "training"),
-            None if valid_score is None else self._metrics(net, task, response, valid_score, "validation"),
+            outcome.final_metrics["training"], outcome.final_metrics.get("validation"),
         )
         return self
 

@@ -9,10 +9,11 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
+from .metrics import ModelMetrics
 from .scoring import ScoringSchedule, should_stop
 from .sources import Source, epochs, iterate_epochs
 
-Evaluate = Callable[[], dict[str, dict[str, float]]]  # {"training": {...}, "validation": {...}}
+Evaluate = Callable[[], dict[str, ModelMetrics]]  # {"training": ..., "validation": ...}
 
 
 @dataclass
@@ -51,6 +52,7 @@ class TrainingOutcome:
     epochs: float = 0.0
     best_index: int | None = None
     run_seconds: float = 0.0
+    final_metrics: dict[str, ModelMetrics] = field(default_factory=dict)  # of the weights the net ends with
 
 
 class Trainer:
@@ -62,6 +64,8 @@ class Trainer:
         self.rule, self.settings, self.rng = rule, settings, rng
         self._best_value: float | None = None
         self._best_state: dict | None = None
+        self._best_metrics: dict[str, ModelMetrics] | None = None
+        self._last_metrics: dict[str, ModelMetrics] = {}
 
     def run(self) -> TrainingOutcome:
         s = self.settings
@@ -88,6 +92,7 @@ class Trainer:
         if not outcome.history or outcome.history[-1]["samples"] != outcome.samples:
             self._score(outcome, schedule, start, losses)
         self._restore_best(outcome)
+        outcome.final_metrics = self._best_metrics if self._best_metrics is not None else self._last_metrics
         outcome.run_seconds = time.monotonic() - start
         return outcome
 
@@ -108,14 +113,16 @@ class Trainer:
             "training_loss": float(np.mean(losses)) if losses else float("nan"),
         }
         losses.clear()
-        for part, values in metrics.items():
-            row.update({f"{part}_{k}": v for k, v in values.items()})
+        for part, part_metrics in metrics.items():
+            row.update({f"{part}_{k}": v for k, v in part_metrics.values.items()})
         outcome.history.append(row)
-        self._track_best(outcome, metrics[self.rule.on][self.rule.key])
+        self._last_metrics = metrics
+        self._track_best(outcome, metrics)
         series = [r[f"{self.rule.on}_{self.rule.key}"] for r in outcome.history]
         return should_stop(series, self.rule.rounds, self.rule.tolerance, self.rule.larger_is_better)
 
-    def _track_best(self, outcome: TrainingOutcome, value: float) -> None:
+    def _track_best(self, outcome: TrainingOutcome, metrics: dict[str, ModelMetrics]) -> None:
+        value = metrics[self.rule.on].values[self.rule.key]
         if not self.settings.overwrite_with_best_model or np.isnan(value):
             return
         better = self._best_value is None or (
@@ -123,6 +130,7 @@ class Trainer:
         if better:
             self._best_value = value
             self._best_state = self.net.get_state()
+            self._best_metrics = metrics
             outcome.best_index = len(outcome.history) - 1
 
     def _restore_best(self, outcome: TrainingOutcome) -> None:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from deepwater import DeepWaterEstimator
+from deepwater.metrics import ModelMetrics
 from deepwater.scoring import ScoringSchedule, should_stop
 from deepwater.sources import ArraySource, batches, iterate, prefetch
 from deepwater.trainer import LoopSettings, StoppingRule, Trainer
@@ -264,7 +265,7 @@ def run_trainer(values, *, n=10, batch=5, every=10, epochs=None, rounds=0, toler
     script = iter(values)
 
     def evaluate():
-        return {"training": {"logloss": next(script)}}
+        return {"training": ModelMetrics("classification", {"logloss": next(script)}, n)}
 
     epochs = epochs if epochs is not None else len(values) * every / n
     settings = LoopSettings(epochs, batch, 5.0, 0.1, every, max_runtime, overwrite, True, "test")
@@ -281,6 +282,7 @@ def test_trainer_restores_the_best_scoring():
     assert [int(s["steps"]) for s in net.loaded] == [4]
     assert net.steps == 4
     assert outcome.samples == 40
+    assert outcome.final_metrics["training"].logloss() == 0.3  # the metrics of the weights kept
 
 
 def test_trainer_restores_the_best_for_larger_is_better():
