@@ -15,6 +15,7 @@ from types import ModuleType
 from deepwater.errors import MissingDependencyError
 from deepwater.networks import Graph
 from deepwater.specs import OptimizerSpec, TaskSpec
+from deepwater.user_graphs import UserGraph
 
 EXTRA = "mxnet"
 
@@ -100,14 +101,13 @@ class MXNetBackend:
         finally:
             _restore_torch_threads(threads)
 
-    def load_user_network(self, definition_file: str, parameters_file: str | None, input_shape: tuple[int, ...],
-                          task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
+    def load_user_network(self, graph: UserGraph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
         """A Net from an MXNet symbol JSON file and optional .params weights (see mxnet_user.py)."""
         load_mxnet()
         threads = _torch_threads()
         try:
             from .mxnet_user import MXNetUserNet
 
-            return MXNetUserNet(definition_file, parameters_file, input_shape, task, optimizer, device, seed)
+            return MXNetUserNet(graph, task, optimizer, device, seed)
         finally:
             _restore_torch_threads(threads)

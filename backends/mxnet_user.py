@@ -9,6 +9,9 @@ Parameters keep the symbol's own names ('convolution0_weight', 'bn_data_moving_m
 the keys of get_state()/set_state() and of a .params file, saved by MXNet's save_params /
 save_checkpoint ('arg:<name>' and 'aux:<name>') or as plain names. Batch-norm running statistics are
 updated by MXNet's own BatchNorm operator while training.
+
+replace_output_layer=True swaps the graph's last FullyConnected layer for a new one named 'new_output' with
+an output per class (its weights in a .params file are left out), for fine-tuning on new classes.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import numpy as np
 
 from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
+from deepwater.user_graphs import UserGraph, check_outputs, no_replacement
 
 from .mxnet_backend import load_mxnet
 from .mxnet_net import LABEL, ROW_WEIGHT, ExecutorCache, Slot, bind_arrays, loss_symbol, make_optimizer, mx_context
@@ -30,6 +34,7 @@ DATA = "data"  # the input variable Deep Water's MXNet graphs read images or row
 HEAD_OPS = {"SoftmaxOutput", "Softmax", "SoftmaxActivation", "softmax", "LinearRegressionOutput",
             "LogisticRegressionOutput", "MAERegressionOutput", "MakeLoss"}
 LAYER_SUFFIX = "_output"
+NEW_OUTPUT = "new_output"  # the FullyConnected layer that replace_output_layer=True puts in
 
 
 # ----------------------------------------------------------------------------- files
@@ -66,6 +71,16 @@ def logits_of(symbol, path: str):
     return symbol
 
 
+def replace_head(logits, graph: UserGraph, outputs: int):
+    """`logits` with its last FullyConnected layer replaced by a new one of `outputs` units; and the old name."""
+    node = json.loads(logits.tojson())
+    head = node["nodes"][node["heads"][0][0]]
+    if head["op"] != "FullyConnected":
+        raise no_replacement(graph, f"its last layer is a {head['op']} ({head['name']!r}), not a FullyConnected layer")
+    features = logits.get_children()[0]
+    return mx.sym.FullyConnected(data=features, num_hidden=outputs, name=NEW_OUTPUT), head["name"]
+
+
 def load_parameters(path: str) -> dict[str, np.ndarray]:
     """Weights from an MXNet .params file as name -> array ('arg:'/'aux:' prefixes removed)."""
     if not os.path.isfile(path):
@@ -88,20 +103,24 @@ def load_parameters(path: str) -> dict[str, np.ndarray]:
 class MXNetUserNet:
     """A user's MXNet symbol on one device, with deepwater's loss and optimiser: the Net protocol."""
 
-    def __init__(self, definition_file: str, parameters_file: str | None, input_shape: tuple[int, ...],
-                 task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int) -> None:
+    def __init__(self, graph: UserGraph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int) -> None:
         mx.random.seed(seed)
-        self.definition_file, self.task, self.spec, self.device = str(definition_file), task, optimizer, device
-        self.input_shape = tuple(int(d) for d in input_shape)
+        self.definition_file, self.task, self.spec, self.device = graph.definition_file, task, optimizer, device
+        self.graph, self.input_shape = graph, graph.input_shape
         self.samples = 0
         self._ctx = mx_context(device)
         self._logits = logits_of(load_symbol(self.definition_file), self.definition_file)
+        replaced = None
+        if graph.replace_output_layer:
+            self._logits, replaced = replace_head(self._logits, graph, task.n_outputs)
         shapes = self._infer_shapes()
         self._arrays = {name: mx.nd.zeros(shape, ctx=self._ctx) for name, shape in shapes.items()}
         self._initialise(seed)
-        if parameters_file is not None:
-            self._assign(load_parameters(str(parameters_file)), f"network_parameters_file={str(parameters_file)!r}",
-                         complete=False)
+        if graph.parameters_file is not None:
+            weights = load_parameters(graph.parameters_file)
+            if replaced is not None:
+                weights = {n: v for n, v in weights.items() if not n.startswith(f"{replaced}_")}
+            self._assign(weights, f"network_parameters_file={graph.parameters_file!r}", complete=False)
         self._param_names = [n for n in self._logits.list_arguments() if n != DATA]
         self._grads = {n: mx.nd.zeros(self._arrays[n].shape, ctx=self._ctx) for n in self._param_names}
         slots = [Slot(self._arrays[n], self._grads[n], n.endswith("_weight")) for n in self._param_names]
@@ -125,13 +144,7 @@ class MXNetUserNet:
             raise ModelFileError(f"network_definition_file={path!r} does not accept inputs of shape "
                                  f"{self.input_shape}: {first.strip()}. Change image_shape/channels to the "
                                  "size the network was built for.") from error
-        outputs = math.prod(out_shapes[0][1:])
-        if outputs != self.task.n_outputs:
-            raise ModelFileError(
-                f"network_definition_file={path!r} has {outputs} outputs but the response needs "
-                f"{self.task.n_outputs} ({'one per class' if self.task.is_classification else 'one value'}). "
-                "Use a graph whose last layer has that many outputs (retrain it with matching classes); "
-                "replacing the output layer is not supported yet.")
+        check_outputs(self.graph, math.prod(out_shapes[0][1:]), self.task)
         names = logits.list_arguments() + logits.list_auxiliary_states()
         shapes = dict(zip(names, arg_shapes + aux_shapes))
         shapes.pop(DATA)

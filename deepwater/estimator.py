@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,10 +29,10 @@ from .registry import get_backend
 from .sources import Source, batches, iterate
 from .specs import CLASSIFICATION, OptimizerSpec, TaskSpec, task_from_params
 from .trainer import LoopSettings, StoppingRule, Trainer, TrainingOutcome
+from .user_graphs import ANY_BACKEND, UserGraph, describe_formats, graph_loader, user_graph
+from .weight_files import load_network_weights
 
 USER = "user"  # network="user": the graph comes from network_definition_file
-USER_GRAPH_FORMATS = {"mxnet": "MXNet symbol JSON (network_definition_file) with optional .params weights "
-                               "(network_parameters_file)"}
 
 
 def _is_user(network: str) -> bool:
@@ -70,8 +71,8 @@ class DeepWaterEstimator:
         self._params = parameter_table.resolve(params)
         if _is_user(self._params["network"]) and not self._params["network_definition_file"]:
             raise ParameterError("network='user' needs network_definition_file: pass the path of your graph file "
-                                 "(MXNet: a symbol JSON such as 'lenet-symbol.json'), optionally with "
-                                 "network_parameters_file for its weights; or pick a built-in network.")
+                                 f"({describe_formats()}), optionally with network_parameters_file for its "
+                                 "weights; or pick a built-in network.")
         self._given = dict(params)
         self.model_id = self._params["model_id"] or f"DeepWater_model_{uuid.uuid4().hex[:8]}"
         self._fitted: _Fitted | None = None
@@ -92,7 +93,7 @@ class DeepWaterEstimator:
     # --- training -------------------------------------------------------------------------
     def train(self, x: Sequence[ColumnRef] | ColumnRef | None = None, y: ColumnRef | None = None,
               training_frame: pd.DataFrame | None = None,
-              validation_frame: pd.DataFrame | None = None) -> "DeepWaterEstimator":
+              validation_frame: pd.DataFrame | None = None) -> DeepWaterEstimator:
         """Fit the model on `training_frame`; x and y name columns by name or 0-based position."""
         p = self._params
         train = check_frame(training_frame, "training_frame")
@@ -106,10 +107,18 @@ class DeepWaterEstimator:
 
         network = USER if _is_user(p["network"]) else networks.resolve_auto(p["network"], problem_type == "image")
         inputs = self._make_inputs(train, predictors, problem_type, network)
-        backend = get_backend(self._backend_name(network))
+        graph = self._user_graph(inputs.input_shape) if network == USER else None
+        backend = graph_loader(graph, p["backend"]) if graph else get_backend(p["backend"])
         device = resolve_device(backend, p["gpu"], p["device_id"])
         seed = p["seed"] if p["seed"] >= 0 else int(np.random.SeedSequence().entropy % 2**32)
-        net = self._build_net(network, backend, inputs.input_shape, task, device, seed)
+        optimizer = OptimizerSpec.from_params(p)
+        if graph is not None:
+            net = backend.load_user_network(graph, task, optimizer, device, seed)
+        else:
+            net = backend.build(networks.build_graph(network, inputs.input_shape, task.n_outputs, p), task,
+                                optimizer, device, seed)
+            if p["network_parameters_file"]:
+                load_network_weights(net, p["network_parameters_file"], p["replace_output_layer"])
 
         train_source = inputs.source(train, response.encode(train), _weights(train, weights_column))
         train_score = self._scoring_subset(train_source, train, inputs, response, weights_column,
@@ -166,27 +175,16 @@ class DeepWaterEstimator:
         )
         return model
 
-    def _backend_name(self, network: str) -> str:
-        """The backend parameter; for network='user' with backend='auto', the backend that reads such files."""
-        if network == USER and self._params["backend"] == "auto":
-            return next(iter(USER_GRAPH_FORMATS))
-        return self._params["backend"]
-
-    def _build_net(self, network: str, backend, input_shape: tuple[int, ...], task: TaskSpec, device: str,
-                   seed: int):
-        """The backend's Net: compiled from a built-in network's graph, or loaded from the user's graph file."""
+    def _user_graph(self, input_shape: tuple[int, ...]) -> UserGraph:
+        """The user's graph file, its format detected; ONNX graphs only score, so they need epochs=0."""
         p = self._params
-        optimizer = OptimizerSpec.from_params(p)
-        if network != USER:
-            graph = networks.build_graph(network, input_shape, task.n_outputs, p)
-            return backend.build(graph, task, optimizer, device, seed)
-        loader = getattr(backend, "load_user_network", None)
-        if loader is None:
-            formats = "; ".join(f"backend={name!r}: {fmt}" for name, fmt in USER_GRAPH_FORMATS.items())
-            raise ParameterError(f"backend={backend.name!r} cannot load network_definition_file (network='user'). "
-                                 f"User-defined graphs load on {formats}.")
-        return loader(p["network_definition_file"], p["network_parameters_file"], tuple(input_shape), task,
-                      optimizer, device, seed)
+        graph = user_graph(p["network_definition_file"], p["network_parameters_file"], input_shape,
+                           p["replace_output_layer"])
+        if graph.format.backend == ANY_BACKEND and p["epochs"] > 0:
+            raise ParameterError(f"epochs={p['epochs']!r}: {graph.format.description} can only score, so pass "
+                                 "epochs=0. To train, load the graph in its framework's own format "
+                                 f"({describe_formats()}).")
+        return graph
 
     def _stopping_rule(self, task: TaskSpec, has_validation: bool) -> StoppingRule:
         p = self._params

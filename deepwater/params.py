@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from .errors import ParameterError
 
@@ -144,9 +145,15 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
               "Architecture: 'auto' (inception_bn for images, MLP for datasets), a name in deepwater.networks.NETWORKS, "
               "or 'user' (the graph in network_definition_file)."),
     Parameter("network_definition_file", None, optional_text,
-              "Graph file of a user-defined network (network='user'); MXNet: a symbol JSON file."),
+              "Graph file of a user-defined network (network='user'): MXNet symbol .json, Keras .keras, a "
+              "SavedModel directory, TF1 .meta, TorchScript .pt, torch.export .pt2 or ONNX .onnx (docs/user_graphs.md)."),
     Parameter("network_parameters_file", None, optional_text,
-              "Weights for network_definition_file (MXNet: a .params file); None: initialise from seed."),
+              "Weights: for network='user' those of the graph file (MXNet .params, Keras .weights.h5, a TF1 "
+              "checkpoint, a torch state dict); for a built-in network a torch state dict or .npz of its "
+              "'<layer>.<param>' arrays. None: the graph's own weights, or initialise from seed."),
+    Parameter("replace_output_layer", False, flag,
+              "Replace the last layer of the loaded graph or weights by a new one with an output per class of "
+              "this response (fine-tuning a pretrained network on new classes)."),
     Parameter("problem_type", "auto", one_of(*PROBLEM_TYPES),
               "'image' (first x column holds image URIs), 'dataset' (numeric/categorical columns) or 'auto' (detect)."),
     Parameter("epochs", 10.0, number(0), "How many passes over the training frame (may be fractional).", True),

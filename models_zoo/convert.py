@@ -22,32 +22,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from deepwater.errors import MissingDependencyError, ModelFileError
-
-DROPPED = ("num_batches_tracked",)  # torch's counters, which no backend keeps
-
-
-def read_torch_state(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The tensors of a PyTorch state-dict file as float32 numpy arrays.
-
-    Read with torch.load(weights_only=True), which refuses pickled code; a file torch cannot read
-    raises ModelFileError naming it.
-    """
-    try:
-        import torch
-    except ImportError:
-        raise MissingDependencyError("PyTorch (it reads the model zoo's .pth weight files)", "torch") from None
-    try:
-        loaded = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a truncated or foreign file
-        # torch's own message may suggest weights_only=False, which would run pickled code: not repeated here
-        raise ModelFileError(f"weights file {os.fspath(path)!r} cannot be read by torch.load(weights_only=True) "
-                             f"({type(error).__name__}); it is truncated, corrupt or not a PyTorch state dict. "
-                             "Delete it and load the model again.") from error
-    if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise ModelFileError(f"weights file {os.fspath(path)!r} does not hold a state dict (name -> tensor); "
-                             f"it holds {type(loaded).__name__}.")
-    return {str(k): v.detach().to(torch.float32).numpy() for k, v in loaded.items()}
+from deepwater.errors import ModelFileError
+from deepwater.weight_files import read_torch_state
 
 
 def torchvision_mobilenet_v2_names() -> dict[str, str]:
@@ -69,8 +45,6 @@ def rename(state: Mapping[str, np.ndarray], prefixes: Mapping[str, str], source:
     unknown = []
     for key, value in state.items():
         prefix, _, param = key.rpartition(".")
-        if param in DROPPED:
-            continue
         if prefix not in prefixes:
             unknown.append(key)
             continue
@@ -89,4 +63,4 @@ CONVERTERS: dict[str, Callable[[], dict[str, str]]] = {
 
 def canonical_state(convert: str, path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read the weights file at `path` and rename it with converter `convert` onto deepwater's names."""
-    return rename(read_torch_state(path), CONVERTERS[convert](), os.fspath(path))
+    return rename(read_torch_state(path, "delete it and load the model again"), CONVERTERS[convert](), os.fspath(path))

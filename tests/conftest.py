@@ -16,6 +16,20 @@ from PIL import Image
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def installed_backends() -> list[str]:
+    """The shipped backends whose framework imports here, in backend='auto' order."""
+    from deepwater.registry import AUTO_ORDER, get_backend
+
+    names = []
+    for name in AUTO_ORDER:
+        try:
+            get_backend(name)
+        except ImportError:
+            continue
+        names.append(name)
+    return names
+
+
 def make_blobs(n: int = 300, seed: int = 0) -> pd.DataFrame:
     """Three well separated gaussian blobs in (x1, x2), a categorical column that agrees with the
     class most of the time, and a string label column 'label' with classes a, b, c."""

@@ -10,26 +10,13 @@ import itertools
 
 import numpy as np
 import pytest
+from conftest import installed_backends
 
 from deepwater.networks import build_graph
-from deepwater.registry import backend_targets, get_backend
+from deepwater.registry import get_backend
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-
-def _installed_backends() -> list[str]:
-    names = []
-    for name in ("torch", "tensorflow", "mxnet"):
-        if name not in backend_targets():
-            continue
-        try:
-            get_backend(name)
-        except ImportError:
-            continue
-        names.append(name)
-    return names
-
-
-BACKENDS = _installed_backends()
+BACKENDS = installed_backends()
 # network name -> input shape used in the suite (small, so the suite stays quick)
 NETWORKS = {
     "mlp": (20,),

@@ -27,6 +27,7 @@ from deepwater.models_zoo import convert, weights
 from deepwater.models_zoo.manifest import MANIFEST, WeightsSource, read_labels
 from deepwater.networks import build_graph
 from deepwater.registry import backend_targets, get_backend
+from deepwater.weight_files import read_torch_state
 
 ENTRY = MANIFEST["mobilenet_v2"]
 TORCHVISION_PARAMETERS = 3_504_872
@@ -95,7 +96,7 @@ def test_mobilenet_v2_has_torchvisions_parameter_count():
 
 
 def test_torchvision_keys_map_onto_every_state_entry_exactly_once(weights_file):
-    raw = convert.read_torch_state(weights_file)
+    raw = read_torch_state(weights_file)
     table = convert.torchvision_mobilenet_v2_names()
     assert len(set(table.values())) == len(table)  # no two torchvision modules onto one layer
     used = {key.rpartition(".")[0] for key in raw if not key.endswith("num_batches_tracked")}
@@ -289,7 +290,7 @@ def test_an_unreadable_weights_file_is_a_model_file_error(weights_file, tmp_path
     path = tmp_path / f"{content}.pth"
     path.write_bytes(b"\x00garbage" * 100 if content == "garbage" else weights_file.read_bytes()[:100_000])
     with pytest.raises(ModelFileError, match=f"{content}.pth.*cannot be read"):
-        convert.read_torch_state(path)
+        read_torch_state(path)
 
 
 def test_load_names_an_unreadable_file_that_passes_its_checksum(cache, monkeypatch):

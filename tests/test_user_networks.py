@@ -130,9 +130,23 @@ def test_inception_bn_scores_with_epochs_zero(tmp_path) -> None:
 
 # --- errors ---------------------------------------------------------------------------------
 
-def test_output_count_must_match_the_classes(blobs) -> None:
-    with pytest.raises(ModelFileError, match=r"symbol_mlp-cpp\.json.*10 outputs.*needs 3.*retrain"):
+def test_output_count_must_match_the_classes_unless_the_output_layer_is_replaced(blobs, trained_mlp,
+                                                                                 tmp_path) -> None:
+    with pytest.raises(ModelFileError, match=r"symbol_mlp-cpp\.json.*10 outputs.*needs 3.*replace_output_layer"):
         mlp_model(epochs=1).train(y="label", training_frame=blobs)
+    mx = load_mxnet()
+    trained, _ = trained_mlp
+    weights = str(tmp_path / "ten-classes.params")
+    mx.nd.save(weights, {f"arg:{k}": mx.nd.array(v) for k, v in trained._fitted.net.get_state().items()})
+    three = ten_blobs(900, seed=0)
+    three = three[three["label"].isin(["c0", "c1", "c2"])].copy()
+    three["label"] = three["label"].cat.remove_unused_categories()
+    tuned = mlp_model(epochs=5, network_parameters_file=weights, replace_output_layer=True)
+    tuned.train(y="label", training_frame=three)
+    assert tuned.model_performance(three).accuracy() > 0.9
+    state = tuned._fitted.net.get_state()
+    assert state["new_output_weight"].shape[0] == 3 and "fc3_weight" not in state
+    np.testing.assert_array_equal(state["fc1_weight"].shape, trained._fitted.net.get_state()["fc1_weight"].shape)
 
 
 @pytest.mark.parametrize("content", ['{"nodes": [{"op": "null", "name": "data"', "not json at all"],
@@ -179,7 +193,7 @@ def test_user_network_with_backend_auto_takes_the_backend_that_reads_the_file(tr
 def test_user_network_on_a_backend_without_a_loader() -> None:
     pytest.importorskip("torch")
     model = DeepWaterEstimator(backend="torch", network="user", network_definition_file=MLP, gpu=False)
-    with pytest.raises(ParameterError, match="backend='torch'.*backend='mxnet'"):
+    with pytest.raises(ModelFileError, match="backend='torch'.*backend='mxnet'"):
         model.train(y="label", training_frame=ten_blobs(50))
 
 

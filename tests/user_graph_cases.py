@@ -1,0 +1,50 @@
+"""The contract between tests/test_user_graph_conformance.py and the per-format graph file makers.
+
+Each graph_files_<framework>.py module defines CASES: GraphCase rows that write a small graph file with the
+framework's own save functions. The conformance suite runs every case through the same checks.
+"""
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# make(folder, n_outputs) -> (network_definition_file, network_parameters_file or None)
+Maker = Callable[[Path, int], tuple[str, "str | None"]]
+# reference(definition_file, parameters_file, x) -> class probabilities computed by the framework itself,
+# x in deepwater's layout: (n, channels, height, width) for images, (n, features) for rows
+Reference = Callable[[str, "str | None", np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class GraphCase:
+    """One graph format, made small: how to write it, what the framework says it computes, what it supports."""
+
+    id: str
+    backend: str            # the backend that loads it ("auto" picks the same from the file)
+    requires: str           # the module that must import for the case to run
+    input_shape: tuple[int, ...]
+    make: Maker
+    reference: Reference
+    trainable: bool         # train_batch() works (otherwise it raises a clear error)
+    replaceable: bool       # replace_output_layer=True gives a new output layer
+
+    def available(self) -> bool:
+        return importlib.util.find_spec(self.requires) is not None
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def all_cases() -> list[GraphCase]:
+    """Every maker module's CASES (a module whose framework is missing still lists its cases)."""
+    cases: list[GraphCase] = []
+    for name in ("graph_files_mxnet", "graph_files_tensorflow", "graph_files_torch", "graph_files_onnx"):
+        if importlib.util.find_spec(name) is not None:
+            cases.extend(importlib.import_module(name).CASES)
+    return cases
