@@ -7,7 +7,11 @@ speed is that of its cached epochs (after the first, which decodes), the hand lo
 epochs after a warm-up epoch. For ResNet-18 the hand loop trains the framework model that the backend
 compiled (torch module / Keras model), so the comparison isolates the training loop and data path.
 
-Run: `python benchmarks/backend_throughput.py [--backends torch tensorflow] [--networks lenet resnet18]`.
+Runs alternate: hand, deepwater, hand, deepwater, ..., hand (--repeats deepwater runs). Each deepwater run is
+compared with the mean of the hand runs just before and after it, and the median of those ratios is
+reported, so that a slow spell of a shared machine lands on both sides of a ratio.
+
+Run: `python benchmarks/backend_throughput.py [--backends torch tensorflow] [--networks lenet resnet18] [--repeats 3]`.
 """
 from __future__ import annotations
 
@@ -97,6 +101,7 @@ def main() -> None:
     parser.add_argument("--lenet-rows", type=int, default=10000, help="MNIST images for LeNet")
     parser.add_argument("--resnet-rows", type=int, default=1000, help="random 32x32 images for ResNet-18")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs after the first")
+    parser.add_argument("--repeats", type=int, default=3, help="deepwater runs, each between two hand-written runs")
     parser.add_argument("--data-dir", default=os.path.expanduser("~/.cache/deepwater/benchmarks"))
     args = parser.parse_args()
 
@@ -108,15 +113,19 @@ def main() -> None:
         for backend in args.backends:
             if network == "resnet18" and backend == "mxnet":
                 continue  # the hand-written loop needs a Gluon ResNet; see the note in the result
-            hand_1 = handwritten_speed(backend, network, images, labels, args.epochs)
-            ours = deepwater_speed(backend, network, frame, args.epochs)
-            hand_2 = handwritten_speed(backend, network, images, labels, args.epochs)
-            hand = (hand_1 + hand_2) / 2
+            hands = [handwritten_speed(backend, network, images, labels, args.epochs)]
+            ours = []
+            for _ in range(args.repeats):
+                ours.append(deepwater_speed(backend, network, frame, args.epochs))
+                hands.append(handwritten_speed(backend, network, images, labels, args.epochs))
+            ratios = [o / ((before + after) / 2) for o, before, after in zip(ours, hands, hands[1:])]
+            ratio = float(np.median(ratios))
             results.append({"network": network, "backend": backend, "rows": len(frame),
-                            "deepwater_images_per_s": ours, "handwritten_images_per_s": [hand_1, hand_2],
-                            "ratio": ours / hand})
-            print(f"{network:<9}{backend:<11} deepwater {ours:8.0f} img/s   hand-written {hand:8.0f} img/s "
-                  f"(runs {hand_1:.0f}, {hand_2:.0f})   ratio {ours / hand:.3f}", flush=True)
+                            "deepwater_images_per_s": ours, "handwritten_images_per_s": hands,
+                            "ratios": ratios, "ratio": ratio})
+            print(f"{network:<9}{backend:<11} deepwater {np.median(ours):8.0f} img/s   hand-written "
+                  f"{np.median(hands):8.0f} img/s (medians)   ratios {', '.join(f'{r:.3f}' for r in ratios)}"
+                  f"   median ratio {ratio:.3f}", flush=True)
     print("saved", write_result("backend_throughput", {"settings": vars(args), "results": results}))
 
 
