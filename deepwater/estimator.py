@@ -26,7 +26,7 @@ from .images import ImageReader, ImageShape, load_mean_image
 from .inputs import DatasetInputs, ImageInputs
 from .metrics import CLASSIFICATION_ONLY, STOPPING_KEYS, ModelMetrics
 from .registry import get_backend
-from .sources import Source, batches, iterate
+from .sources import Source, map_batches
 from .specs import CLASSIFICATION, OptimizerSpec, TaskSpec, task_from_params
 from .trainer import LoopSettings, StoppingRule, Trainer, TrainingOutcome
 from .user_graphs import ANY_BACKEND, UserGraph, describe_formats, graph_loader, user_graph
@@ -225,15 +225,7 @@ class DeepWaterEstimator:
 
     def _outputs(self, net, source: Source) -> tuple[np.ndarray, np.ndarray]:
         """Network outputs for every row of `source` that decoded, and those rows."""
-        size = max(self._params["mini_batch_size"], 256)
-        outputs, rows = [], []
-        for batch in iterate(source, batches(source.n, size)):
-            if len(batch.rows):
-                outputs.append(net.predict(batch.x))
-                rows.append(batch.rows)
-        if not outputs:
-            raise FrameError("no row of the frame could be scored (every image was skipped).")
-        return np.concatenate(outputs), np.concatenate(rows)
+        return map_batches(source, net.predict, max(self._params["mini_batch_size"], 256))
 
     def _metrics(self, net, task: TaskSpec, response: Response, source: Source, description: str = "") -> ModelMetrics:
         out, rows = self._outputs(net, source)

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .errors import DeepWaterError, FrameError, ParameterError
-from .sources import Source, batches, iterate
+from .errors import DeepWaterError, ParameterError
+from .sources import Source, map_batches
 
 PROGRESS_MIN_BATCHES = 10  # more batches than this show a progress bar (unless quiet)
 
@@ -50,22 +50,19 @@ def deep_features(net: Any, source: Source, index: pd.Index, layer: Any, batch_s
     PROGRESS_MIN_BATCHES batches and `quiet` is False.
     """
     name = resolve_layer(net, layer)
-    result: np.ndarray | None = None  # allocated once the first batch shows the layer's width
-    groups = list(batches(source.n, batch_size))
-    with tqdm(total=source.n, unit="rows", desc=f"deepfeatures {name}", leave=False,
-              disable=quiet or len(groups) <= PROGRESS_MIN_BATCHES) as bar:
-        for rows, batch in zip(groups, iterate(source, groups)):
-            if len(batch.rows):
-                values = np.asarray(net.features(batch.x, name))
-                if result is None and values.ndim == 2:
-                    result = np.full((source.n, values.shape[1]), np.nan, dtype=np.float32)
-                if result is None or values.shape != (len(batch.rows), result.shape[1]):
-                    expected = (len(batch.rows), "k" if result is None else result.shape[1])
-                    raise DeepWaterError(f"the backend returned features of shape {values.shape} for layer {name!r}; "
-                                         f"expected {expected}. This is a bug in the backend.")
-                result[batch.rows] = values
-            bar.update(len(rows))
-    if result is None:
-        raise FrameError("no row of the frame could be scored (every image was skipped).")
-    width = result.shape[1]
-    return pd.DataFrame(result, index=index, columns=feature_columns(name, width), copy=False)
+    width: list[int] = []  # the layer's width, once the first batch shows it
+
+    def features(x: np.ndarray) -> np.ndarray:
+        values = np.asarray(net.features(x, name), dtype=np.float32)
+        if values.ndim != 2 or len(values) != len(x) or values.shape[1] != (width or [values.shape[1]])[0]:
+            raise DeepWaterError(f"the backend returned features of shape {values.shape} for layer {name!r}; "
+                                 f"expected ({len(x)}, {width[0] if width else 'k'}). This is a bug in the backend.")
+        width[:] = [values.shape[1]]
+        return values
+
+    many = -(-source.n // batch_size) > PROGRESS_MIN_BATCHES
+    with tqdm(total=source.n, unit="rows", desc=f"deepfeatures {name}", leave=False, disable=quiet or not many) as bar:
+        values, rows = map_batches(source, features, batch_size, bar.update)
+    result = np.full((source.n, values.shape[1]), np.nan, dtype=np.float32)
+    result[rows] = values
+    return pd.DataFrame(result, index=index, columns=feature_columns(name, values.shape[1]), copy=False)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from .errors import FrameError
 from .images import ImageReader
 
 
@@ -155,3 +156,24 @@ def iterate_epochs(source: Source, epoch_rows: Iterable[list[np.ndarray]]) -> It
     """Batches of `source` epoch after epoch; the prefetch depth is asked again at each epoch."""
     for rows in epoch_rows:
         yield from iterate(source, rows)
+
+
+def map_batches(source: Source, fn: Callable[[np.ndarray], np.ndarray], batch_size: int,
+                advance: Callable[[int], object] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """fn(x) on every batch of `source` in order; the outputs of the rows that decoded, and those rows.
+
+    `advance(n)` (a progress bar's update) is told how many rows each batch covered. A source whose every
+    row was skipped (bad_images='skip') is a FrameError.
+    """
+    outputs, rows = [], []
+    groups = list(batches(source.n, batch_size))
+    for group, batch in zip(groups, iterate(source, groups)):
+        if len(batch.rows):
+            outputs.append(fn(batch.x))
+            rows.append(batch.rows)
+        if advance is not None:
+            advance(len(group))
+    if not outputs:
+        raise FrameError("no row of the frame could be scored (every image was skipped).")
+    return np.concatenate(outputs), np.concatenate(rows)
+

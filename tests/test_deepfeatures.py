@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from deepwater import DeepWaterEstimator, MissingDependencyError, ParameterError
+from deepwater import DeepWaterEstimator, FrameError, MissingDependencyError, ParameterError
 from deepwater.registry import backend_targets, get_backend
 
 TINY = {"hidden": [8], "epochs": 1, "gpu": False, "quiet_mode": True, "seed": 7, "mini_batch_size": 16}
@@ -124,6 +124,11 @@ def test_lenet_pool2_features_and_skipped_images(backend, pngs):
     assert np.isfinite(features.drop(index=5).to_numpy()).all()
     predictions = model.predict(pngs)
     assert predictions.iloc[5, 1:].isna().all()
+    broken = pngs.iloc[[5, 5]]
+    with pytest.raises(FrameError, match="no row of the frame could be scored"):
+        model.deepfeatures(broken, "pool2")
+    with pytest.raises(FrameError, match="no row of the frame could be scored"):
+        model.predict(broken)
 
 
 # --------------------------------------------------------------------------- progress and errors
@@ -148,3 +153,25 @@ def test_untrained_model_says_so(frame):
         model.deepfeatures(frame, "fc1")
     with pytest.raises(ParameterError, match="not trained yet"):
         model.layers()
+
+
+class _ShapeShifter:
+    """A net whose features change width between batches, as a broken backend might."""
+
+    def layers(self) -> list[str]:
+        return ["hidden"]
+
+    def features(self, x: np.ndarray, layer: str) -> np.ndarray:
+        return np.zeros((len(x), 3 if x[0, 0] < 0.5 else 4), dtype=np.float32)
+
+
+def test_a_backend_returning_unsteady_feature_widths_is_reported():
+    from deepwater.errors import DeepWaterError
+    from deepwater.features import deep_features
+    from deepwater.sources import ArraySource
+
+    x = np.repeat(np.array([[0.0], [1.0]], dtype=np.float32), 4, axis=0)
+    with pytest.raises(DeepWaterError, match=r"shape \(4, 4\).*'hidden'.*\(4, 3\).*bug in the backend"):
+        deep_features(_ShapeShifter(), ArraySource(x), pd.RangeIndex(8), "hidden", batch_size=4)
+    np.testing.assert_array_equal(deep_features(_ShapeShifter(), ArraySource(x[:4]), pd.RangeIndex(4), "hidden", 2),
+                                  np.zeros((4, 3)))
