@@ -29,7 +29,7 @@ from .registry import get_backend
 from .sources import Source, map_batches
 from .specs import CLASSIFICATION, OptimizerSpec, TaskSpec, task_from_params
 from .trainer import LoopSettings, StoppingRule, Trainer, TrainingOutcome
-from .user_graphs import ANY_BACKEND, UserGraph, describe_formats, graph_loader, user_graph
+from .user_graphs import ANY_BACKEND, UserGraph, describe_formats, graph_loader, training_refused, user_graph
 from .weight_files import load_network_weights
 
 USER = "user"  # network="user": the graph comes from network_definition_file
@@ -181,9 +181,7 @@ class DeepWaterEstimator:
         graph = user_graph(p["network_definition_file"], p["network_parameters_file"], input_shape,
                            p["replace_output_layer"])
         if graph.format.backend == ANY_BACKEND and p["epochs"] > 0:
-            raise ParameterError(f"epochs={p['epochs']!r}: {graph.format.description} can only score, so pass "
-                                 "epochs=0. To train, load the graph in its framework's own format "
-                                 f"({describe_formats()}).")
+            raise training_refused(graph.definition_file)
         return graph
 
     def _stopping_rule(self, task: TaskSpec, has_validation: bool) -> StoppingRule:

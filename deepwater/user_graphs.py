@@ -92,15 +92,18 @@ def _is_torchscript(path: str) -> bool:
         return False
 
 
-def check_outputs(graph: UserGraph, outputs: int, task: TaskSpec) -> None:
-    """Refuse a graph whose outputs are not the task's (unless its output layer is to be replaced)."""
+def check_outputs(graph: UserGraph, outputs: int, task: TaskSpec, replaceable: bool = True) -> None:
+    """Refuse a graph whose outputs are not the task's (unless its output layer is to be replaced).
+
+    `replaceable`: whether the format can take replace_output_layer=True, so that the advice fits.
+    """
     if outputs == task.n_outputs or graph.replace_output_layer:
         return
     needs = "one per class" if task.is_classification else "one value"
-    raise ModelFileError(
-        f"network_definition_file={graph.definition_file!r} has {outputs} outputs but the response needs "
-        f"{task.n_outputs} ({needs}). Pass replace_output_layer=True to replace the graph's last layer with a "
-        f"new one of {task.n_outputs} outputs (fine-tuning on your classes), or use a graph built for them.")
+    replace = (f"Pass replace_output_layer=True to replace the graph's last layer with a new one of {task.n_outputs} "
+               "outputs (fine-tuning on your classes), or use" if replaceable else "Use")
+    raise ModelFileError(f"network_definition_file={graph.definition_file!r} has {outputs} outputs but the response "
+                         f"needs {task.n_outputs} ({needs}). {replace} a graph built for them.")
 
 
 def no_replacement(graph: UserGraph, why: str) -> ModelFileError:
@@ -108,6 +111,15 @@ def no_replacement(graph: UserGraph, why: str) -> ModelFileError:
     return ModelFileError(f"replace_output_layer=True cannot replace the output layer of "
                           f"{graph.definition_file!r}: {why}. Set replace_output_layer=False (the graph's "
                           "outputs must then match the response), or pass the graph in an editable format.")
+
+
+def training_refused(definition_file: str) -> ModelFileError:
+    """The error for training (epochs > 0) a graph that can only be scored (ONNX), naming how to train instead."""
+    trainable = "; ".join(f"{f.description} on backend={f.backend!r}" for f in FORMATS if f.backend != ANY_BACKEND)
+    return ModelFileError(
+        f"network_definition_file={definition_file!r} is an ONNX graph: deepwater scores it with onnxruntime but "
+        "cannot train it. Pass epochs=0 to score it and take its deep features. To train or fine-tune the network, "
+        f"load it in its framework's own format instead: {trainable}.")
 
 
 def user_graph(definition_file: str, parameters_file: str | None, input_shape: tuple[int, ...],

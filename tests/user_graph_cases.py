@@ -25,15 +25,17 @@ class GraphCase:
 
     id: str
     backend: str            # the backend that loads it ("auto" picks the same from the file)
-    requires: str           # the module that must import for the case to run
+    requires: str | tuple[str, ...]  # the module(s) that must import for the case to run
     input_shape: tuple[int, ...]
     make: Maker
     reference: Reference
     trainable: bool         # train_batch() works (otherwise it raises a clear error)
     replaceable: bool       # replace_output_layer=True gives a new output layer
 
-    def available(self) -> bool:
-        return importlib.util.find_spec(self.requires) is not None
+    def missing(self) -> list[str]:
+        """The required modules that are not installed."""
+        names = (self.requires,) if isinstance(self.requires, str) else self.requires
+        return [name for name in names if importlib.util.find_spec(name) is None]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
