@@ -62,11 +62,12 @@ class Backend(Protocol):
 
     # Optional (not part of the runtime check): backends that load user-defined graph files define
     #
-    #   def load_user_network(self, definition_file: str, parameters_file: str | None,
-    #                         input_shape: tuple[int, ...], task: TaskSpec, optimizer: OptimizerSpec,
-    #                         device: str, seed: int) -> Net
+    #   def load_user_network(self, graph: deepwater.user_graphs.UserGraph, task: TaskSpec,
+    #                         optimizer: OptimizerSpec, device: str, seed: int) -> Net
     #
-    # which reads the graph in the framework's own format (MXNet: symbol JSON and .params weights) for
-    # network="user", checks that it takes `input_shape` and has task.n_outputs outputs, and returns a
-    # Net whose layers(), get_state() and set_state() use the file's own names. The estimator looks
-    # the method up with getattr and refuses network="user" on backends without it.
+    # which reads graph.definition_file in one of the framework's own formats (graph.format; see
+    # deepwater/user_graphs.py) with graph.parameters_file's weights for network="user", checks that it takes
+    # graph.input_shape and has task.n_outputs outputs (user_graphs.check_outputs), replaces its last layer
+    # when graph.replace_output_layer asks, and returns a Net whose layers(), get_state() and set_state() use
+    # the file's own names. deepwater.user_graphs.graph_loader() looks the method up and refuses
+    # network="user" on backends without it.

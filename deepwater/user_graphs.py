@@ -76,20 +76,24 @@ def detect_format(path: str) -> GraphFormat:
     if found is None:
         raise ModelFileError(f"{name}={path!r}: the suffix {suffix or '(none)'!r} is not a known graph format. "
                              f"Known formats: {describe_formats()}.")
-    if found is TORCHSCRIPT and not _is_torchscript(path):
-        raise ModelFileError(f"{name}={path!r} is not a TorchScript archive (no compiled code inside; a state "
-                             "dict from torch.save?). Pass the graph saved by torch.jit.save as "
-                             "network_definition_file; a state dict goes in network_parameters_file.")
+    if found is TORCHSCRIPT:
+        _check_torchscript(path)
     return found
 
 
-def _is_torchscript(path: str) -> bool:
-    """True for a zip archive with TorchScript code in it (torch.save state dicts hold data.pkl only)."""
+def _check_torchscript(path: str) -> None:
+    """Refuse a file that is not a zip archive with TorchScript code in it (a torch.save state dict has none)."""
+    name = "network_definition_file"
     try:
         with zipfile.ZipFile(path) as archive:
-            return any("/code/" in f"/{entry}" for entry in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
+            entries = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ModelFileError(f"{name}={path!r} is not a readable TorchScript archive (truncated, or not a zip "
+                             f"file: {error}). Save the graph again with torch.jit.save.") from error
+    if not any("/code/" in f"/{entry}" for entry in entries):
+        raise ModelFileError(f"{name}={path!r} is not a TorchScript archive (no compiled code inside; a state "
+                             "dict from torch.save?). Pass the graph saved by torch.jit.save as "
+                             "network_definition_file; a state dict goes in network_parameters_file.")
 
 
 def check_outputs(graph: UserGraph, outputs: int, task: TaskSpec, replaceable: bool = True) -> None:

@@ -1,0 +1,209 @@
+"""User-defined PyTorch networks (network='user'): a TorchScript archive or a torch.export program as a Net.
+
+Two graph formats are read, each by its own module:
+
+* TorchScript (.pt, .pth, .ts, .jit; torch.jit.save of a scripted or traced module) -- torch_user_script.py.
+* torch.export programs (.pt2; torch.export.save of torch.export.export(..., dynamic_shapes=...) with a
+  dynamic batch dimension) -- torch_user_export.py.
+
+Either way the graph's output is taken as logits (a final softmax or log-softmax is left out), trained with
+deepwater's loss and optimiser (those of torch_net: SGD with H2O's annealing and momentum ramp, or ADADELTA;
+l1/l2 on weights; clipping), and predict() returns softmax probabilities or (n, 1) values. State keys are
+the module's own state_dict names ('conv.weight', 'bn.running_mean', ...), which are also the keys of a
+network_parameters_file: a state dict saved with torch.save(module.state_dict(), path). That file is only
+ever read with torch.load(..., weights_only=True), which unpickles tensors and plain containers, nothing else.
+
+A graph file is a program: load only graph files you trust. torch.export programs holding pickled objects
+are refused (see torch_user_export.check_archive); a TorchScript archive is read by TorchScript's own
+loader, which builds TorchScript objects only.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepwater.errors import ModelFileError
+from deepwater.specs import OptimizerSpec, TaskSpec
+from deepwater.user_graphs import UserGraph, check_outputs, no_replacement
+
+from .torch_net import Optimiser, to_tensor
+
+PROBE_ROWS = 2  # rows of zeros run through a graph to find its output width
+
+
+class Program(Protocol):
+    """A user's graph file loaded for training: its parameters and how to run (part of) it."""
+
+    module: nn.Module  # holds every parameter and buffer, under the file's own state_dict names
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The graph's output without a final softmax, for a batch in deepwater's layout."""
+
+    def set_training(self, training: bool) -> None:
+        """Batch-norm and dropout in training (True) or inference (False) mode."""
+
+    def layers(self) -> list[str]:
+        """Names of the values layer_output() returns, from the input side to the output."""
+
+    def layer_output(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        """The value of `layer` (one of layers()) for the batch x, in inference mode."""
+
+    def output_linear(self) -> tuple[nn.Module, str, str | None]:
+        """The module holding the linear layer that computes logits(), with the attribute names of its
+        weight and bias (None without one); no_replacement() when logits() is not a linear layer's output."""
+
+
+def error_reason(error: BaseException) -> str:
+    """The first line of a framework's error message (its type when it has none), for a ModelFileError."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    # TorchScript's interpreter puts its own traceback first and the error itself last
+    return (lines[-1] if lines[0].startswith("The following operation failed") else lines[0])[:300]
+
+
+def flat(out: torch.Tensor) -> torch.Tensor:
+    """Activations as (n, k): (n,) regression outputs become (n, 1), feature maps are flattened."""
+    return out.reshape(out.shape[0], math.prod(out.shape[1:]))
+
+
+def load_state_file(path: str) -> dict[str, torch.Tensor]:
+    """A state dict (name -> tensor) from `path`, read with torch.load(weights_only=True) only."""
+    source = f"network_parameters_file={path!r}"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises UnpicklingError, RuntimeError, EOFError, ... on bad files
+        refused = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. | Check the documentation|$)",
+                            " ".join(str(error).split()))
+        reason = refused.group(1) if refused else error_reason(error)
+        raise ModelFileError(f"{source} is not a PyTorch state dict that torch.load(weights_only=True) can read "
+                             f"(truncated, or holding Python objects other than tensors?): {reason}. Save the "
+                             "weights with torch.save(module.state_dict(), path).") from error
+    if not isinstance(state, Mapping):
+        raise ModelFileError(f"{source} holds a {type(state).__name__}, not a state dict; save the weights with "
+                             "torch.save(module.state_dict(), path).")
+    odd = sorted(str(k) for k, v in state.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor)))
+    if odd:
+        raise ModelFileError(f"{source}: entries {odd[:10]} are not name -> tensor pairs; save the weights with "
+                             "torch.save(module.state_dict(), path).")
+    return dict(state)
+
+
+def assign_state(module: nn.Module, state: Mapping[str, np.ndarray | torch.Tensor], source: str,
+                 definition_file: str) -> None:
+    """Copy every value of `state` into the module's parameters and buffers of the same name; unknown names,
+    missing names and wrong shapes are a ModelFileError naming `source` and the names."""
+    own = module.state_dict()
+    unknown, missing = sorted(set(state) - set(own)), sorted(set(own) - set(state))
+    wrong = [f"{n}: {tuple(np.shape(v))} but the graph has {tuple(own[n].shape)}"
+             for n, v in state.items() if n in own and tuple(np.shape(v)) != tuple(own[n].shape)]
+    problems = ([f"unknown names {unknown[:10]}"] if unknown else []) + \
+               ([f"missing names {missing[:10]}"] if missing else []) + \
+               ([f"wrong shapes ({', '.join(wrong[:10])})"] if wrong else [])
+    if problems:
+        raise ModelFileError(f"{source} does not fit the graph in {definition_file!r}: {'; '.join(problems)}. "
+                             f"The graph's names are {sorted(own)[:12]}{'...' if len(own) > 12 else ''}.")
+    with torch.no_grad():
+        for name, value in state.items():
+            own[name].copy_(torch.as_tensor(np.asarray(value) if isinstance(value, np.ndarray) else value))
+
+
+def replace_linear(owner: nn.Module, weight: str, bias: str | None, outputs: int) -> None:
+    """Give the linear layer whose parameters `owner` holds as `weight` and `bias` a new set of `outputs`
+    units, initialised as torch.nn.Linear initialises them (from torch's current seed)."""
+    old = getattr(owner, weight)
+    fresh = nn.Linear(old.shape[1], outputs, bias=bias is not None)
+    setattr(owner, weight, nn.Parameter(fresh.weight.detach().to(old.device, old.dtype)))
+    if bias is not None:
+        setattr(owner, bias, nn.Parameter(fresh.bias.detach().to(old.device, old.dtype)))
+
+
+class TorchUserNet:
+    """A user's TorchScript or torch.export graph on one device, with deepwater's loss and optimiser."""
+
+    def __init__(self, program: Program, graph: UserGraph, task: TaskSpec, optimizer: OptimizerSpec,
+                 device: str, seed: int) -> None:
+        torch.manual_seed(seed)
+        self.program, self.graph, self.task, self.device = program, graph, task, device
+        self._device = torch.device(device)
+        self._training: bool | None = None
+        if graph.parameters_file is not None:
+            assign_state(program.module, load_state_file(graph.parameters_file),
+                         f"network_parameters_file={graph.parameters_file!r}", graph.definition_file)
+        check_outputs(graph, self._outputs(), task)
+        if graph.replace_output_layer:
+            replace_linear(*program.output_linear(), task.n_outputs)
+            if self._outputs() != task.n_outputs:
+                raise no_replacement(graph, "the graph reshapes the output of its last linear layer")
+        params = [p for p in program.module.parameters() if p.requires_grad]
+        self.optimiser = Optimiser(params, [p for p in params if p.dim() > 1], task, optimizer)
+
+    def _outputs(self) -> int:
+        """The width of the graph's (flattened) output, from a batch of zeros; a clear error when the graph
+        does not take inputs of graph.input_shape."""
+        shape = (PROBE_ROWS,) + self.graph.input_shape
+        self._set_mode(False)
+        try:
+            with torch.no_grad():
+                out = self.program.logits(torch.zeros(shape, device=self._device))
+        except Exception as error:  # whatever the user's graph raises on a shape it was not built for
+            reason = error_reason(error)
+            raise ModelFileError(f"network_definition_file={self.graph.definition_file!r} does not accept inputs "
+                                 f"of shape {self.graph.input_shape} (one row): {reason}. Change image_shape/"
+                                 "channels (or the predictors) to those the graph was built for.") from error
+        return math.prod(out.shape[1:])
+
+    def _set_mode(self, training: bool) -> None:
+        if self._training != training:
+            self.program.set_training(training)
+            self._training = training
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return flat(self.program.logits(x))
+
+    # --- the Net protocol -----------------------------------------------------------------
+    def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+        """One optimiser step; returns the mean loss of the batch."""
+        self._set_mode(True)
+        wb = None if weights is None else to_tensor(weights, self._device)
+        return self.optimiser.step(self._logits, to_tensor(x, self._device), to_tensor(y, self._device), wb)
+
+    @torch.no_grad()
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, classes) or values (n, 1)."""
+        self._set_mode(False)
+        out = self._logits(to_tensor(x, self._device))
+        if self.task.is_classification:
+            out = torch.softmax(out, dim=1)
+        return out.float().cpu().numpy()
+
+    def layers(self) -> list[str]:
+        """The graph's layers that features() reads, from the input side to the output."""
+        return self.program.layers()
+
+    @torch.no_grad()
+    def features(self, x: np.ndarray, layer: str) -> np.ndarray:
+        """Activations of `layer` (one of layers()), flattened to (n, k)."""
+        if layer not in self.program.layers():
+            raise ValueError(f"layer {layer!r} is not a layer of {self.graph.definition_file!r}; use one of "
+                             f"layers(): {self.program.layers()}")
+        self._set_mode(False)
+        return flat(self.program.layer_output(to_tensor(x, self._device), layer)).float().cpu().numpy()
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers under the module's own state_dict names (copies)."""
+        return {name: value.detach().cpu().numpy().copy() for name, value in self.program.module.state_dict().items()}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Load every parameter and buffer, named as get_state() names them."""
+        assign_state(self.program.module, state, "set_state()", self.graph.definition_file)
+
+    def parameter_count(self) -> int:
+        """Trainable values: every parameter of the module that requires a gradient."""
+        return sum(p.numel() for p in self.optimiser.params)
