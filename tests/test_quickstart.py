@@ -12,15 +12,15 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_quickstart():
-    spec = importlib.util.spec_from_file_location("quickstart", ROOT / "examples" / "quickstart.py")
+def _load_example(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_quickstart_learns_digits_from_png_files(tmp_path, capsys):
-    quickstart = _load_quickstart()
+    quickstart = _load_example("quickstart")
     with pytest.warns(RuntimeWarning, match="no GPU") if not _has_gpu() else contextlib.nullcontext():
         accuracy = quickstart.main(str(tmp_path), epochs=4, n_train=1000, n_test=200)
     printed = capsys.readouterr().out
@@ -47,3 +47,14 @@ def _has_gpu() -> bool:
 
     return torch.cuda.is_available()
 
+
+
+def test_user_graphs_example_trains_every_installed_format(tmp_path, capsys):
+    example = _load_example("user_graphs")
+    accuracy = example.main(str(tmp_path), epochs=1, n_train=600, n_test=200)
+    installed = [name for name, (module, _) in example.WRITERS.items() if importlib.util.find_spec(module)]
+    assert set(installed) <= set(accuracy) and installed
+    assert all(value > 0.3 for value in accuracy.values()), accuracy  # ten classes: chance is 0.1
+    if "ONNX .onnx" in accuracy:  # the TorchScript LeNet's trained weights, exported and scored by onnxruntime
+        assert abs(accuracy["ONNX .onnx"] - accuracy["TorchScript .pt"]) <= 0.01
+    assert "test accuracy" in capsys.readouterr().out
