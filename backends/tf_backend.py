@@ -5,6 +5,7 @@ import importlib.util
 
 from deepwater.networks import Graph
 from deepwater.specs import OptimizerSpec, TaskSpec
+from deepwater.user_graphs import KERAS, SAVED_MODEL, TF1_META, UserGraph
 
 
 class TensorflowBackend:
@@ -33,3 +34,19 @@ class TensorflowBackend:
         from .tf_net import TensorflowNet
 
         return TensorflowNet(graph, task, optimizer, device, seed)
+
+    def load_user_network(self, graph: UserGraph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
+        """A Net from a Keras .keras file, a SavedModel directory or a TF1 .meta graph (see tf_user*.py)."""
+        if graph.format is KERAS:
+            from .tf_user_keras import load_keras
+
+            return load_keras(graph, task, optimizer, device, seed)
+        if graph.format is SAVED_MODEL:
+            from .tf_user_saved import load_saved_model
+
+            return load_saved_model(graph, task, optimizer, device, seed)
+        if graph.format is TF1_META:
+            from .tf_user_meta import MetaGraphNet
+
+            return MetaGraphNet(graph, task, optimizer, device, seed)
+        raise ValueError(f"the tensorflow backend does not read {graph.format.description} files")

@@ -357,7 +357,55 @@ class TorchAdadelta:
                                              lr=lr, rho=rho, epsilon=eps, grad=g)
 
 
+class Update:
+    """H2O's update of a list of variables inside a compiled step: the rate and momentum schedule
+    (OptimizerSpec.rate/momentum of the samples seen before the batch), penalties on weights
+    (grad += l1*sign(w) + l2*w), element-wise clipping, then TorchSGD or TorchAdadelta."""
+
+    def __init__(self, variables: list[tf.Variable], penalised: list[bool], spec: OptimizerSpec) -> None:
+        self.variables, self.penalised, self.spec = variables, penalised, spec
+        self.optimizer = TorchAdadelta(variables, spec) if spec.adaptive_rate else TorchSGD(variables, spec)
+        self.lr = tf.Variable(spec.rate(0) if not spec.adaptive_rate else 1.0, dtype=tf.float32, trainable=False,
+                              name="learning_rate")
+        self.momentum = tf.Variable(spec.momentum(0), dtype=tf.float32, trainable=False, name="momentum")
+        self.samples = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="samples")
+
+    def apply(self, grads: list[tf.Tensor], rows: tf.Tensor) -> None:
+        """One step with the gradients of self.variables from a batch of `rows` rows."""
+        self._update_schedule()
+        self.optimizer.apply(self.variables, self._regularise(grads), self.lr, self.momentum)
+        self.samples.assign_add(tf.cast(rows, tf.float64))
+
+    def _update_schedule(self) -> None:
+        """Set lr and momentum from the samples seen before this batch (OptimizerSpec.rate/momentum)."""
+        if self.spec.adaptive_rate:
+            return
+        self.lr.assign(tf.cast(self.spec.rate(self.samples), tf.float32))
+        self.momentum.assign(tf.cast(self.spec.momentum(self.samples, minimum=tf.minimum), tf.float32))
+
+    def _regularise(self, grads: list[tf.Tensor]) -> list[tf.Tensor]:
+        """H2O's penalties on weights (grad += l1*sign(w) + l2*w), then element-wise clipping."""
+        l1, l2, clip = self.spec.l1, self.spec.l2, self.spec.clip_gradient
+        out = []
+        for v, g, penalised in zip(self.variables, grads, self.penalised):
+            if penalised and l1:
+                g = g + l1 * tf.sign(v)
+            if penalised and l2:
+                g = g + l2 * v
+            if clip:
+                g = tf.clip_by_value(g, -clip, clip)
+            out.append(g)
+        return out
+
+
 # ----------------------------------------------------------------------------- the Net
+
+def channels_first_rows(out: tf.Tensor) -> tf.Tensor:
+    """Activations flattened to (n, k), NHWC maps read in channels-first (C, H, W) order."""
+    if len(out.shape) == 4:
+        out = tf.transpose(out, [0, 3, 1, 2])
+    return tf.reshape(out, [tf.shape(out)[0], -1])
+
 
 def tf_device(device: str) -> str:
     """'cpu' -> '/CPU:0', 'cuda:i' -> '/GPU:i'."""
@@ -384,13 +432,7 @@ class TensorflowNet:
             params = graph.param_shapes()
             self._variables = [self._state[k].variable for k in params]
             penalised = set(graph.penalised_params())
-            self._penalised = [k in penalised for k in params]
-            self._optimizer = TorchAdadelta(self._variables, optimizer) if optimizer.adaptive_rate \
-                else TorchSGD(self._variables, optimizer)
-            self.lr = tf.Variable(optimizer.rate(0) if not optimizer.adaptive_rate else 1.0, dtype=tf.float32,
-                                  trainable=False, name="learning_rate")
-            self.momentum = tf.Variable(optimizer.momentum(0), dtype=tf.float32, trainable=False, name="momentum")
-            self._samples = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="samples")
+            self._update = Update(self._variables, [k in penalised for k in params], optimizer)
         self._steps: dict[bool, Callable] = {}
         self._predict_fn = self._compile(self._predict_graph)
         self._feature_fns: dict[str, Callable] = {}
@@ -413,34 +455,10 @@ class TensorflowNet:
         return self._steps[weighted]
 
     def _train_graph(self, x: tf.Tensor, y: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
-        self._update_schedule()
         with tf.GradientTape() as tape:
             loss = batch_loss(self.task.loss, self.model(x, training=True), y, weights)
-        grads = self._regularise(tape.gradient(loss, self._variables))
-        self._optimizer.apply(self._variables, grads, self.lr, self.momentum)
-        self._samples.assign_add(tf.cast(tf.shape(x)[0], tf.float64))
+        self._update.apply(tape.gradient(loss, self._variables), tf.shape(x)[0])
         return loss
-
-    def _update_schedule(self) -> None:
-        """Set lr and momentum from the samples seen before this batch (OptimizerSpec.rate/momentum)."""
-        if self.spec.adaptive_rate:
-            return
-        self.lr.assign(tf.cast(self.spec.rate(self._samples), tf.float32))
-        self.momentum.assign(tf.cast(self.spec.momentum(self._samples, minimum=tf.minimum), tf.float32))
-
-    def _regularise(self, grads: list[tf.Tensor]) -> list[tf.Tensor]:
-        """H2O's penalties on weights (grad += l1*sign(w) + l2*w), then element-wise clipping."""
-        l1, l2, clip = self.spec.l1, self.spec.l2, self.spec.clip_gradient
-        out = []
-        for v, g, penalised in zip(self._variables, grads, self._penalised):
-            if penalised and l1:
-                g = g + l1 * tf.sign(v)
-            if penalised and l2:
-                g = g + l2 * v
-            if clip:
-                g = tf.clip_by_value(g, -clip, clip)
-            out.append(g)
-        return out
 
     def _predict_graph(self, x: tf.Tensor) -> tf.Tensor:
         out = self.model(x, training=False)
@@ -455,10 +473,7 @@ class TensorflowNet:
                 sub = keras.Model(self.model.inputs, self._layers[layer].output)
 
             def features(x: tf.Tensor) -> tf.Tensor:
-                out = sub(x, training=False)
-                if len(out.shape) == 4:
-                    out = tf.transpose(out, [0, 3, 1, 2])
-                return tf.reshape(out, [tf.shape(out)[0], -1])
+                return channels_first_rows(sub(x, training=False))
 
             self._feature_fns[layer] = self._compile(features)
         return self._feature_fns[layer]

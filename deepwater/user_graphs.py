@@ -130,7 +130,8 @@ def user_graph(definition_file: str, parameters_file: str | None, input_shape: t
                replace_output_layer: bool = False) -> UserGraph:
     """A UserGraph for the file at `definition_file`, its format detected (clear errors for bad paths)."""
     definition_file, parameters_file = os.fspath(definition_file), parameters_file and os.fspath(parameters_file)
-    if parameters_file is not None and not os.path.exists(parameters_file):
+    checkpoint_prefix = parameters_file is not None and os.path.exists(parameters_file + ".index")  # TF1 Saver
+    if parameters_file is not None and not os.path.exists(parameters_file) and not checkpoint_prefix:
         raise ModelFileError(f"network_parameters_file={parameters_file!r}: no such file; pass the weights saved "
                              "with the graph, or leave it None to start from the graph's own weights.")
     return UserGraph(definition_file, parameters_file, tuple(int(d) for d in input_shape), bool(replace_output_layer),

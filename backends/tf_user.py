@@ -1,0 +1,214 @@
+"""What the TensorFlow readers of user graph files (network='user') share.
+
+Three formats reach the TensorFlow backend (deepwater.user_graphs): Keras `.keras` files
+(tf_user_keras.py), SavedModel directories (tf_user_saved.py) and TF1 `.meta` MetaGraphs with Deep
+Water's `meta` collection (tf_user_meta.py). Whatever the format, rows arrive in deepwater's canonical
+layout, images (n, C, H, W) and numeric rows (n, F); input_layout() finds how the graph wants them:
+channels-last (n, H, W, C), the TensorFlow habit, channels-first, or flattened channels-last rows
+(n, H*W*C), as Deep Water's TF1 graphs read images.
+
+EagerUserNet is the Net for graphs that run eagerly (Keras models and SavedModel functions): one
+compiled tf.function step trains the graph's logits with deepwater's loss (tf_net.batch_loss) and
+update (tf_net.Update: H2O's rate and momentum schedule, l1/l2 on weights, clipping, SGD or ADADELTA).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from deepwater.errors import ModelFileError
+from deepwater.specs import OptimizerSpec, TaskSpec
+
+from .tf_net import Update, batch_loss, channels_first_rows, tf_device
+
+# A graph's forward pass: input in the graph's own layout, training flag -> (n, k) logits or values
+Forward = Callable[[tf.Tensor, bool], tf.Tensor]
+
+
+def reason(error: BaseException, lines: int = 1) -> str:
+    """The first `lines` lines of an exception's message (its type when it has none), at most 300 characters."""
+    found = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join(found[:lines])[:300] if found else type(error).__name__
+
+
+# ----------------------------------------------------------------------------- input layouts
+
+@dataclass(frozen=True)
+class InputLayout:
+    """How canonical batches become the graph's input: an axis order, then (maybe) one axis per row."""
+
+    perm: tuple[int, ...] | None  # the canonical batch's axes in the graph's order; None keeps them
+    flat: bool                    # the graph takes each row as one flat axis
+    channels_last: bool           # the graph's image activations are (n, H, W, C)
+
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        """A canonical numpy batch in the graph's layout."""
+        x = np.asarray(x, dtype=np.float32)
+        if self.perm is not None:
+            x = x.transpose(self.perm)
+        return np.ascontiguousarray(x.reshape(len(x), -1) if self.flat else x)
+
+    def tensor(self, x: tf.Tensor) -> tf.Tensor:
+        """A canonical batch tensor in the graph's layout (inside a compiled function)."""
+        if self.perm is not None:
+            x = tf.transpose(x, self.perm)
+        return tf.reshape(x, [tf.shape(x)[0], -1]) if self.flat else x
+
+    def rows(self, activations: tf.Tensor) -> tf.Tensor:
+        """Activations flattened to (n, k), image maps in channels-first order as the built-in nets give them."""
+        if self.channels_last:
+            return channels_first_rows(activations)
+        return tf.reshape(activations, [tf.shape(activations)[0], -1])
+
+
+_CHANNELS_LAST = InputLayout((0, 2, 3, 1), False, True)
+_CHANNELS_FIRST = InputLayout(None, False, False)
+_FLAT_CHANNELS_LAST = InputLayout((0, 2, 3, 1), True, True)
+_ROWS = InputLayout(None, False, True)
+
+
+def input_layout(path: str, graph_shape: Sequence[int | None], data_shape: tuple[int, ...],
+                 channels_first: bool = False) -> InputLayout:
+    """How rows of `data_shape` (C, H, W) or (F,) feed a graph whose input row has `graph_shape`.
+
+    Images go channels-last (H, W, C) unless `channels_first` (a channels-first model) says to try
+    (C, H, W) first; a graph taking flat rows gets them flattened in channels-last order. A mismatch is
+    a ModelFileError naming the file.
+    """
+    graph_shape = tuple(None if d is None else int(d) for d in graph_shape)
+    if len(data_shape) == 3:
+        c, h, w = data_shape
+        images = [((h, w, c), _CHANNELS_LAST), ((c, h, w), _CHANNELS_FIRST)]
+        candidates = (images[::-1] if channels_first else images) + [((c * h * w,), _FLAT_CHANNELS_LAST)]
+        what = "(channels, height, width)"
+    else:
+        candidates, what = [(data_shape, _ROWS)], "(features,)"
+    for shape, layout in candidates:
+        if len(shape) == len(graph_shape) and all(g is None or g == d for g, d in zip(graph_shape, shape)):
+            return layout
+    wanted = tuple("?" if d is None else d for d in graph_shape)
+    raise ModelFileError(
+        f"network_definition_file={path!r} takes input rows of shape {wanted}, which the data's rows "
+        f"{data_shape} {what} do not fit (as channels-last, channels-first or flat images). Set image_shape "
+        "and channels (or the predictor columns) to what the graph was built for.")
+
+
+# ----------------------------------------------------------------------------- state
+
+def check_state(source: str, path: str, shapes: dict[str, tuple[int, ...]], state: dict[str, np.ndarray]) -> None:
+    """Refuse a state with unknown or missing names or wrong shapes for the graph in `path`."""
+    unknown, missing = sorted(set(state) - set(shapes)), sorted(set(shapes) - set(state))
+    if unknown or missing:
+        raise ModelFileError(f"{source}: names {unknown[:10]} are not variables of the graph in {path!r} and "
+                             f"{missing[:10]} are missing (it has {sorted(shapes)[:10]}...).")
+    wrong = {n: (tuple(np.shape(v)), shapes[n]) for n, v in state.items() if tuple(np.shape(v)) != shapes[n]}
+    if wrong:
+        detail = ", ".join(f"{n}: {got} but the graph needs {want}" for n, (got, want) in list(wrong.items())[:10])
+        raise ModelFileError(f"{source}: wrong shapes for {path!r}: {detail}.")
+
+
+def variable_names(variables: Sequence[tf.Variable]) -> list[str]:
+    """The variables' own names without ':0'; a repeated name gets _1, _2, ... in order."""
+    names: list[str] = []
+    for variable in variables:
+        base = variable.name.removesuffix(":0")
+        name, i = base, 1
+        while name in names:
+            name, i = f"{base}_{i}", i + 1
+        names.append(name)
+    return names
+
+
+# ----------------------------------------------------------------------------- the eager Net
+
+class EagerUserNet:
+    """A user graph that runs eagerly (a Keras model, a SavedModel function) as a Net, on one device."""
+
+    def __init__(self, path: str, forward: Forward, layout: InputLayout, data_shape: tuple[int, ...],
+                 variables: Sequence[tf.Variable], trainable: Sequence[tf.Variable], layers: Sequence[str],
+                 activations: Callable[[str], Callable[[tf.Tensor], tf.Tensor]], task: TaskSpec,
+                 spec: OptimizerSpec, device: str) -> None:
+        """`forward` gives logits (classification) or values; `activations(layer)` a function giving the
+        activations of one of `layers`.
+
+        Both functions take the graph's own input layout; `variables` (all, by their own names) make the
+        state, `trainable` the ones that train (weights, those of rank 2 and up, take l1/l2).
+        """
+        self.definition_file, self.task, self.spec, self.device = path, task, spec, device
+        self.samples = 0
+        self._forward, self._layout, self._layers, self._activations = forward, layout, list(layers), activations
+        self._device = tf_device(device)
+        self._state = dict(zip(variable_names(variables), variables))
+        self._trainable = list(trainable)
+        with tf.device(self._device):
+            self._update = Update(self._trainable, [len(v.shape) > 1 for v in self._trainable], spec)
+        self._x_spec = x_spec = tf.TensorSpec((None,) + tuple(data_shape), tf.float32)
+        y_spec = tf.TensorSpec((None,), tf.int64 if task.is_classification else tf.float32)
+        w_spec = tf.TensorSpec((None,), tf.float32)
+        self._steps = {False: tf.function(self._train_graph, input_signature=[x_spec, y_spec]),
+                       True: tf.function(self._train_graph, input_signature=[x_spec, y_spec, w_spec])}
+        self._predict_fn = tf.function(self._predict_graph, input_signature=[x_spec])
+        self._feature_fns: dict[str, Callable] = {}
+
+    def _train_graph(self, x: tf.Tensor, y: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = batch_loss(self.task.loss, self._forward(self._layout.tensor(x), True), y, weights)
+        grads = tape.gradient(loss, self._trainable)
+        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for v, g in zip(self._trainable, grads)]
+        self._update.apply(grads, tf.shape(x)[0])
+        return loss
+
+    def _predict_graph(self, x: tf.Tensor) -> tf.Tensor:
+        out = self._forward(self._layout.tensor(x), False)
+        return tf.nn.softmax(out, axis=1) if self.task.is_classification else out
+
+    def _run(self, fn: Callable, *arrays: np.ndarray | None) -> tf.Tensor:
+        with tf.device(self._device):
+            return fn(*[tf.convert_to_tensor(a) for a in arrays if a is not None])
+
+    # --- the Net protocol -----------------------------------------------------------------
+    def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+        """One optimiser step; returns the mean loss of the batch."""
+        y = np.asarray(y, dtype=np.int64 if self.task.is_classification else np.float32)
+        w = None if weights is None else np.asarray(weights, dtype=np.float32)
+        loss = self._run(self._steps[weights is not None], np.asarray(x, dtype=np.float32), y, w)
+        self.samples += len(x)
+        return float(loss)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, classes) or values (n, 1)."""
+        return self._run(self._predict_fn, np.asarray(x, dtype=np.float32)).numpy().astype(np.float32, copy=False)
+
+    def layers(self) -> list[str]:
+        """Names that features() takes, from the input side to the output."""
+        return list(self._layers)
+
+    def features(self, x: np.ndarray, layer: str) -> np.ndarray:
+        """Activations of `layer` flattened to (n, k), image maps in channels-first order."""
+        if layer not in self._layers:
+            raise ValueError(f"layer {layer!r} is not a layer of {self.definition_file!r}; use one of layers()")
+        if layer not in self._feature_fns:
+            activations = self._activations(layer)
+            self._feature_fns[layer] = tf.function(
+                lambda batch: self._layout.rows(activations(self._layout.tensor(batch))),
+                input_signature=[self._x_spec])
+        return self._run(self._feature_fns[layer], np.asarray(x, dtype=np.float32)).numpy().astype(np.float32)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Every variable of the graph (weights, batch-norm statistics) under its own name (copies)."""
+        return {name: np.array(v.numpy(), copy=True) for name, v in self._state.items()}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Load every variable, named and shaped as get_state() gives them."""
+        check_state("set_state()", self.definition_file, {n: tuple(v.shape) for n, v in self._state.items()}, state)
+        with tf.device(self._device):
+            for name, variable in self._state.items():
+                variable.assign(np.asarray(state[name], dtype=variable.dtype.as_numpy_dtype))
+
+    def parameter_count(self) -> int:
+        """Trainable values."""
+        return int(sum(math.prod(v.shape) for v in self._trainable))
