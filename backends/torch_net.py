@@ -102,7 +102,8 @@ class GraphModule(nn.Module):
 
 def to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """A numpy batch as a tensor on `device` (no copy on the CPU when the array is contiguous)."""
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device, non_blocking=True)
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return tensor if device.type == "cpu" else tensor.to(device, non_blocking=True)
 
 
 def task_loss(task: TaskSpec, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
