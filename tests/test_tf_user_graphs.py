@@ -29,8 +29,7 @@ from graph_files_tensorflow import keras_image_model, make_saved_model, make_tf1
 
 # ../shared/fixtures beside the repository: graph files written by the original Deep Water
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "h2o-deepwater" / "tensorflow"
-if not FIXTURES.is_dir():
-    pytest.skip(f"the h2o-deepwater fixtures are not at {FIXTURES}", allow_module_level=True)
+needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"the h2o-deepwater fixtures are not at {FIXTURES}")
 
 LENET = str(FIXTURES / "lenet_28x28x1_10.meta")
 MLP = str(FIXTURES / "mlp_100x1x1_10.meta")
@@ -61,6 +60,7 @@ def blobs(n: int, features: int, classes: int, seed: int = 0) -> pd.DataFrame:
 
 # --- Deep Water's own TF1 graphs ------------------------------------------------------------
 
+@needs_fixtures
 def test_lenet_meta_learns_mnist_through_its_own_train_op(tmp_path) -> None:
     train, test = mnist_images(tmp_path / "mnist", n_train=2000, n_test=500)
     model = user_model(LENET, problem_type="image", image_shape=[28, 28], channels=1, epochs=3,
@@ -76,6 +76,7 @@ def test_lenet_meta_learns_mnist_through_its_own_train_op(tmp_path) -> None:
     np.testing.assert_allclose(probabilities, tf.nn.softmax(features.to_numpy()).numpy(), rtol=1e-5, atol=1e-6)
 
 
+@needs_fixtures
 def test_mlp_meta_takes_100_inputs_and_trains_on_a_numeric_frame() -> None:
     frame = blobs(400, 100, 10)
     model = user_model(MLP, epochs=3).train(y="label", training_frame=frame)
@@ -96,6 +97,7 @@ def test_a_meta_graph_without_the_meta_collection_is_refused(tmp_path) -> None:
         user_model(str(path), epochs=1).train(y="label", training_frame=blobs(30, 4, 3))
 
 
+@needs_fixtures
 def test_a_meta_checkpoint_that_does_not_fit_is_refused(tmp_path) -> None:
     definition, checkpoint = make_tf1_meta(tmp_path, 3)
     frame = blobs(30, 72, 3)
