@@ -23,6 +23,7 @@ import numpy as np
 
 from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
+from deepwater.state_fit import misfit
 from deepwater.user_graphs import UserGraph, check_outputs, no_replacement
 
 from .mxnet_backend import load_mxnet
@@ -163,18 +164,10 @@ class MXNetUserNet:
 
     def _assign(self, state: dict[str, np.ndarray], source: str, complete: bool) -> None:
         """Copy `state` into the arrays; unknown names, wrong shapes (or, if complete, missing names) fail."""
-        unknown = sorted(set(state) - set(self._arrays))
-        if unknown:
-            raise ModelFileError(f"{source}: names {unknown[:10]} are not parameters of the network in "
-                                 f"{self.definition_file!r} (it has {sorted(self._arrays)[:10]}...).")
-        wrong = {n: (tuple(np.shape(v)), self._arrays[n].shape) for n, v in state.items()
-                 if tuple(np.shape(v)) != self._arrays[n].shape}
-        if wrong:
-            detail = ", ".join(f"{n}: {got} but the network needs {want}" for n, (got, want) in list(wrong.items())[:10])
-            raise ModelFileError(f"{source}: wrong shapes for {self.definition_file!r}: {detail}.")
-        missing = sorted(set(self._arrays) - set(state))
-        if complete and missing:
-            raise ModelFileError(f"{source}: missing parameters {missing[:10]} of {self.definition_file!r}.")
+        problems = misfit({name: array.shape for name, array in self._arrays.items()}, state, complete)
+        if problems:
+            raise ModelFileError(f"{source} does not fit the network in {self.definition_file!r}: {problems} "
+                                 f"(it has {sorted(self._arrays)[:10]}...).")
         for name, value in state.items():
             mx.nd.array(np.asarray(value, dtype=np.float32), ctx=self._ctx).copyto(self._arrays[name])
 

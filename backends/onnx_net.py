@@ -26,6 +26,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from deepwater.errors import DeviceError, ModelFileError
 from deepwater.specs import TaskSpec
+from deepwater.state_fit import misfit
 from deepwater.user_graphs import UserGraph, check_outputs, training_refused
 
 from .onnx_runtime import CUDA
@@ -249,14 +250,9 @@ class OnnxNet:
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Replace every floating-point initializer, named as get_state() names them, and restart onnxruntime."""
         weights = self._weights()
-        unknown, missing = sorted(set(state) - set(weights)), sorted(set(weights) - set(state))
-        wrong = {name: (np.shape(value), tuple(weights[name].dims)) for name, value in state.items()
-                 if name in weights and tuple(np.shape(value)) != tuple(weights[name].dims)}
-        if unknown or missing or wrong:
-            detail = ", ".join(f"{name}: {got} but the graph has {want}"
-                               for name, (got, want) in list(wrong.items())[:10])
-            raise ModelFileError(f"set_state() does not fit {self.definition_file!r}: unknown names {unknown[:10]}, "
-                                 f"missing names {missing[:10]}, wrong shapes [{detail}]. Pass every array of "
+        problems = misfit({name: tensor.dims for name, tensor in weights.items()}, state)
+        if problems:
+            raise ModelFileError(f"set_state() does not fit {self.definition_file!r}: {problems}. Pass every array of "
                                  "get_state(), with its shape.")
         for name, value in state.items():
             tensor = weights[name]

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
+from deepwater.state_fit import misfit
 
 from .tf_net import Update, batch_loss, channels_first_rows, tf_device
 
@@ -101,14 +102,10 @@ def input_layout(path: str, graph_shape: Sequence[int | None], data_shape: tuple
 
 def check_state(source: str, path: str, shapes: dict[str, tuple[int, ...]], state: dict[str, np.ndarray]) -> None:
     """Refuse a state with unknown or missing names or wrong shapes for the graph in `path`."""
-    unknown, missing = sorted(set(state) - set(shapes)), sorted(set(shapes) - set(state))
-    if unknown or missing:
-        raise ModelFileError(f"{source}: names {unknown[:10]} are not variables of the graph in {path!r} and "
-                             f"{missing[:10]} are missing (it has {sorted(shapes)[:10]}...).")
-    wrong = {n: (tuple(np.shape(v)), shapes[n]) for n, v in state.items() if tuple(np.shape(v)) != shapes[n]}
-    if wrong:
-        detail = ", ".join(f"{n}: {got} but the graph needs {want}" for n, (got, want) in list(wrong.items())[:10])
-        raise ModelFileError(f"{source}: wrong shapes for {path!r}: {detail}.")
+    problems = misfit(shapes, state)
+    if problems:
+        raise ModelFileError(f"{source} does not fit the graph in {path!r}: {problems} (it has "
+                             f"{sorted(shapes)[:10]}...).")
 
 
 def variable_names(variables: Sequence[tf.Variable]) -> list[str]:

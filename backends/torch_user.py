@@ -30,6 +30,7 @@ from torch import nn
 
 from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
+from deepwater.state_fit import misfit
 from deepwater.user_graphs import UserGraph, check_outputs, no_replacement
 
 from .torch_net import Optimiser, to_tensor
@@ -100,14 +101,9 @@ def assign_state(module: nn.Module, state: Mapping[str, np.ndarray | torch.Tenso
     """Copy every value of `state` into the module's parameters and buffers of the same name; unknown names,
     missing names and wrong shapes are a ModelFileError naming `source` and the names."""
     own = module.state_dict()
-    unknown, missing = sorted(set(state) - set(own)), sorted(set(own) - set(state))
-    wrong = [f"{n}: {tuple(np.shape(v))} but the graph has {tuple(own[n].shape)}"
-             for n, v in state.items() if n in own and tuple(np.shape(v)) != tuple(own[n].shape)]
-    problems = ([f"unknown names {unknown[:10]}"] if unknown else []) + \
-               ([f"missing names {missing[:10]}"] if missing else []) + \
-               ([f"wrong shapes ({', '.join(wrong[:10])})"] if wrong else [])
+    problems = misfit({name: tensor.shape for name, tensor in own.items()}, state)
     if problems:
-        raise ModelFileError(f"{source} does not fit the graph in {definition_file!r}: {'; '.join(problems)}. "
+        raise ModelFileError(f"{source} does not fit the graph in {definition_file!r}: {problems}. "
                              f"The graph's names are {sorted(own)[:12]}{'...' if len(own) > 12 else ''}.")
     with torch.no_grad():
         for name, value in state.items():

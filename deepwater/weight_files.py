@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .errors import MissingDependencyError, ModelFileError
+from .state_fit import misfit
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 OUTPUT_LAYER = "output"
@@ -64,7 +65,8 @@ def read_state(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if suffix in TORCH_SUFFIXES:
         return read_torch_state(path)
     raise ModelFileError(f"network_parameters_file={path!r}: a built-in network reads weights from a PyTorch state "
-                         f"dict ({', '.join(TORCH_SUFFIXES)}) or a numpy archive (.npz), not {suffix or 'no suffix'!r}.")
+                         f"dict ({', '.join(TORCH_SUFFIXES)}) or a numpy archive (.npz), "
+                         f"not {suffix or 'no suffix'!r}.")
 
 
 def load_network_weights(net, path: str | os.PathLike, replace_output_layer: bool = False) -> None:
@@ -72,18 +74,15 @@ def load_network_weights(net, path: str | os.PathLike, replace_output_layer: boo
     path = os.fspath(path)
     given = read_state(path)
     current = net.get_state()
-    if replace_output_layer:
+    expected = {name: value.shape for name, value in current.items()}
+    if replace_output_layer:  # the net's own new output layer stays
         given = {k: v for k, v in given.items() if k.partition(".")[0] != OUTPUT_LAYER}
-    unknown = sorted(set(given) - set(current))
-    missing = sorted(set(current) - set(given) - ({k for k in current if k.partition(".")[0] == OUTPUT_LAYER}
-                                                   if replace_output_layer else set()))
-    wrong = [(k, tuple(given[k].shape), tuple(current[k].shape)) for k in sorted(set(given) & set(current))
-             if tuple(given[k].shape) != tuple(current[k].shape)]
-    if unknown or missing or wrong:
+        expected = {k: shape for k, shape in expected.items() if k.partition(".")[0] != OUTPUT_LAYER}
+    problems = misfit(expected, given)
+    if problems:
         output_hint = ""
-        if any(k.partition(".")[0] == OUTPUT_LAYER for k, _, _ in wrong):
+        if any(k.partition(".")[0] == OUTPUT_LAYER and k in expected and given[k].shape != expected[k] for k in given):
             output_hint = (" The output layer has another number of classes: pass replace_output_layer=True to "
                            "start a new output layer for this response.")
-        raise ModelFileError(f"network_parameters_file={path!r} does not fit this network: unknown {unknown[:5]}, "
-                             f"missing {missing[:5]}, wrong shapes (name, file, network) {wrong[:5]}.{output_hint}")
+        raise ModelFileError(f"network_parameters_file={path!r} does not fit this network: {problems}.{output_hint}")
     net.set_state({**current, **given})

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepwater.errors import ModelFileError, ParameterError
+from deepwater.state_fit import misfit
 
 ACTIVATIONS = ("relu", "relu6", "tanh", "sigmoid")
 POOLS = ("max", "avg")
@@ -211,11 +212,6 @@ class GraphBuilder:
 
 def check_state(graph: Graph, state: dict[str, Any]) -> None:
     """Raise ModelFileError unless `state` holds exactly the graph's weights with the right shapes."""
-    expected = graph.state_shapes()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [(k, tuple(state[k].shape), expected[k]) for k in expected if k in state
-             and tuple(state[k].shape) != expected[k]]
-    if missing or unexpected or wrong:
-        raise ModelFileError(f"weights do not fit this network: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-                             f"wrong shapes (name, given, expected) {wrong[:5]}")
+    problems = misfit(graph.state_shapes(), state)
+    if problems:
+        raise ModelFileError(f"weights do not fit this network: {problems}")
