@@ -10,6 +10,8 @@ import importlib
 import importlib.util
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 from deepwater.errors import MissingDependencyError
@@ -42,6 +44,16 @@ def _restore_torch_threads(count: int | None) -> None:
         torch.set_num_threads(count)
 
 
+@contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """Run the block (MXNet work) and put PyTorch's thread count back as it was before it."""
+    threads = _torch_threads()
+    try:
+        yield
+    finally:
+        _restore_torch_threads(threads)
+
+
 def load_mxnet() -> ModuleType:
     """Import mxnet (with the numpy shim), leaving PyTorch's thread count as it was.
 
@@ -51,19 +63,16 @@ def load_mxnet() -> ModuleType:
         return sys.modules["mxnet"]
     if importlib.util.find_spec("mxnet") is None:
         raise MissingDependencyError("MXNet (the framework for backend='mxnet')", EXTRA)
-    threads = _torch_threads()
     _numpy_bool_shim()
-    try:
-        with warnings.catch_warnings():  # MXNet 1.9's own deprecated uses of numpy and distutils
-            warnings.simplefilter("ignore", DeprecationWarning)
-            mx = importlib.import_module("mxnet")
-    except Exception as error:  # a broken install: a missing shared library, an incompatible numpy, ...
-        sys.modules.pop("mxnet", None)
-        raise MissingDependencyError(
-            f"A working MXNet (importing mxnet failed: {type(error).__name__}: {error})", EXTRA) from error
-    finally:
-        _restore_torch_threads(threads)
-    return mx
+    with torch_threads_kept():
+        try:
+            with warnings.catch_warnings():  # MXNet 1.9's own deprecated uses of numpy and distutils
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return importlib.import_module("mxnet")
+        except Exception as error:  # a broken install: a missing shared library, an incompatible numpy, ...
+            sys.modules.pop("mxnet", None)
+            raise MissingDependencyError(
+                f"A working MXNet (importing mxnet failed: {type(error).__name__}: {error})", EXTRA) from error
 
 
 class MXNetBackend:
@@ -93,21 +102,15 @@ class MXNetBackend:
 
     def build(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
         load_mxnet()
-        threads = _torch_threads()
-        try:
+        with torch_threads_kept():
             from .mxnet_net import MXNetNet
 
             return MXNetNet(graph, task, optimizer, device, seed)
-        finally:
-            _restore_torch_threads(threads)
 
     def load_user_network(self, graph: UserGraph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
         """A Net from an MXNet symbol JSON file and optional .params weights (see mxnet_user.py)."""
         load_mxnet()
-        threads = _torch_threads()
-        try:
+        with torch_threads_kept():
             from .mxnet_user import MXNetUserNet
 
             return MXNetUserNet(graph, task, optimizer, device, seed)
-        finally:
-            _restore_torch_threads(threads)
