@@ -93,7 +93,7 @@ def tf_loop(model, images: np.ndarray, labels: np.ndarray, batch: int, epochs: i
 
 def gluon_lenet(classes: int):
     """LeNet written directly with MXNet Gluon, hybridized."""
-    from deepwater.backends.mxnet_net import mx  # the shim that lets MXNet 1.9 import under numpy 1.24+
+    from deepwater.backends.mxnet.net import mx  # the shim that lets MXNet 1.9 import under numpy 1.24+
 
     nn = mx.gluon.nn
     net = nn.HybridSequential()
@@ -105,7 +105,7 @@ def gluon_lenet(classes: int):
 
 
 def gluon_loop(net, images: np.ndarray, labels: np.ndarray, batch: int, epochs: int) -> float:
-    from deepwater.backends.mxnet_net import mx
+    from deepwater.backends.mxnet.net import mx
 
     trainer = mx.gluon.Trainer(net.collect_params(), "nag", {"learning_rate": LEARNING_RATE, "momentum": MOMENTUM})
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()

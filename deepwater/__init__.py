@@ -12,6 +12,7 @@ from .errors import (
                      ImageError,
                      MissingDependencyError,
                      ModelFileError,
+                     NotFittedError,
                      ParameterError,
 )
 from .estimator import DeepWaterEstimator, H2ODeepWaterEstimator
@@ -22,5 +23,5 @@ __all__ = [
     "DeepWaterEstimator", "H2ODeepWaterEstimator", "import_file", "datasets", "accessor", "models_zoo",
     "distance", "nearest",
     "DeepWaterError", "ParameterError", "FrameError", "ImageError", "MissingDependencyError", "DeviceError",
-    "ModelFileError",
+    "ModelFileError", "NotFittedError",
 ]

@@ -22,12 +22,13 @@ import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Protocol, Union
 
 import numpy as np
 import pandas as pd
 
-from .errors import DeviceError, FrameError, MissingDependencyError, ParameterError
+from . import registry
+from .errors import FrameError, ParameterError
 
 MEASURES = ("l1", "l2", "cosine", "cosine_sq")
 SIMILARITIES = ("cosine", "cosine_sq")
@@ -143,11 +144,23 @@ def _compute_dtype(measure: str, xs: _Operand, ys: _Operand) -> type:
 # --------------------------------------------------------------------------- engines
 
 @dataclass
-class _Prepared:
+class Prepared:
     """Rows ready for one measure's products: shifted (l2) or unit (cosine) rows, and per-row numbers."""
 
     rows: Any  # numpy array or torch tensor
     norms: Any = None  # l2: squared norms (float64); cosine: True where the row is all zeros
+
+
+class DistanceEngine(Protocol):
+    """Computes blocks of a measure: the numpy engine here, or a backend's on a GPU (registry.distance_engine)."""
+
+    name: str
+
+    def prepare(self, values: np.ndarray, measure: str, dtype: type, shift: np.ndarray | None) -> Prepared:
+        """Rows of one operand made ready for `measure`'s products."""
+
+    def block(self, x: Prepared, y: Prepared, measure: str, out: np.ndarray) -> None:
+        """Write the measure between every row of x and every row of y into `out` (float64)."""
 
 
 class _NumpyEngine:
@@ -158,18 +171,18 @@ class _NumpyEngine:
     def __init__(self) -> None:
         self.workers = max(1, os.cpu_count() or 1)
 
-    def prepare(self, values: np.ndarray, measure: str, dtype: type, shift: np.ndarray | None) -> _Prepared:
+    def prepare(self, values: np.ndarray, measure: str, dtype: type, shift: np.ndarray | None) -> Prepared:
         if measure == "l2":
             rows = (values - shift).astype(dtype, copy=False)
-            return _Prepared(rows, np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
+            return Prepared(rows, np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
         if measure in SIMILARITIES:
             norms = np.sqrt(np.einsum("ij,ij->i", values, values, dtype=np.float64))
             zero = norms == 0
             rows = values / np.where(zero, 1.0, norms)[:, None]
-            return _Prepared(rows.astype(dtype, copy=False), zero)
-        return _Prepared(values.astype(dtype, copy=False))
+            return Prepared(rows.astype(dtype, copy=False), zero)
+        return Prepared(values.astype(dtype, copy=False))
 
-    def block(self, x: _Prepared, y: _Prepared, measure: str, out: np.ndarray) -> None:
+    def block(self, x: Prepared, y: Prepared, measure: str, out: np.ndarray) -> None:
         """Write the measure between every row of x and every row of y into `out` (float64)."""
         if measure == "l1":
             self._l1(x.rows, y.rows, out)
@@ -214,48 +227,6 @@ class _NumpyEngine:
             list(pool.map(tile_rows, starts))
 
 
-class _TorchEngine:
-    """The same blocks with torch on a GPU (or any torch device)."""
-
-    name = "torch"
-
-    def __init__(self, device: str) -> None:
-        import torch
-
-        self.torch = torch
-        self.device = torch.device(device)
-
-    def prepare(self, values: np.ndarray, measure: str, dtype: type, shift: np.ndarray | None) -> _Prepared:
-        torch = self.torch
-        t = torch.as_tensor(values, device=self.device)
-        tdtype = torch.float32 if dtype == np.float32 else torch.float64
-        if measure == "l2":
-            rows = (t.double() - torch.as_tensor(shift, device=self.device)).to(tdtype)
-            return _Prepared(rows, (rows.double() ** 2).sum(dim=1))
-        if measure in SIMILARITIES:
-            norms = t.double().norm(dim=1)
-            zero = norms == 0
-            rows = t.double() / torch.where(zero, torch.ones_like(norms), norms)[:, None]
-            return _Prepared(rows.to(tdtype), zero)
-        return _Prepared(t.to(tdtype))
-
-    def block(self, x: _Prepared, y: _Prepared, measure: str, out: np.ndarray) -> None:
-        torch = self.torch
-        if measure == "l1":
-            result = torch.cdist(x.rows, y.rows, p=1).double()
-        else:
-            result = (x.rows @ y.rows.T).double()
-            if measure == "l2":
-                result = (x.norms[:, None] + y.norms[None, :] - 2.0 * result).clamp_min_(0.0).sqrt_()
-            else:
-                result = result.clamp_(-1.0, 1.0)
-                if measure == "cosine_sq":
-                    result = result.square_()
-                bad = x.norms[:, None] | y.norms[None, :]
-                result = result.masked_fill_(bad, float("nan"))
-        out[...] = result.cpu().numpy()
-
-
 def _nan_where_zero(out: np.ndarray, x_zero: np.ndarray, y_zero: np.ndarray) -> None:
     if x_zero.any():
         out[x_zero] = np.nan
@@ -263,25 +234,13 @@ def _nan_where_zero(out: np.ndarray, x_zero: np.ndarray, y_zero: np.ndarray) -> 
         out[:, y_zero] = np.nan
 
 
-def _engine(device: Any) -> _NumpyEngine | _TorchEngine:
-    """numpy for device=None or 'cpu'; torch for 'cuda' or 'cuda:N' when torch sees that GPU."""
+def _engine(device: Any) -> DistanceEngine:
+    """numpy for device=None or 'cpu'; for 'cuda' or 'cuda:N', the engine of an installed backend that has one."""
     if device is None or device == "cpu":
         return _NumpyEngine()
     if not isinstance(device, str) or not (device == "cuda" or device.startswith("cuda:")):
         raise ParameterError(f"device={device!r} is not a device; use None or 'cpu' (numpy), or 'cuda:0' (torch on a GPU).")
-    try:
-        import torch
-    except ImportError as error:
-        raise MissingDependencyError(f"torch (needed for device={device!r})", "torch") from error
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if count == 0:
-        raise DeviceError(f"device={device!r} but torch sees no GPU on this machine; "
-                          "use device=None to compute with numpy on the CPU.")
-    index = "0" if device == "cuda" else device.partition(":")[2]
-    if not index.isdigit() or int(index) >= count:
-        raise DeviceError(f"device={device!r} but torch sees {count} GPU(s); use 'cuda:0' to "
-                          f"'cuda:{count - 1}', or device=None to compute with numpy on the CPU.")
-    return _TorchEngine(device)
+    return registry.distance_engine(device)
 
 
 # --------------------------------------------------------------------------- distance

@@ -10,6 +10,10 @@ class ParameterError(DeepWaterError, ValueError):
     """A parameter has an unknown name or a value it cannot take."""
 
 
+class NotFittedError(DeepWaterError, ValueError, AttributeError):
+    """The model is used before train(); like scikit-learn's, a ValueError and an AttributeError."""
+
+
 class FrameError(DeepWaterError, ValueError):
     """A frame, or the columns picked from it, cannot be used as asked."""
 
@@ -42,3 +46,7 @@ class DeviceError(DeepWaterError, ValueError):
 
 class ModelFileError(DeepWaterError, ValueError):
     """A model, graph or weights file is missing, truncated or malformed."""
+
+
+class BackendError(DeepWaterError, TypeError):
+    """A plugged-in backend does not implement the backend protocol (deepwater.backends.base)."""

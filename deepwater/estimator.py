@@ -13,7 +13,7 @@ from . import networks
 from . import params as parameter_table
 from .design import DatasetEncoder, Response
 from .devices import resolve_device
-from .errors import FrameError, ParameterError
+from .errors import FrameError, MissingDependencyError, NotFittedError, ParameterError
 from .features import deep_features, layer_names
 from .frames import (
     ColumnRef,
@@ -39,6 +39,15 @@ def _is_user(network: str) -> bool:
     return network.lower() == USER
 
 
+def _settle(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` after the checks that span parameters, with a model_id generated when none is given."""
+    if _is_user(values["network"]) and not values["network_definition_file"]:
+        raise ParameterError("network='user' needs network_definition_file: pass the path of your graph file "
+                             f"({describe_formats()}), optionally with network_parameters_file for its "
+                             "weights; or pick a built-in network.")
+    return {**values, "model_id": values["model_id"] or f"DeepWater_model_{uuid.uuid4().hex[:8]}"}
+
+
 @dataclass
 class _Fitted:
     """Everything train() produced and predict() needs."""
@@ -58,8 +67,12 @@ class _Fitted:
     validation_metrics: ModelMetrics | None
 
 
+@parameter_table.documented
 class DeepWaterEstimator:
     """Deep learning on pandas frames with H2O Deep Water's parameters (see deepwater.params.PARAMETERS).
+
+    Parameters are keyword arguments, attributes (``model.epochs = 3``) and get_params()/set_params(),
+    all checked by the table; a change takes effect at the next train().
 
     >>> model = DeepWaterEstimator(epochs=2, network="lenet", problem_type="image", channels=1)
     >>> model.train(x=["uri"], y="label", training_frame=frame)    # doctest: +SKIP
@@ -68,14 +81,18 @@ class DeepWaterEstimator:
     algo = "deepwater"
 
     def __init__(self, **params: Any) -> None:
-        self._params = parameter_table.resolve(params)
-        if _is_user(self._params["network"]) and not self._params["network_definition_file"]:
-            raise ParameterError("network='user' needs network_definition_file: pass the path of your graph file "
-                                 f"({describe_formats()}), optionally with network_parameters_file for its "
-                                 "weights; or pick a built-in network.")
+        self._params = _settle(parameter_table.resolve(params))
         self._given = dict(params)
-        self.model_id = self._params["model_id"] or f"DeepWater_model_{uuid.uuid4().hex[:8]}"
         self._fitted: _Fitted | None = None
+
+    @classmethod
+    def available(cls) -> bool:
+        """True when some backend can run here (H2O's H2ODeepWaterEstimator.available())."""
+        try:
+            get_backend("auto")
+        except MissingDependencyError:
+            return False
+        return True
 
     # --- parameters -----------------------------------------------------------------------
     @property
@@ -89,6 +106,28 @@ class DeepWaterEstimator:
         if params is not None and name in params:
             return params[name]
         raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Private names are set as usual; any other name is a parameter, set through set_params()."""
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            self.set_params(**{name: value})
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Every parameter as given to the constructor or set_params(), else its default (scikit-learn's meaning).
+
+        Given values are returned as the very objects given, so sklearn.base.clone() works; `deep` is
+        accepted for scikit-learn and changes nothing (no parameter is an estimator).
+        """
+        return {**parameter_table.resolve({}), **self._given}
+
+    def set_params(self, **params: Any) -> DeepWaterEstimator:
+        """Check `params` through the table and set them for the next train(); returns self."""
+        checked = {name: parameter_table.check(name, value) for name, value in params.items()}
+        self._params = _settle({**self._params, **checked})
+        self._given.update(params)
+        return self
 
     # --- training -------------------------------------------------------------------------
     def train(self, x: Sequence[ColumnRef] | ColumnRef | None = None, y: ColumnRef | None = None,
@@ -238,7 +277,7 @@ class DeepWaterEstimator:
     # --- using the model ------------------------------------------------------------------
     def _require_fitted(self) -> _Fitted:
         if self._fitted is None:
-            raise ParameterError(f"model {self.model_id!r} is not trained yet; call train(...) first.")
+            raise NotFittedError(f"model {self.model_id!r} is not trained yet; call train(...) first.")
         return self._fitted
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -317,7 +356,8 @@ class DeepWaterEstimator:
 
     def __repr__(self) -> str:
         if self._fitted is None:
-            given = ", ".join(f"{k}={v!r}" for k, v in self._given.items())
+            given = ", ".join(f"{k}={v!r}" for k, v in self._given.items()
+                              if parameter_table.check(k, v) != parameter_table.PARAMETERS[k].default)
             return f"{type(self).__name__}({given}) [not trained]"
         lines = [f"{type(self).__name__}: {self.model_id}"]
         lines += [f"  {k}: {v}" for k, v in self.summary().items() if k != "model_id"]

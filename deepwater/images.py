@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from deepwater.errors import ImageError, ParameterError
+from deepwater import registry
+from deepwater.errors import ImageError, ModelFileError, ParameterError
 from deepwater.files import write_atomically
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -155,24 +156,16 @@ def _mean_from_array(array: np.ndarray, path: object, shape: ImageShape) -> np.n
     return np.ascontiguousarray(chw, dtype=np.float32)
 
 
-def _load_nd_array(text: str, path: object, shape: ImageShape) -> np.ndarray:
-    """The single array of an MXNet NDArray file (mx.nd.save), e.g. {'mean_img': (3, 224, 224)}.
-
-    MXNet is imported only here (a missing install raises MissingDependencyError naming the extra).
-    """
-    from .backends.mxnet_backend import load_mxnet
-
-    mx = load_mxnet()
+def _read_with_backend(text: str, path: object, shape: ImageShape) -> np.ndarray | None:
+    """The array of a mean-image file in a framework's own format (MXNet .nd), read by the backend that
+    declares its suffix; None when no backend does."""
+    reader = registry.mean_image_reader(Path(text).suffix.lower())
+    if reader is None:
+        return None
     try:
-        loaded = mx.nd.load(text)
-    except mx.base.MXNetError as exc:
-        raise _mean_image_error(path, f"not a readable MXNet .nd file ({str(exc).strip()[:160]})", shape,
-                                "Save it with mx.nd.save(path, {'mean_img': array}).") from exc
-    arrays = list(loaded.values()) if isinstance(loaded, dict) else list(loaded)
-    if len(arrays) != 1:
-        raise _mean_image_error(path, f"the .nd file holds {len(arrays)} arrays", shape,
-                                "Save exactly one array (e.g. {'mean_img': array}).")
-    return arrays[0].asnumpy()
+        return reader.read_mean_image(text)
+    except ModelFileError as error:
+        raise _mean_image_error(path, str(error), shape, "") from error
 
 
 def load_mean_image(path: str | os.PathLike, shape: ImageShape) -> np.ndarray:
@@ -192,8 +185,9 @@ def load_mean_image(path: str | os.PathLike, shape: ImageShape) -> np.ndarray:
         if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
             raise _mean_image_error(path, "the .npy file holds no numeric array", shape, fix_size)
         return _mean_from_array(array, path, shape)
-    if suffix == ".nd":
-        return _mean_from_array(_load_nd_array(text, path, shape), path, shape)
+    framework_array = _read_with_backend(text, path, shape)
+    if framework_array is not None:
+        return _mean_from_array(framework_array, path, shape)
     if suffix in IMAGE_EXTENSIONS:
         try:
             chw = _decode_file(text, shape.channels, None)

@@ -6,7 +6,9 @@ value is checked, and whether a checkpoint restart may change it (later features
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
+import textwrap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -219,6 +221,13 @@ def unknown_parameter(name: str, known: Iterable[str]) -> ParameterError:
     return ParameterError(f"unknown parameter {name!r}.{hint}")
 
 
+def check(name: str, value: Any) -> Any:
+    """The checked value of parameter `name`; ParameterError for an unknown name or a value it cannot take."""
+    if name not in PARAMETERS:
+        raise unknown_parameter(name, PARAMETERS)
+    return PARAMETERS[name].check(name, value)
+
+
 def resolve(given: Mapping[str, Any]) -> dict[str, Any]:
     """Return every parameter: checked values for those given, defaults for the rest."""
     for name in given:
@@ -232,3 +241,23 @@ def resolve(given: Mapping[str, Any]) -> dict[str, Any]:
 
 def _copy_default(default: Any) -> Any:
     return list(default) if isinstance(default, list) else default
+
+
+def signature() -> inspect.Signature:
+    """Every parameter of the table as a keyword-only parameter with its default, in table order."""
+    return inspect.Signature([inspect.Parameter(row.name, inspect.Parameter.KEYWORD_ONLY, default=row.default)
+                              for row in PARAMETERS.values()])
+
+
+def docstring() -> str:
+    """A numpydoc 'Parameters' section: each row's name, default and doc."""
+    entries = [f"{row.name} : default {row.default!r}\n" + textwrap.indent(textwrap.fill(row.doc, 96), "    ")
+               for row in PARAMETERS.values()]
+    return "Parameters\n----------\n" + "\n".join(entries)
+
+
+def documented(cls: type) -> type:
+    """Class decorator: the table becomes the signature of `cls` and the parameter section of its docstring."""
+    cls.__signature__ = signature()
+    cls.__doc__ = inspect.cleandoc(cls.__doc__ or "") + "\n\n" + docstring()
+    return cls

@@ -1,18 +1,32 @@
-"""Find backends: the ones shipped here plus any plug-in in the `deepwater.backends` entry-point group."""
+"""Find backends: the ones shipped here plus any plug-in in the `deepwater.backends` entry-point group.
+
+The core asks this module, never a backend module by path: for a backend by name, for the graph formats
+the installed loaders read, and for optional capabilities (mean-image files in a framework's format, a
+distance engine on a GPU). Creating a backend object imports no framework; using it does.
+"""
 from __future__ import annotations
 
 import importlib
+from functools import cache
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
-from .errors import MissingDependencyError, ParameterError
+from .backends.base import Backend, DistanceEngineProvider, MeanImageReader, UserGraphLoader
+from .errors import BackendError, MissingDependencyError, ParameterError
+
+if TYPE_CHECKING:
+    from .distances import DistanceEngine
+    from .user_graphs import GraphFormat
 
 ENTRY_POINT_GROUP = "deepwater.backends"
 # Shipped backends, in the order backend="auto" tries them.
 BUILTIN_BACKENDS = {
-    "torch": "deepwater.backends.torch_backend:TorchBackend",
-    "mxnet": "deepwater.backends.mxnet_backend:MXNetBackend",
-    "tensorflow": "deepwater.backends.tf_backend:TensorflowBackend",
+    "torch": "deepwater.backends.torch.backend:TorchBackend",
+    "mxnet": "deepwater.backends.mxnet.backend:MXNetBackend",
+    "tensorflow": "deepwater.backends.tensorflow.backend:TensorflowBackend",
 }
+# Loaders that read graph files of their own formats but build no networks (not choosable as backend=).
+GRAPH_LOADERS = {"onnxruntime": "deepwater.backends.onnx.backend:OnnxRuntime"}
 AUTO_ORDER = ("torch", "tensorflow", "mxnet")
 
 
@@ -24,12 +38,22 @@ def backend_targets() -> dict[str, str]:
     return targets
 
 
-def _load(target: str):
+@cache
+def _load(target: str, kind: type = Backend):
+    """The object that `target` ('module:Class') makes, checked to be a `kind` (Backend or UserGraphLoader)."""
     module_name, _, class_name = target.partition(":")
-    return getattr(importlib.import_module(module_name), class_name)()
+    made = getattr(importlib.import_module(module_name), class_name)()
+    if not isinstance(made, kind):
+        missing = [name for name in dir(kind) if not name.startswith("_") and not hasattr(made, name)]
+        raise BackendError(f"the entry point {target!r} (group {ENTRY_POINT_GROUP!r}) made a "
+                           f"{type(made).__name__}, which is not a deepwater {kind.__name__}: it lacks "
+                           f"{', '.join(missing) or 'some of its methods'}. Implement the protocol in "
+                           "deepwater.backends.base (and run deepwater.backends.testing on it), or remove the "
+                           "entry point.")
+    return made
 
 
-def get_backend(name: str):
+def get_backend(name: str) -> Backend:
     """The backend called `name` ('auto': the first installed of torch, tensorflow, mxnet), ready to use."""
     targets = backend_targets()
     if name == "auto":
@@ -45,3 +69,33 @@ def get_backend(name: str):
     if not backend.available():
         raise MissingDependencyError(f"The framework for backend={name!r}", backend.extra)
     return backend
+
+
+def loaders() -> list[UserGraphLoader]:
+    """Every backend and graph loader known, installed or not (making them imports no framework)."""
+    return [_load(t) for t in backend_targets().values()] + [_load(t, UserGraphLoader) for t in GRAPH_LOADERS.values()]
+
+
+def graph_formats() -> list[GraphFormat]:
+    """The graph formats every known loader declares, in the order the loaders are known."""
+    return [fmt for loader in loaders() for fmt in loader.graph_formats]
+
+
+def format_loader(fmt: GraphFormat) -> UserGraphLoader:
+    """The loader that declared `fmt`."""
+    return next(loader for loader in loaders() if fmt in loader.graph_formats)
+
+
+def mean_image_reader(suffix: str) -> MeanImageReader | None:
+    """The backend that reads mean-image files ending in `suffix` (e.g. '.nd'), or None when none does."""
+    return next((b for b in loaders() if isinstance(b, MeanImageReader) and suffix in b.mean_image_suffixes), None)
+
+
+def distance_engine(device: str) -> DistanceEngine:
+    """A GPU engine for deepwater.distance() from the first installed backend that has one (torch)."""
+    targets = backend_targets()
+    for name in [n for n in AUTO_ORDER if n in targets] + sorted(set(targets) - set(AUTO_ORDER)):
+        backend = _load(targets[name])
+        if isinstance(backend, DistanceEngineProvider) and backend.available():
+            return backend.distance_engine(device)
+    raise MissingDependencyError(f"A backend that computes distances on device={device!r} (torch)", "torch")

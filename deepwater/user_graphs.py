@@ -1,43 +1,43 @@
 """User-defined graph files (network='user'): which format a file is, which backend reads it, shared checks.
 
-A format is known by the file itself: an MXNet symbol is a .json file, a Keras model a .keras file, a
-TensorFlow SavedModel a directory holding saved_model.pb, a TF1 MetaGraph a .meta file, TorchScript a
-.pt/.pth/.ts/.jit zip archive with compiled code inside, a torch.export program a .pt2 file and ONNX a
-.onnx file. Backends read their own formats through Backend.load_user_network(graph, ...); ONNX graphs
-are scored by onnxruntime whichever backend was asked for.
+The formats are the backends' own: each backend (and the ONNX scorer) declares the GraphFormats it reads
+in its `graph_formats`, and the registry collects them, so this module lists none itself. A format is
+known by the file: its suffix, or the marker file inside a directory (a SavedModel's saved_model.pb).
+Backends read their own formats through load_user_network(graph, ...); a format whose backend is
+ANY_BACKEND (ONNX) is scored by its loader whichever backend was asked for.
 """
 from __future__ import annotations
 
 import os
-import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .errors import MissingDependencyError, ModelFileError, ParameterError
+from . import registry
+from .errors import MissingDependencyError, ModelFileError
 from .specs import TaskSpec
+
+if TYPE_CHECKING:
+    from .backends.base import UserGraphLoader
 
 ANY_BACKEND = "any"  # a format that every backend scores through a common runtime (ONNX)
 
 
 @dataclass(frozen=True)
 class GraphFormat:
-    """One kind of graph file: its name, the backend that reads it and how users recognise it."""
+    """One kind of graph file, declared by the backend that reads it (its `graph_formats`).
+
+    A file is of this format when its suffix is one of `suffixes`, or, for a directory, when it holds
+    `directory_marker`; `check(path)`, when given, then refuses a file of that suffix that is not of the
+    format after all (with a ModelFileError that says what it is instead).
+    """
 
     name: str
-    backend: str
+    backend: str  # the backend that loads it, or ANY_BACKEND for a format every backend scores
     description: str
-
-
-MXNET_SYMBOL = GraphFormat("mxnet-symbol", "mxnet", "MXNet symbol JSON (.json), weights in a .params file")
-KERAS = GraphFormat("keras", "tensorflow", "Keras model (.keras)")
-SAVED_MODEL = GraphFormat("saved-model", "tensorflow", "TensorFlow SavedModel directory (saved_model.pb)")
-TF1_META = GraphFormat("tf1-meta", "tensorflow", "TensorFlow 1 MetaGraph (.meta) with Deep Water's 'meta' collection")
-TORCHSCRIPT = GraphFormat("torchscript", "torch", "TorchScript archive (.pt, .pth, .ts, .jit from torch.jit.save)")
-TORCH_EXPORT = GraphFormat("torch-export", "torch", "torch.export program (.pt2 from torch.export.save)")
-ONNX = GraphFormat("onnx", ANY_BACKEND, "ONNX graph (.onnx), scored through onnxruntime (epochs=0)")
-FORMATS = (MXNET_SYMBOL, KERAS, SAVED_MODEL, TF1_META, TORCHSCRIPT, TORCH_EXPORT, ONNX)
-
-_BY_SUFFIX = {".json": MXNET_SYMBOL, ".keras": KERAS, ".meta": TF1_META, ".pt2": TORCH_EXPORT, ".onnx": ONNX,
-              ".pt": TORCHSCRIPT, ".pth": TORCHSCRIPT, ".ts": TORCHSCRIPT, ".jit": TORCHSCRIPT}
+    suffixes: tuple[str, ...] = ()
+    directory_marker: str | None = None
+    check: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,48 +52,36 @@ class UserGraph:
 
 
 def formats_for(backend: str) -> list[GraphFormat]:
-    """The graph formats `backend` loads (ONNX, scored on every backend, included)."""
-    return [f for f in FORMATS if f.backend in (backend, ANY_BACKEND)]
+    """The graph formats `backend` loads (formats scored on every backend included)."""
+    return [f for f in registry.graph_formats() if f.backend in (backend, ANY_BACKEND)]
 
 
 def describe_formats() -> str:
     """One line per format with the backend that reads it, for error messages and docs."""
-    return "; ".join(f"{f.description} -> backend {f.backend!r}" for f in FORMATS)
+    return "; ".join(f"{f.description} -> backend {f.backend!r}" for f in registry.graph_formats())
 
 
 def detect_format(path: str) -> GraphFormat:
-    """The format of the graph file (or SavedModel directory) at `path`; a clear error when it has none."""
+    """The format of the graph file (or directory) at `path`; a clear error when it has none."""
     name = "network_definition_file"
+    formats = registry.graph_formats()
     if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, "saved_model.pb")):
-            return SAVED_MODEL
-        raise ModelFileError(f"{name}={path!r} is a directory without saved_model.pb; pass a SavedModel "
-                             "directory (tf.saved_model.save) or a graph file.")
+        for found in formats:
+            if found.directory_marker and os.path.isfile(os.path.join(path, found.directory_marker)):
+                return found
+        kinds = "; ".join(f"{f.description} (holding {f.directory_marker})" for f in formats if f.directory_marker)
+        raise ModelFileError(f"{name}={path!r} is a directory that is no graph format's: pass a graph file, or a "
+                             f"directory of one of: {kinds or 'none installed'}.")
     if not os.path.isfile(path):
         raise ModelFileError(f"{name}={path!r}: no such file or directory; pass the path of your graph file.")
     suffix = os.path.splitext(path)[1].lower()
-    found = _BY_SUFFIX.get(suffix)
+    found = next((f for f in formats if suffix in f.suffixes), None)
     if found is None:
         raise ModelFileError(f"{name}={path!r}: the suffix {suffix or '(none)'!r} is not a known graph format. "
                              f"Known formats: {describe_formats()}.")
-    if found is TORCHSCRIPT:
-        _check_torchscript(path)
+    if found.check is not None:
+        found.check(path)
     return found
-
-
-def _check_torchscript(path: str) -> None:
-    """Refuse a file that is not a zip archive with TorchScript code in it (a torch.save state dict has none)."""
-    name = "network_definition_file"
-    try:
-        with zipfile.ZipFile(path) as archive:
-            entries = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as error:
-        raise ModelFileError(f"{name}={path!r} is not a readable TorchScript archive (truncated, or not a zip "
-                             f"file: {error}). Save the graph again with torch.jit.save.") from error
-    if not any("/code/" in f"/{entry}" for entry in entries):
-        raise ModelFileError(f"{name}={path!r} is not a TorchScript archive (no compiled code inside; a state "
-                             "dict from torch.save?). Pass the graph saved by torch.jit.save as "
-                             "network_definition_file; a state dict goes in network_parameters_file.")
 
 
 def check_outputs(graph: UserGraph, outputs: int, task: TaskSpec, replaceable: bool = True) -> None:
@@ -119,7 +107,8 @@ def no_replacement(graph: UserGraph, why: str) -> ModelFileError:
 
 def training_refused(definition_file: str) -> ModelFileError:
     """The error for training (epochs > 0) a graph that can only be scored (ONNX), naming how to train instead."""
-    trainable = "; ".join(f"{f.description} on backend={f.backend!r}" for f in FORMATS if f.backend != ANY_BACKEND)
+    trainable = "; ".join(f"{f.description} on backend={f.backend!r}" for f in registry.graph_formats()
+                          if f.backend != ANY_BACKEND)
     return ModelFileError(
         f"network_definition_file={definition_file!r} is an ONNX graph: deepwater scores it with onnxruntime but "
         "cannot train it. Pass epochs=0 to score it and take its deep features. To train or fine-tune the network, "
@@ -149,20 +138,13 @@ def graph_backend(graph: UserGraph, backend: str) -> str:
                          f"({graph.format.description}); use backend={own!r} or backend='auto'.")
 
 
-def graph_loader(graph: UserGraph, backend: str):
-    """The backend object whose load_user_network() reads `graph` (onnxruntime for ONNX graphs)."""
-    from .registry import get_backend
-
+def graph_loader(graph: UserGraph, backend: str) -> UserGraphLoader:
+    """The loader whose load_user_network() reads `graph`: the backend asked for (or the format's own for
+    'auto'), or the format's own loader for formats every backend scores (ONNX through onnxruntime)."""
     name = graph_backend(graph, backend)
-    if graph.format.backend == ANY_BACKEND:
-        from .backends.onnx_runtime import OnnxRuntime
-
-        loader = OnnxRuntime()
-        if not loader.available():
-            raise MissingDependencyError(f"onnxruntime (to score {graph.definition_file!r})", loader.extra)
-        return loader
-    chosen = get_backend(name)
-    if not hasattr(chosen, "load_user_network"):
-        raise ParameterError(f"backend={chosen.name!r} cannot load network_definition_file (network='user'). "
-                             f"Formats and their backends: {describe_formats()}.")
-    return chosen
+    if graph.format.backend != ANY_BACKEND:
+        return registry.get_backend(name)
+    loader = registry.format_loader(graph.format)
+    if not loader.available():
+        raise MissingDependencyError(f"{loader.name} (to score {graph.definition_file!r})", loader.extra)
+    return loader

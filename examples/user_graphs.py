@@ -77,7 +77,7 @@ def onnx_lenet(folder: str, trained: dw.DeepWaterEstimator | None) -> str:
 
 def mxnet_lenet(folder: str) -> str:
     """Deep Water's MXNet LeNet: a symbol ending in SoftmaxOutput, saved as JSON."""
-    from deepwater.backends.mxnet_backend import load_mxnet
+    from deepwater.backends.mxnet.runtime import load_mxnet
 
     mx = load_mxnet()
     x = mx.sym.Variable("data")

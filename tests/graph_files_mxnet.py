@@ -10,7 +10,7 @@ INPUT_SHAPE = (3, 8, 8)
 
 
 def _symbol(outputs: int):
-    from deepwater.backends.mxnet_backend import load_mxnet
+    from deepwater.backends.mxnet.runtime import load_mxnet
 
     mx = load_mxnet()
     data = mx.sym.Variable("data")
@@ -37,7 +37,7 @@ def make_symbol(folder: Path, outputs: int) -> tuple[str, str]:
 
 def symbol_probabilities(definition: str, parameters: str | None, x: np.ndarray) -> np.ndarray:
     """The symbol's SoftmaxOutput, run by an MXNet executor with the saved weights."""
-    from deepwater.backends.mxnet_backend import load_mxnet
+    from deepwater.backends.mxnet.runtime import load_mxnet
 
     mx = load_mxnet()
     symbol = mx.sym.load(definition)

@@ -1,8 +1,8 @@
 """One conformance suite that every backend passes, parametrized over backend x network.
 
-Each backend compiles the same networks.Graph; these tests check that the result is the same
-network everywhere: parameter counts, layer names, feature shapes, probabilities, learning, and
-weights moved from one backend to another giving the same predictions.
+The checks live in deepwater.backends.testing (public, so that a plug-in backend runs them on itself);
+this suite runs each on every installed backend and network, and moves weights between every pair of
+backends.
 """
 from __future__ import annotations
 
@@ -12,38 +12,11 @@ import numpy as np
 import pytest
 from conftest import installed_backends
 
-from deepwater.networks import build_graph
+from deepwater.backends import testing
+from deepwater.backends.testing import CLASSIFY, NETWORKS, SGD
 from deepwater.registry import get_backend
-from deepwater.specs import OptimizerSpec, TaskSpec
 
 BACKENDS = installed_backends()
-# network name -> input shape used in the suite (small, so the suite stays quick)
-NETWORKS = {
-    "mlp": (20,),
-    "lenet": (1, 28, 28),
-    "alexnet": (3, 16, 16),
-    "vgg11": (3, 16, 16),
-    "googlenet": (3, 16, 16),
-    "inception_bn": (3, 16, 16),
-    "resnet18": (3, 16, 16),
-    "mobilenet_v2": (3, 32, 32),
-}
-CLASSES = 3
-CLASSIFY = TaskSpec("classification", CLASSES, "cross_entropy", "multinomial")
-REGRESS = TaskSpec("regression", 1, "quadratic", "gaussian")
-SGD = OptimizerSpec(learning_rate=0.01, momentum_start=0.9, momentum_stable=0.9, learning_rate_annealing=0.0)
-
-
-def _graph(network: str, n_outputs: int = CLASSES):
-    return build_graph(network, NETWORKS[network], n_outputs, {"hidden": [16, 16]})
-
-
-def _build(backend: str, network: str, task: TaskSpec = CLASSIFY, optimizer: OptimizerSpec = SGD, seed: int = 0):
-    return get_backend(backend).build(_graph(network, task.n_outputs), task, optimizer, "cpu", seed)
-
-
-def _inputs(network: str, rows: int = 4, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(rows, *NETWORKS[network])).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +26,7 @@ def nets():
 
     def get(backend: str, network: str):
         if (backend, network) not in cache:
-            cache[(backend, network)] = _build(backend, network)
+            cache[(backend, network)] = testing.build(get_backend(backend), network)
         return cache[(backend, network)]
 
     return get
@@ -62,57 +35,57 @@ def nets():
 pairs = pytest.mark.parametrize("backend,network", list(itertools.product(BACKENDS, NETWORKS)))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_backend_implements_the_protocol(backend):
+    testing.check_protocol(get_backend(backend))
+
+
 @pairs
 def test_parameter_count_matches_the_graph(nets, backend, network):
-    assert nets(backend, network).parameter_count() == _graph(network).param_count()
+    testing.check_parameter_count(nets(backend, network), network)
 
 
 @pairs
 def test_layer_names_and_feature_shapes_match_the_graph(nets, backend, network):
-    net, graph = nets(backend, network), _graph(network)
-    assert net.layers() == graph.layer_names()
-    x = _inputs(network)
-    for layer in ("output", graph.layer_names()[0], *[n for n in graph.layer_names() if n == "global_pool"]):
-        expected = int(np.prod(graph.node(layer).shape))
-        assert net.features(x, layer).shape == (len(x), expected)
+    testing.check_layers_and_features(nets(backend, network), network)
 
 
 @pairs
 def test_predict_gives_probabilities(nets, backend, network):
-    probabilities = nets(backend, network).predict(_inputs(network))
-    assert probabilities.shape == (4, CLASSES)
-    assert (probabilities >= 0).all()
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    testing.check_probabilities(nets(backend, network), network)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("network", ["mlp", "lenet", "resnet18"])
+def test_empty_batches_unknown_layers_and_misfit_weights(nets, backend, network):
+    net = nets(backend, network)
+    testing.check_empty_batches(net, network)
+    testing.check_unknown_layer(net)
+    testing.check_state_misfit(net)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_regression_predicts_one_value(backend):
-    values = _build(backend, "mlp", REGRESS).predict(_inputs("mlp"))
-    assert values.shape == (4, 1) and np.isfinite(values).all()
+    testing.check_regression(get_backend(backend))
 
 
 @pairs
 def test_a_few_steps_lower_the_training_loss(backend, network):
-    rng = np.random.default_rng(0)
-    x = _inputs(network, rows=8, seed=2)
-    y = rng.integers(0, CLASSES, size=len(x)).astype(np.int64)
-    net = _build(backend, network, optimizer=OptimizerSpec(learning_rate=0.01, learning_rate_annealing=0.0))
-    losses = [net.train_batch(x, y) for _ in range(10)]
-    assert np.mean(losses[-3:]) < losses[0]
+    testing.check_training_lowers_loss(get_backend(backend), network)
 
 
 @pytest.mark.parametrize("source,target", [p for p in itertools.permutations(BACKENDS, 2)]
                          + [(b, b) for b in BACKENDS])
 @pytest.mark.parametrize("network", list(NETWORKS))
 def test_weights_moved_between_backends_give_the_same_predictions(nets, source, target, network):
-    exporter, importer = _build(source, network, seed=3), nets(target, network)
-    x = _inputs(network, seed=5)
-    # a few steps move batch-norm statistics away from their initial values, so they are checked too
-    y = np.arange(len(x)) % CLASSES
-    for _ in range(2):
-        exporter.train_batch(x, y)
-    importer.set_state(exporter.get_state())
-    np.testing.assert_allclose(importer.predict(x), exporter.predict(x), atol=1e-4, rtol=1e-4)
+    testing.check_weights_move(get_backend(source), nets(target, network), network)
+
+
+def test_a_plugin_runs_every_check_on_itself():
+    """check_backend() is what a plug-in author runs: here on the torch backend with two small networks."""
+    if "torch" not in BACKENDS:
+        pytest.skip("torch is not installed")
+    testing.check_backend(get_backend("torch"), networks=("mlp", "lenet"))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -137,7 +110,7 @@ def _grouped_graph():
     x = b.act("grouped_relu6", x, "relu6")
     x = b.conv("depthwise", x, 6, kernel=3, stride=2, pad=1, groups=6, bias=False)
     x = b.act("depthwise_relu6", b.batch_norm("depthwise_bn", x), "relu6")
-    b.dense("output", b.flatten("flatten", x), CLASSES)
+    b.dense("output", b.flatten("flatten", x), testing.CLASSES)
     return b.graph
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from deepwater import DeepWaterEstimator, FrameError, MissingDependencyError, ParameterError
+from deepwater import DeepWaterEstimator, FrameError, MissingDependencyError, NotFittedError, ParameterError
 from deepwater.registry import backend_targets, get_backend
 
 TINY = {"hidden": [8], "epochs": 1, "gpu": False, "quiet_mode": True, "seed": 7, "mini_batch_size": 16}
@@ -149,9 +149,9 @@ def test_progress_bar_shows_for_many_batches_unless_quiet(capsys):
 
 def test_untrained_model_says_so(frame):
     model = DeepWaterEstimator(**TINY)
-    with pytest.raises(ParameterError, match="not trained yet"):
+    with pytest.raises(NotFittedError, match="not trained yet"):
         model.deepfeatures(frame, "fc1")
-    with pytest.raises(ParameterError, match="not trained yet"):
+    with pytest.raises(NotFittedError, match="not trained yet"):
         model.layers()
 
 

@@ -17,9 +17,10 @@ from deepwater import (
     H2ODeepWaterEstimator,
     ImageError,
     MissingDependencyError,
+    NotFittedError,
     ParameterError,
 )
-from deepwater.backends.torch_backend import TorchBackend
+from deepwater.backends.torch.backend import TorchBackend
 from deepwater.params import ACTIVATIONS
 
 FAST = {"gpu": False, "quiet_mode": True, "hidden": [16], "mini_batch_size": 32, "seed": 1234}
@@ -143,7 +144,7 @@ def test_score_training_samples_limits_the_scored_rows(blobs):
 ])
 def test_using_an_untrained_model_is_an_error(blobs, call):
     model = DeepWaterEstimator(**FAST)
-    with pytest.raises(ParameterError) as info:
+    with pytest.raises(NotFittedError) as info:
         call(model, blobs)
     assert "not trained" in str(info.value)
     assert model.model_id in str(info.value)

@@ -16,7 +16,7 @@ from deepwater import (
     ModelFileError,
     ParameterError,
 )
-from deepwater.backends.mxnet_backend import MXNetBackend
+from deepwater.backends.mxnet.backend import MXNetBackend
 from deepwater.networks import GraphBuilder, build_graph
 from deepwater.registry import get_backend
 from deepwater.specs import OptimizerSpec, task_from_params
@@ -46,7 +46,7 @@ def mx_net(graph, task, seed=0, **optimizer):
 
 def torch_net(graph, task, seed=0, **optimizer):
     pytest.importorskip("torch")
-    from deepwater.backends.torch_net import TorchNet
+    from deepwater.backends.torch.net import TorchNet
 
     return TorchNet(graph, task, OptimizerSpec(**optimizer), "cpu", seed)
 
@@ -158,7 +158,7 @@ def test_regression_losses_with_row_weights_match_torch(distribution):
 
 @pytest.mark.parametrize("name", GRAPHS)
 def test_trainable_parameter_count_is_the_graphs(name):
-    from deepwater.backends.mxnet_net import build_symbols
+    from deepwater.backends.mxnet.net import build_symbols
 
     make, shape, classes = GRAPHS[name]
     graph = make()
@@ -300,7 +300,7 @@ def test_importing_the_backend_does_not_import_mxnet():
     done = run_python("""
         import sys
         import deepwater
-        import deepwater.backends.mxnet_backend as backend
+        import deepwater.backends.mxnet.backend as backend
         assert backend.MXNetBackend().available()
         assert "mxnet" not in sys.modules, "mxnet imported"
         print("ok")
@@ -314,7 +314,7 @@ def test_a_broken_mxnet_install_raises_missing_dependency(tmp_path):
     fake.mkdir()
     (fake / "__init__.py").write_text("raise OSError('libmxnet.so: cannot open shared object file')\n")
     done = run_python("""
-        from deepwater.backends.mxnet_backend import MXNetBackend
+        from deepwater.backends.mxnet.backend import MXNetBackend
         from deepwater.errors import MissingDependencyError
         from deepwater.networks import build_graph
         from deepwater.specs import OptimizerSpec, task_from_params
@@ -335,7 +335,7 @@ def test_building_a_net_keeps_torchs_thread_count():
         import numpy as np
         import torch
         torch.set_num_threads(2)
-        from deepwater.backends.mxnet_backend import MXNetBackend
+        from deepwater.backends.mxnet.backend import MXNetBackend
         from deepwater.networks import build_graph
         from deepwater.specs import OptimizerSpec, task_from_params
         net = MXNetBackend().build(build_graph("mlp", (3,), 2, {"hidden": [4]}),

@@ -249,7 +249,7 @@ def test_channels_change_only_the_first_conv(name):
 # --------------------------------------------------------------------------- torch backend
 
 def torch_net(graph: Graph, n_outputs: int):
-    torch_net_module = pytest.importorskip("deepwater.backends.torch_net")
+    torch_net_module = pytest.importorskip("deepwater.backends.torch.net")
     from deepwater.specs import OptimizerSpec, TaskSpec
 
     task = TaskSpec("classification", n_outputs, "cross_entropy", "multinomial")

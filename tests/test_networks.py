@@ -16,7 +16,7 @@ from deepwater.networks import (
 from deepwater.specs import OptimizerSpec, TaskSpec, task_from_params
 
 torch = pytest.importorskip("torch")
-from deepwater.backends.torch_net import TorchNet
+from deepwater.backends.torch.net import TorchNet
 
 LENET_LAYERS = ["conv1", "tanh1", "pool1", "conv2", "tanh2", "pool2", "flatten", "fc1", "tanh3", "output"]
 

@@ -195,22 +195,22 @@ def test_without_onnxruntime_the_error_names_the_extra(tmp_path, monkeypatch) ->
         load(path, (FEATURES,))
 
 
-def test_the_runtime_module_imports_without_onnx(monkeypatch) -> None:
-    import deepwater.backends
-    from deepwater.backends import onnx_runtime
+def test_the_backend_module_imports_without_onnx(monkeypatch) -> None:
+    import deepwater.backends.onnx as package
+    from deepwater.backends.onnx import backend
 
-    monkeypatch.setattr(deepwater.backends, "onnx_runtime", onnx_runtime)  # restored afterwards, like sys.modules
-    monkeypatch.delitem(sys.modules, onnx_runtime.__name__)
+    monkeypatch.setattr(package, "backend", backend)  # restored afterwards, like sys.modules
+    monkeypatch.delitem(sys.modules, backend.__name__)
     for name in ("onnx", "onnxruntime"):
         monkeypatch.setitem(sys.modules, name, None)  # importing them now raises ImportError
-    assert importlib.import_module(onnx_runtime.__name__).OnnxRuntime.extra == "onnx"
+    assert importlib.import_module(backend.__name__).OnnxRuntime.extra == "onnx"
 
 
 def test_devices_follow_onnxruntimes_providers(monkeypatch) -> None:
     import onnxruntime as ort
 
-    from deepwater.backends.onnx_net import execution_providers
-    from deepwater.backends.onnx_runtime import CUDA, OnnxRuntime
+    from deepwater.backends.onnx.backend import OnnxRuntime
+    from deepwater.backends.onnx.runtime import CUDA, execution_providers
     from deepwater.errors import DeviceError
 
     runtime = OnnxRuntime()

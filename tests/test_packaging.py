@@ -20,10 +20,10 @@ def test_wheel_maps_top_level_folders_into_the_deepwater_namespace(tmp_path):
                     "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("deepwater-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "deepwater/backends/torch_backend.py" in names
+    assert "deepwater/backends/torch/backend.py" in names
     assert "deepwater/networks/lenet.py" in names
     assert "deepwater/models_zoo/__init__.py" in names
     assert "deepwater/models_zoo/imagenet_classes.txt" in names  # package data: the zoo's labels
     assert not any(n.startswith(("backends/", "networks/", "models_zoo/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "deepwater.backends.torch_backend:TorchBackend" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "deepwater.backends.torch.backend:TorchBackend" in zipfile.ZipFile(wheel).read(entry_points).decode()

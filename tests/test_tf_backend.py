@@ -17,10 +17,10 @@ pytest.importorskip("torch")
 
 import deepwater as dw
 from deepwater import networks
-from deepwater.backends.tf_backend import TensorflowBackend
-from deepwater.backends.tf_net import TensorflowNet
-from deepwater.backends.torch_net import TorchNet
-from deepwater.errors import ModelFileError
+from deepwater.backends.tensorflow.backend import TensorflowBackend
+from deepwater.backends.tensorflow.net import TensorflowNet
+from deepwater.backends.torch.net import TorchNet
+from deepwater.errors import ModelFileError, ParameterError
 from deepwater.networks import Graph, GraphBuilder
 from deepwater.registry import get_backend
 from deepwater.specs import OptimizerSpec, TaskSpec
@@ -229,7 +229,7 @@ def test_unknown_device_and_layer():
     with pytest.raises(ValueError, match="tpu"):
         TensorflowNet(graph, CLASSES3, SGD, "tpu", 0)
     net = TensorflowNet(graph, CLASSES3, SGD, "cpu", 0)
-    with pytest.raises(KeyError, match="nope"):
+    with pytest.raises(ParameterError, match="nope.*use one of layers"):
         net.features(np.zeros((1, 10), np.float32), "nope")
 
 
@@ -242,7 +242,7 @@ def test_backend_is_registered_and_light():
     assert backend.available()
     devices = backend.devices()
     assert devices[0] == "cpu" and all(d.startswith("cuda:") for d in devices[1:])
-    code = "import sys, deepwater.backends.tf_backend; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    code = "import sys, deepwater.backends.tensorflow.backend; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 

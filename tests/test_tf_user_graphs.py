@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from deepwater import DeepWaterEstimator
-from deepwater.backends.tf_backend import TensorflowBackend
+from deepwater.backends.tensorflow.backend import TensorflowBackend
 from deepwater.datasets import mnist_images
 from deepwater.errors import ModelFileError
 from deepwater.specs import CLASSIFICATION, OptimizerSpec, task_from_params

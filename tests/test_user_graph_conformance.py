@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from user_graph_cases import GraphCase, all_cases
 
-from deepwater.errors import ModelFileError
+from deepwater.errors import ModelFileError, ParameterError
 from deepwater.specs import CLASSIFICATION, OptimizerSpec, task_from_params
 from deepwater.user_graphs import graph_loader, user_graph
 
@@ -68,7 +68,7 @@ def test_layers_give_flat_features(case, files) -> None:
     for layer in (names[0], names[-1]):
         features = net.features(x, layer)
         assert features.ndim == 2 and features.shape[0] == 4 and features.shape[1] > 0
-    with pytest.raises(ValueError, match="no_such_layer"):
+    with pytest.raises(ParameterError, match="no_such_layer"):
         net.features(x, "no_such_layer")
 
 

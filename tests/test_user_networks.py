@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from deepwater import DeepWaterEstimator
-from deepwater.backends.mxnet_backend import MXNetBackend, load_mxnet
+from deepwater.backends.mxnet.backend import MXNetBackend
+from deepwater.backends.mxnet.runtime import load_mxnet
 from deepwater.datasets import mnist_images
 from deepwater.errors import ModelFileError, ParameterError
 from deepwater.images import ImageShape, load_mean_image
@@ -65,7 +66,7 @@ def trained_mlp() -> tuple[DeepWaterEstimator, pd.DataFrame]:
 
 @pytest.mark.parametrize("path", SYMBOLS, ids=lambda p: p.name)
 def test_every_fixture_symbol_loads(path: Path) -> None:
-    from deepwater.backends.mxnet_user import DATA, load_symbol, logits_of
+    from deepwater.backends.mxnet.user import DATA, load_symbol, logits_of
 
     logits = logits_of(load_symbol(str(path)), str(path))
     assert DATA in logits.list_arguments()

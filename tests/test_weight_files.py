@@ -60,23 +60,25 @@ def test_replace_output_layer_keeps_everything_but_the_output(trained, tmp_path)
         np.testing.assert_array_equal(new[key], state[key])
 
 
-def test_bad_weights_files_name_the_file_and_the_problem(trained, tmp_path):
+@pytest.mark.parametrize("backend", installed_backends())
+def test_bad_weights_files_name_the_file_and_the_problem(trained, tmp_path, backend):
+    """The same bad file gives the same error (ModelFileError naming the file) on every backend."""
     import torch
 
     _, frame = trained
     pickled = tmp_path / "code.pt"
     torch.save({"layer.weight": object()}, pickled)  # a pickled object, which weights_only refuses
     with pytest.raises(ModelFileError, match=r"code\.pt.*weights_only=True"):
-        mlp(network_parameters_file=str(pickled)).train(y="label", training_frame=frame)
+        mlp(backend=backend, network_parameters_file=str(pickled)).train(y="label", training_frame=frame)
     unknown = save_torch({"nowhere.weight": np.zeros((2, 2), np.float32)}, tmp_path / "unknown.pt")
     with pytest.raises(ModelFileError, match=r"unknown\.pt.*nowhere\.weight"):
-        mlp(network_parameters_file=unknown).train(y="label", training_frame=frame)
+        mlp(backend=backend, network_parameters_file=unknown).train(y="label", training_frame=frame)
     truncated = tmp_path / "truncated.npz"
     np.savez(truncated, a=np.zeros(1000))
     truncated.write_bytes(truncated.read_bytes()[:200])
     with pytest.raises(ModelFileError, match=r"truncated\.npz"):
-        mlp(network_parameters_file=str(truncated)).train(y="label", training_frame=frame)
+        mlp(backend=backend, network_parameters_file=str(truncated)).train(y="label", training_frame=frame)
     other = tmp_path / "weights.h5"
     other.write_bytes(b"x")
     with pytest.raises(ModelFileError, match=r"weights\.h5.*\.npz"):
-        mlp(network_parameters_file=str(other)).train(y="label", training_frame=frame)
+        mlp(backend=backend, network_parameters_file=str(other)).train(y="label", training_frame=frame)

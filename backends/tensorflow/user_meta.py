@@ -33,8 +33,9 @@ from deepwater.errors import ModelFileError, ParameterError
 from deepwater.specs import OptimizerSpec, TaskSpec
 from deepwater.user_graphs import UserGraph, check_outputs, no_replacement
 
-from .tf_net import tf_device
-from .tf_user import check_state, input_layout, reason, variable_names
+from .net import tf_device
+from ..base import BaseNet
+from .user import input_layout, reason, variable_names
 
 PROBE_ROWS = 2  # rows per tower of the batch that finds which ops give one row per input row
 
@@ -120,10 +121,11 @@ def forward_ops(graph: tf.Graph, x: tf.Tensor, logits: tf.Tensor) -> list[tf.Ope
             and op.outputs[0].dtype.is_floating and op.outputs[0].shape.rank not in (None, 0, 1)]
 
 
-class MetaGraphNet:
-    """A TF1 MetaGraph in its own session, trained by its own train_op: the Net protocol."""
+class MetaGraphNet(BaseNet):
+    """A TF1 MetaGraph in its own session, trained by its own train_op."""
 
     def __init__(self, graph: UserGraph, task: TaskSpec, spec: OptimizerSpec, device: str, seed: int) -> None:
+        super().__init__(task, device, repr(graph.definition_file))
         path = self.definition_file = graph.definition_file
         if not task.is_classification:
             raise ModelFileError(f"network_definition_file={path!r} is a TF1 MetaGraph, whose Deep Water contract "
@@ -131,7 +133,7 @@ class MetaGraphNet:
                                  "SavedModel.")
         if graph.replace_output_layer:
             raise no_replacement(graph, "a TF1 MetaGraph trains through its own train_op, wired to its last layer")
-        self.task, self.spec, self.device, self.samples = task, spec, device, 0
+        self.spec, self.samples = spec, 0
         self._data_shape = graph.input_shape
         self._graph = tf.Graph()
         with self._graph.as_default(), tf.device(tf_device(device)):
@@ -142,7 +144,6 @@ class MetaGraphNet:
             self._labels = tensor(meta["inputs"]["categorical_labels"])
             self._logits = tensor(meta["outputs"]["categorical_logits"])
             self._parameters = {k: tensor(v) for k, v in meta.get("parameters", {}).items()}
-            self._probabilities = tf.nn.softmax(self._logits, axis=-1)
             total_loss = meta.get("metrics", {}).get("total_loss")
             self._loss = tensor(total_loss) if total_loss else self._cross_entropy()
             self._train = self._graph.get_collection("train_op")
@@ -199,12 +200,10 @@ class MetaGraphNet:
     def _outputs(self, tensor: tf.Tensor, x: np.ndarray) -> np.ndarray:
         """`tensor` for the rows of x (padded for the towers, cut back), as float32."""
         x = np.asarray(x, dtype=np.float32)
-        if len(x) == 0:
-            return np.zeros((0,) + tuple(d or 0 for d in tensor.shape[1:]), dtype=np.float32)
         return np.asarray(self._run(tensor, self._feed(self._padded(x), False))[:len(x)], dtype=np.float32)
 
-    # --- the Net protocol -----------------------------------------------------------------
-    def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    # --- BaseNet --------------------------------------------------------------------------
+    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
         """One step of the graph's own train_op; returns the graph's loss on the batch."""
         if weights is not None:
             raise ParameterError(f"weights_column cannot weight rows for {self.definition_file!r}: a TF1 MetaGraph "
@@ -227,9 +226,9 @@ class MetaGraphNet:
         self.samples += len(x)
         return float(loss)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, classes): the softmax of the graph's logits."""
-        return self._outputs(self._probabilities, x)
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        """The graph's categorical_logits."""
+        return self._outputs(self._logits, x)
 
     def _layers(self) -> dict[str, tf.Tensor]:
         """Op name -> output for the forward ops that give one row per input row (found on a probe batch)."""
@@ -245,26 +244,22 @@ class MetaGraphNet:
         """Names of the ops from the input to the logits that features() takes."""
         return list(self._layers())
 
-    def features(self, x: np.ndarray, layer: str) -> np.ndarray:
+    def _activations(self, x: np.ndarray, layer: str) -> np.ndarray:
         """The op's output flattened to (n, k), image maps (n, H, W, C) in channels-first order."""
-        layers = self._layers()
-        if layer not in layers:
-            raise ValueError(f"layer {layer!r} is not an op of {self.definition_file!r} between its input and its "
-                             "logits; use one of layers()")
-        out = self._outputs(layers[layer], x)
+        out = self._outputs(self._layers()[layer], x)
         if out.ndim == 4:
             out = out.transpose(0, 3, 1, 2)
         return np.ascontiguousarray(out.reshape(len(out), -1))
 
-    def get_state(self) -> dict[str, np.ndarray]:
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every global variable of the graph (weights, optimiser slots, global_step) under its own name."""
+        return {n: tuple(v.shape.as_list()) for n, v in zip(variable_names(self._variables), self._variables)}
+
+    def _read_state(self) -> dict[str, np.ndarray]:
         return dict(zip(variable_names(self._variables), self._session.run(self._variables)))
 
-    def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Load every global variable, named and shaped as get_state() gives them."""
+    def _write_state(self, state: dict[str, np.ndarray]) -> None:
         names = variable_names(self._variables)
-        check_state("set_state()", self.definition_file,
-                    {n: tuple(v.shape.as_list()) for n, v in zip(names, self._variables)}, state)
         self._session.run([v.initializer for v in self._variables], {
             v.initializer.inputs[1]: np.asarray(state[n], dtype=v.dtype.base_dtype.as_numpy_dtype)
             for n, v in zip(names, self._variables)})

@@ -26,10 +26,10 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from deepwater.errors import DeviceError, ModelFileError
 from deepwater.specs import TaskSpec
-from deepwater.state_fit import misfit
 from deepwater.user_graphs import UserGraph, check_outputs, training_refused
 
-from .onnx_runtime import CUDA
+from ..base import BaseNet
+from .runtime import CUDA, execution_providers
 
 # what onnxruntime raises when it cannot load or run a graph
 ORT_ERRORS = (ort_state.Fail, ort_state.InvalidArgument, ort_state.InvalidGraph, ort_state.InvalidProtobuf,
@@ -128,30 +128,12 @@ def ends_in_softmax(model: onnx.ModelProto) -> bool:
     return node is not None and node.op_type == "Softmax" and node.domain in ("", "ai.onnx")
 
 
-def execution_providers(device: str) -> list:
-    """onnxruntime's providers for 'cpu' or 'cuda:<i>'."""
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    kind, _, index = device.partition(":")
-    if kind != "cuda" or not index.isdigit():
-        raise DeviceError(f"device {device!r} is neither 'cpu' nor 'cuda:<i>'; onnxruntime cannot run on it.")
-    if CUDA not in ort.get_available_providers():
-        raise DeviceError(f"device {device!r}: this onnxruntime build has no {CUDA}; install onnxruntime-gpu, "
-                          "or pass gpu=False.")
-    return [(CUDA, {"device_id": int(index)}), "CPUExecutionProvider"]
-
-
-def softmax(scores: np.ndarray) -> np.ndarray:
-    """Row-wise softmax."""
-    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-class OnnxNet:
-    """An ONNX graph run by onnxruntime on one device: the Net protocol, without training."""
+class OnnxNet(BaseNet):
+    """An ONNX graph run by onnxruntime on one device: a Net that scores but does not train."""
 
     def __init__(self, graph: UserGraph, task: TaskSpec, device: str) -> None:
-        self.definition_file, self.task, self.device = graph.definition_file, task, device
+        super().__init__(task, device, repr(graph.definition_file))
+        self.definition_file = graph.definition_file
         self.input_shape = graph.input_shape
         self._providers = execution_providers(device)
         self._model = read_model(self.definition_file)
@@ -159,7 +141,7 @@ class OnnxNet:
         self._input = value.name
         self._dtype, self._batch = input_spec(value, self.input_shape, self.definition_file)
         self._output = self._model.graph.output[0].name
-        self._softmax = task.is_classification and not ends_in_softmax(self._model)
+        self.outputs_probabilities = ends_in_softmax(self._model)
         self._infos = value_infos(self._model)
         self._layers = layer_outputs(self._model, self._input, self._infos)
         self._session = self._start(self._model)
@@ -198,8 +180,6 @@ class OnnxNet:
         """`output` for every row of x, flattened to (n, k): all at once, or in chunks of a fixed batch size."""
         x = np.asarray(x, dtype=self._dtype)
         n = len(x)
-        if n == 0:  # still run one row, to learn the width
-            x = np.zeros((1,) + self.input_shape, dtype=self._dtype)
         size = self._batch or len(x)
         parts = []
         for start in range(0, len(x), size):
@@ -218,49 +198,42 @@ class OnnxNet:
             parts.append(values.reshape(size, -1)[:rows])
         return np.concatenate(parts)[:n].astype(np.float32, copy=False)
 
-    # --- the Net protocol -------------------------------------------------------------------
-    def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    def _weights(self) -> dict[str, onnx.TensorProto]:
+        """The floating-point initializers by name (integer ones are shapes and indices, not weights)."""
+        return {tensor.name: tensor for tensor in self._model.graph.initializer if _is_float(tensor.data_type)}
+
+    # --- BaseNet ----------------------------------------------------------------------------
+    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
         """Refused: ONNX graphs are scored with epochs=0 (the error says how to train instead)."""
         raise training_refused(self.definition_file)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, classes) or values (n, 1)."""
-        scores = self._run(self._session, self._output, x)
-        return softmax(scores) if self._softmax else scores
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        return self._run(self._session, self._output, x)
+
+    def _activations(self, x: np.ndarray, layer: str) -> np.ndarray:
+        return self._run(self._layer_session(layer), layer, x)
 
     def layers(self) -> list[str]:
         """Names of the node outputs computed from the input, from the input side to the output."""
         return list(self._layers)
 
-    def features(self, x: np.ndarray, layer: str) -> np.ndarray:
-        """Activations of `layer` (one of layers()), flattened to (n, k)."""
-        if layer not in self._layers:
-            raise ValueError(f"layer {layer!r} is not a node output of {self.definition_file!r}; use one of "
-                             f"layers(): {self._layers[:10]}{'...' if len(self._layers) > 10 else ''}")
-        return self._run(self._layer_session(layer), layer, x)
+    def parameter_count(self) -> int:
+        """Values in the graph's floating-point initializers."""
+        return int(sum(math.prod(tensor.dims) for tensor in self._weights().values()))
 
-    def _weights(self) -> dict[str, onnx.TensorProto]:
-        """The floating-point initializers by name (integer ones are shapes and indices, not weights)."""
-        return {tensor.name: tensor for tensor in self._model.graph.initializer if _is_float(tensor.data_type)}
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The graph's floating-point initializers under their own names."""
+        return {name: tuple(tensor.dims) for name, tensor in self._weights().items()}
 
-    def get_state(self) -> dict[str, np.ndarray]:
-        """The graph's floating-point initializers under their own names (copies)."""
+    def _read_state(self) -> dict[str, np.ndarray]:
         return {name: numpy_helper.to_array(tensor).copy() for name, tensor in self._weights().items()}
 
-    def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Replace every floating-point initializer, named as get_state() names them, and restart onnxruntime."""
+    def _write_state(self, state: dict[str, np.ndarray]) -> None:
+        """Replace every floating-point initializer and restart onnxruntime."""
         weights = self._weights()
-        problems = misfit({name: tensor.dims for name, tensor in weights.items()}, state)
-        if problems:
-            raise ModelFileError(f"set_state() does not fit {self.definition_file!r}: {problems}. Pass every array of "
-                                 "get_state(), with its shape.")
         for name, value in state.items():
             tensor = weights[name]
             dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
             tensor.CopyFrom(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         self._session = self._start(self._model)
         self._layer_sessions.clear()
-
-    def parameter_count(self) -> int:
-        """Values in the graph's floating-point initializers."""
-        return int(sum(math.prod(tensor.dims) for tensor in self._weights().values()))

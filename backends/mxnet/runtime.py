@@ -1,4 +1,4 @@
-"""The MXNet backend. Importing this module does not import mxnet; building a net does.
+"""The MXNet runtime: importing mxnet 1.9 (the last release) safely, and binding executors unfused.
 
 MXNet 1.9 needs two accommodations, both kept here: it still refers to `numpy.bool`, which numpy
 1.24 removed, and importing it drops PyTorch's intra-op thread count to 1. `load_mxnet()` applies
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -15,11 +16,9 @@ from contextlib import contextmanager
 from types import ModuleType
 
 from deepwater.errors import MissingDependencyError
-from deepwater.networks import Graph
-from deepwater.specs import OptimizerSpec, TaskSpec
-from deepwater.user_graphs import UserGraph
 
 EXTRA = "mxnet"
+SUBGRAPH_BACKEND = "MXNET_SUBGRAPH_BACKEND"  # read by MXNet each time an executor is bound
 
 
 def _numpy_bool_shim() -> None:
@@ -75,42 +74,17 @@ def load_mxnet() -> ModuleType:
                 f"A working MXNet (importing mxnet failed: {type(error).__name__}: {error})", EXTRA) from error
 
 
-class MXNetBackend:
-    """Compiles network graphs into MXNet symbols run by bound executors (see mxnet_net.py)."""
-
-    name = "mxnet"
-    extra = EXTRA
-
-    def available(self) -> bool:
-        return importlib.util.find_spec("mxnet") is not None
-
-    def devices(self) -> list[str]:
-        mx = load_mxnet()
-        try:
-            gpus = mx.context.num_gpus()
-        except mx.base.MXNetError:  # a CUDA build without a usable driver
-            gpus = 0
-        return ["cpu"] + [f"cuda:{i}" for i in range(gpus)]
-
-    def gpu_hint(self) -> str:
-        """Why no GPU may be visible: the installed MXNet has no CUDA (PyPI's mxnet wheel), or no device."""
-        mx = load_mxnet()
-        if not mx.runtime.Features().is_enabled("CUDA"):
-            return ("this MXNet build has no CUDA support (PyPI's mxnet wheel is CPU-only); "
-                    "a CUDA build such as mxnet-cu112 is needed for GPUs")
-        return "MXNet sees no GPU"
-
-    def build(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
-        load_mxnet()
-        with torch_threads_kept():
-            from .mxnet_net import MXNetNet
-
-            return MXNetNet(graph, task, optimizer, device, seed)
-
-    def load_user_network(self, graph: UserGraph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
-        """A Net from an MXNet symbol JSON file and optional .params weights (see mxnet_user.py)."""
-        load_mxnet()
-        with torch_threads_kept():
-            from .mxnet_user import MXNetUserNet
-
-            return MXNetUserNet(graph, task, optimizer, device, seed)
+@contextmanager
+def unfused_binding() -> Iterator[None]:
+    """Bind without MXNet's MKL-DNN graph fusion: its fused convolutions fold and cache the weights when
+    first run and miss later in-place updates, so predictions after a training step or set_state() would
+    use stale weights. The setting is restored afterwards."""
+    previous = os.environ.get(SUBGRAPH_BACKEND)
+    os.environ[SUBGRAPH_BACKEND] = "NONE"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(SUBGRAPH_BACKEND, None)
+        else:
+            os.environ[SUBGRAPH_BACKEND] = previous

@@ -2,7 +2,7 @@
 
 Deep Water users hand over the symbol their MXNet scripts saved (`sym.save(...)`), usually ending in a
 SoftmaxOutput head named 'softmax' with the label 'softmax_label'. The head is dropped: its input (the
-logits) is the network's output, trained with deepwater's own loss and optimiser (those of mxnet_net:
+logits) is the network's output, trained with deepwater's own loss and optimiser (those of net.py:
 SGD with momentum or ADADELTA, l1/l2, clipping), and predict() returns softmax probabilities.
 
 Parameters keep the symbol's own names ('convolution0_weight', 'bn_data_moving_mean', ...): those are
@@ -23,11 +23,11 @@ import numpy as np
 
 from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
-from deepwater.state_fit import misfit
 from deepwater.user_graphs import UserGraph, check_outputs, no_replacement
 
-from .mxnet_backend import load_mxnet
-from .mxnet_net import LABEL, ROW_WEIGHT, ExecutorCache, Slot, bind_arrays, loss_symbol, make_optimizer, mx_context
+from .net import LABEL, ROW_WEIGHT, ExecutorCache, SymbolNet, bind_arrays, loss_symbol, mx_context
+from .optimizers import Slot, make_optimizer
+from .runtime import load_mxnet
 
 mx = load_mxnet()
 
@@ -101,15 +101,17 @@ def load_parameters(path: str) -> dict[str, np.ndarray]:
 
 # ----------------------------------------------------------------------------- the Net
 
-class MXNetUserNet:
-    """A user's MXNet symbol on one device, with deepwater's loss and optimiser: the Net protocol."""
+class MXNetUserNet(SymbolNet):
+    """A user's MXNet symbol on one device, with deepwater's loss and optimiser."""
 
     def __init__(self, graph: UserGraph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int) -> None:
+        super().__init__(task, device, repr(graph.definition_file))
         mx.random.seed(seed)
-        self.definition_file, self.task, self.spec, self.device = graph.definition_file, task, optimizer, device
+        self.definition_file, self.spec = graph.definition_file, optimizer
         self.graph, self.input_shape = graph, graph.input_shape
         self.samples = 0
         self._ctx = mx_context(device)
+        self._input = DATA
         self._logits = logits_of(load_symbol(self.definition_file), self.definition_file)
         replaced = None
         if graph.replace_output_layer:
@@ -121,7 +123,8 @@ class MXNetUserNet:
             weights = load_parameters(graph.parameters_file)
             if replaced is not None:
                 weights = {n: v for n, v in weights.items() if not n.startswith(f"{replaced}_")}
-            self._assign(weights, f"network_parameters_file={graph.parameters_file!r}", complete=False)
+            self.check_state(weights, f"network_parameters_file={graph.parameters_file!r}", complete=False)
+            self._write_state(weights)
         self._param_names = [n for n in self._logits.list_arguments() if n != DATA]
         self._grads = {n: mx.nd.zeros(self._arrays[n].shape, ctx=self._ctx) for n in self._param_names}
         slots = [Slot(self._arrays[n], self._grads[n], n.endswith("_weight")) for n in self._param_names]
@@ -162,82 +165,33 @@ class MXNetUserNet:
             else:
                 array[:] = 1.0 if name.endswith("var") else 0.0
 
-    def _assign(self, state: dict[str, np.ndarray], source: str, complete: bool) -> None:
-        """Copy `state` into the arrays; unknown names, wrong shapes (or, if complete, missing names) fail."""
-        problems = misfit({name: array.shape for name, array in self._arrays.items()}, state, complete)
-        if problems:
-            raise ModelFileError(f"{source} does not fit the network in {self.definition_file!r}: {problems} "
-                                 f"(it has {sorted(self._arrays)[:10]}...).")
-        for name, value in state.items():
-            mx.nd.array(np.asarray(value, dtype=np.float32), ctx=self._ctx).copyto(self._arrays[name])
-
     def _bind(self, symbol, n: int, training: bool, shared):
         inputs = {DATA: mx.nd.zeros((n,) + self.input_shape, ctx=self._ctx),
                   LABEL: mx.nd.zeros((n,), ctx=self._ctx), ROW_WEIGHT: mx.nd.zeros((n,), ctx=self._ctx)}
         return bind_arrays(symbol, self._ctx, {**self._arrays, **inputs}, self._grads if training else None, shared)
 
     def _inference_symbol(self, layer: str | None):
-        """Predictions (softmax probabilities or values) or one layer's flattened activations."""
+        """The flattened output (logits or values) or one layer's flattened activations."""
         if layer not in self._inference_symbols:
             if layer is None:
-                out = mx.sym.flatten(self._logits)
-                symbol = mx.sym.softmax(out, axis=1) if self.task.is_classification else out
+                symbol = mx.sym.flatten(self._logits)
             else:
                 symbol = mx.sym.flatten(self._logits.get_internals()[layer])
             self._inference_symbols[layer] = symbol
         return self._inference_symbols[layer]
 
-    # --- the Net protocol -----------------------------------------------------------------
-    def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
-        """One optimiser step; returns the mean loss of the batch."""
-        n, weighted = len(x), weights is not None
-        executor = self._executors.get(("train", weighted, n), self._train_symbols[weighted], n, True)
-        executor.arg_dict[DATA][:] = np.asarray(x, dtype=np.float32)
-        executor.arg_dict[LABEL][:] = np.asarray(y, dtype=np.float32)
-        if weighted:
-            executor.arg_dict[ROW_WEIGHT][:] = np.asarray(weights, dtype=np.float32)
-        if self.spec.adaptive_rate:
-            lr, momentum = 1.0, 0.0
-        else:
-            lr, momentum = self.spec.rate(self.samples), self.spec.momentum(self.samples)
-        executor.forward(is_train=True)
-        executor.backward()
-        self._optimizer.step(lr, momentum)
-        self.samples += n
-        return float(executor.outputs[0].asscalar())
-
-    def _forward(self, x: np.ndarray, layer: str | None) -> np.ndarray:
-        symbol = self._inference_symbol(layer)
-        if len(x) == 0:
-            _, out_shapes, _ = symbol.infer_shape(**{DATA: (1,) + self.input_shape})
-            return np.zeros((0, out_shapes[0][1]), dtype=np.float32)
-        executor = self._executors.get(("infer", layer, len(x)), symbol, len(x), False)
-        executor.arg_dict[DATA][:] = np.asarray(x, dtype=np.float32)
-        executor.forward(is_train=False)
-        return executor.outputs[0].asnumpy().astype(np.float32, copy=False)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, classes) or values (n, 1)."""
-        return self._forward(x, None)
-
+    # --- BaseNet --------------------------------------------------------------------------
     def layers(self) -> list[str]:
         """The symbol's internal outputs ('<name>_output'), from the input side to the logits."""
         return list(self._layers)
 
-    def features(self, x: np.ndarray, layer: str) -> np.ndarray:
-        """Activations of `layer` (one of layers()), flattened to (n, k)."""
-        if layer not in self._layers:
-            raise ValueError(f"layer {layer!r} is not an output of {self.definition_file!r}; use one of layers()")
-        return self._forward(x, layer)
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Parameters and auxiliary states under the symbol's own names."""
+        return {name: tuple(array.shape) for name, array in self._arrays.items()}
 
-    def get_state(self) -> dict[str, np.ndarray]:
-        """Parameters and auxiliary states under the symbol's own names (copies)."""
+    def _read_state(self) -> dict[str, np.ndarray]:
         return {name: array.asnumpy().astype(np.float32, copy=True) for name, array in self._arrays.items()}
 
-    def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Load every parameter and auxiliary state, named as get_state() names them."""
-        self._assign(state, "set_state()", complete=True)
-
-    def parameter_count(self) -> int:
-        """Trainable values: every argument of the symbol except its input."""
-        return int(sum(self._grads[n].size for n in self._param_names))
+    def _write_state(self, state: dict[str, np.ndarray]) -> None:
+        for name, value in state.items():
+            mx.nd.array(np.asarray(value, dtype=np.float32), ctx=self._ctx).copyto(self._arrays[name])

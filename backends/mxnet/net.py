@@ -8,7 +8,7 @@ get_state()/set_state() only rename.
 Two symbols are built from the graph: a training one (the network, its loss through MakeLoss and
 the new batch-norm running statistics) and an inference one (running statistics, no loss). Executors
 are bound once per batch size and kept, all sharing the same parameter, gradient and statistics
-arrays. The optimisers follow torch.optim.SGD (momentum, nesterov) and torch.optim.Adadelta:
+arrays. The optimisers (optimizers.py) follow torch.optim.SGD (momentum, nesterov) and torch.optim.Adadelta:
 
 * SGD uses MXNet's fused sgd_mom_update / nag_mom_update, whose momentum buffer holds -lr * torch's
   buffer; when the learning rate anneals the buffer is rescaled by new_lr / old_lr first, so the
@@ -17,30 +17,30 @@ arrays. The optimisers follow torch.optim.SGD (momentum, nesterov) and torch.opt
   batch variance into running_var. MXNet's own running-statistics update uses the biased variance
   (and with MKL-DNN on the CPU it left them unchanged in our checks), so the training symbol computes
   torch's update itself and the BatchNorm operator writes its own into scratch arrays nobody reads.
-* Executors are bound without MXNet's MKL-DNN graph fusion (see unfused_binding()).
+* Executors are bound without MXNet's MKL-DNN graph fusion (see runtime.unfused_binding()).
 """
 from __future__ import annotations
 
 import math
-import os
+from abc import abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from deepwater.networks import Graph, Node, check_state
+from deepwater.networks import Graph, Node
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from .mxnet_backend import load_mxnet
+from ..base import BaseNet
+from .optimizers import Slot, make_optimizer, schedule
+from .runtime import load_mxnet, unfused_binding
 
 mx = load_mxnet()
 
 LABEL = "deepwater_label"
 ROW_WEIGHT = "deepwater_row_weight"
 SCRATCH = "__train_scratch"  # suffix of the batch-norm statistics the training BatchNorm op updates itself
-SUBGRAPH_BACKEND = "MXNET_SUBGRAPH_BACKEND"  # read by MXNet each time an executor is bound
 MAX_EXECUTORS = 8  # bound executors kept (one per symbol and batch size), least recently used dropped first
 _ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid"}
 _BN_SUFFIX = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_var"}
@@ -63,22 +63,6 @@ def mx_context(device: str):
     if device.startswith("cuda:"):
         return mx.gpu(int(device.split(":", 1)[1]))
     raise ValueError(f"the mxnet backend cannot run on device {device!r}; use 'cpu' or 'cuda:<i>'")
-
-
-@contextmanager
-def unfused_binding() -> Iterator[None]:
-    """Bind without MXNet's MKL-DNN graph fusion: its fused convolutions fold and cache the weights when
-    first run and miss later in-place updates, so predictions after a training step or set_state() would
-    use stale weights. The setting is restored afterwards."""
-    previous = os.environ.get(SUBGRAPH_BACKEND)
-    os.environ[SUBGRAPH_BACKEND] = "NONE"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(SUBGRAPH_BACKEND, None)
-        else:
-            os.environ[SUBGRAPH_BACKEND] = previous
 
 
 # ----------------------------------------------------------------------------- graph -> symbols
@@ -249,115 +233,6 @@ def initial_state(graph: Graph, seed: int) -> dict[str, np.ndarray]:
     return state
 
 
-# ----------------------------------------------------------------------------- optimisers
-
-@dataclass(frozen=True)
-class Slot:
-    """One trainable array, its gradient array, and whether l1/l2 apply to it."""
-
-    weight: object
-    grad: object
-    penalised: bool
-
-
-def clip_value(spec: OptimizerSpec) -> float:
-    """The clipping bound, or -1 (MXNet's 'off') when clip_gradient is None or 0, as in the torch backend."""
-    return float(spec.clip_gradient) if spec.clip_gradient else -1.0
-
-
-class TorchSGD:
-    """torch.optim.SGD (dampening 0) on MXNet's fused updates, after H2O's penalties.
-
-    MXNet's buffer `mom` is -lr * torch's `buf`; it is rescaled whenever the learning rate changes.
-    A step with momentum 0 leaves the buffers alone and steps by the (clipped) gradient, as torch does.
-    """
-
-    def __init__(self, slots: list[Slot], spec: OptimizerSpec) -> None:
-        self.slots, self.l1, self.l2, self.clip = slots, spec.l1, spec.l2, clip_value(spec)
-        self.nesterov = spec.nesterov and spec.momentum(0) > 0
-        self.moms = [mx.nd.zeros(s.weight.shape, ctx=s.weight.context) for s in slots]
-        self._mom_lr: float | None = None  # the learning rate the buffers are scaled by
-
-    def _penalise(self) -> None:
-        """grad += l1 * sign(w) + l2 * w for every penalised weight."""
-        for slot in (s for s in self.slots if s.penalised):
-            grad = slot.grad
-            if self.l1:
-                grad += mx.nd.sign(slot.weight) * self.l1
-            if self.l2:
-                grad += slot.weight * self.l2
-
-    def step(self, lr: float, momentum: float) -> None:
-        """Penalties, clipping and one update of every parameter."""
-        self._penalise()
-        options = {"lr": lr, "wd": 0.0, "rescale_grad": 1.0, "clip_gradient": self.clip}
-        if momentum == 0:
-            for slot in self.slots:
-                mx.nd.sgd_update(slot.weight, slot.grad, out=slot.weight, **options)
-            return
-        if self._mom_lr is not None and lr != self._mom_lr:
-            ratio = lr / self._mom_lr
-            for mom in self.moms:
-                mom *= ratio
-        self._mom_lr = lr
-        update = mx.nd.nag_mom_update if self.nesterov else mx.nd.sgd_mom_update
-        for slot, mom in zip(self.slots, self.moms):
-            update(slot.weight, slot.grad, mom, out=slot.weight, momentum=momentum, **options)
-
-
-class TorchAdadelta:
-    """torch.optim.Adadelta with lr 1, after H2O's penalties and clipping, as one compiled update.
-
-    The whole step (every parameter) is a forward-only executor; its outputs (new weights, square_avg
-    and acc_delta) are copied back, which costs far fewer operator calls than element-wise updates.
-    """
-
-    def __init__(self, slots: list[Slot], spec: OptimizerSpec) -> None:
-        self.spec = spec
-        ctx = slots[0].weight.context if slots else mx.cpu()
-        self.square_avgs = [mx.nd.zeros(s.weight.shape, ctx=ctx) for s in slots]
-        self.acc_deltas = [mx.nd.zeros(s.weight.shape, ctx=ctx) for s in slots]
-        self._targets = [s.weight for s in slots] + self.square_avgs + self.acc_deltas
-        args = {}
-        for i, slot in enumerate(slots):
-            args.update({f"w{i}": slot.weight, f"g{i}": slot.grad, f"sq{i}": self.square_avgs[i],
-                         f"acc{i}": self.acc_deltas[i]})
-        with unfused_binding():
-            self._executor = self._symbol(slots).bind(ctx, args, grad_req="null") if slots else None
-
-    def _update(self, i: int, penalised: bool):
-        """Symbols of parameter i's new weight, square_avg and acc_delta, in torch's order."""
-        s, rho, eps = self.spec, self.spec.rho, self.spec.epsilon
-        w, g, square_avg, acc_delta = (mx.sym.var(f"{name}{i}") for name in ("w", "g", "sq", "acc"))
-        if penalised and s.l1:
-            g = g + mx.sym.sign(w) * s.l1
-        if penalised and s.l2:
-            g = g + w * s.l2
-        if clip_value(s) >= 0:
-            g = mx.sym.clip(g, -clip_value(s), clip_value(s))
-        square_avg = square_avg * rho + mx.sym.square(g) * (1.0 - rho)
-        delta = mx.sym.sqrt(acc_delta + eps) / mx.sym.sqrt(square_avg + eps) * g
-        acc_delta = acc_delta * rho + mx.sym.square(delta) * (1.0 - rho)
-        return w - delta, square_avg, acc_delta
-
-    def _symbol(self, slots: list[Slot]):
-        updates = [self._update(i, slot.penalised) for i, slot in enumerate(slots)]
-        return mx.sym.Group([u[k] for k in range(3) for u in updates])
-
-    def step(self, lr: float, momentum: float) -> None:
-        """One update of every parameter (lr and momentum are unused: ADADELTA's rate is 1)."""
-        if self._executor is None:
-            return
-        self._executor.forward(is_train=False)
-        for out, target in zip(self._executor.outputs, self._targets):
-            out.copyto(target)
-
-
-def make_optimizer(slots: list[Slot], spec: OptimizerSpec) -> TorchSGD | TorchAdadelta:
-    """ADADELTA when spec.adaptive_rate, else SGD with (Nesterov) momentum, over `slots`."""
-    return (TorchAdadelta if spec.adaptive_rate else TorchSGD)(slots, spec)
-
-
 # ----------------------------------------------------------------------------- executors
 
 def bind_arrays(symbol, ctx, arrays: dict, grads: dict | None, shared=None):
@@ -403,17 +278,65 @@ class ExecutorCache:
 
 # ----------------------------------------------------------------------------- the Net
 
-class MXNetNet:
-    """One network on one device, with its optimiser: the Net protocol for MXNet."""
+class SymbolNet(BaseNet):
+    """What MXNet's built-in and user nets share: a training step and forward passes through executors
+    bound per batch size (ExecutorCache), H2O's schedule and the optimiser. A subclass sets `_input`
+    (the data variable's name), `_executors`, `_train_symbols` (by weighted), `_param_names`, `_grads`,
+    `_optimizer`, `spec` and `samples`, and gives `_inference_symbol(layer)`."""
+
+    @abstractmethod
+    def _inference_symbol(self, layer: str | None):
+        """The flattened output (layer None: logits or values) or one layer's flattened activations."""
+
+    def _after_training_forward(self, outputs: list) -> None:
+        """Read what the training symbol computes beside the loss (nothing, unless a subclass says)."""
+
+    def _forward(self, x: np.ndarray, layer: str | None) -> np.ndarray:
+        """Run the inference symbol of `layer` (None: the output) on a batch, as float32 numpy."""
+        executor = self._executors.get(("infer", layer, len(x)), self._inference_symbol(layer), len(x), False)
+        executor.arg_dict[self._input][:] = np.asarray(x, dtype=np.float32)
+        executor.forward(is_train=False)
+        return executor.outputs[0].asnumpy().astype(np.float32, copy=False)
+
+    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
+        n, weighted = len(x), weights is not None
+        executor = self._executors.get(("train", weighted, n), self._train_symbols[weighted], n, True)
+        executor.arg_dict[self._input][:] = np.asarray(x, dtype=np.float32)
+        executor.arg_dict[LABEL][:] = np.asarray(y, dtype=np.float32)
+        if weighted:
+            executor.arg_dict[ROW_WEIGHT][:] = np.asarray(weights, dtype=np.float32)
+        lr, momentum = schedule(self.spec, self.samples)
+        executor.forward(is_train=True)
+        executor.backward()
+        self._after_training_forward(executor.outputs)
+        self._optimizer.step(lr, momentum)
+        self.samples += n
+        return float(executor.outputs[0].asscalar())
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        return self._forward(x, None)
+
+    def _activations(self, x: np.ndarray, layer: str) -> np.ndarray:
+        return self._forward(x, layer)
+
+    def parameter_count(self) -> int:
+        """Trainable values: every argument of the symbol but the input."""
+        return int(sum(self._grads[name].size for name in self._param_names))
+
+
+class MXNetNet(SymbolNet):
+    """A built-in network on one device, with its optimiser: the Net for MXNet."""
 
     def __init__(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int) -> None:
+        super().__init__(task, device, "this network")
         mx.random.seed(seed)
-        self.graph, self.task, self.spec, self.device = graph, task, optimizer, device
+        self.graph, self.spec = graph, optimizer
         self.samples = 0
         self._ctx = mx_context(device)
+        self._input = graph.input.name
         self._names = {key: mx_name(graph, key) for key in graph.state_shapes()}
         self._arrays = {self._names[k]: mx.nd.zeros(shape, ctx=self._ctx) for k, shape in graph.state_shapes().items()}
-        self.set_state(initial_state(graph, seed))
+        self._write_state(initial_state(graph, seed))
         params = list(graph.param_shapes())
         self._param_names = [self._names[k] for k in params]
         self._grads = {n: mx.nd.zeros(self._arrays[n].shape, ctx=self._ctx) for n in self._param_names}
@@ -445,10 +368,6 @@ class MXNetNet:
             scratch[stats.scratch_var] = mx.nd.ones(shape, ctx=self._ctx)
         return scratch
 
-    def _executor(self, key: tuple, symbol, n: int, training: bool):
-        """The executor of `symbol` for batches of n rows, bound on first use and cached."""
-        return self._executors.get(key, symbol, n, training)
-
     def _bind(self, symbol, n: int, training: bool, shared):
         """Bind `symbol` for n rows to this net's shared arrays, with fresh input arrays."""
         inputs = {self.graph.input.name: mx.nd.zeros((n,) + tuple(self.graph.input.shape), ctx=self._ctx),
@@ -457,84 +376,32 @@ class MXNetNet:
         return bind_arrays(symbol, self._ctx, arrays, self._grads if training else None, shared)
 
     def _inference_symbol(self, layer: str | None):
-        """Predictions (layer None: softmax probabilities or values) or one layer's flattened activations."""
+        """The output (layer None: logits or values) or one layer's flattened activations."""
         if layer not in self._inference_symbols:
             if layer is None:
-                out = self._inference[self.graph.output.name]
-                symbol = mx.sym.softmax(out, axis=1) if self.task.is_classification else out
+                symbol = self._inference[self.graph.output.name]
             else:
                 symbol = mx.sym.flatten(self._inference[layer])
             self._inference_symbols[layer] = symbol
         return self._inference_symbols[layer]
 
-    def _inference_executor(self, layer: str | None, n: int):
-        """Forward-only executor of `layer` (None: predictions) for n rows."""
-        return self._executor(("infer", layer, n), self._inference_symbol(layer), n, training=False)
-
-    # --- training -------------------------------------------------------------------------
-    def _schedule(self) -> tuple[float, float]:
-        """Learning rate and momentum for the samples seen before this batch."""
-        if self.spec.adaptive_rate:
-            return 1.0, 0.0
-        return self.spec.rate(self.samples), self.spec.momentum(self.samples)
-
-    def _update_running_stats(self, outputs: list) -> None:
+    def _after_training_forward(self, outputs: list) -> None:
         """Copy the training symbol's new batch-norm running statistics into the running arrays."""
         for i, stats in enumerate(self._updates):
             outputs[1 + 2 * i].copyto(self._arrays[stats.mean])
             outputs[2 + 2 * i].copyto(self._arrays[stats.var])
 
-    def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
-        """One optimiser step; returns the mean loss of the batch."""
-        n, weighted = len(x), weights is not None
-        executor = self._executor(("train", weighted, n), self._train_symbols[weighted], n, training=True)
-        executor.arg_dict[self.graph.input.name][:] = np.asarray(x, dtype=np.float32)
-        executor.arg_dict[LABEL][:] = np.asarray(y, dtype=np.float32)
-        if weighted:
-            executor.arg_dict[ROW_WEIGHT][:] = np.asarray(weights, dtype=np.float32)
-        lr, momentum = self._schedule()
-        executor.forward(is_train=True)
-        executor.backward()
-        self._update_running_stats(executor.outputs)
-        self._optimizer.step(lr, momentum)
-        self.samples += n
-        return float(executor.outputs[0].asscalar())
-
-    # --- inference ------------------------------------------------------------------------
-    def _forward(self, x: np.ndarray, layer: str | None) -> np.ndarray:
-        """Run the inference symbol of `layer` (None: predictions) on a batch, as float32 numpy."""
-        if len(x) == 0:
-            width = math.prod(self.graph.node(layer).shape) if layer else self.graph.output.shape[0]
-            return np.zeros((0, width), dtype=np.float32)
-        executor = self._inference_executor(layer, len(x))
-        executor.arg_dict[self.graph.input.name][:] = np.asarray(x, dtype=np.float32)
-        executor.forward(is_train=False)
-        return executor.outputs[0].asnumpy().astype(np.float32, copy=False)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, classes) or values (n, 1)."""
-        return self._forward(x, None)
-
+    # --- BaseNet --------------------------------------------------------------------------
     def layers(self) -> list[str]:
         return self.graph.layer_names()
 
-    def features(self, x: np.ndarray, layer: str) -> np.ndarray:
-        """Activations of `layer` in channels-first order, flattened to (n, k)."""
-        self.graph.check_layer(layer)
-        return self._forward(x, layer)
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        return self.graph.state_shapes()
 
-    # --- state ----------------------------------------------------------------------------
-    def get_state(self) -> dict[str, np.ndarray]:
-        """Weights and batch-norm statistics as '<layer>.<name>' -> numpy array (copies), PyTorch layouts."""
+    def _read_state(self) -> dict[str, np.ndarray]:
         return {key: self._arrays[name].asnumpy().astype(np.float32, copy=True) for key, name in self._names.items()}
 
-    def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Load weights given in PyTorch layouts; names and shapes must match this network's."""
-        check_state(self.graph, state)
+    def _write_state(self, state: dict[str, np.ndarray]) -> None:
         for key, name in self._names.items():
             # an NDArray-to-NDArray copy also handles arrays that MKL-DNN keeps in its own layout
             mx.nd.array(np.asarray(state[key], dtype=np.float32), ctx=self._ctx).copyto(self._arrays[name])
-
-    def parameter_count(self) -> int:
-        """Trainable values (equals Graph.param_count())."""
-        return int(sum(self._grads[n].size for n in self._param_names))

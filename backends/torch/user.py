@@ -2,19 +2,19 @@
 
 Two graph formats are read, each by its own module:
 
-* TorchScript (.pt, .pth, .ts, .jit; torch.jit.save of a scripted or traced module) -- torch_user_script.py.
+* TorchScript (.pt, .pth, .ts, .jit; torch.jit.save of a scripted or traced module) -- user_script.py.
 * torch.export programs (.pt2; torch.export.save of torch.export.export(..., dynamic_shapes=...) with a
-  dynamic batch dimension) -- torch_user_export.py.
+  dynamic batch dimension) -- user_export.py.
 
 Either way the graph's output is taken as logits (a final softmax or log-softmax is left out), trained with
-deepwater's loss and optimiser (those of torch_net: SGD with H2O's annealing and momentum ramp, or ADADELTA;
+deepwater's loss and optimiser (those of net.py: SGD with H2O's annealing and momentum ramp, or ADADELTA;
 l1/l2 on weights; clipping), and predict() returns softmax probabilities or (n, 1) values. State keys are
 the module's own state_dict names ('conv.weight', 'bn.running_mean', ...), which are also the keys of a
 network_parameters_file: a state dict saved with torch.save(module.state_dict(), path). That file is only
 ever read with torch.load(..., weights_only=True), which unpickles tensors and plain containers, nothing else.
 
 A graph file is a program: load only graph files you trust. torch.export programs holding pickled objects
-are refused (see torch_user_export.check_archive); a TorchScript archive is read by TorchScript's own
+are refused (see user_export.check_archive); a TorchScript archive is read by TorchScript's own
 loader, which builds TorchScript objects only.
 """
 from __future__ import annotations
@@ -30,10 +30,11 @@ from torch import nn
 
 from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
-from deepwater.state_fit import misfit
 from deepwater.user_graphs import UserGraph, check_outputs, no_replacement
 
-from .torch_net import Optimiser, to_tensor
+from ..base import BaseNet
+from .net import to_tensor
+from .optimizers import Optimiser
 
 PROBE_ROWS = 2  # rows of zeros run through a graph to find its output width
 
@@ -96,20 +97,6 @@ def load_state_file(path: str) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def assign_state(module: nn.Module, state: Mapping[str, np.ndarray | torch.Tensor], source: str,
-                 definition_file: str) -> None:
-    """Copy every value of `state` into the module's parameters and buffers of the same name; unknown names,
-    missing names and wrong shapes are a ModelFileError naming `source` and the names."""
-    own = module.state_dict()
-    problems = misfit({name: tensor.shape for name, tensor in own.items()}, state)
-    if problems:
-        raise ModelFileError(f"{source} does not fit the graph in {definition_file!r}: {problems}. "
-                             f"The graph's names are {sorted(own)[:12]}{'...' if len(own) > 12 else ''}.")
-    with torch.no_grad():
-        for name, value in state.items():
-            own[name].copy_(torch.as_tensor(np.asarray(value) if isinstance(value, np.ndarray) else value))
-
-
 def replace_linear(owner: nn.Module, weight: str, bias: str | None, outputs: int) -> None:
     """Give the linear layer whose parameters `owner` holds as `weight` and `bias` a new set of `outputs`
     units, initialised as torch.nn.Linear initialises them (from torch's current seed)."""
@@ -120,18 +107,18 @@ def replace_linear(owner: nn.Module, weight: str, bias: str | None, outputs: int
         setattr(owner, bias, nn.Parameter(fresh.bias.detach().to(old.device, old.dtype)))
 
 
-class TorchUserNet:
+class TorchUserNet(BaseNet):
     """A user's TorchScript or torch.export graph on one device, with deepwater's loss and optimiser."""
 
     def __init__(self, program: Program, graph: UserGraph, task: TaskSpec, optimizer: OptimizerSpec,
                  device: str, seed: int) -> None:
+        super().__init__(task, device, repr(graph.definition_file))
         torch.manual_seed(seed)
-        self.program, self.graph, self.task, self.device = program, graph, task, device
+        self.program, self.graph = program, graph
         self._device = torch.device(device)
         self._training: bool | None = None
         if graph.parameters_file is not None:
-            assign_state(program.module, load_state_file(graph.parameters_file),
-                         f"network_parameters_file={graph.parameters_file!r}", graph.definition_file)
+            self.set_state(load_state_file(graph.parameters_file), f"network_parameters_file={graph.parameters_file!r}")
         check_outputs(graph, self._outputs(), task)
         if graph.replace_output_layer:
             replace_linear(*program.output_linear(), task.n_outputs)
@@ -163,43 +150,38 @@ class TorchUserNet:
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         return flat(self.program.logits(x))
 
-    # --- the Net protocol -----------------------------------------------------------------
-    def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
-        """One optimiser step; returns the mean loss of the batch."""
+    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
         self._set_mode(True)
         wb = None if weights is None else to_tensor(weights, self._device)
         return self.optimiser.step(self._logits, to_tensor(x, self._device), to_tensor(y, self._device), wb)
 
     @torch.no_grad()
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, classes) or values (n, 1)."""
+    def _scores(self, x: np.ndarray) -> np.ndarray:
         self._set_mode(False)
-        out = self._logits(to_tensor(x, self._device))
-        if self.task.is_classification:
-            out = torch.softmax(out, dim=1)
-        return out.float().cpu().numpy()
+        return self._logits(to_tensor(x, self._device)).float().cpu().numpy()
+
+    @torch.no_grad()
+    def _activations(self, x: np.ndarray, layer: str) -> np.ndarray:
+        self._set_mode(False)
+        return flat(self.program.layer_output(to_tensor(x, self._device), layer)).float().cpu().numpy()
 
     def layers(self) -> list[str]:
         """The graph's layers that features() reads, from the input side to the output."""
         return self.program.layers()
 
-    @torch.no_grad()
-    def features(self, x: np.ndarray, layer: str) -> np.ndarray:
-        """Activations of `layer` (one of layers()), flattened to (n, k)."""
-        if layer not in self.program.layers():
-            raise ValueError(f"layer {layer!r} is not a layer of {self.graph.definition_file!r}; use one of "
-                             f"layers(): {self.program.layers()}")
-        self._set_mode(False)
-        return flat(self.program.layer_output(to_tensor(x, self._device), layer)).float().cpu().numpy()
-
-    def get_state(self) -> dict[str, np.ndarray]:
-        """Parameters and buffers under the module's own state_dict names (copies)."""
-        return {name: value.detach().cpu().numpy().copy() for name, value in self.program.module.state_dict().items()}
-
-    def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Load every parameter and buffer, named as get_state() names them."""
-        assign_state(self.program.module, state, "set_state()", self.graph.definition_file)
-
     def parameter_count(self) -> int:
         """Trainable values: every parameter of the module that requires a gradient."""
         return sum(p.numel() for p in self.optimiser.params)
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Parameters and buffers under the module's own state_dict names."""
+        return {name: tuple(value.shape) for name, value in self.program.module.state_dict().items()}
+
+    def _read_state(self) -> dict[str, np.ndarray]:
+        return {name: value.detach().cpu().numpy().copy() for name, value in self.program.module.state_dict().items()}
+
+    def _write_state(self, state: Mapping[str, np.ndarray | torch.Tensor]) -> None:
+        own = self.program.module.state_dict()
+        with torch.no_grad():
+            for name, value in state.items():
+                own[name].copy_(torch.as_tensor(np.asarray(value) if isinstance(value, np.ndarray) else value))

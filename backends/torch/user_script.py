@@ -16,7 +16,7 @@ from torch import nn
 from deepwater.errors import ModelFileError
 from deepwater.user_graphs import UserGraph, no_replacement
 
-from .torch_user import error_reason
+from .user import error_reason
 
 SOFTMAX_OPS = ("aten::softmax", "aten::log_softmax")
 SOFTMAX_MODULES = ("Softmax", "LogSoftmax")
@@ -61,7 +61,7 @@ def is_tensor(value: torch._C.Value) -> bool:
 
 
 class ScriptProgram:
-    """A TorchScript module with its logits, layers and output layer (the Program of torch_user.py)."""
+    """A TorchScript module with its logits, layers and output layer (the Program of user.py)."""
 
     def __init__(self, graph: UserGraph, device: str) -> None:
         self.graph = graph

@@ -27,7 +27,7 @@ from torch import fx, nn
 from deepwater.errors import ModelFileError
 from deepwater.user_graphs import UserGraph, no_replacement
 
-from .torch_user import error_reason
+from .user import error_reason
 
 aten = torch.ops.aten
 SOFTMAX_OPS = (aten.softmax.int, aten._softmax.default, aten.log_softmax.int, aten._log_softmax.default)
@@ -95,7 +95,7 @@ def set_mode_arguments(graph: fx.Graph, training: bool) -> None:
 
 
 class ExportProgram:
-    """A torch.export program's GraphModule with its logits, layers and output layer (a torch_user.Program)."""
+    """A torch.export program's GraphModule with its logits, layers and output layer (a user.Program)."""
 
     def __init__(self, graph: UserGraph, device: str) -> None:
         self.graph = graph

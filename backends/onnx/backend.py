@@ -2,7 +2,7 @@
 
 An .onnx file holds a whole network: its operators and its weights (initializers). deepwater does not
 translate it into torch, TensorFlow or MXNet: whichever backend was asked for, onnxruntime scores it and
-computes its deep features (see onnx_net.py for what such a graph must look like). ONNX graphs are not
+computes its deep features (see net.py for what such a graph must look like). ONNX graphs are not
 trained here; to train a network, load it in its framework's own format.
 
 Importing this module imports neither onnx nor onnxruntime; loading a graph does.
@@ -13,22 +13,11 @@ import importlib.util
 
 from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
-from deepwater.user_graphs import UserGraph, no_replacement
+from deepwater.user_graphs import ANY_BACKEND, GraphFormat, UserGraph, no_replacement
 
-CUDA = "CUDAExecutionProvider"
+from .runtime import CUDA, cuda_device_count
 
-
-def cuda_device_count() -> int:
-    """GPUs for onnxruntime's CUDA provider: onnxruntime's own device list, else torch's count, else 1."""
-    import onnxruntime as ort
-
-    listed = getattr(ort, "get_ep_devices", list)()  # onnxruntime >= 1.22
-    count = sum(1 for device in listed if device.ep_name == CUDA)
-    if not count and importlib.util.find_spec("torch") is not None:
-        import torch
-
-        count = torch.cuda.device_count()
-    return count or 1
+ONNX = GraphFormat("onnx", ANY_BACKEND, "ONNX graph (.onnx), scored through onnxruntime (epochs=0)", suffixes=(".onnx",))
 
 
 class OnnxRuntime:
@@ -36,6 +25,7 @@ class OnnxRuntime:
 
     name = "onnxruntime"
     extra = "onnx"  # pip install 'deepwater[onnx]'
+    graph_formats = (ONNX,)
 
     def available(self) -> bool:
         """True when both onnx (to read and check graphs) and onnxruntime (to run them) can be imported."""
@@ -70,6 +60,6 @@ class OnnxRuntime:
         if graph.replace_output_layer:
             raise no_replacement(graph, "ONNX graphs are only scored here, and fine-tuning a new output layer needs "
                                         "training; load the network in its framework's own format to fine-tune it")
-        from .onnx_net import OnnxNet
+        from .net import OnnxNet
 
         return OnnxNet(graph, task, device)

@@ -1,15 +1,15 @@
 """What the TensorFlow readers of user graph files (network='user') share.
 
 Three formats reach the TensorFlow backend (deepwater.user_graphs): Keras `.keras` files
-(tf_user_keras.py), SavedModel directories (tf_user_saved.py) and TF1 `.meta` MetaGraphs with Deep
-Water's `meta` collection (tf_user_meta.py). Whatever the format, rows arrive in deepwater's canonical
+(user_keras.py), SavedModel directories (user_saved.py) and TF1 `.meta` MetaGraphs with Deep
+Water's `meta` collection (user_meta.py). Whatever the format, rows arrive in deepwater's canonical
 layout, images (n, C, H, W) and numeric rows (n, F); input_layout() finds how the graph wants them:
 channels-last (n, H, W, C), the TensorFlow habit, channels-first, or flattened channels-last rows
 (n, H*W*C), as Deep Water's TF1 graphs read images.
 
 EagerUserNet is the Net for graphs that run eagerly (Keras models and SavedModel functions): one
-compiled tf.function step trains the graph's logits with deepwater's loss (tf_net.batch_loss) and
-update (tf_net.Update: H2O's rate and momentum schedule, l1/l2 on weights, clipping, SGD or ADADELTA).
+compiled tf.function step trains the graph's logits with deepwater's loss (optimizers.batch_loss) and
+update (optimizers.Update: H2O's rate and momentum schedule, l1/l2 on weights, clipping, SGD or ADADELTA).
 """
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ import tensorflow as tf
 
 from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
-from deepwater.state_fit import misfit
 
-from .tf_net import Update, batch_loss, channels_first_rows, tf_device
+from ..base import BaseNet
+from .net import channels_first_rows, tf_device
+from .optimizers import Update, batch_loss
 
 # A graph's forward pass: input in the graph's own layout, training flag -> (n, k) logits or values
 Forward = Callable[[tf.Tensor, bool], tf.Tensor]
@@ -100,14 +101,6 @@ def input_layout(path: str, graph_shape: Sequence[int | None], data_shape: tuple
 
 # ----------------------------------------------------------------------------- state
 
-def check_state(source: str, path: str, shapes: dict[str, tuple[int, ...]], state: dict[str, np.ndarray]) -> None:
-    """Refuse a state with unknown or missing names or wrong shapes for the graph in `path`."""
-    problems = misfit(shapes, state)
-    if problems:
-        raise ModelFileError(f"{source} does not fit the graph in {path!r}: {problems} (it has "
-                             f"{sorted(shapes)[:10]}...).")
-
-
 def variable_names(variables: Sequence[tf.Variable]) -> list[str]:
     """The variables' own names without ':0'; a repeated name gets _1, _2, ... in order."""
     names: list[str] = []
@@ -122,7 +115,7 @@ def variable_names(variables: Sequence[tf.Variable]) -> list[str]:
 
 # ----------------------------------------------------------------------------- the eager Net
 
-class EagerUserNet:
+class EagerUserNet(BaseNet):
     """A user graph that runs eagerly (a Keras model, a SavedModel function) as a Net, on one device."""
 
     def __init__(self, path: str, forward: Forward, layout: InputLayout, data_shape: tuple[int, ...],
@@ -135,9 +128,11 @@ class EagerUserNet:
         Both functions take the graph's own input layout; `variables` (all, by their own names) make the
         state, `trainable` the ones that train (weights, those of rank 2 and up, take l1/l2).
         """
-        self.definition_file, self.task, self.spec, self.device = path, task, spec, device
+        super().__init__(task, device, repr(path))
+        self.definition_file, self.spec = path, spec
         self.samples = 0
-        self._forward, self._layout, self._layers, self._activations = forward, layout, list(layers), activations
+        self._forward, self._layout, self._layers = forward, layout, list(layers)
+        self._activations_of = activations
         self._device = tf_device(device)
         self._state = dict(zip(variable_names(variables), variables))
         self._trainable = list(trainable)
@@ -148,7 +143,7 @@ class EagerUserNet:
         w_spec = tf.TensorSpec((None,), tf.float32)
         self._steps = {False: tf.function(self._train_graph, input_signature=[x_spec, y_spec]),
                        True: tf.function(self._train_graph, input_signature=[x_spec, y_spec, w_spec])}
-        self._predict_fn = tf.function(self._predict_graph, input_signature=[x_spec])
+        self._scores_fn = tf.function(lambda x: self._forward(self._layout.tensor(x), False), input_signature=[x_spec])
         self._feature_fns: dict[str, Callable] = {}
 
     def _train_graph(self, x: tf.Tensor, y: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
@@ -159,53 +154,45 @@ class EagerUserNet:
         self._update.apply(grads, tf.shape(x)[0])
         return loss
 
-    def _predict_graph(self, x: tf.Tensor) -> tf.Tensor:
-        out = self._forward(self._layout.tensor(x), False)
-        return tf.nn.softmax(out, axis=1) if self.task.is_classification else out
-
     def _run(self, fn: Callable, *arrays: np.ndarray | None) -> tf.Tensor:
         with tf.device(self._device):
             return fn(*[tf.convert_to_tensor(a) for a in arrays if a is not None])
 
-    # --- the Net protocol -----------------------------------------------------------------
-    def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
-        """One optimiser step; returns the mean loss of the batch."""
+    # --- BaseNet --------------------------------------------------------------------------
+    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
         y = np.asarray(y, dtype=np.int64 if self.task.is_classification else np.float32)
         w = None if weights is None else np.asarray(weights, dtype=np.float32)
         loss = self._run(self._steps[weights is not None], np.asarray(x, dtype=np.float32), y, w)
         self.samples += len(x)
         return float(loss)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, classes) or values (n, 1)."""
-        return self._run(self._predict_fn, np.asarray(x, dtype=np.float32)).numpy().astype(np.float32, copy=False)
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        return self._run(self._scores_fn, np.asarray(x, dtype=np.float32)).numpy().astype(np.float32, copy=False)
 
-    def layers(self) -> list[str]:
-        """Names that features() takes, from the input side to the output."""
-        return list(self._layers)
-
-    def features(self, x: np.ndarray, layer: str) -> np.ndarray:
-        """Activations of `layer` flattened to (n, k), image maps in channels-first order."""
-        if layer not in self._layers:
-            raise ValueError(f"layer {layer!r} is not a layer of {self.definition_file!r}; use one of layers()")
+    def _activations(self, x: np.ndarray, layer: str) -> np.ndarray:
         if layer not in self._feature_fns:
-            activations = self._activations(layer)
+            activations = self._activations_of(layer)
             self._feature_fns[layer] = tf.function(
                 lambda batch: self._layout.rows(activations(self._layout.tensor(batch))),
                 input_signature=[self._x_spec])
         return self._run(self._feature_fns[layer], np.asarray(x, dtype=np.float32)).numpy().astype(np.float32)
 
-    def get_state(self) -> dict[str, np.ndarray]:
-        """Every variable of the graph (weights, batch-norm statistics) under its own name (copies)."""
-        return {name: np.array(v.numpy(), copy=True) for name, v in self._state.items()}
-
-    def set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Load every variable, named and shaped as get_state() gives them."""
-        check_state("set_state()", self.definition_file, {n: tuple(v.shape) for n, v in self._state.items()}, state)
-        with tf.device(self._device):
-            for name, variable in self._state.items():
-                variable.assign(np.asarray(state[name], dtype=variable.dtype.as_numpy_dtype))
+    def layers(self) -> list[str]:
+        """Names that features() takes, from the input side to the output."""
+        return list(self._layers)
 
     def parameter_count(self) -> int:
         """Trainable values."""
         return int(sum(math.prod(v.shape) for v in self._trainable))
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every variable of the graph (weights, batch-norm statistics) under its own name."""
+        return {name: tuple(v.shape) for name, v in self._state.items()}
+
+    def _read_state(self) -> dict[str, np.ndarray]:
+        return {name: np.array(v.numpy(), copy=True) for name, v in self._state.items()}
+
+    def _write_state(self, state: dict[str, np.ndarray]) -> None:
+        with tf.device(self._device):
+            for name, variable in self._state.items():
+                variable.assign(np.asarray(state[name], dtype=variable.dtype.as_numpy_dtype))

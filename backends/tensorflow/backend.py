@@ -5,14 +5,21 @@ import importlib.util
 
 from deepwater.networks import Graph
 from deepwater.specs import OptimizerSpec, TaskSpec
-from deepwater.user_graphs import KERAS, SAVED_MODEL, TF1_META, UserGraph
+from deepwater.user_graphs import GraphFormat, UserGraph
+
+KERAS = GraphFormat("keras", "tensorflow", "Keras model (.keras)", suffixes=(".keras",))
+SAVED_MODEL = GraphFormat("saved-model", "tensorflow", "TensorFlow SavedModel directory (saved_model.pb)",
+                          directory_marker="saved_model.pb")
+TF1_META = GraphFormat("tf1-meta", "tensorflow", "TensorFlow 1 MetaGraph (.meta) with Deep Water's 'meta' collection",
+                       suffixes=(".meta",))
 
 
 class TensorflowBackend:
-    """Compiles network graphs into Keras 3 models trained by a tf.function step (see tf_net.py)."""
+    """Compiles network graphs into Keras 3 models trained by a tf.function step (see net.py)."""
 
     name = "tensorflow"
     extra = "tensorflow"
+    graph_formats = (KERAS, SAVED_MODEL, TF1_META)
 
     def available(self) -> bool:
         return importlib.util.find_spec("tensorflow") is not None and importlib.util.find_spec("keras") is not None
@@ -31,22 +38,20 @@ class TensorflowBackend:
         return "TensorFlow sees no GPU"
 
     def build(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
-        from .tf_net import TensorflowNet
+        from .net import TensorflowNet
 
         return TensorflowNet(graph, task, optimizer, device, seed)
 
     def load_user_network(self, graph: UserGraph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
-        """A Net from a Keras .keras file, a SavedModel directory or a TF1 .meta graph (see tf_user*.py)."""
-        if graph.format is KERAS:
-            from .tf_user_keras import load_keras
+        """A Net from a Keras .keras file, a SavedModel directory or a TF1 .meta graph (see user*.py)."""
+        if graph.format == KERAS:
+            from .user_keras import load_keras
 
             return load_keras(graph, task, optimizer, device, seed)
-        if graph.format is SAVED_MODEL:
-            from .tf_user_saved import load_saved_model
+        if graph.format == SAVED_MODEL:
+            from .user_saved import load_saved_model
 
             return load_saved_model(graph, task, optimizer, device, seed)
-        if graph.format is TF1_META:
-            from .tf_user_meta import MetaGraphNet
+        from .user_meta import MetaGraphNet
 
-            return MetaGraphNet(graph, task, optimizer, device, seed)
-        raise ValueError(f"the tensorflow backend does not read {graph.format.description} files")
+        return MetaGraphNet(graph, task, optimizer, device, seed)

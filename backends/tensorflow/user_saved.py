@@ -22,8 +22,8 @@ from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
 from deepwater.user_graphs import UserGraph, check_outputs, no_replacement
 
-from .tf_net import tf_device
-from .tf_user import EagerUserNet, input_layout, reason
+from .net import tf_device
+from .user import EagerUserNet, input_layout, reason
 
 SERVING = "serving_default"
 _PASS_THROUGH = {"Identity", "IdentityN"}

@@ -24,8 +24,8 @@ from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
 from deepwater.user_graphs import UserGraph, check_outputs, no_replacement
 
-from .tf_net import tf_device
-from .tf_user import EagerUserNet, input_layout, reason
+from .net import tf_device
+from .user import EagerUserNet, input_layout, reason
 
 
 def read_keras(path: str) -> keras.Model:

@@ -1,0 +1,210 @@
+"""The one seam between the core and a framework, and the base class every net builds on.
+
+A Backend compiles a networks.Graph into its framework and runs single steps on numpy batches; the core
+drives the training loop (epochs, batches, scoring, early stopping). A UserGraphLoader reads user graph
+files in the formats it declares. `BaseNet` holds what every net does the same way (layer checks, empty
+batches, softmax, the state-fit check, the device), so that each framework's net only says how to run a
+step, compute outputs and activations, and read and write its weights.
+
+Backends are found through the `deepwater.backends` entry-point group (deepwater/registry.py), which checks
+that each is a `Backend`.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+from deepwater.errors import ModelFileError, ParameterError
+from deepwater.networks import Graph
+from deepwater.specs import OptimizerSpec, TaskSpec
+from deepwater.state_fit import misfit
+
+if TYPE_CHECKING:  # the core's types for what backends give it; imported for annotations only
+    from deepwater.distances import DistanceEngine
+    from deepwater.user_graphs import GraphFormat, UserGraph
+
+
+@runtime_checkable
+class Net(Protocol):
+    """A compiled network with its optimiser state, on one device."""
+
+    device: str
+
+    def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+        """One optimiser step on a batch; returns the batch's mean training loss."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, classes) or values (n, 1)."""
+
+    def layers(self) -> list[str]:
+        """Layer names that features() accepts."""
+
+    def parameter_count(self) -> int:
+        """Trainable parameters, counted by the framework itself."""
+
+    def features(self, x: np.ndarray, layer: str) -> np.ndarray:
+        """Activations of `layer`, flattened to (n, k)."""
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Weights by name: '<layer>.<param>' in the canonical (PyTorch) layout, or a graph file's own names."""
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        """Load weights named and shaped as get_state() gives them."""
+
+
+@runtime_checkable
+class UserGraphLoader(Protocol):
+    """Reads user graph files (network='user') in the formats it declares."""
+
+    name: str
+    extra: str  # the pip extra that installs what it needs: pip install 'deepwater[<extra>]'
+    graph_formats: tuple[GraphFormat, ...]
+
+    def available(self) -> bool:
+        """True when what it needs can be imported."""
+
+    def devices(self) -> list[str]:
+        """Devices it can use, e.g. ['cpu', 'cuda:0']."""
+
+    def gpu_hint(self) -> str:
+        """One line on why devices() lists no GPU (e.g. a CPU-only build), shown in the CPU fallback warning."""
+
+    def load_user_network(self, graph: UserGraph, task: TaskSpec, optimizer: OptimizerSpec, device: str,
+                          seed: int) -> Net:
+        """A Net from graph.definition_file (one of graph_formats) with graph.parameters_file's weights.
+
+        It checks that the graph takes graph.input_shape and has task.n_outputs outputs
+        (user_graphs.check_outputs), replaces its last layer when graph.replace_output_layer asks, and names
+        layers and state by the file's own names.
+        """
+
+
+@runtime_checkable
+class Backend(UserGraphLoader, Protocol):
+    """A framework adapter: builds the pre-defined networks and reads the framework's own graph files."""
+
+    def build(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int) -> Net:
+        """Compile `graph` with `task`'s loss and `optimizer` on `device`, initialised from `seed`."""
+
+
+@runtime_checkable
+class MeanImageReader(Protocol):
+    """Optional for a backend: reads mean-image files in a framework's own format (e.g. MXNet's .nd)."""
+
+    mean_image_suffixes: tuple[str, ...]
+
+    def read_mean_image(self, path: str) -> np.ndarray:
+        """The one array the file holds; ModelFileError naming the file when it cannot be read."""
+
+
+@runtime_checkable
+class DistanceEngineProvider(Protocol):
+    """Optional for a backend: computes deepwater.distance() blocks on a GPU."""
+
+    def distance_engine(self, device: str) -> DistanceEngine:
+        """An engine on `device` ('cuda' or 'cuda:N'); DeviceError when the framework does not see it."""
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32, stable for large scores."""
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32, copy=False)
+
+
+class BaseNet(ABC):
+    """What every net does the same way; a framework's net implements the abstract methods below.
+
+    `source` names what the net was built from in error messages ("the network 'lenet'", or the graph
+    file's path). Batches reach the abstract methods with at least one row.
+    """
+
+    outputs_probabilities = False  # True when _scores() already gives class probabilities
+
+    def __init__(self, task: TaskSpec, device: str, source: str) -> None:
+        self.task = task
+        self.device = device
+        self.source = source
+
+    # --- what each framework's net implements ----------------------------------------------
+    @abstractmethod
+    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
+        """One optimiser step; returns the batch's mean loss."""
+
+    @abstractmethod
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        """The network's output as float32 (n, k): logits for classification, values for regression."""
+
+    @abstractmethod
+    def _activations(self, x: np.ndarray, layer: str) -> np.ndarray:
+        """Activations of `layer` (one of layers()) as float32 (n, k), image maps in channels-first order."""
+
+    @abstractmethod
+    def layers(self) -> list[str]:
+        """Layer names that features() accepts, from the input side to the output."""
+
+    @abstractmethod
+    def parameter_count(self) -> int:
+        """Trainable values, counted by the framework."""
+
+    @abstractmethod
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every entry of get_state() with its shape."""
+
+    @abstractmethod
+    def _read_state(self) -> dict[str, np.ndarray]:
+        """Copies of every weight and statistic, named as state_shapes() names them."""
+
+    @abstractmethod
+    def _write_state(self, state: dict[str, np.ndarray]) -> None:
+        """Load a state already checked to fit state_shapes()."""
+
+    # --- the Net protocol ------------------------------------------------------------------
+    def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+        """One optimiser step on the batch; returns its mean loss (NaN, and no step, for an empty batch)."""
+        if len(x) == 0:
+            return float("nan")
+        return float(self._step(x, y, weights))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, classes) or values (n, 1), float32."""
+        scores = self._scores(x) if len(x) else self._scores(self._probe(x))[:0]
+        if self.task.is_classification and not self.outputs_probabilities:
+            return softmax(scores)
+        return scores
+
+    def features(self, x: np.ndarray, layer: str) -> np.ndarray:
+        """Activations of `layer` flattened to (n, k); ParameterError listing the layers for an unknown name."""
+        self.check_layer(layer)
+        return self._activations(x, layer) if len(x) else self._activations(self._probe(x), layer)[:0]
+
+    def check_layer(self, layer: str) -> None:
+        """ParameterError naming `layer` and listing the valid names unless features() accepts it."""
+        names = self.layers()
+        if layer not in names:
+            raise ParameterError(f"layer={layer!r} is not a layer of {self.source}; use one of layers(): {names}.")
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Copies of every weight and statistic by name."""
+        return self._read_state()
+
+    def set_state(self, state: dict[str, np.ndarray], source: str = "set_state()") -> None:
+        """Load `state`; ModelFileError naming `source` when names or shapes do not fit this net's."""
+        self.check_state(state, source)
+        self._write_state(state)
+
+    def check_state(self, state: dict[str, np.ndarray], source: str, complete: bool = True) -> None:
+        """ModelFileError naming `source` when `state` has unknown names, wrong shapes, or (when `complete`)
+        misses names."""
+        shapes = self.state_shapes()
+        problems = misfit(shapes, state, complete)
+        if problems:
+            names = sorted(shapes)
+            raise ModelFileError(f"{source}: the weights do not fit {self.source}: {problems}. Its names are "
+                                 f"{names[:12]}{'...' if len(names) > 12 else ''}.")
+
+    @staticmethod
+    def _probe(x: np.ndarray) -> np.ndarray:
+        """One row of zeros shaped as a row of `x`, to learn an output's width for an empty batch."""
+        return np.zeros((1,) + tuple(np.shape(x)[1:]), dtype=np.float32)

@@ -1,0 +1,1 @@
+"""The onnx backend: backend.py (the Backend), net.py (built-in networks) and the graph-file loaders."""

@@ -1,0 +1,186 @@
+"""A networks.Graph compiled into a Keras 3 model (layers.py), trained by a tf.function step with H2O's
+optimiser (optimizers.py).
+
+Everything the outside sees stays canonical: features() returns channels-first activations, and
+get_state()/set_state() speak PyTorch's weight layouts.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from deepwater.networks import Graph
+from deepwater.specs import OptimizerSpec, TaskSpec
+
+from ..base import BaseNet
+from .layers import build_model, is_depthwise
+from .optimizers import Update, batch_loss
+
+
+# ----------------------------------------------------------------------------- canonical state
+
+@dataclass(frozen=True)
+class StateEntry:
+    """One canonical tensor: its Keras variable and the layout conversions both ways."""
+
+    variable: tf.Variable
+    to_canonical: Callable[[np.ndarray], np.ndarray]
+    to_keras: Callable[[np.ndarray], np.ndarray]
+
+
+def _same(a: np.ndarray) -> np.ndarray:
+    return a
+
+
+def _conv_to_canonical(a: np.ndarray) -> np.ndarray:
+    return a.transpose(3, 2, 0, 1)  # (kh, kw, I, O) -> (O, I, kh, kw)
+
+
+def _conv_to_keras(a: np.ndarray) -> np.ndarray:
+    return a.transpose(2, 3, 1, 0)  # (O, I, kh, kw) -> (kh, kw, I, O)
+
+
+def _depthwise_swap(a: np.ndarray) -> np.ndarray:
+    return a.transpose(2, 3, 0, 1)  # depthwise (kh, kw, C, 1) <-> (C, 1, kh, kw): the same swap both ways
+
+
+def _transpose(a: np.ndarray) -> np.ndarray:
+    return a.T  # dense: (in, out) <-> (out, in)
+
+
+def state_entries(graph: Graph, layers: dict[str, keras.layers.Layer]) -> dict[str, StateEntry]:
+    """'<node>.<param>' -> StateEntry, in the order of graph.state_shapes()."""
+    found: dict[str, StateEntry] = {}
+    for node in graph.nodes[1:]:
+        layer = layers[node.name]
+        if node.op == "conv":
+            found[f"{node.name}.weight"] = StateEntry(layer.kernel, _depthwise_swap, _depthwise_swap) \
+                if is_depthwise(node, graph) else StateEntry(layer.kernel, _conv_to_canonical, _conv_to_keras)
+            if node.attrs["bias"]:
+                found[f"{node.name}.bias"] = StateEntry(layer.bias, _same, _same)
+        elif node.op == "dense":
+            found[f"{node.name}.weight"] = StateEntry(layer.kernel, _transpose, _transpose)
+            found[f"{node.name}.bias"] = StateEntry(layer.bias, _same, _same)
+        elif node.op == "batch_norm":
+            for param, variable in [("weight", layer.gamma), ("bias", layer.beta),
+                                    ("running_mean", layer.moving_mean), ("running_var", layer.moving_variance)]:
+                found[f"{node.name}.{param}"] = StateEntry(variable, _same, _same)
+    return {key: found[key] for key in graph.state_shapes()}
+
+
+# ----------------------------------------------------------------------------- the Net
+
+def channels_first_rows(out: tf.Tensor) -> tf.Tensor:
+    """Activations flattened to (n, k), NHWC maps read in channels-first (C, H, W) order."""
+    if len(out.shape) == 4:
+        out = tf.transpose(out, [0, 3, 1, 2])
+    return tf.reshape(out, [tf.shape(out)[0], -1])
+
+
+def tf_device(device: str) -> str:
+    """'cpu' -> '/CPU:0', 'cuda:i' -> '/GPU:i'."""
+    if device == "cpu":
+        return "/CPU:0"
+    if device.startswith("cuda:"):
+        return f"/GPU:{int(device.split(':', 1)[1])}"
+    raise ValueError(f"the tensorflow backend cannot run on device {device!r}; use 'cpu' or 'cuda:<i>'")
+
+
+class TensorflowNet(BaseNet):
+    """A built-in network on one device, with its optimiser: the Net for TensorFlow."""
+
+    def __init__(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int,
+                 jit_compile: bool = False) -> None:
+        super().__init__(task, device, "this network")
+        keras.utils.set_random_seed(seed)
+        self.graph, self.spec = graph, optimizer
+        self.jit_compile = jit_compile
+        self.samples = 0
+        self._device = tf_device(device)
+        with tf.device(self._device):
+            self.model, self._layers = build_model(graph)
+            self._state = state_entries(graph, self._layers)
+            params = graph.param_shapes()
+            self._variables = [self._state[k].variable for k in params]
+            penalised = set(graph.penalised_params())
+            self._update = Update(self._variables, [k in penalised for k in params], optimizer)
+        self._steps: dict[bool, Callable] = {}
+        self._scores_fn = self._compile(lambda x: self.model(x, training=False))
+        self._feature_fns: dict[str, Callable] = {}
+
+    # --- compiled functions ---------------------------------------------------------------
+    def _x_spec(self) -> tf.TensorSpec:
+        return tf.TensorSpec((None,) + tuple(self.graph.input.shape), tf.float32)
+
+    def _y_spec(self) -> tf.TensorSpec:
+        return tf.TensorSpec((None,), tf.int64 if self.task.is_classification else tf.float32)
+
+    def _compile(self, fn: Callable, *extra: tf.TensorSpec) -> Callable:
+        return tf.function(fn, input_signature=[self._x_spec(), *extra], jit_compile=self.jit_compile)
+
+    def _step_fn(self, weighted: bool) -> Callable:
+        """The compiled training step for batches with (or without) row weights, built on first use."""
+        if weighted not in self._steps:
+            specs = [self._y_spec()] + ([tf.TensorSpec((None,), tf.float32)] if weighted else [])
+            self._steps[weighted] = self._compile(self._train_graph, *specs)
+        return self._steps[weighted]
+
+    def _train_graph(self, x: tf.Tensor, y: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = batch_loss(self.task.loss, self.model(x, training=True), y, weights)
+        self._update.apply(tape.gradient(loss, self._variables), tf.shape(x)[0])
+        return loss
+
+    def _feature_fn(self, layer: str) -> Callable:
+        """A compiled function returning `layer`'s activations, canonical and flat; cached per layer."""
+        if layer not in self._feature_fns:
+            with tf.device(self._device):
+                sub = keras.Model(self.model.inputs, self._layers[layer].output)
+            self._feature_fns[layer] = self._compile(lambda x: channels_first_rows(sub(x, training=False)))
+        return self._feature_fns[layer]
+
+    def _run(self, fn: Callable, x: np.ndarray) -> np.ndarray:
+        with tf.device(self._device):
+            return fn(tf.convert_to_tensor(np.asarray(x, dtype=np.float32))).numpy().astype(np.float32, copy=False)
+
+    # --- BaseNet --------------------------------------------------------------------------
+    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
+        y_dtype = np.int64 if self.task.is_classification else np.float32
+        with tf.device(self._device):
+            args = [tf.convert_to_tensor(np.asarray(x, dtype=np.float32)),
+                    tf.convert_to_tensor(np.asarray(y, dtype=y_dtype))]
+            if weights is not None:
+                args.append(tf.convert_to_tensor(np.asarray(weights, dtype=np.float32)))
+            loss = self._step_fn(weights is not None)(*args)
+        self.samples += len(x)
+        return float(loss)
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        return self._run(self._scores_fn, x)
+
+    def _activations(self, x: np.ndarray, layer: str) -> np.ndarray:
+        return self._run(self._feature_fn(layer), x)
+
+    def layers(self) -> list[str]:
+        return self.graph.layer_names()
+
+    def parameter_count(self) -> int:
+        """Trainable values in the Keras model (equals Graph.param_count())."""
+        return int(sum(math.prod(v.shape) for v in self.model.trainable_weights))
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        return self.graph.state_shapes()
+
+    def _read_state(self) -> dict[str, np.ndarray]:
+        return {key: np.array(entry.to_canonical(entry.variable.numpy()), dtype=np.float32, order="C")
+                for key, entry in self._state.items()}
+
+    def _write_state(self, state: dict[str, np.ndarray]) -> None:
+        with tf.device(self._device):
+            for key, entry in self._state.items():
+                entry.variable.assign(entry.to_keras(np.asarray(state[key], dtype=np.float32)))

@@ -1,0 +1,169 @@
+"""The backend conformance checks, public so that a plug-in backend can run them on itself.
+
+Every backend compiles the same networks.Graph; these checks say that the result is the same network
+everywhere: parameter counts, layer names and feature shapes, probabilities, learning, weights moved from
+one backend to another giving the same predictions, and the shared behaviour of BaseNet (empty batches,
+unknown layers, weights that do not fit). Each check raises AssertionError (or the error it expected
+not being raised) when the backend falls short.
+
+A plug-in runs them all with::
+
+    from deepwater.backends.testing import check_backend
+    check_backend(MyBackend())
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from deepwater.errors import ModelFileError, ParameterError
+from deepwater.networks import Graph, build_graph
+from deepwater.specs import OptimizerSpec, TaskSpec
+
+from .base import Backend, Net
+
+# network name -> input shape used by the checks (small, so that they stay quick)
+NETWORKS = {
+    "mlp": (20,),
+    "lenet": (1, 28, 28),
+    "alexnet": (3, 16, 16),
+    "vgg11": (3, 16, 16),
+    "googlenet": (3, 16, 16),
+    "inception_bn": (3, 16, 16),
+    "resnet18": (3, 16, 16),
+    "mobilenet_v2": (3, 32, 32),
+}
+CLASSES = 3
+CLASSIFY = TaskSpec("classification", CLASSES, "cross_entropy", "multinomial")
+REGRESS = TaskSpec("regression", 1, "quadratic", "gaussian")
+SGD = OptimizerSpec(learning_rate=0.01, momentum_start=0.9, momentum_stable=0.9, learning_rate_annealing=0.0)
+
+
+def graph_for(network: str, n_outputs: int = CLASSES) -> Graph:
+    """The checks' graph of `network` (one of NETWORKS)."""
+    return build_graph(network, NETWORKS[network], n_outputs, {"hidden": [16, 16]})
+
+
+def build(backend: Backend, network: str, task: TaskSpec = CLASSIFY, optimizer: OptimizerSpec = SGD,
+          seed: int = 0) -> Net:
+    """`network` built by `backend` on the CPU."""
+    return backend.build(graph_for(network, task.n_outputs), task, optimizer, "cpu", seed)
+
+
+def inputs(network: str, rows: int = 4, seed: int = 1) -> np.ndarray:
+    """A float32 batch of `rows` random rows for `network`."""
+    return np.random.default_rng(seed).normal(size=(rows, *NETWORKS[network])).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- the backend object
+
+def check_protocol(backend: Backend) -> None:
+    """The object implements the Backend protocol, lists the CPU and explains a missing GPU."""
+    assert isinstance(backend, Backend), f"{type(backend).__name__} does not implement deepwater's Backend"
+    assert backend.available(), f"backend {backend.name!r} is not available here"
+    assert "cpu" in backend.devices()
+    assert isinstance(backend.gpu_hint(), str) and backend.gpu_hint()
+    assert all(fmt.backend == backend.name for fmt in backend.graph_formats if fmt.backend != "any")
+
+
+# --------------------------------------------------------------------------- one built net
+
+def check_parameter_count(net: Net, network: str) -> None:
+    """The framework counts the graph's parameters."""
+    assert net.parameter_count() == graph_for(network).param_count()
+
+
+def check_layers_and_features(net: Net, network: str) -> None:
+    """layers() are the graph's, and features() of a layer has the layer's flattened width."""
+    graph = graph_for(network)
+    assert net.layers() == graph.layer_names()
+    x = inputs(network)
+    for layer in ("output", graph.layer_names()[0], *[n for n in graph.layer_names() if n == "global_pool"]):
+        assert net.features(x, layer).shape == (len(x), int(np.prod(graph.node(layer).shape)))
+
+
+def check_probabilities(net: Net, network: str) -> None:
+    """predict() gives one float32 probability per class, summing to 1."""
+    probabilities = net.predict(inputs(network))
+    assert probabilities.shape == (4, CLASSES) and probabilities.dtype == np.float32
+    assert (probabilities >= 0).all()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def check_empty_batches(net: Net, network: str) -> None:
+    """An empty batch predicts and extracts zero rows of the right width, and trains no step."""
+    empty = inputs(network)[:0]
+    assert net.predict(empty).shape == (0, CLASSES)
+    width = int(np.prod(graph_for(network).node("output").shape))
+    assert net.features(empty, "output").shape == (0, width)
+    before = net.get_state()
+    assert np.isnan(net.train_batch(empty, np.zeros(0, np.int64)))
+    after = net.get_state()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def check_unknown_layer(net: Net) -> None:
+    """An unknown layer name is a ParameterError that names it and lists the valid names."""
+    try:
+        net.features(np.zeros((1, 1), np.float32), "no_such_layer")
+    except ParameterError as error:
+        assert "no_such_layer" in str(error) and net.layers()[0] in str(error)
+    else:
+        raise AssertionError("features(x, 'no_such_layer') did not raise ParameterError")
+
+
+def check_state_misfit(net: Net) -> None:
+    """Weights with a wrong shape, or an unknown name, are a ModelFileError naming the entry."""
+    state = net.get_state()
+    name = next(iter(state))
+    for bad, named in [({**state, name: np.zeros((1, 2, 3, 4, 5), np.float32)}, name),
+                       ({**state, "no_such.weight": np.zeros(1, np.float32)}, "no_such.weight")]:
+        try:
+            net.set_state(bad)
+        except ModelFileError as error:
+            assert named in str(error)
+        else:
+            raise AssertionError(f"set_state() with a bad {named!r} did not raise ModelFileError")
+
+
+# --------------------------------------------------------------------------- training and state
+
+def check_regression(backend: Backend) -> None:
+    """A regression MLP predicts one finite value per row."""
+    values = build(backend, "mlp", REGRESS).predict(inputs("mlp"))
+    assert values.shape == (4, 1) and np.isfinite(values).all()
+
+
+def check_training_lowers_loss(backend: Backend, network: str) -> None:
+    """Ten steps on one batch lower its training loss."""
+    x = inputs(network, rows=8, seed=2)
+    y = np.random.default_rng(0).integers(0, CLASSES, size=len(x)).astype(np.int64)
+    net = build(backend, network, optimizer=OptimizerSpec(learning_rate=0.01, learning_rate_annealing=0.0))
+    losses = [net.train_batch(x, y) for _ in range(10)]
+    assert np.mean(losses[-3:]) < losses[0], losses
+
+
+def check_weights_move(source: Backend, target: Net, network: str) -> None:
+    """Weights trained a little on `source` give the same predictions when set on `target`."""
+    exporter = build(source, network, seed=3)
+    x = inputs(network, seed=5)
+    y = np.arange(len(x)) % CLASSES
+    for _ in range(2):  # a few steps move batch-norm statistics away from their initial values too
+        exporter.train_batch(x, y)
+    target.set_state(exporter.get_state())
+    np.testing.assert_allclose(target.predict(x), exporter.predict(x), atol=1e-4, rtol=1e-4)
+
+
+def check_backend(backend: Backend, networks: tuple[str, ...] = tuple(NETWORKS)) -> None:
+    """Every check, on `backend` alone (a plug-in's conformance run)."""
+    check_protocol(backend)
+    check_regression(backend)
+    for network in networks:
+        net = build(backend, network)
+        check_parameter_count(net, network)
+        check_layers_and_features(net, network)
+        check_probabilities(net, network)
+        check_empty_batches(net, network)
+        check_unknown_layer(net)
+        check_state_misfit(net)
+        check_weights_move(backend, net, network)
+        check_training_lowers_loss(backend, network)

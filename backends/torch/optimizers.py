@@ -1,0 +1,80 @@
+"""Deepwater's training step over torch parameters: the task's loss, SGD with H2O's annealed rate and ramped
+momentum or ADADELTA, l1/l2 penalties and gradient clipping. Shared by built-in networks and user graphs."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from deepwater.specs import OptimizerSpec, TaskSpec
+
+
+def task_loss(task: TaskSpec, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """The task's mean loss of the batch: cross entropy on logits, or a regression loss on (n, 1) values;
+    with row weights, the weighted mean."""
+    reduction = "none" if weights is not None else "mean"
+    if task.loss == "cross_entropy":
+        loss = F.cross_entropy(out, y, reduction=reduction)
+    else:
+        out = out.squeeze(1)
+        if task.loss == "quadratic":
+            loss = F.mse_loss(out, y, reduction=reduction)
+        elif task.loss == "absolute":
+            loss = F.l1_loss(out, y, reduction=reduction)
+        else:
+            loss = F.huber_loss(out, y, reduction=reduction, delta=1.0)
+    if weights is not None:
+        loss = (loss * weights).sum() / weights.sum().clamp_min(1e-12)
+    return loss
+
+
+class Optimiser:
+    """Deepwater's training step over torch parameters: the task's loss, ADADELTA or SGD with H2O's annealed
+    rate and ramped momentum, l1/l2 on the `penalised` weights and gradient clipping."""
+
+    def __init__(self, params: list[nn.Parameter], penalised: list[nn.Parameter], task: TaskSpec,
+                 spec: OptimizerSpec) -> None:
+        self.params, self.penalised, self.task, self.spec = params, penalised, task, spec
+        self.optimizer = self._make_optimizer()
+        self.samples = 0
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        s = self.spec
+        if s.adaptive_rate:
+            return torch.optim.Adadelta(self.params, lr=1.0, rho=s.rho, eps=s.epsilon)
+        return torch.optim.SGD(self.params, lr=s.rate(0), momentum=s.momentum(0),
+                               nesterov=s.nesterov and s.momentum(0) > 0)
+
+    def _update_schedule(self) -> None:
+        if self.spec.adaptive_rate:
+            return
+        group = self.optimizer.param_groups[0]
+        group["lr"] = self.spec.rate(self.samples)
+        group["momentum"] = self.spec.momentum(self.samples)
+
+    def step(self, forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+             weights: torch.Tensor | None) -> float:
+        """One update from the batch (x, y, weights) through `forward`; returns the batch's mean loss."""
+        self._update_schedule()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = task_loss(self.task, forward(x), y, weights)
+        loss.backward()
+        self._apply_penalties()
+        if self.spec.clip_gradient:
+            torch.nn.utils.clip_grad_value_(self.params, self.spec.clip_gradient)
+        self.optimizer.step()
+        self.samples += len(x)
+        return loss.item()
+
+    def _apply_penalties(self) -> None:
+        l1, l2 = self.spec.l1, self.spec.l2
+        if not (l1 or l2):
+            return
+        with torch.no_grad():
+            for w in self.penalised:
+                if l1:
+                    w.grad.add_(torch.sign(w), alpha=l1)
+                if l2:
+                    w.grad.add_(w, alpha=l2)
