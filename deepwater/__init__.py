@@ -17,11 +17,13 @@ from .errors import (
 )
 from .estimator import DeepWaterEstimator, H2ODeepWaterEstimator
 from .frames import import_file
+from .model_files import load_model, save_model
+from .model_store import get_model, ls, remove
 
 __version__ = "0.1.0"
 __all__ = [
     "DeepWaterEstimator", "H2ODeepWaterEstimator", "import_file", "datasets", "accessor", "models_zoo",
-    "distance", "nearest",
+    "distance", "nearest", "save_model", "load_model", "get_model", "ls", "remove",
     "DeepWaterError", "ParameterError", "FrameError", "ImageError", "MissingDependencyError", "DeviceError",
     "ModelFileError", "NotFittedError",
 ]

@@ -113,14 +113,14 @@ def _column_statistics(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 @dataclass
-class _NumericColumn:
+class NumericColumn:
     name: str
     mean: float
     scale: float
 
 
 @dataclass
-class _CategoricalColumn:
+class CategoricalColumn:
     name: str
     levels: list[Any]
 
@@ -129,8 +129,8 @@ class _CategoricalColumn:
 class DatasetEncoder:
     """Turns the predictor columns of a frame into a float32 matrix, the same way every time."""
 
-    numeric: list[_NumericColumn]
-    categorical: list[_CategoricalColumn]
+    numeric: list[NumericColumn]
+    categorical: list[CategoricalColumn]
     dropped: list[str]
     standardize: bool = True
 
@@ -147,7 +147,7 @@ class DatasetEncoder:
             if ignore_const_cols and len(levels) <= 1 and not series.isna().any():
                 dropped.append(name)
             else:
-                categorical.append(_CategoricalColumn(name, levels))
+                categorical.append(CategoricalColumn(name, levels))
         numeric = []
         if numeric_names:  # statistics of all numeric columns at once
             block = _numeric_block(frame, numeric_names, np.float32)
@@ -156,7 +156,7 @@ class DatasetEncoder:
                 if is_empty or (ignore_const_cols and std == 0.0):
                     dropped.append(name)
                 else:
-                    numeric.append(_NumericColumn(name, float(mean), float(std) or 1.0))
+                    numeric.append(NumericColumn(name, float(mean), float(std) or 1.0))
         if not numeric and not categorical:
             raise FrameError(f"every predictor was dropped as constant or empty ({dropped[:10]}); "
                              "give columns that vary, or ignore_const_cols=False.")

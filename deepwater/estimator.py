@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,8 +24,10 @@ from .frames import (
     resolve_columns,
 )
 from .images import ImageReader, ImageShape, load_mean_image
-from .inputs import DatasetInputs, ImageInputs
+from .inputs import DatasetInputs, ImageInputs, inputs_from_record
 from .metrics import CLASSIFICATION_ONLY, STOPPING_KEYS, ModelMetrics
+from .model_files import metrics_from_record, outcome_from_record, outcome_record, record_of
+from .model_store import register
 from .registry import get_backend
 from .sources import Source, map_batches
 from .specs import CLASSIFICATION, OptimizerSpec, TaskSpec, task_from_params
@@ -132,8 +135,14 @@ class DeepWaterEstimator:
     # --- training -------------------------------------------------------------------------
     def train(self, x: Sequence[ColumnRef] | ColumnRef | None = None, y: ColumnRef | None = None,
               training_frame: pd.DataFrame | None = None,
-              validation_frame: pd.DataFrame | None = None) -> DeepWaterEstimator:
-        """Fit the model on `training_frame`; x and y name columns by name or 0-based position."""
+              validation_frame: pd.DataFrame | None = None, model_id: str | None = None) -> DeepWaterEstimator:
+        """Fit the model on `training_frame`; x and y name columns by name or 0-based position.
+
+        `model_id` names the model (as H2O's train does); the trained model is held in this process under
+        it (deepwater.get_model(model_id), deepwater.ls()).
+        """
+        if model_id is not None:
+            self.model_id = model_id
         p = self._params
         train = check_frame(training_frame, "training_frame")
         valid = None if validation_frame is None else check_frame(validation_frame, "validation_frame")
@@ -180,6 +189,7 @@ class DeepWaterEstimator:
             backend.name, device, network, net, task, response, inputs, predictors, problem_type, seed, outcome,
             outcome.final_metrics["training"], outcome.final_metrics.get("validation"),
         )
+        register(self)
         return self
 
     @classmethod
@@ -211,6 +221,57 @@ class DeepWaterEstimator:
             chosen.name, device, networks.get(network).name, net, task, Response(y, CLASSIFICATION, list(classes)),
             ImageInputs(x, shape, offset, reader, scale), [x], "image", seed,
             TrainingOutcome(stop_reason="pretrained weights"), None, None,
+        )
+        return register(model)
+
+    # --- saving and loading (see model_files.py) -------------------------------------------
+    def _to_record(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
+        """What a saved model holds: JSON values, arrays by name, and the user's graph files to copy."""
+        f = self._require_fitted()
+        inputs, arrays = f.inputs.to_record()
+        arrays.update({f"net/{name}": value for name, value in f.net.get_state().items()})
+        graph_files = {"network_definition_file": self._params["network_definition_file"]} \
+            if f.network == USER else {}
+        record = {
+            "model_id": self.model_id, "algo": self.algo, "params": self._params, "given": sorted(self._given),
+            "backend": f.backend, "device": f.device, "network": f.network, "task": asdict(f.task),
+            "response": asdict(f.response), "inputs": inputs, "predictors": f.predictors,
+            "problem_type": f.problem_type, "seed": f.seed, "outcome": outcome_record(f.outcome),
+            "training_metrics": record_of(f.training_metrics), "validation_metrics": record_of(f.validation_metrics),
+            "graph_files": {},
+        }
+        return record, arrays, graph_files
+
+    @classmethod
+    def _from_record(cls, record: dict[str, Any], arrays: dict[str, np.ndarray], folder: Path,
+                     backend: str | None) -> DeepWaterEstimator:
+        """The model a saved record describes, its net rebuilt (on `backend`, or its own) with the saved state."""
+        saved = record["params"]
+        given = {name: saved[name] for name in record["given"] if name in parameter_table.PARAMETERS}
+        model = cls(**{**given, "model_id": record["model_id"]})
+        p = model._params
+        if backend is not None:
+            p["backend"] = parameter_table.check("backend", backend)
+        task = TaskSpec(**record["task"])
+        inputs = inputs_from_record(record["inputs"], arrays, p)
+        optimizer = OptimizerSpec.from_params(p)
+        if record["network"] == USER:
+            definition = folder / record["graph_files"]["network_definition_file"]
+            graph = user_graph(definition, None, inputs.input_shape, p["replace_output_layer"])
+            chosen = graph_loader(graph, p["backend"] if backend is not None else record["backend"])
+            device = resolve_device(chosen, p["gpu"], p["device_id"])
+            net = chosen.load_user_network(graph, task, optimizer, device, record["seed"])
+        else:
+            chosen = get_backend(backend or record["backend"])
+            device = resolve_device(chosen, p["gpu"], p["device_id"])
+            graph = networks.build_graph(record["network"], inputs.input_shape, task.n_outputs, p)
+            net = chosen.build(graph, task, optimizer, device, record["seed"])
+        net.set_state({name[4:]: value for name, value in arrays.items() if name.startswith("net/")},
+                      f"the saved model {str(folder)!r}")
+        model._fitted = _Fitted(
+            chosen.name, device, record["network"], net, task, Response(**record["response"]), inputs,
+            record["predictors"], record["problem_type"], record["seed"], outcome_from_record(record["outcome"]),
+            metrics_from_record(record["training_metrics"]), metrics_from_record(record["validation_metrics"]),
         )
         return model
 

@@ -1,12 +1,13 @@
 """Model inputs: how a frame's predictor columns become a Source of batches for the network."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .design import DatasetEncoder
+from .design import CategoricalColumn, DatasetEncoder, NumericColumn
 from .errors import FrameError
 from .images import ImageReader, ImageShape
 from .sources import ArraySource, ImageSource
@@ -27,6 +28,10 @@ class DatasetInputs:
 
     def close(self) -> None:
         """Nothing to release."""
+
+    def to_record(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The fitted encoder as JSON values (no arrays)."""
+        return {"kind": "dataset", "encoder": asdict(self.encoder)}, {}
 
 
 @dataclass
@@ -54,3 +59,28 @@ class ImageInputs:
 
     def close(self) -> None:
         self.reader.close()
+
+    def to_record(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The column, shape and scale as JSON values; the mean image (and an array scale) as arrays."""
+        arrays = {}
+        if self.mean_image is not None:
+            arrays["inputs/mean_image"] = np.asarray(self.mean_image, dtype=np.float32)
+        scale = self.scale
+        if isinstance(scale, np.ndarray):
+            arrays["inputs/scale"], scale = np.asarray(scale, dtype=np.float32), None
+        return {"kind": "image", "column": self.column, "shape": asdict(self.shape), "scale": scale}, arrays
+
+
+def inputs_from_record(record: dict[str, Any], arrays: dict[str, np.ndarray],
+                       params: dict[str, Any]) -> DatasetInputs | ImageInputs:
+    """The inputs that to_record() described, with an image reader made from `params`."""
+    if record["kind"] == "dataset":
+        saved = record["encoder"]
+        encoder = DatasetEncoder([NumericColumn(**c) for c in saved["numeric"]],
+                                 [CategoricalColumn(**c) for c in saved["categorical"]],
+                                 saved["dropped"], saved["standardize"])
+        return DatasetInputs(encoder)
+    shape = ImageShape(**record["shape"])
+    reader = ImageReader(shape, bad_images=params["bad_images"], cache_mb=params["image_cache_mb"])
+    scale = arrays["inputs/scale"] if record["scale"] is None else record["scale"]
+    return ImageInputs(record["column"], shape, arrays.get("inputs/mean_image"), reader, scale)

@@ -1,0 +1,225 @@
+"""Saved models: one folder per model, JSON for everything but arrays, a .npz of arrays read without pickle.
+
+A saved model is the folder `<path>/<model_id>` holding
+
+* `model.json`   the format version, deepwater's and the frameworks' versions, the parameter table's values,
+                 the backend, network and task, the encoders and class levels, the scoring history and
+                 metrics, and how to rebuild the inputs (image shape, scale; the mean image is an array);
+* `arrays.npz`   the network's weights and statistics (`net/<name>`) and the inputs' arrays (`inputs/<name>`),
+                 read with numpy.load(allow_pickle=False);
+* `graph/`       for network='user', the user's graph file (or SavedModel folder) and weights file as they
+                 were, so the model outlives the originals;
+* `checksums.json`  the SHA-256 of every other file, checked before anything is read.
+
+The folder is written under a temporary name beside the target and renamed, so a crash never leaves half
+a model. No file in it is ever unpickled.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ModelFileError, NotFittedError, ParameterError
+from .metrics import ModelMetrics
+from .trainer import TrainingOutcome
+
+if TYPE_CHECKING:
+    from .estimator import DeepWaterEstimator
+
+FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+ARRAYS = "arrays.npz"
+CHECKSUMS = "checksums.json"
+GRAPH_DIR = "graph"
+DISTRIBUTIONS = ("deepwater", "torch", "tensorflow", "tensorflow-cpu", "keras", "mxnet", "onnx", "onnxruntime", "numpy",
+                 "pandas")
+
+
+# --------------------------------------------------------------------------- JSON values
+
+def plain(value: Any) -> Any:
+    """`value` with numpy scalars and arrays, tuples and datetimes made JSON values (datetimes as ISO text)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def framework_versions() -> dict[str, str]:
+    """Installed versions of deepwater and the frameworks a saved model may need."""
+    versions = {}
+    for name in DISTRIBUTIONS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- saving
+
+def save_model(model: DeepWaterEstimator, path: str | os.PathLike = ".", force: bool = False,
+               filename: str | None = None) -> str:
+    """Save a trained model as the folder `<path>/<filename or model_id>`; returns that folder's path.
+
+    `force=False` refuses to replace an existing model (H2O's h2o.save_model). The folder is complete or
+    absent: it is written under a temporary name and renamed.
+    """
+    if getattr(model, "_fitted", None) is None:
+        raise NotFittedError(f"model {getattr(model, 'model_id', None)!r} is not trained, so there is nothing to "
+                             "save; call train(...) first.")
+    folder = Path(os.fspath(path))
+    if folder.exists() and not folder.is_dir():
+        raise ParameterError(f"path={os.fspath(path)!r} is a file; pass the folder to save the model in.")
+    target = folder / (filename or model.model_id)
+    if target.exists() and not force:
+        raise ParameterError(f"{str(target)!r} already exists; pass force=True to replace it, or another path.")
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        staging.mkdir()
+        _write_folder(model, staging)
+        _replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return str(target)
+
+
+def _write_folder(model: DeepWaterEstimator, folder: Path) -> None:
+    record, arrays, graph_files = model._to_record()
+    for key, source in graph_files.items():
+        (folder / GRAPH_DIR).mkdir(exist_ok=True)
+        copy = folder / GRAPH_DIR / Path(source).name
+        (shutil.copytree if Path(source).is_dir() else shutil.copyfile)(source, copy)
+        record["graph_files"][key] = f"{GRAPH_DIR}/{copy.name}"
+    record = {"format_version": FORMAT_VERSION, "versions": framework_versions(), **record}
+    (folder / MODEL_JSON).write_text(json.dumps(plain(record), indent=1))
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: np.asarray(value) for name, value in arrays.items()})
+    (folder / ARRAYS).write_bytes(buffer.getvalue())
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    sums = {p.relative_to(folder).as_posix(): _sha256(p) for p in files}
+    (folder / CHECKSUMS).write_text(json.dumps(sums, indent=1))
+
+
+def _replace(staging: Path, target: Path) -> None:
+    """Rename `staging` to `target`, moving an existing `target` aside first and removing it after."""
+    aside = None
+    if target.exists():
+        aside = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+        target.rename(aside)
+    staging.rename(target)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True) if aside.is_dir() else aside.unlink()
+
+
+# --------------------------------------------------------------------------- loading
+
+def read_model_folder(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray], Path]:
+    """The record, arrays and folder of the saved model at `path`, checked (ModelFileError naming the file)."""
+    folder = Path(os.fspath(path))
+    if not folder.exists():
+        raise ModelFileError(f"path={os.fspath(path)!r}: no such saved model; pass the path save_model() returned.")
+    if not folder.is_dir() or not (folder / CHECKSUMS).is_file():
+        raise ModelFileError(f"path={os.fspath(path)!r} is not a deepwater saved model (a folder with {MODEL_JSON}, "
+                             f"{ARRAYS} and {CHECKSUMS}, written by deepwater.save_model). deepwater never "
+                             "unpickles files; save the model with deepwater.save_model.")
+    try:
+        sums = json.loads((folder / CHECKSUMS).read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"{str(folder / CHECKSUMS)!r} is not readable JSON ({error}); the saved model is "
+                             "damaged: save it again.") from error
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {CHECKSUMS}
+    if not isinstance(sums, dict) or set(sums) != present or MODEL_JSON not in sums:
+        raise ModelFileError(f"{str(folder)!r}: the files {sorted(present)} are not those its {CHECKSUMS} lists; "
+                             "the saved model was changed or is incomplete: save it again.")
+    for name, expected in sums.items():
+        if _sha256(folder / name) != expected:
+            raise ModelFileError(f"{str(folder / name)!r} does not match its checksum: the file was changed or "
+                                 "damaged after it was saved; save the model again.")
+    record = json.loads((folder / MODEL_JSON).read_text())
+    version = record.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(f"{str(folder / MODEL_JSON)!r} has format version {version!r}, newer than this "
+                             f"deepwater reads ({FORMAT_VERSION}); upgrade deepwater to load it.")
+    try:
+        with np.load(folder / ARRAYS, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (ValueError, OSError) as error:
+        raise ModelFileError(f"{str(folder / ARRAYS)!r} is not a numpy archive of plain arrays ({error}).") from error
+    return record, arrays, folder
+
+
+def newest_model_folder(path: Path) -> Path:
+    """`path` itself when it is a saved model, else the newest saved model directly inside it."""
+    if (path / CHECKSUMS).is_file() or not path.is_dir():
+        return path
+    models = [p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / CHECKSUMS).is_file()]
+    return max(models, key=lambda p: (p.stat().st_mtime_ns, p.name)) if models else path
+
+
+def load_model(path: str | os.PathLike, backend: str | None = None) -> DeepWaterEstimator:
+    """The model saved at `path` (or the newest saved model in the folder `path`), ready to predict.
+
+    `backend` moves a built-in network to another installed backend (its weights are canonical); None
+    keeps the backend it was trained on. A model trained on a GPU loads on a machine without one.
+    """
+    from .estimator import DeepWaterEstimator
+    from .model_store import register
+
+    record, arrays, folder = read_model_folder(newest_model_folder(Path(os.fspath(path))))
+    return register(DeepWaterEstimator._from_record(record, arrays, folder, backend))
+
+
+# --------------------------------------------------------------------------- records of the model's parts
+
+def record_of(metrics: ModelMetrics | None) -> dict | None:
+    """A ModelMetrics as JSON values (None stays None)."""
+    return None if metrics is None else plain(asdict(metrics))
+
+
+def metrics_from_record(record: dict | None) -> ModelMetrics | None:
+    """The ModelMetrics that record_of() wrote."""
+    if record is None:
+        return None
+    confusion = None if record["confusion"] is None else np.asarray(record["confusion"])
+    return ModelMetrics(**{**record, "confusion": confusion})
+
+
+def outcome_record(outcome: TrainingOutcome) -> dict:
+    """A run's history and ending as JSON values (the final metrics are saved on their own)."""
+    return plain({key: value for key, value in asdict(outcome).items() if key != "final_metrics"})
+
+
+def outcome_from_record(record: dict) -> TrainingOutcome:
+    """The TrainingOutcome that outcome_record() wrote, timestamps as datetimes again."""
+    history = [{**row, "timestamp": datetime.fromisoformat(row["timestamp"])} if "timestamp" in row else row
+               for row in record["history"]]
+    return TrainingOutcome(**{**record, "history": history})
