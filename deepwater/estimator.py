@@ -156,17 +156,10 @@ class DeepWaterEstimator:
         network = USER if _is_user(p["network"]) else networks.resolve_auto(p["network"], problem_type == "image")
         inputs = self._make_inputs(train, predictors, problem_type, network)
         graph = self._user_graph(inputs.input_shape) if network == USER else None
-        backend = graph_loader(graph, p["backend"]) if graph else get_backend(p["backend"])
-        device = resolve_device(backend, p["gpu"], p["device_id"])
-        seed = p["seed"] if p["seed"] >= 0 else int(np.random.SeedSequence().entropy % 2**32)
-        optimizer = OptimizerSpec.from_params(p)
-        if graph is not None:
-            net = backend.load_user_network(graph, task, optimizer, device, seed)
-        else:
-            net = backend.build(networks.build_graph(network, inputs.input_shape, task.n_outputs, p), task,
-                                optimizer, device, seed)
-            if p["network_parameters_file"]:
-                load_network_weights(net, p["network_parameters_file"], p["replace_output_layer"])
+        seed = _seed(p)
+        backend, device, net = _build_net(network, graph, p["backend"], inputs.input_shape, task, p, seed)
+        if graph is None and p["network_parameters_file"]:
+            load_network_weights(net, p["network_parameters_file"], p["replace_output_layer"])
 
         train_source = inputs.source(train, response.encode(train), _weights(train, weights_column))
         train_score = self._scoring_subset(train_source, train, inputs, response, weights_column,
@@ -210,11 +203,9 @@ class DeepWaterEstimator:
         p = model._params
         shape = ImageShape(p["image_shape"][0], p["image_shape"][1], p["channels"])
         task = task_from_params(CLASSIFICATION, len(classes), "AUTO", "Automatic")
-        graph = networks.build_graph(network, (shape.channels, shape.height, shape.width), task.n_outputs, p)
-        chosen = get_backend(p["backend"])
-        device = resolve_device(chosen, p["gpu"], p["device_id"])
-        seed = p["seed"] if p["seed"] >= 0 else int(np.random.SeedSequence().entropy % 2**32)
-        net = chosen.build(graph, task, OptimizerSpec.from_params(p), device, seed)
+        seed = _seed(p)
+        chosen, device, net = _build_net(network, None, p["backend"], (shape.channels, shape.height, shape.width),
+                                         task, p, seed)
         net.set_state(dict(state))
         reader = ImageReader(shape, bad_images=p["bad_images"], cache_mb=p["image_cache_mb"])
         model._fitted = _Fitted(
@@ -250,22 +241,16 @@ class DeepWaterEstimator:
         given = {name: saved[name] for name in record["given"] if name in parameter_table.PARAMETERS}
         model = cls(**{**given, "model_id": record["model_id"]})
         p = model._params
+        backend_name = record["backend"] if backend is None else parameter_table.check("backend", backend)
         if backend is not None:
-            p["backend"] = parameter_table.check("backend", backend)
+            p["backend"] = backend_name
         task = TaskSpec(**record["task"])
         inputs = inputs_from_record(record["inputs"], arrays, p)
-        optimizer = OptimizerSpec.from_params(p)
+        graph = None
         if record["network"] == USER:
             definition = folder / record["graph_files"]["network_definition_file"]
             graph = user_graph(definition, None, inputs.input_shape, p["replace_output_layer"])
-            chosen = graph_loader(graph, p["backend"] if backend is not None else record["backend"])
-            device = resolve_device(chosen, p["gpu"], p["device_id"])
-            net = chosen.load_user_network(graph, task, optimizer, device, record["seed"])
-        else:
-            chosen = get_backend(backend or record["backend"])
-            device = resolve_device(chosen, p["gpu"], p["device_id"])
-            graph = networks.build_graph(record["network"], inputs.input_shape, task.n_outputs, p)
-            net = chosen.build(graph, task, optimizer, device, record["seed"])
+        chosen, device, net = _build_net(record["network"], graph, backend_name, inputs.input_shape, task, p, record["seed"])
         net.set_state({name[4:]: value for name, value in arrays.items() if name.startswith("net/")},
                       f"the saved model {str(folder)!r}")
         model._fitted = _Fitted(
@@ -434,6 +419,23 @@ class DeepWaterEstimator:
 
 
 H2ODeepWaterEstimator = DeepWaterEstimator
+
+
+def _seed(params: dict[str, Any]) -> int:
+    """The seed parameter, or a fresh random one for seed=-1."""
+    return params["seed"] if params["seed"] >= 0 else int(np.random.SeedSequence().entropy % 2**32)
+
+
+def _build_net(network: str, graph: UserGraph | None, backend_name: str, input_shape: tuple[int, ...],
+               task: TaskSpec, params: dict[str, Any], seed: int):
+    """The backend (or graph loader), device and untrained net for a built-in `network` or the user `graph`."""
+    backend = graph_loader(graph, backend_name) if graph is not None else get_backend(backend_name)
+    device = resolve_device(backend, params["gpu"], params["device_id"])
+    optimizer = OptimizerSpec.from_params(params)
+    if graph is not None:
+        return backend, device, backend.load_user_network(graph, task, optimizer, device, seed)
+    spec = networks.build_graph(network, input_shape, task.n_outputs, params)
+    return backend, device, backend.build(spec, task, optimizer, device, seed)
 
 
 def _weights(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:

@@ -136,8 +136,10 @@ def _replace(staging: Path, target: Path) -> None:
         aside = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
         target.rename(aside)
     staging.rename(target)
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True) if aside.is_dir() else aside.unlink()
+    if aside is not None and aside.is_dir():
+        shutil.rmtree(aside, ignore_errors=True)
+    elif aside is not None:
+        aside.unlink()
 
 
 # --------------------------------------------------------------------------- loading

@@ -30,6 +30,11 @@ GRAPH_LOADERS = {"onnxruntime": "deepwater.backends.onnx.backend:OnnxRuntime"}
 AUTO_ORDER = ("torch", "tensorflow", "mxnet")
 
 
+def _auto_order(targets: dict[str, str]) -> list[str]:
+    """Backend names in the order backend='auto' tries them: AUTO_ORDER, then plug-ins by name."""
+    return [n for n in AUTO_ORDER if n in targets] + sorted(set(targets) - set(AUTO_ORDER))
+
+
 def backend_targets() -> dict[str, str]:
     """Backend name -> 'module:Class' for every backend known, shipped or plugged in."""
     targets = dict(BUILTIN_BACKENDS)
@@ -57,7 +62,7 @@ def get_backend(name: str) -> Backend:
     """The backend called `name` ('auto': the first installed of torch, tensorflow, mxnet), ready to use."""
     targets = backend_targets()
     if name == "auto":
-        for candidate in [n for n in AUTO_ORDER if n in targets] + sorted(set(targets) - set(AUTO_ORDER)):
+        for candidate in _auto_order(targets):
             backend = _load(targets[candidate])
             if backend.available():
                 return backend
@@ -94,7 +99,7 @@ def mean_image_reader(suffix: str) -> MeanImageReader | None:
 def distance_engine(device: str) -> DistanceEngine:
     """A GPU engine for deepwater.distance() from the first installed backend that has one (torch)."""
     targets = backend_targets()
-    for name in [n for n in AUTO_ORDER if n in targets] + sorted(set(targets) - set(AUTO_ORDER)):
+    for name in _auto_order(targets):
         backend = _load(targets[name])
         if isinstance(backend, DistanceEngineProvider) and backend.available():
             return backend.distance_engine(device)
