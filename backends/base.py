@@ -107,6 +107,11 @@ class DistanceEngineProvider(Protocol):
         """An engine on `device` ('cuda' or 'cuda:N'); DeviceError when the framework does not see it."""
 
 
+def slot_arrays(slots: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    """Optimiser arrays by name, '<slot>.<parameter index>' (e.g. 'momentum_buffer.3'), from lists per slot."""
+    return {f"{slot}.{i}": value for slot, values in slots.items() for i, value in enumerate(values)}
+
+
 def softmax(scores: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float32, stable for large scores."""
     shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
@@ -126,6 +131,7 @@ class BaseNet(ABC):
         self.task = task
         self.device = device
         self.source = source
+        self.samples = 0  # training rows seen: H2O's rate annealing and momentum ramp follow it
 
     # --- what each framework's net implements ----------------------------------------------
     @abstractmethod
@@ -160,12 +166,22 @@ class BaseNet(ABC):
     def _write_state(self, state: dict[str, np.ndarray]) -> None:
         """Load a state already checked to fit state_shapes()."""
 
+    def _optimizer_arrays(self) -> dict[str, np.ndarray]:
+        """Copies of the optimiser's own arrays (momentum buffers, ADADELTA accumulators) by name; a net
+        whose optimiser keeps nothing outside get_state() (or that does not train) keeps this default."""
+        return {}
+
+    def _load_optimizer_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Load arrays named and shaped as _optimizer_arrays() gives them; `self.samples` is already set."""
+
     # --- the Net protocol ------------------------------------------------------------------
     def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
         """One optimiser step on the batch; returns its mean loss (NaN, and no step, for an empty batch)."""
         if len(x) == 0:
             return float("nan")
-        return float(self._step(x, y, weights))
+        loss = float(self._step(x, y, weights))
+        self.samples += len(x)
+        return loss
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities (n, classes) or values (n, 1), float32."""
@@ -193,6 +209,23 @@ class BaseNet(ABC):
         """Load `state`; ModelFileError naming `source` when names or shapes do not fit this net's."""
         self.check_state(state, source)
         self._write_state(state)
+
+    def training_state(self) -> dict[str, np.ndarray]:
+        """What a checkpoint restart needs beside the weights: 'samples' (the rows seen) and the optimiser's
+        arrays, in the framework's own layout (so it moves between nets of one backend, not across backends)."""
+        return {"samples": np.asarray(self.samples, dtype=np.int64), **self._optimizer_arrays()}
+
+    def set_training_state(self, state: dict[str, np.ndarray], source: str = "set_training_state()") -> None:
+        """Continue from `state` (as training_state() gives it); ModelFileError naming `source` when it does
+        not fit this net's optimiser."""
+        shapes = {name: np.shape(value) for name, value in self.training_state().items()}
+        problems = misfit(shapes, state, True)
+        if problems:
+            raise ModelFileError(f"{source}: the optimiser state does not fit {self.source}'s optimiser: {problems}. "
+                                 "It was saved by another backend or optimiser (adaptive_rate, momentum); "
+                                 "train from the weights alone instead.")
+        self.samples = int(state["samples"])
+        self._load_optimizer_arrays({name: value for name, value in state.items() if name != "samples"})
 
     def check_state(self, state: dict[str, np.ndarray], source: str, complete: bool = True) -> None:
         """ModelFileError naming `source` when `state` has unknown names, wrong shapes, or (when `complete`)

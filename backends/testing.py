@@ -153,10 +153,55 @@ def check_weights_move(source: Backend, target: Net, network: str) -> None:
     np.testing.assert_allclose(target.predict(x), exporter.predict(x), atol=1e-4, rtol=1e-4)
 
 
+RAMPED_SGD = OptimizerSpec(learning_rate=0.01, learning_rate_annealing=0.05, momentum_start=0.5, momentum_ramp=12,
+                           momentum_stable=0.9)
+ADADELTA = OptimizerSpec(adaptive_rate=True)
+
+
+def deterministic(network: str) -> bool:
+    """True when `network` trains without dropout, so that two nets given one state take equal steps."""
+    return all(node.op != "dropout" for node in graph_for(network).nodes)
+
+
+def check_training_state_continues(backend: Backend, network: str, optimizer: OptimizerSpec = RAMPED_SGD) -> None:
+    """A fresh net given another's weights and training_state() takes the very steps the other takes next
+    (the optimiser's buffers and the samples that drive the schedule carry over). Networks with dropout
+    draw their masks from the framework's generator, which is not part of the state: for them the check
+    asserts that training continues from the same samples, not equal weights."""
+    x = inputs(network, rows=4, seed=6)
+    y = np.arange(len(x)) % CLASSES
+    trained, fresh = build(backend, network, optimizer=optimizer, seed=1), build(backend, network, optimizer=optimizer,
+                                                                                seed=2)
+    for _ in range(3):
+        trained.train_batch(x, y)
+    assert int(trained.training_state()["samples"]) == 3 * len(x)
+    fresh.set_state(trained.get_state())
+    fresh.set_training_state(trained.training_state())
+    for _ in range(2):
+        trained.train_batch(x, y)
+        fresh.train_batch(x, y)
+    after, continued = trained.get_state(), fresh.get_state()
+    for name in after if deterministic(network) else ():
+        np.testing.assert_allclose(continued[name], after[name], atol=1e-6, rtol=1e-6, err_msg=name)
+    assert int(fresh.training_state()["samples"]) == 5 * len(x)
+
+
+def check_training_state_misfit(backend: Backend) -> None:
+    """An ADADELTA net refuses the training state of a momentum net: a ModelFileError, not a wrong step."""
+    adadelta = build(backend, "mlp", optimizer=ADADELTA)
+    try:
+        adadelta.set_training_state(build(backend, "mlp").training_state(), "the checkpoint")
+    except ModelFileError as error:
+        assert "the checkpoint" in str(error)
+    else:
+        raise AssertionError("set_training_state() with another optimiser's state did not raise ModelFileError")
+
+
 def check_backend(backend: Backend, networks: tuple[str, ...] = tuple(NETWORKS)) -> None:
     """Every check, on `backend` alone (a plug-in's conformance run)."""
     check_protocol(backend)
     check_regression(backend)
+    check_training_state_misfit(backend)
     for network in networks:
         net = build(backend, network)
         check_parameter_count(net, network)
@@ -167,3 +212,5 @@ def check_backend(backend: Backend, networks: tuple[str, ...] = tuple(NETWORKS))
         check_state_misfit(net)
         check_weights_move(backend, net, network)
         check_training_lowers_loss(backend, network)
+        check_training_state_continues(backend, network)
+    check_training_state_continues(backend, "mlp", ADADELTA)

@@ -1,9 +1,10 @@
 """DeepWaterEstimator: H2O Deep Water's estimator API over any installed backend."""
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,12 @@ import pandas as pd
 
 from . import networks
 from . import params as parameter_table
+from .checkpoints import CheckpointWriter, check_restart_frames, restart_parameters, resolve_checkpoint
 from .design import DatasetEncoder, Response
 from .devices import resolve_device
 from .errors import FrameError, MissingDependencyError, NotFittedError, ParameterError
 from .features import deep_features, layer_names
+from .files import private_copy
 from .frames import (
     ColumnRef,
     check_frame,
@@ -36,6 +39,7 @@ from .user_graphs import ANY_BACKEND, UserGraph, describe_formats, graph_loader,
 from .weight_files import load_network_weights
 
 USER = "user"  # network="user": the graph comes from network_definition_file
+TRAINING = "training"  # saved arrays of the optimiser state: training/<name>
 
 
 def _is_user(network: str) -> bool:
@@ -68,6 +72,29 @@ class _Fitted:
     outcome: TrainingOutcome
     training_metrics: ModelMetrics | None  # None for pretrained weights loaded by from_pretrained()
     validation_metrics: ModelMetrics | None
+    graph: UserGraph | None = None  # network='user': the graph file the net was built from
+
+
+@dataclass
+class _Start:
+    """What training starts from: a new model's net, or a checkpoint's net continued."""
+
+    backend: str
+    device: str
+    network: str
+    graph: UserGraph | None
+    net: Any
+    task: TaskSpec
+    response: Response
+    inputs: DatasetInputs | ImageInputs
+    problem_type: str
+    seed: int
+
+    def fitted(self, predictors: list[str], outcome: TrainingOutcome) -> _Fitted:
+        """The trained model's parts once `outcome` is the run (or the run so far)."""
+        return _Fitted(self.backend, self.device, self.network, self.net, self.task, self.response, self.inputs,
+                       predictors, self.problem_type, self.seed, outcome, outcome.final_metrics["training"],
+                       outcome.final_metrics.get("validation"), self.graph)
 
 
 @parameter_table.documented
@@ -139,20 +166,40 @@ class DeepWaterEstimator:
         """Fit the model on `training_frame`; x and y name columns by name or 0-based position.
 
         `model_id` names the model (as H2O's train does); the trained model is held in this process under
-        it (deepwater.get_model(model_id), deepwater.ls()).
+        it (deepwater.get_model(model_id), deepwater.ls()). With the `checkpoint` parameter, training
+        continues that model (deepwater/checkpoints.py says what a restart may change).
         """
         if model_id is not None:
             self.model_id = model_id
-        p = self._params
         train = check_frame(training_frame, "training_frame")
         valid = None if validation_frame is None else check_frame(validation_frame, "validation_frame")
+        previous = None if self._params["checkpoint"] is None else resolve_checkpoint(self._params["checkpoint"])
+        if previous is not None:
+            given = {name: self._params[name] for name in self._given}
+            self._params = {**restart_parameters(given, previous), "model_id": self.model_id,
+                            "checkpoint": self._params["checkpoint"]}
+        p = self._params
         weights_column = column_name(train, p["weights_column"], "weights_column") if p["weights_column"] else None
         predictors, response_name = resolve_columns(train, x, y, ignored=[weights_column] if weights_column else [])
+        if previous is None:
+            start = self._start(train, predictors, response_name)
+        else:
+            check_restart_frames(previous, predictors, response_name, valid is not None)
+            start = self._continue(previous, train, predictors)
+        outcome = self._run(start, train, valid, weights_column, predictors, previous)
+        self._fitted = start.fitted(predictors, outcome)
+        register(self)
+        if p["export_checkpoints_dir"]:
+            CheckpointWriter(p["export_checkpoints_dir"], self.model_id, p["export_checkpoints_keep"])(
+                self, outcome.samples)
+        return self
+
+    def _start(self, train: pd.DataFrame, predictors: list[str], response_name: str) -> _Start:
+        """A new model's encoders, task and untrained (or pretrained-weights) net."""
+        p = self._params
         problem_type = detect_problem_type(train, predictors, p["problem_type"])
         response = Response.fit(train, response_name, p["standardize"])
         task = task_from_params(response.kind, response.n_classes, p["distribution"], p["loss"])
-        rule = self._stopping_rule(task, valid is not None)
-
         network = USER if _is_user(p["network"]) else networks.resolve_auto(p["network"], problem_type == "image")
         inputs = self._make_inputs(train, predictors, problem_type, network)
         graph = self._user_graph(inputs.input_shape) if network == USER else None
@@ -160,12 +207,33 @@ class DeepWaterEstimator:
         backend, device, net = _build_net(network, graph, p["backend"], inputs.input_shape, task, p, seed)
         if graph is None and p["network_parameters_file"]:
             load_network_weights(net, p["network_parameters_file"], p["replace_output_layer"])
+        return _Start(backend.name, device, network, graph, net, task, response, inputs, problem_type, seed)
 
+    def _continue(self, previous: DeepWaterEstimator, train: pd.DataFrame, predictors: list[str]) -> _Start:
+        """A restart's net: the checkpoint's network, encoders, weights and optimiser state, on a fresh net
+        (the checkpoint model itself is left as it was), built with this restart's parameters."""
+        p, f = self._params, previous._fitted
+        inputs = f.inputs
+        if f.problem_type == "image" and p["image_shape"] != previous._params["image_shape"]:
+            inputs = self._make_inputs(train, predictors, "image", f.network)
+        graph = None if f.graph is None else replace(f.graph, parameters_file=None, input_shape=inputs.input_shape)
+        seed = _seed(p)
+        backend, device, net = _build_net(f.network, graph, f.backend, inputs.input_shape, f.task, p, seed)
+        source = f"checkpoint={previous.model_id!r}"
+        net.set_state(f.net.get_state(), source)
+        net.set_training_state(f.net.training_state(), source)
+        return _Start(backend.name, device, f.network, graph, net, f.task, f.response, inputs, f.problem_type, seed)
+
+    def _run(self, start: _Start, train: pd.DataFrame, valid: pd.DataFrame | None, weights_column: str | None,
+             predictors: list[str], previous: DeepWaterEstimator | None) -> TrainingOutcome:
+        """The training loop on `start`'s net, scoring the training (and validation) frame on H2O's
+        schedule; a restart continues `previous`'s run; a checkpoint is saved at each scoring when asked."""
+        p, net, task, response, inputs = self._params, start.net, start.task, start.response, start.inputs
         train_source = inputs.source(train, response.encode(train), _weights(train, weights_column))
         train_score = self._scoring_subset(train_source, train, inputs, response, weights_column,
-                                           p["score_training_samples"], seed)
+                                           p["score_training_samples"], start.seed)
         valid_score = None if valid is None else self._scoring_subset(
-            None, valid, inputs, response, weights_column, p["score_validation_samples"], seed + 1)
+            None, valid, inputs, response, weights_column, p["score_validation_samples"], start.seed + 1)
 
         def evaluate() -> dict[str, ModelMetrics]:
             out = {"training": self._metrics(net, task, response, train_score, "training")}
@@ -173,17 +241,31 @@ class DeepWaterEstimator:
                 out["validation"] = self._metrics(net, task, response, valid_score, "validation")
             return out
 
+        on_scored = None
+        if p["export_checkpoints_dir"]:
+            writer = CheckpointWriter(p["export_checkpoints_dir"], self.model_id, p["export_checkpoints_keep"])
+
+            def on_scored(outcome: TrainingOutcome) -> None:
+                writer(self._holding(start.fitted(predictors, outcome.snapshot())), outcome.samples)
+
         settings = LoopSettings(p["epochs"], p["mini_batch_size"], p["score_interval"], p["score_duty_cycle"],
                                 p["train_samples_per_iteration"], p["max_runtime_secs"],
                                 p["overwrite_with_best_model"], p["quiet_mode"],
-                                f"{network} on {backend.name}:{device}")
-        outcome = Trainer(net, train_source, evaluate, rule, settings, np.random.default_rng(seed)).run()
-        self._fitted = _Fitted(
-            backend.name, device, network, net, task, response, inputs, predictors, problem_type, seed, outcome,
-            outcome.final_metrics["training"], outcome.final_metrics.get("validation"),
-        )
-        register(self)
-        return self
+                                f"{start.network} on {start.backend}:{start.device}")
+        trainer = Trainer(net, train_source, evaluate, self._stopping_rule(task, valid is not None), settings,
+                          np.random.default_rng(start.seed), on_scored)
+        if previous is not None:
+            f = previous._fitted
+            run = f.outcome if start.seed == f.seed else replace(f.outcome, rng_state=None)  # a new seed reshuffles
+            metrics = {"training": f.training_metrics, "validation": f.validation_metrics}
+            trainer.resume(run, {part: m for part, m in metrics.items() if m is not None})
+        return trainer.run()
+
+    def _holding(self, fitted: _Fitted) -> DeepWaterEstimator:
+        """A shallow copy of this model holding `fitted` (a checkpoint of the run in progress)."""
+        snapshot = copy.copy(self)
+        snapshot._fitted = fitted
+        return snapshot
 
     @classmethod
     def from_pretrained(cls, network: str, state: Mapping[str, np.ndarray], classes: Sequence[Any],
@@ -221,10 +303,12 @@ class DeepWaterEstimator:
         f = self._require_fitted()
         inputs, arrays = f.inputs.to_record()
         arrays.update({f"net/{name}": value for name, value in f.net.get_state().items()})
-        graph_files = {"network_definition_file": self._params["network_definition_file"]} \
-            if f.network == USER else {}
+        arrays.update({f"{TRAINING}/{name}": value for name, value in f.net.training_state().items()})
+        graph_files = {} if f.graph is None else {"network_definition_file": f.graph.definition_file}
+        checkpoint = self._params["checkpoint"]
         record = {
-            "model_id": self.model_id, "algo": self.algo, "params": self._params, "given": sorted(self._given),
+            "model_id": self.model_id, "algo": self.algo, "given": sorted(set(self._given) - {"checkpoint"}),
+            "params": {**self._params, "checkpoint": getattr(checkpoint, "model_id", checkpoint)},
             "backend": f.backend, "device": f.device, "network": f.network, "task": asdict(f.task),
             "response": asdict(f.response), "inputs": inputs, "predictors": f.predictors,
             "problem_type": f.problem_type, "seed": f.seed, "outcome": outcome_record(f.outcome),
@@ -236,7 +320,8 @@ class DeepWaterEstimator:
     @classmethod
     def _from_record(cls, record: dict[str, Any], arrays: dict[str, np.ndarray], folder: Path,
                      backend: str | None) -> DeepWaterEstimator:
-        """The model a saved record describes, its net rebuilt (on `backend`, or its own) with the saved state."""
+        """The model a saved record describes, its net rebuilt (on `backend`, or its own) with the saved
+        weights and, on its own backend, the optimiser state a checkpoint restart continues from."""
         saved = record["params"]
         given = {name: saved[name] for name in record["given"] if name in parameter_table.PARAMETERS}
         model = cls(**{**given, "model_id": record["model_id"]})
@@ -247,16 +332,22 @@ class DeepWaterEstimator:
         task = TaskSpec(**record["task"])
         inputs = inputs_from_record(record["inputs"], arrays, p)
         graph = None
-        if record["network"] == USER:
-            definition = folder / record["graph_files"]["network_definition_file"]
+        if record["network"] == USER:  # a private copy: the model outlives the saved folder
+            definition = private_copy(folder / record["graph_files"]["network_definition_file"])
             graph = user_graph(definition, None, inputs.input_shape, p["replace_output_layer"])
-        chosen, device, net = _build_net(record["network"], graph, backend_name, inputs.input_shape, task, p, record["seed"])
-        net.set_state({name[4:]: value for name, value in arrays.items() if name.startswith("net/")},
-                      f"the saved model {str(folder)!r}")
+        chosen, device, net = _build_net(record["network"], graph, backend_name, inputs.input_shape, task, p,
+                                         record["seed"])
+        source = f"the saved model {str(folder)!r}"
+        net.set_state(_part(arrays, "net"), source)
+        outcome = outcome_from_record(record["outcome"])
+        training = _part(arrays, TRAINING)
+        if chosen.name != record["backend"] or not training:  # another framework's optimiser, or format 1's none
+            training = {**net.training_state(), "samples": np.asarray(outcome.samples)}
+        net.set_training_state(training, source)
         model._fitted = _Fitted(
             chosen.name, device, record["network"], net, task, Response(**record["response"]), inputs,
-            record["predictors"], record["problem_type"], record["seed"], outcome_from_record(record["outcome"]),
-            metrics_from_record(record["training_metrics"]), metrics_from_record(record["validation_metrics"]),
+            record["predictors"], record["problem_type"], record["seed"], outcome,
+            metrics_from_record(record["training_metrics"]), metrics_from_record(record["validation_metrics"]), graph,
         )
         return model
 
@@ -436,6 +527,11 @@ def _build_net(network: str, graph: UserGraph | None, backend_name: str, input_s
         return backend, device, backend.load_user_network(graph, task, optimizer, device, seed)
     spec = networks.build_graph(network, input_shape, task.n_outputs, params)
     return backend, device, backend.build(spec, task, optimizer, device, seed)
+
+
+def _part(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays saved under '<prefix>/', by the rest of their names."""
+    return {name[len(prefix) + 1:]: value for name, value in arrays.items() if name.startswith(prefix + "/")}
 
 
 def _weights(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:

@@ -19,6 +19,11 @@ def register(model: DeepWaterEstimator) -> DeepWaterEstimator:
     return model
 
 
+def held() -> set[str]:
+    """The model_ids of the models held in this process."""
+    return set(_MODELS)
+
+
 def get_model(model_id: str) -> DeepWaterEstimator:
     """The trained or loaded model called `model_id` in this process (h2o.get_model)."""
     if model_id not in _MODELS:

@@ -1,7 +1,8 @@
 """The one table of estimator parameters: H2O Deep Water's names, defaults and checks.
 
 Every parameter the estimator accepts is a row of PARAMETERS. A row says its default, how a
-value is checked, and whether a checkpoint restart may change it (later features read that).
+value is checked, and whether a checkpoint restart may change it (H2O Deep Water's
+DeepWaterParameters.Sanity; deepwater/checkpoints.py reads it).
 """
 from __future__ import annotations
 
@@ -121,6 +122,16 @@ def channels(name: str, value: Any) -> int:
     return int(value)
 
 
+def model_reference(name: str, value: Any) -> Any:
+    """Accept None, a trained model (anything with a model_id), a model_id or a path."""
+    if value is None or isinstance(value, str) or hasattr(value, "model_id"):
+        return value
+    if hasattr(value, "__fspath__"):
+        return str(value)
+    raise _fail(name, value, "use a model, a model_id of this process, a saved model's path or an "
+                             "export_checkpoints_dir folder")
+
+
 def any_text(name: str, value: Any) -> str:
     """Accept a non-empty string."""
     if isinstance(value, str) and value:
@@ -152,7 +163,8 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("network_parameters_file", None, optional_text,
               "Weights: for network='user' those of the graph file (MXNet .params, Keras .weights.h5, a TF1 "
               "checkpoint, a torch state dict); for a built-in network a torch state dict or .npz of its "
-              "'<layer>.<param>' arrays. None: the graph's own weights, or initialise from seed."),
+              "'<layer>.<param>' arrays. None: the graph's own weights, or initialise from seed. On a checkpoint "
+              "restart the weights are the checkpoint's and this file is not read again.", True),
     Parameter("replace_output_layer", False, flag,
               "Replace the last layer of the loaded graph or weights by a new one with an output per class of "
               "this response (fine-tuning a pretrained network on new classes)."),
@@ -161,19 +173,20 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("epochs", 10.0, number(0), "How many passes over the training frame (may be fractional).", True),
     Parameter("hidden", [200, 200], list_of(number(1, integer=True), min_length=1), "Hidden layer sizes of the MLP."),
     Parameter("activation", "Rectifier", one_of(*ACTIVATIONS), "Hidden activation of the MLP."),
-    Parameter("input_dropout_ratio", 0.0, number(0, 1, high_open=True), "Fraction of inputs dropped in training."),
+    Parameter("input_dropout_ratio", 0.0, number(0, 1, high_open=True), "Fraction of inputs dropped in training.",
+              True),
     Parameter("hidden_dropout_ratios", None, list_of(number(0, 1, high_open=True), allow_none=True),
-              "Dropout per hidden layer; None means 0.5 for the *WithDropout activations, else 0."),
-    Parameter("mini_batch_size", 32, number(1, integer=True), "Rows per training step."),
-    Parameter("adaptive_rate", False, flag, "ADADELTA (rho, epsilon) instead of learning_rate and momentum.", True),
+              "Dropout per hidden layer; None means 0.5 for the *WithDropout activations, else 0.", True),
+    Parameter("mini_batch_size", 32, number(1, integer=True), "Rows per training step.", True),
+    Parameter("adaptive_rate", False, flag, "ADADELTA (rho, epsilon) instead of learning_rate and momentum."),
     Parameter("rho", 0.99, number(0, 1, high_open=True), "ADADELTA decay of squared gradients.", True),
     Parameter("epsilon", 1e-8, number(0, low_open=True), "ADADELTA smoothing term.", True),
     Parameter("learning_rate", 1e-3, number(0, low_open=True), "Step size when adaptive_rate is False.", True),
     Parameter("learning_rate_annealing", 1e-6, number(0),
               "The rate is learning_rate / (1 + learning_rate_annealing * samples seen).", True),
-    Parameter("momentum_start", 0.9, number(0, 1, high_open=True), "Momentum at the start of training.", True),
-    Parameter("momentum_ramp", 1e4, number(0), "Samples over which momentum goes from start to stable.", True),
-    Parameter("momentum_stable", 0.9, number(0, 1, high_open=True), "Momentum after the ramp.", True),
+    Parameter("momentum_start", 0.9, number(0, 1, high_open=True), "Momentum at the start of training."),
+    Parameter("momentum_ramp", 1e4, number(0), "Samples over which momentum goes from start to stable."),
+    Parameter("momentum_stable", 0.9, number(0, 1, high_open=True), "Momentum after the ramp."),
     Parameter("nesterov_accelerated_gradient", True, flag, "Use Nesterov momentum.", True),
     Parameter("l1", 0.0, number(0), "L1 penalty on weights (not biases).", True),
     Parameter("l2", 0.0, number(0), "L2 penalty on weights (not biases).", True),
@@ -201,7 +214,8 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("seed", -1, number(-1, 2**32 - 1, integer=True), "Random seed; -1 picks one.", True),
     Parameter("gpu", True, flag, "Train on cuda:device_id[0] where there is a GPU, else warn and use the CPU.", True),
     Parameter("device_id", [0], list_of(number(0, integer=True), min_length=1), "GPU ids; the first is used.", True),
-    Parameter("image_shape", None, image_shape, "[height, width] images are resized to; None: the network's default."),
+    Parameter("image_shape", None, image_shape, "[height, width] images are resized to; None: the network's default.",
+              True),
     Parameter("channels", 3, channels, "Image channels: 1 (grey) or 3 (RGB)."),
     Parameter("mean_image_file", None, optional_text, "Mean image (.npy, MXNet .nd or an image file) subtracted from inputs."),
     Parameter("bad_images", "error", one_of(*BAD_IMAGE_POLICIES),
@@ -211,6 +225,16 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("ignore_const_cols", True, flag, "Drop columns that hold one value in the training frame."),
     Parameter("weights_column", None, optional_text, "Column of row weights."),
     Parameter("quiet_mode", False, flag, "Hide the progress bar.", True),
+    Parameter("checkpoint", None, model_reference,
+              "Continue training this model: a trained model, its model_id in this process, a saved model's path, "
+              "or an export_checkpoints_dir folder (its newest complete checkpoint). Parameters not given are "
+              "the checkpoint's; those that are given must equal the checkpoint's unless the table marks them "
+              "checkpoint-mutable, and epochs must exceed the epochs already trained.", True),
+    Parameter("export_checkpoints_dir", None, optional_text,
+              "Folder that gets a saved model at every scoring (the newest export_checkpoints_keep are kept), "
+              "so that a run killed at any moment resumes with checkpoint=<this folder>.", True),
+    Parameter("export_checkpoints_keep", 3, number(1, integer=True),
+              "How many of the newest checkpoints export_checkpoints_dir keeps.", True),
 ]}
 
 
@@ -251,7 +275,8 @@ def signature() -> inspect.Signature:
 
 def docstring() -> str:
     """A numpydoc 'Parameters' section: each row's name, default and doc."""
-    entries = [f"{row.name} : default {row.default!r}\n" + textwrap.indent(textwrap.fill(row.doc, 96), "    ")
+    entries = [f"{row.name} : default {row.default!r}\n" + textwrap.indent(textwrap.fill(
+        row.doc + (" A checkpoint restart may change it." if row.checkpoint_mutable else ""), 96), "    ")
                for row in PARAMETERS.values()]
     return "Parameters\n----------\n" + "\n".join(entries)
 

@@ -13,13 +13,15 @@ class ScoringSchedule:
     so far taken at most `duty_cycle` of the run time.
     """
 
-    def __init__(self, interval: float, duty_cycle: float, samples_per_iteration: int, start: float) -> None:
+    def __init__(self, interval: float, duty_cycle: float, samples_per_iteration: int, start: float,
+                 samples: int = 0) -> None:
+        """`samples`: training samples already seen (and scored) when the run starts, e.g. a checkpoint's."""
         self.interval = interval
         self.duty_cycle = duty_cycle
         self.samples_per_iteration = samples_per_iteration
         self.start = start
         self.last_end = start
-        self.last_samples = 0
+        self.last_samples = samples
         self.scoring_seconds = 0.0
 
     def due(self, samples: int, now: float) -> bool:

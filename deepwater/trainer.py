@@ -1,8 +1,9 @@
 """The training loop, written once for every backend: batches, scoring, early stopping, time limit."""
 from __future__ import annotations
 
+import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable
 
@@ -14,6 +15,7 @@ from .scoring import ScoringSchedule, should_stop
 from .sources import Source, epochs, iterate_epochs
 
 Evaluate = Callable[[], dict[str, ModelMetrics]]  # {"training": ..., "validation": ...}
+Scored = Callable[["TrainingOutcome"], None]        # told the outcome so far after each scoring
 
 
 @dataclass
@@ -44,7 +46,12 @@ class LoopSettings:
 
 @dataclass
 class TrainingOutcome:
-    """What happened in a run: the scoring history and why it ended."""
+    """What happened in a run: the scoring history and why it ended.
+
+    `best_index` is the history row whose weights the net holds when they are not the last row's (the
+    best model restored); `rng_state` is the batch shuffler's state, so that a checkpoint restart draws
+    the batches a run that never stopped would have drawn.
+    """
 
     history: list[dict] = field(default_factory=list)
     stop_reason: str = "epochs done"
@@ -53,26 +60,49 @@ class TrainingOutcome:
     best_index: int | None = None
     run_seconds: float = 0.0
     final_metrics: dict[str, ModelMetrics] = field(default_factory=dict)  # of the weights the net ends with
+    rng_state: dict | None = None
+
+    def snapshot(self) -> TrainingOutcome:
+        """This outcome as it stands mid-run, for a checkpoint whose weights are the last scoring's."""
+        return replace(self, history=list(self.history), best_index=None, stop_reason="checkpoint",
+                       rng_state=copy.deepcopy(self.rng_state))
 
 
 class Trainer:
     """Runs mini-batches through net.train_batch and scores on H2O's schedule."""
 
     def __init__(self, net, source: Source, evaluate: Evaluate, rule: StoppingRule, settings: LoopSettings,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, on_scored: Scored | None = None) -> None:
         self.net, self.source, self.evaluate = net, source, evaluate
         self.rule, self.settings, self.rng = rule, settings, rng
+        self.on_scored = on_scored
         self._best_value: float | None = None
         self._best_state: dict | None = None
         self._best_metrics: dict[str, ModelMetrics] | None = None
         self._last_metrics: dict[str, ModelMetrics] = {}
+        self._resumed = TrainingOutcome()
+
+    def resume(self, previous: TrainingOutcome, metrics: dict[str, ModelMetrics]) -> None:
+        """Continue `previous` (a checkpoint's run, whose final weights scored `metrics`): its history,
+        samples and shuffler state go on, and its final weights are the best so far."""
+        if previous.rng_state is not None:
+            self.rng.bit_generator.state = copy.deepcopy(previous.rng_state)
+        index = len(previous.history) - 1 if previous.best_index is None else previous.best_index
+        self._resumed = replace(previous, best_index=index)
+        if previous.history and self.settings.overwrite_with_best_model:
+            value = previous.history[index].get(f"{self.rule.on}_{self.rule.key}", float("nan"))
+            if not np.isnan(value):
+                self._best_value, self._best_state, self._best_metrics = value, self.net.get_state(), metrics
+        self._last_metrics = metrics
 
     def run(self) -> TrainingOutcome:
-        s = self.settings
-        outcome = TrainingOutcome()
+        s, previous = self.settings, self._resumed
+        outcome = TrainingOutcome(history=list(previous.history), samples=previous.samples, epochs=previous.epochs,
+                                  best_index=previous.best_index if self._best_state is not None else None)
         start = time.monotonic()
-        schedule = ScoringSchedule(s.score_interval, s.score_duty_cycle, s.train_samples_per_iteration, start)
-        total = int(round(s.epochs * self.source.n))
+        schedule = ScoringSchedule(s.score_interval, s.score_duty_cycle, s.train_samples_per_iteration, start,
+                                   previous.samples)
+        total = int(round(s.epochs * self.source.n)) - previous.samples
         losses: list[float] = []
         with tqdm(total=total, unit="rows", desc=s.description, disable=s.quiet, leave=False) as bar:
             for batch in iterate_epochs(self.source, epochs(self.source.n, s.mini_batch_size, total, self.rng)):
@@ -93,7 +123,8 @@ class Trainer:
             self._score(outcome, schedule, start, losses)
         self._restore_best(outcome)
         outcome.final_metrics = self._best_metrics if self._best_metrics is not None else self._last_metrics
-        outcome.run_seconds = time.monotonic() - start
+        outcome.run_seconds = previous.run_seconds + time.monotonic() - start
+        outcome.rng_state = self.rng.bit_generator.state
         return outcome
 
     def _score(self, outcome: TrainingOutcome, schedule: ScoringSchedule, start: float, losses: list[float]) -> bool:
@@ -106,8 +137,8 @@ class Trainer:
         outcome.epochs = outcome.samples / self.source.n
         row = {
             "timestamp": datetime.now(),
-            "duration": ended - start,
-            "training_speed": outcome.samples / training_seconds,
+            "duration": self._resumed.run_seconds + ended - start,
+            "training_speed": (outcome.samples - self._resumed.samples) / training_seconds,
             "epochs": outcome.epochs,
             "samples": outcome.samples,
             "training_loss": float(np.mean(losses)) if losses else float("nan"),
@@ -118,6 +149,10 @@ class Trainer:
         outcome.history.append(row)
         self._last_metrics = metrics
         self._track_best(outcome, metrics)
+        if self.on_scored is not None:
+            outcome.rng_state = self.rng.bit_generator.state
+            outcome.final_metrics = metrics
+            self.on_scored(outcome)
         series = [r[f"{self.rule.on}_{self.rule.key}"] for r in outcome.history]
         return should_stop(series, self.rule.rounds, self.rule.tolerance, self.rule.larger_is_better)
 

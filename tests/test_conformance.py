@@ -74,6 +74,17 @@ def test_a_few_steps_lower_the_training_loss(backend, network):
     testing.check_training_lowers_loss(get_backend(backend), network)
 
 
+@pairs
+def test_a_net_given_the_training_state_takes_the_same_next_steps(backend, network):
+    testing.check_training_state_continues(get_backend(backend), network)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adadelta_accumulators_carry_over_and_another_optimisers_state_is_refused(backend):
+    testing.check_training_state_continues(get_backend(backend), "mlp", testing.ADADELTA)
+    testing.check_training_state_misfit(get_backend(backend))
+
+
 @pytest.mark.parametrize("source,target", [p for p in itertools.permutations(BACKENDS, 2)]
                          + [(b, b) for b in BACKENDS])
 @pytest.mark.parametrize("network", list(NETWORKS))

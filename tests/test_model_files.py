@@ -153,7 +153,7 @@ def test_a_crash_while_saving_leaves_nothing_behind(trained, tmp_path, monkeypat
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(model_files.np, "savez", crash)
+    monkeypatch.setattr(model_files, "save_file", crash)
     with pytest.raises(OSError, match="disk full"):
         dw.save_model(trained[BACKENDS[0]], tmp_path)
     assert os.listdir(tmp_path) == []
@@ -181,10 +181,10 @@ def saved(trained, tmp_path):
 
 
 def test_a_truncated_file_is_refused(saved):
-    arrays = os.path.join(saved, "arrays.npz")
+    arrays = os.path.join(saved, "arrays.safetensors")
     with open(arrays, "r+b") as handle:
         handle.truncate(os.path.getsize(arrays) // 2)
-    with pytest.raises(ModelFileError, match=r"arrays\.npz.*checksum"):
+    with pytest.raises(ModelFileError, match=r"arrays\.safetensors.*checksum"):
         dw.load_model(saved)
 
 
@@ -196,6 +196,33 @@ def test_a_flipped_byte_is_refused(saved):
     open(path, "wb").write(bytes(data))
     with pytest.raises(ModelFileError, match=r"model\.json.*checksum"):
         dw.load_model(saved)
+
+
+def test_a_flipped_byte_in_the_weights_is_refused(saved):
+    path = os.path.join(saved, "arrays.safetensors")
+    data = bytearray(open(path, "rb").read())
+    data[-5] ^= 0x10
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(ModelFileError, match=r"arrays\.safetensors.*checksum"):
+        dw.load_model(saved)
+
+
+def test_a_format_1_folder_still_loads(trained, frame, saved):
+    """Format 1 held arrays.npz and SHA-256 digests, and no optimiser state: it loads and predicts."""
+    from safetensors.numpy import load_file
+
+    arrays = load_file(os.path.join(saved, "arrays.safetensors"))
+    os.remove(os.path.join(saved, "arrays.safetensors"))
+    np.savez(os.path.join(saved, "arrays.npz"), **{k: v for k, v in arrays.items() if not k.startswith("training/")})
+    record = json.load(open(os.path.join(saved, "model.json")))
+    record["format_version"] = 1
+    open(os.path.join(saved, "model.json"), "w").write(json.dumps(record))
+    sums = {name: model_files.digest(model_files.Path(saved, name), "sha256") for name in ("model.json", "arrays.npz")}
+    open(os.path.join(saved, "checksums.json"), "w").write(json.dumps(sums))
+    loaded = dw.load_model(saved)
+    model = trained[BACKENDS[0]]
+    np.testing.assert_allclose(probabilities(loaded, frame), probabilities(model, frame), atol=EXACT)
+    assert int(loaded._fitted.net.training_state()["samples"]) == model.summary()["samples"]
 
 
 def test_an_extra_or_missing_file_is_refused(saved):
@@ -210,7 +237,7 @@ def test_a_newer_format_version_is_refused(saved):
     record["format_version"] = 999
     open(path, "w").write(json.dumps(record))
     sums = json.load(open(os.path.join(saved, "checksums.json")))
-    sums["model.json"] = model_files._sha256(model_files.Path(path))  # a consistent folder from the future
+    sums["files"]["model.json"] = model_files.digest(model_files.Path(path))  # a consistent folder from the future
     open(os.path.join(saved, "checksums.json"), "w").write(json.dumps(sums))
     with pytest.raises(ModelFileError, match="format version 999.*upgrade deepwater"):
         dw.load_model(saved)

@@ -282,7 +282,7 @@ class SymbolNet(BaseNet):
     """What MXNet's built-in and user nets share: a training step and forward passes through executors
     bound per batch size (ExecutorCache), H2O's schedule and the optimiser. A subclass sets `_input`
     (the data variable's name), `_executors`, `_train_symbols` (by weighted), `_param_names`, `_grads`,
-    `_optimizer`, `spec` and `samples`, and gives `_inference_symbol(layer)`."""
+    `_optimizer` and `spec`, and gives `_inference_symbol(layer)`."""
 
     @abstractmethod
     def _inference_symbol(self, layer: str | None):
@@ -310,7 +310,6 @@ class SymbolNet(BaseNet):
         executor.backward()
         self._after_training_forward(executor.outputs)
         self._optimizer.step(lr, momentum)
-        self.samples += n
         return float(executor.outputs[0].asscalar())
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
@@ -318,6 +317,12 @@ class SymbolNet(BaseNet):
 
     def _activations(self, x: np.ndarray, layer: str) -> np.ndarray:
         return self._forward(x, layer)
+
+    def _optimizer_arrays(self) -> dict[str, np.ndarray]:
+        return self._optimizer.arrays()
+
+    def _load_optimizer_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self._optimizer.load_arrays(arrays)
 
     def parameter_count(self) -> int:
         """Trainable values: every argument of the symbol but the input."""
@@ -331,7 +336,6 @@ class MXNetNet(SymbolNet):
         super().__init__(task, device, "this network")
         mx.random.seed(seed)
         self.graph, self.spec = graph, optimizer
-        self.samples = 0
         self._ctx = mx_context(device)
         self._input = graph.input.name
         self._names = {key: mx_name(graph, key) for key in graph.state_shapes()}

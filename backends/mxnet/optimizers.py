@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from deepwater.backends.base import slot_arrays
 from deepwater.specs import OptimizerSpec
 
 from .runtime import load_mxnet, unfused_binding
@@ -45,6 +48,20 @@ class MomentumSGD:
         self.nesterov = spec.nesterov and spec.momentum(0) > 0
         self.moms = [mx.nd.zeros(s.weight.shape, ctx=s.weight.context) for s in slots]
         self._mom_lr: float | None = None  # the learning rate the buffers are scaled by
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The buffers as MXNet keeps them ('momentum_buffer.<i>', -lr * torch's) and that lr
+        ('momentum_scale', NaN before the first step with momentum)."""
+        scale = np.nan if self._mom_lr is None else self._mom_lr
+        return {**slot_arrays({"momentum_buffer": [mom.asnumpy() for mom in self.moms]}),
+                "momentum_scale": np.asarray(scale, dtype=np.float64)}
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Load arrays named as arrays() names them."""
+        for i, mom in enumerate(self.moms):
+            mx.nd.array(np.asarray(arrays[f"momentum_buffer.{i}"], dtype=np.float32), ctx=mom.context).copyto(mom)
+        scale = float(arrays["momentum_scale"])
+        self._mom_lr = None if np.isnan(scale) else scale
 
     def _penalise(self) -> None:
         """grad += l1 * sign(w) + l2 * w for every penalised weight."""
@@ -92,6 +109,17 @@ class Adadelta:
                          f"acc{i}": self.acc_deltas[i]})
         with unfused_binding():
             self._executor = self._symbol(slots).bind(ctx, args, grad_req="null") if slots else None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Copies of the accumulators, 'square_avg.<i>' and 'acc_delta.<i>' (torch's names)."""
+        return slot_arrays({"square_avg": [a.asnumpy() for a in self.square_avgs],
+                            "acc_delta": [a.asnumpy() for a in self.acc_deltas]})
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Load arrays named as arrays() names them."""
+        for slot, targets in (("square_avg", self.square_avgs), ("acc_delta", self.acc_deltas)):
+            for i, target in enumerate(targets):
+                mx.nd.array(np.asarray(arrays[f"{slot}.{i}"], dtype=np.float32), ctx=target.context).copyto(target)
 
     def _update(self, i: int, penalised: bool):
         """Symbols of parameter i's new weight, square_avg and acc_delta, in torch's order."""

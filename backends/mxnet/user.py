@@ -109,7 +109,6 @@ class MXNetUserNet(SymbolNet):
         mx.random.seed(seed)
         self.definition_file, self.spec = graph.definition_file, optimizer
         self.graph, self.input_shape = graph, graph.input_shape
-        self.samples = 0
         self._ctx = mx_context(device)
         self._input = DATA
         self._logits = logits_of(load_symbol(self.definition_file), self.definition_file)

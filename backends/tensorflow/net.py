@@ -100,7 +100,6 @@ class TensorflowNet(BaseNet):
         keras.utils.set_random_seed(seed)
         self.graph, self.spec = graph, optimizer
         self.jit_compile = jit_compile
-        self.samples = 0
         self._device = tf_device(device)
         with tf.device(self._device):
             self.model, self._layers = build_model(graph)
@@ -157,7 +156,6 @@ class TensorflowNet(BaseNet):
             if weights is not None:
                 args.append(tf.convert_to_tensor(np.asarray(weights, dtype=np.float32)))
             loss = self._step_fn(weights is not None)(*args)
-        self.samples += len(x)
         return float(loss)
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
@@ -175,6 +173,13 @@ class TensorflowNet(BaseNet):
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         return self.graph.state_shapes()
+
+    def _optimizer_arrays(self) -> dict[str, np.ndarray]:
+        return self._update.arrays()
+
+    def _load_optimizer_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        with tf.device(self._device):
+            self._update.load_arrays(arrays, self.samples)
 
     def _read_state(self) -> dict[str, np.ndarray]:
         return {key: np.array(entry.to_canonical(entry.variable.numpy()), dtype=np.float32, order="C")

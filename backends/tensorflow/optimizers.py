@@ -3,8 +3,10 @@ torch.optim.SGD (momentum, nesterov) and torch.optim.Adadelta to the last roundi
 applies H2O's rate and momentum schedule, l1/l2 penalties and clipping inside a compiled step."""
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
+from deepwater.backends.base import slot_arrays
 from deepwater.specs import OptimizerSpec
 
 
@@ -49,6 +51,7 @@ class MomentumSGD:
         self.may_skip_momentum = spec.momentum_start == 0 or spec.momentum_stable == 0
         self.buffers = [tf.Variable(tf.zeros_like(v), trainable=False, name="momentum_buffer") for v in variables] \
             if self.uses_momentum else []
+        self.slots = {"momentum_buffer": self.buffers} if self.uses_momentum else {}
 
     def apply(self, variables: list[tf.Variable], grads: list[tf.Tensor], lr: tf.Tensor, momentum: tf.Tensor) -> None:
         if not self.uses_momentum:
@@ -80,6 +83,7 @@ class Adadelta:
         self.rho, self.epsilon = spec.rho, spec.epsilon
         self.square_avgs = [tf.Variable(tf.zeros_like(v), trainable=False, name="square_avg") for v in variables]
         self.acc_deltas = [tf.Variable(tf.zeros_like(v), trainable=False, name="acc_delta") for v in variables]
+        self.slots = {"square_avg": self.square_avgs, "acc_delta": self.acc_deltas}
 
     def apply(self, variables: list[tf.Variable], grads: list[tf.Tensor], lr: tf.Tensor, momentum: tf.Tensor) -> None:
         rho, eps = tf.constant(self.rho, tf.float32), tf.constant(self.epsilon, tf.float32)
@@ -100,6 +104,18 @@ class Update:
                               name="learning_rate")
         self.momentum = tf.Variable(spec.momentum(0), dtype=tf.float32, trainable=False, name="momentum")
         self.samples = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="samples")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Copies of the optimiser's buffers, '<slot>.<variable index>' (torch's slot names)."""
+        return slot_arrays({slot: [v.numpy().copy() for v in variables]
+                            for slot, variables in self.optimizer.slots.items()})
+
+    def load_arrays(self, arrays: dict[str, np.ndarray], samples: int) -> None:
+        """Load arrays named as arrays() names them, and continue the schedule after `samples` rows."""
+        for slot, variables in self.optimizer.slots.items():
+            for i, variable in enumerate(variables):
+                variable.assign(np.asarray(arrays[f"{slot}.{i}"], dtype=variable.dtype.as_numpy_dtype))
+        self.samples.assign(float(samples))
 
     def apply(self, grads: list[tf.Tensor], rows: tf.Tensor) -> None:
         """One step with the gradients of self.variables from a batch of `rows` rows."""

@@ -130,7 +130,6 @@ class EagerUserNet(BaseNet):
         """
         super().__init__(task, device, repr(path))
         self.definition_file, self.spec = path, spec
-        self.samples = 0
         self._forward, self._layout, self._layers = forward, layout, list(layers)
         self._activations_of = activations
         self._device = tf_device(device)
@@ -163,7 +162,6 @@ class EagerUserNet(BaseNet):
         y = np.asarray(y, dtype=np.int64 if self.task.is_classification else np.float32)
         w = None if weights is None else np.asarray(weights, dtype=np.float32)
         loss = self._run(self._steps[weights is not None], np.asarray(x, dtype=np.float32), y, w)
-        self.samples += len(x)
         return float(loss)
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
@@ -188,6 +186,13 @@ class EagerUserNet(BaseNet):
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every variable of the graph (weights, batch-norm statistics) under its own name."""
         return {name: tuple(v.shape) for name, v in self._state.items()}
+
+    def _optimizer_arrays(self) -> dict[str, np.ndarray]:
+        return self._update.arrays()
+
+    def _load_optimizer_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        with tf.device(self._device):
+            self._update.load_arrays(arrays, self.samples)
 
     def _read_state(self) -> dict[str, np.ndarray]:
         return {name: np.array(v.numpy(), copy=True) for name, v in self._state.items()}

@@ -133,7 +133,7 @@ class MetaGraphNet(BaseNet):
                                  "SavedModel.")
         if graph.replace_output_layer:
             raise no_replacement(graph, "a TF1 MetaGraph trains through its own train_op, wired to its last layer")
-        self.spec, self.samples = spec, 0
+        self.spec = spec
         self._data_shape = graph.input_shape
         self._graph = tf.Graph()
         with self._graph.as_default(), tf.device(tf_device(device)):
@@ -223,7 +223,6 @@ class MetaGraphNet(BaseNet):
                 if name in self._parameters:
                     feed[self._parameters[name]] = value
         loss = self._run(self._train + [self._loss], feed)[-1]
-        self.samples += len(x)
         return float(loss)
 
     def _scores(self, x: np.ndarray) -> np.ndarray:

@@ -133,7 +133,7 @@ class TorchNet(BaseNet):
     def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
         self._set_mode(True)
         wb = None if weights is None else self._to_device(weights)
-        return self.optimiser.step(self.module, self._to_device(x), self._to_device(y), wb)
+        return self.optimiser.step(self.module, self._to_device(x), self._to_device(y), wb, self.samples)
 
     @torch.no_grad()
     def _scores(self, x: np.ndarray) -> np.ndarray:
@@ -154,6 +154,12 @@ class TorchNet(BaseNet):
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         return self.graph.state_shapes()
+
+    def _optimizer_arrays(self) -> dict[str, np.ndarray]:
+        return self.optimiser.arrays()
+
+    def _load_optimizer_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.optimiser.load_arrays(arrays)
 
     def _read_state(self) -> dict[str, np.ndarray]:
         tensors = self.module.state_dict()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from deepwater.backends.base import slot_arrays
 from deepwater.specs import OptimizerSpec, TaskSpec
 
 
@@ -32,13 +34,22 @@ def task_loss(task: TaskSpec, out: torch.Tensor, y: torch.Tensor, weights: torch
 
 class Optimiser:
     """Deepwater's training step over torch parameters: the task's loss, ADADELTA or SGD with H2O's annealed
-    rate and ramped momentum, l1/l2 on the `penalised` weights and gradient clipping."""
+    rate and ramped momentum, l1/l2 on the `penalised` weights and gradient clipping.
+
+    Its buffers exist (as zeros) from the start, which steps exactly as torch's lazily made ones do, so that
+    arrays() names the same arrays before and after training (checkpoints load into a fresh net).
+    """
 
     def __init__(self, params: list[nn.Parameter], penalised: list[nn.Parameter], task: TaskSpec,
                  spec: OptimizerSpec) -> None:
         self.params, self.penalised, self.task, self.spec = params, penalised, task, spec
         self.optimizer = self._make_optimizer()
-        self.samples = 0
+        self.slots = ("square_avg", "acc_delta") if spec.adaptive_rate else \
+            ("momentum_buffer",) if spec.momentum_start or spec.momentum_stable else ()
+        for p in params:
+            self.optimizer.state[p].update({slot: torch.zeros_like(p) for slot in self.slots})
+            if spec.adaptive_rate:
+                self.optimizer.state[p]["step"] = torch.tensor(0.0)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         s = self.spec
@@ -47,17 +58,31 @@ class Optimiser:
         return torch.optim.SGD(self.params, lr=s.rate(0), momentum=s.momentum(0),
                                nesterov=s.nesterov and s.momentum(0) > 0)
 
-    def _update_schedule(self) -> None:
+    def _update_schedule(self, samples: int) -> None:
         if self.spec.adaptive_rate:
             return
         group = self.optimizer.param_groups[0]
-        group["lr"] = self.spec.rate(self.samples)
-        group["momentum"] = self.spec.momentum(self.samples)
+        group["lr"] = self.spec.rate(samples)
+        group["momentum"] = self.spec.momentum(samples)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Copies of the momentum buffers or ADADELTA accumulators, '<slot>.<parameter index>'."""
+        state = self.optimizer.state
+        return slot_arrays({slot: [state[p][slot].detach().cpu().numpy().copy() for p in self.params]
+                            for slot in self.slots})
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Load arrays named as arrays() names them."""
+        with torch.no_grad():
+            for slot in self.slots:
+                for i, p in enumerate(self.params):
+                    self.optimizer.state[p][slot].copy_(torch.as_tensor(np.asarray(arrays[f"{slot}.{i}"])))
 
     def step(self, forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-             weights: torch.Tensor | None) -> float:
-        """One update from the batch (x, y, weights) through `forward`; returns the batch's mean loss."""
-        self._update_schedule()
+             weights: torch.Tensor | None, samples: int) -> float:
+        """One update from the batch (x, y, weights) through `forward`, `samples` rows into training;
+        returns the batch's mean loss."""
+        self._update_schedule(samples)
         self.optimizer.zero_grad(set_to_none=True)
         loss = task_loss(self.task, forward(x), y, weights)
         loss.backward()
@@ -65,7 +90,6 @@ class Optimiser:
         if self.spec.clip_gradient:
             torch.nn.utils.clip_grad_value_(self.params, self.spec.clip_gradient)
         self.optimizer.step()
-        self.samples += len(x)
         return loss.item()
 
     def _apply_penalties(self) -> None:

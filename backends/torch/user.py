@@ -153,7 +153,8 @@ class TorchUserNet(BaseNet):
     def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
         self._set_mode(True)
         wb = None if weights is None else to_tensor(weights, self._device)
-        return self.optimiser.step(self._logits, to_tensor(x, self._device), to_tensor(y, self._device), wb)
+        return self.optimiser.step(self._logits, to_tensor(x, self._device), to_tensor(y, self._device), wb,
+                                   self.samples)
 
     @torch.no_grad()
     def _scores(self, x: np.ndarray) -> np.ndarray:
@@ -176,6 +177,12 @@ class TorchUserNet(BaseNet):
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Parameters and buffers under the module's own state_dict names."""
         return {name: tuple(value.shape) for name, value in self.program.module.state_dict().items()}
+
+    def _optimizer_arrays(self) -> dict[str, np.ndarray]:
+        return self.optimiser.arrays()
+
+    def _load_optimizer_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.optimiser.load_arrays(arrays)
 
     def _read_state(self) -> dict[str, np.ndarray]:
         return {name: value.detach().cpu().numpy().copy() for name, value in self.program.module.state_dict().items()}
