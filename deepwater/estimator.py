@@ -14,6 +14,7 @@ import pandas as pd
 from . import networks
 from . import params as parameter_table
 from .checkpoints import CheckpointWriter, check_restart_frames, restart_parameters, resolve_checkpoint
+from .cross_validation import CrossValidation, check_folds, cross_validate, main_model_settings
 from .design import DatasetEncoder, Response
 from .devices import resolve_device
 from .errors import FrameError, MissingDependencyError, NotFittedError, ParameterError
@@ -73,6 +74,7 @@ class _Fitted:
     training_metrics: ModelMetrics | None  # None for pretrained weights loaded by from_pretrained()
     validation_metrics: ModelMetrics | None
     graph: UserGraph | None = None  # network='user': the graph file the net was built from
+    cross_validation: CrossValidation | None = None
 
 
 @dataclass
@@ -162,12 +164,14 @@ class DeepWaterEstimator:
     # --- training -------------------------------------------------------------------------
     def train(self, x: Sequence[ColumnRef] | ColumnRef | None = None, y: ColumnRef | None = None,
               training_frame: pd.DataFrame | None = None,
-              validation_frame: pd.DataFrame | None = None, model_id: str | None = None) -> DeepWaterEstimator:
+              validation_frame: pd.DataFrame | None = None, model_id: str | None = None,
+              fold_column: ColumnRef | None = None) -> DeepWaterEstimator:
         """Fit the model on `training_frame`; x and y name columns by name or 0-based position.
 
         `model_id` names the model (as H2O's train does); the trained model is held in this process under
         it (deepwater.get_model(model_id), deepwater.ls()). With the `checkpoint` parameter, training
-        continues that model (deepwater/checkpoints.py says what a restart may change).
+        continues that model (deepwater/checkpoints.py says what a restart may change). With `nfolds` or a
+        `fold_column` (this argument or the parameter), fold models are trained first (cross_validation.py).
         """
         if model_id is not None:
             self.model_id = model_id
@@ -180,14 +184,25 @@ class DeepWaterEstimator:
                             "checkpoint": self._params["checkpoint"]}
         p = self._params
         weights_column = column_name(train, p["weights_column"], "weights_column") if p["weights_column"] else None
-        predictors, response_name = resolve_columns(train, x, y, ignored=[weights_column] if weights_column else [])
-        if previous is None:
-            start = self._start(train, predictors, response_name)
-        else:
+        fold_ref = p["fold_column"] if fold_column is None else fold_column
+        fold_column = None if fold_ref is None else column_name(train, fold_ref, "fold_column")
+        predictors, response_name = resolve_columns(train, x, y, ignored=[c for c in (weights_column, fold_column) if c])
+        cross_validation = None
+        if previous is not None:
+            if p["nfolds"] or fold_column:
+                raise ParameterError(f"nfolds={p['nfolds']} (or a fold_column) with checkpoint: a checkpoint restart "
+                                     "is not cross-validated (H2O's rule); pass nfolds=0.")
             check_restart_frames(previous, predictors, response_name, valid is not None)
             start = self._continue(previous, train, predictors)
+        else:
+            if p["nfolds"] or fold_column or p["fold_assignment"] != "AUTO":
+                check_folds(p, fold_column, len(train))
+                cross_validation = cross_validate(self, predictors, response_name, train, fold_column, _seed(p))
+                self._params = p = {**p, **main_model_settings(p, cross_validation)}
+            start = self._start(train, predictors, response_name)
         outcome = self._run(start, train, valid, weights_column, predictors, previous)
         self._fitted = start.fitted(predictors, outcome)
+        self._fitted.cross_validation = cross_validation
         register(self)
         if p["export_checkpoints_dir"]:
             CheckpointWriter(p["export_checkpoints_dir"], self.model_id, p["export_checkpoints_keep"])(
@@ -313,7 +328,9 @@ class DeepWaterEstimator:
             "response": asdict(f.response), "inputs": inputs, "predictors": f.predictors,
             "problem_type": f.problem_type, "seed": f.seed, "outcome": outcome_record(f.outcome),
             "training_metrics": record_of(f.training_metrics), "validation_metrics": record_of(f.validation_metrics),
-            "graph_files": {},
+            "graph_files": {}, "cross_validation": None if f.cross_validation is None else {
+                "metrics": record_of(f.cross_validation.metrics), "fold_epochs": f.cross_validation.fold_epochs,
+                "fold_metrics": [record_of(m) for m in f.cross_validation.fold_metrics]},  # fold models are not saved
         }
         return record, arrays, graph_files
 
@@ -349,6 +366,11 @@ class DeepWaterEstimator:
             record["predictors"], record["problem_type"], record["seed"], outcome,
             metrics_from_record(record["training_metrics"]), metrics_from_record(record["validation_metrics"]), graph,
         )
+        cv = record.get("cross_validation")
+        if cv is not None:
+            model._fitted.cross_validation = CrossValidation(
+                metrics_from_record(cv["metrics"]), [metrics_from_record(m) for m in cv["fold_metrics"]],
+                cv["fold_epochs"])
         return model
 
     def _user_graph(self, input_shape: tuple[int, ...]) -> UserGraph:
@@ -448,9 +470,12 @@ class DeepWaterEstimator:
                              max(self._params["mini_batch_size"], 256), self._params["quiet_mode"])
 
     def model_performance(self, frame: pd.DataFrame | None = None, train: bool = False,
-                          valid: bool = False) -> ModelMetrics:
-        """Metrics on `frame`, or those of the training (train=True) or validation (valid=True) frame."""
+                          valid: bool = False, xval: bool = False) -> ModelMetrics:
+        """Metrics on `frame`, or those of the training (train=True) or validation (valid=True) frame, or
+        (xval=True) of the cross-validation holdout predictions."""
         f = self._require_fitted()
+        if xval:
+            return self._cross_validation().metrics
         if frame is not None:
             frame = check_frame(frame, "frame")
             weights_column = self._params["weights_column"]
@@ -465,6 +490,38 @@ class DeepWaterEstimator:
             raise ParameterError("this model holds pretrained weights and was not trained here; "
                                  "pass a frame: model_performance(frame).")
         return f.training_metrics
+
+    # --- cross-validation (see cross_validation.py) ---------------------------------------
+    def _cross_validation(self) -> CrossValidation:
+        cv = self._require_fitted().cross_validation
+        if cv is None:
+            raise ParameterError(f"model {self.model_id!r} was not cross-validated; train it with nfolds >= 2 or a "
+                                 "fold_column.")
+        return cv
+
+    def cross_validation_metrics_summary(self) -> pd.DataFrame:
+        """One row per metric: mean and sd over the folds, then cv_1_valid ... cv_k_valid (H2O's layout)."""
+        return self._cross_validation().summary()
+
+    def cross_validation_models(self) -> list[DeepWaterEstimator]:
+        """The fold models (kept with keep_cross_validation_models=True, the default)."""
+        cv = self._cross_validation()
+        return CrossValidation._require(cv.models or None, "keep_cross_validation_models")
+
+    def cross_validation_predictions(self) -> list[pd.DataFrame]:
+        """One frame per fold model over every training row: its holdout predictions, 0 elsewhere."""
+        return self._cross_validation().fold_predictions()
+
+    def cross_validation_holdout_predictions(self) -> pd.DataFrame:
+        """Every training row's prediction by the fold model that did not train on it."""
+        cv = self._cross_validation()
+        return CrossValidation._require(cv.holdout_predictions, "keep_cross_validation_predictions")
+
+    def cross_validation_fold_assignment(self) -> pd.DataFrame:
+        """Each training row's fold, as column 'fold_assignment' (0-based)."""
+        cv = self._cross_validation()
+        folds = CrossValidation._require(cv.fold_assignment, "keep_cross_validation_fold_assignment")
+        return pd.DataFrame({"fold_assignment": folds})
 
     def scoring_history(self) -> pd.DataFrame:
         """One row per scoring: timestamp, duration, speed, epochs, samples, training_* and validation_* metrics."""

@@ -25,6 +25,7 @@ STOPPING_METRICS = (
     "AUTO", "logloss", "misclassification", "mean_per_class_error", "MSE", "RMSE", "AUC", "deviance",
 )
 PROBLEM_TYPES = ("auto", "image", "dataset")
+FOLD_ASSIGNMENTS = ("AUTO", "Random", "Modulo", "Stratified")
 BAD_IMAGE_POLICIES = ("error", "skip")
 
 
@@ -132,6 +133,14 @@ def model_reference(name: str, value: Any) -> Any:
                              "export_checkpoints_dir folder")
 
 
+def fold_count(name: str, value: Any) -> int:
+    """Accept 0 (no cross-validation) or a number of folds >= 2 (H2O refuses 1 and negative counts)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer() \
+            or value < 0 or value == 1:
+        raise _fail(name, value, "use 0 (no cross-validation) or 2 or more folds")
+    return int(value)
+
+
 def any_text(name: str, value: Any) -> str:
     """Accept a non-empty string."""
     if isinstance(value, str) and value:
@@ -225,6 +234,18 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("ignore_const_cols", True, flag, "Drop columns that hold one value in the training frame."),
     Parameter("weights_column", None, optional_text, "Column of row weights."),
     Parameter("quiet_mode", False, flag, "Hide the progress bar.", True),
+    Parameter("nfolds", 0, fold_count,
+              "Cross-validation folds: 0 for none, or k >= 2 (k fold models, then the main model on all rows); "
+              "a checkpoint restart needs 0."),
+    Parameter("fold_assignment", "AUTO", one_of(*FOLD_ASSIGNMENTS),
+              "How rows go to folds: AUTO and Random (shuffled by seed), Modulo (row i to fold i % nfolds), "
+              "Stratified (each fold keeps the class proportions)."),
+    Parameter("fold_column", None, optional_text, "Column whose values are the folds (instead of nfolds)."),
+    Parameter("keep_cross_validation_models", True, flag, "Keep the fold models (cross_validation_models())."),
+    Parameter("keep_cross_validation_predictions", False, flag,
+              "Keep the fold models' holdout predictions (cross_validation_predictions(), stacked ensembles)."),
+    Parameter("keep_cross_validation_fold_assignment", False, flag,
+              "Keep each row's fold (cross_validation_fold_assignment())."),
     Parameter("checkpoint", None, model_reference,
               "Continue training this model: a trained model, its model_id in this process, a saved model's path, "
               "or an export_checkpoints_dir folder (its newest complete checkpoint). Parameters not given are "
