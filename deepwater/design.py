@@ -76,11 +76,13 @@ class Response:
                              f"known classes: {self.classes[:20]}.")
         return codes
 
-    def decode(self, output: np.ndarray) -> np.ndarray:
-        """Predicted labels (from probabilities) or values on the original scale."""
+    def decode(self, output: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+        """Values on the original scale, or labels from class probabilities: for two classes the second when its
+        probability is >= `threshold` (H2O's rule), else the most probable class."""
         if self.kind == REGRESSION:
             return output[:, 0].astype(np.float64) * self.scale + self.mean
-        return np.asarray(self.classes, dtype=object)[output.argmax(axis=1)]
+        chosen = (output[:, 1] >= threshold).astype(np.int64) if self.n_classes == 2 else output.argmax(axis=1)
+        return np.asarray(self.classes, dtype=object)[chosen]
 
 
 def _check_no_missing(series: pd.Series, parameter: str) -> None:

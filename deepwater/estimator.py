@@ -327,7 +327,11 @@ class DeepWaterEstimator:
         return self._fitted
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """A 'predict' column, plus one probability column per class for classification."""
+        """A 'predict' column, plus one probability column per class for classification.
+
+        With two classes the label is the second class where its probability is >= the threshold that
+        maximised F1 on the final validation scoring (training scoring without a validation frame), as in H2O.
+        """
         f = self._require_fitted()
         frame = check_frame(frame, "frame")
         out, rows = self._outputs(f.net, f.inputs.source(frame))
@@ -337,7 +341,8 @@ class DeepWaterEstimator:
             values = full[:, 0] * f.response.scale + f.response.mean
             return pd.DataFrame({"predict": values}, index=frame.index)
         labels = np.full(len(frame), None, dtype=object)
-        labels[rows] = f.response.decode(out)
+        final = f.validation_metrics if f.validation_metrics is not None else f.training_metrics
+        labels[rows] = f.response.decode(out, 0.5 if final is None else final.default_threshold())
         result = pd.DataFrame({"predict": pd.Categorical(labels, categories=f.response.classes)}, index=frame.index)
         probabilities = pd.DataFrame(full, index=frame.index, columns=[str(name) for name in f.response.classes])
         return pd.concat([result, probabilities], axis=1)  # at once: a column at a time is slow for 1000 classes
