@@ -330,7 +330,8 @@ class DeepWaterEstimator:
         """A 'predict' column, plus one probability column per class for classification.
 
         With two classes the label is the second class where its probability is >= the threshold that
-        maximised F1 on the final validation scoring (training scoring without a validation frame), as in H2O.
+        maximised F1 on the final validation scoring (training scoring without a validation frame), as in
+        H2O. Rows that cannot be scored (a skipped image, a value beyond float32) are NaN, label included.
         """
         f = self._require_fitted()
         frame = check_frame(frame, "frame")
@@ -354,7 +355,7 @@ class DeepWaterEstimator:
     def deepfeatures(self, frame: pd.DataFrame, layer: str | int) -> pd.DataFrame:
         """Activations of `layer` (a name from layers(), or its position) for each row of `frame`.
 
-        Columns DF.<layer>.C1 ... DF.<layer>.Ck, index frame.index; skipped images give NaN rows.
+        Columns DF.<layer>.C1 ... DF.<layer>.Ck, index frame.index; skipped images and rows holding inf give NaN rows.
         """
         f = self._require_fitted()
         frame = check_frame(frame, "frame")
