@@ -364,7 +364,14 @@ class DeepWaterEstimator:
 
     def model_performance(self, frame: pd.DataFrame | None = None, train: bool = False,
                           valid: bool = False) -> ModelMetrics:
-        """Metrics on `frame`, or those of the training (train=True) or validation (valid=True) frame."""
+        """Metrics on `frame`, or those of the training (train=True) or validation (valid=True) frame; one of the
+        three at a time."""
+        asked = [name for name, given in (("frame", frame is not None), ("train=True", train), ("valid=True", valid))
+                 if given]
+        if len(asked) > 1:
+            raise ParameterError(f"model_performance({', '.join(asked)}): these arguments conflict, each asks for "
+                                 "other metrics. Pass a frame to score it, or train=True for the training metrics, "
+                                 "or valid=True for the validation metrics, one at a time.")
         f = self._require_fitted()
         if frame is not None:
             frame = check_frame(frame, "frame")

@@ -1,6 +1,6 @@
 """No silent wrong answers on data: inf and numbers beyond float32, duplicate column names, lists and dicts in
-cells and text in numeric columns, each a clear error naming the column, value and row; rows predict() cannot
-score come back NaN, label included, on every backend."""
+cells, text in numeric columns, and model_performance arguments that conflict, each a clear error naming the
+column, value and row; rows predict() cannot score come back NaN, label included, on every backend."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +10,7 @@ from conftest import installed_backends, make_blobs, make_linear
 
 import deepwater as dw
 from deepwater.design import Response
-from deepwater.errors import FrameError
+from deepwater.errors import FrameError, ParameterError
 from deepwater.sources import ArraySource, map_batches
 
 BACKENDS = installed_backends()
@@ -161,3 +161,14 @@ def test_decode_gives_no_label_where_a_probability_is_nan():
     assert response.decode(probabilities, threshold=0.25).tolist() == ["yes", None, "yes"]
     assert response.decode(probabilities).tolist() == ["no", None, "yes"]
 
+
+# --------------------------------------------------------------------------- model_performance arguments
+
+@pytest.mark.parametrize("arguments, named", [
+    ({"train": True}, "frame, train=True"),
+    ({"valid": True}, "frame, valid=True"),
+    ({"train": True, "valid": True, "frame": None}, "train=True, valid=True"),
+])
+def test_model_performance_arguments_that_conflict(classifier, blobs, arguments, named):
+    with pytest.raises(ParameterError, match=rf"model_performance\({named}\): these arguments conflict"):
+        classifier.model_performance(**{"frame": blobs, **arguments})
