@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import FrameError
-from .frames import is_categorical
+from .frames import check_plain_values, is_categorical
 from .specs import CLASSIFICATION, REGRESSION
 
 
@@ -53,6 +53,7 @@ class Response:
             if len(classes) < 2:
                 raise FrameError(f"y={name!r} has a single class {classes}; classification needs at least two.")
             return cls(name, CLASSIFICATION, classes)
+        _reject_infinite(_numeric_block(frame, [name]), frame, [name], "y")
         values = series.to_numpy(dtype=np.float64)
         mean, scale = (float(values.mean()), float(values.std()) or 1.0) if standardize else (0.0, 1.0)
         return cls(name, REGRESSION, mean=mean, scale=scale)
@@ -65,9 +66,11 @@ class Response:
         """Integer class codes (int64) or the standardised response (float32)."""
         if self.name not in frame.columns:
             raise FrameError(f"the frame has no response column {self.name!r}; add it to score the model.")
+        check_plain_values(frame, [self.name])
         series = frame[self.name]
         _check_no_missing(series, "y")
         if self.kind == REGRESSION:
+            _reject_infinite(_numeric_block(frame, [self.name]), frame, [self.name], "y")
             return ((series.to_numpy(dtype=np.float64) - self.mean) / self.scale).astype(np.float32)
         codes = _codes(series, self.classes)
         if (codes < 0).any():
@@ -76,11 +79,15 @@ class Response:
                              f"known classes: {self.classes[:20]}.")
         return codes
 
-    def decode(self, output: np.ndarray) -> np.ndarray:
-        """Predicted labels (from probabilities) or values on the original scale."""
+    def decode(self, output: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+        """Values on the original scale, or labels from class probabilities: for two classes the second when its
+        probability is >= `threshold` (H2O's rule), else the most probable class; None where a probability is NaN."""
         if self.kind == REGRESSION:
             return output[:, 0].astype(np.float64) * self.scale + self.mean
-        return np.asarray(self.classes, dtype=object)[output.argmax(axis=1)]
+        chosen = (output[:, 1] >= threshold).astype(np.int64) if self.n_classes == 2 else output.argmax(axis=1)
+        labels = np.asarray(self.classes, dtype=object)[chosen]
+        labels[np.isnan(output).any(axis=1)] = None
+        return labels
 
 
 def _check_no_missing(series: pd.Series, parameter: str) -> None:
@@ -91,12 +98,38 @@ def _check_no_missing(series: pd.Series, parameter: str) -> None:
                          "drop those rows (frame.dropna(subset=[...])) or fill them first.")
 
 
-def _numeric_block(frame: pd.DataFrame, names: list[str], dtype: type) -> np.ndarray:
-    """The columns as a new (rows, columns) array; values that are not numbers become NaN."""
+def _numeric_block(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """The columns as a new float32 (rows, columns) array, missing values NaN; numbers too large for float32
+    become inf, and text that is no number is a FrameError naming the column, the row and the text."""
     columns = frame[names]
     if not all(pd.api.types.is_numeric_dtype(t) for t in columns.dtypes):
-        columns = columns.apply(pd.to_numeric, errors="coerce")
-    return columns.to_numpy(dtype=dtype, copy=True, na_value=np.nan)
+        numbers = columns.apply(pd.to_numeric, errors="coerce")
+        text = (numbers.isna() & columns.notna()).to_numpy()
+        if text.any():
+            row, col = (int(i[0]) for i in np.nonzero(text))
+            raise FrameError(f"column {names[col]!r} is numeric in the model but holds text that is no number: "
+                             f"{columns.iloc[row, col]!r} at row {frame.index[row]!r} ({int(text[:, col].sum())} such "
+                             f"value(s) in the column). Fix those values, or make them missing with "
+                             f"frame[{names[col]!r}] = pd.to_numeric(frame[{names[col]!r}], errors='coerce').")
+        columns = numbers
+    with np.errstate(over="ignore"):  # numbers beyond float32's range become inf, flagged by the callers
+        return columns.to_numpy(dtype=np.float32, copy=True, na_value=np.nan)
+
+
+def _reject_infinite(block: np.ndarray, frame: pd.DataFrame, names: Sequence[str], parameter: str) -> None:
+    """A FrameError naming the column and first row where the float32 `block` of columns `names` holds inf:
+    inf or -inf in `frame`, or a number float32 cannot hold. `parameter` is "x" or "y"."""
+    rows, cols = np.nonzero(np.isinf(block))
+    if not len(rows):
+        return
+    name, row = names[cols[0]], rows[0]
+    fix = ("drop those rows" if parameter == "y" else
+           "drop those rows, or make the values missing (NaN) so that they take the training mean; "
+           "frame.replace([np.inf, -np.inf], np.nan) does that for inf")
+    where = f"y={name!r}" if parameter == "y" else f"column {name!r}"
+    raise FrameError(f"{where} holds {frame[name].iloc[row]!r} at row {frame.index[row]!r} ({len(rows)} value(s) "
+                     f"that are inf, -inf or beyond float32's range of +-3.4e38 in all); deepwater trains in "
+                     f"float32: {fix}.")
 
 
 def _column_statistics(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -150,7 +183,8 @@ class DatasetEncoder:
                 categorical.append(CategoricalColumn(name, levels))
         numeric = []
         if numeric_names:  # statistics of all numeric columns at once
-            block = _numeric_block(frame, numeric_names, np.float32)
+            block = _numeric_block(frame, numeric_names)
+            _reject_infinite(block, frame, numeric_names, "x")
             means, stds, empty = _column_statistics(block)
             for name, is_empty, mean, std in zip(numeric_names, empty, means, stds):
                 if is_empty or (ignore_const_cols and std == 0.0):
@@ -172,15 +206,22 @@ class DatasetEncoder:
     def width(self) -> int:
         return len(self.numeric) + sum(len(c.levels) for c in self.categorical)
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """The (rows, width) float32 design matrix of `frame`."""
+    def transform(self, frame: pd.DataFrame, keep_infinite: bool = False) -> np.ndarray:
+        """The (rows, width) float32 design matrix of `frame`.
+
+        A numeric value that is inf, -inf or beyond float32's range is a FrameError, or with `keep_infinite`
+        stays inf in the matrix, so that the row's outputs come back NaN (sources.map_batches).
+        """
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise FrameError(f"the frame lacks columns the model was trained on: {missing[:10]}; add them.")
+        check_plain_values(frame, self.columns)
         parts = []
         if self.numeric:
             names = [c.name for c in self.numeric]
-            block = _numeric_block(frame, names, np.float32)
+            block = _numeric_block(frame, names)
+            if not keep_infinite:
+                _reject_infinite(block, frame, names, "x")
             mean = np.array([c.mean for c in self.numeric], dtype=np.float32)
             scale = np.array([c.scale for c in self.numeric], dtype=np.float32)
             rows, cols = np.nonzero(np.isnan(block))

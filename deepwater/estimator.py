@@ -440,7 +440,12 @@ class DeepWaterEstimator:
         return self._fitted
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """A 'predict' column, plus one probability column per class for classification."""
+        """A 'predict' column, plus one probability column per class for classification.
+
+        With two classes the label is the second class where its probability is >= the threshold that
+        maximised F1 on the final validation scoring (training scoring without a validation frame), as in
+        H2O. Rows that cannot be scored (a skipped image, a value beyond float32) are NaN, label included.
+        """
         f = self._require_fitted()
         frame = check_frame(frame, "frame")
         out, rows = self._outputs(f.net, f.inputs.source(frame))
@@ -450,7 +455,8 @@ class DeepWaterEstimator:
             values = full[:, 0] * f.response.scale + f.response.mean
             return pd.DataFrame({"predict": values}, index=frame.index)
         labels = np.full(len(frame), None, dtype=object)
-        labels[rows] = f.response.decode(out)
+        final = f.validation_metrics if f.validation_metrics is not None else f.training_metrics
+        labels[rows] = f.response.decode(out, 0.5 if final is None else final.default_threshold())
         result = pd.DataFrame({"predict": pd.Categorical(labels, categories=f.response.classes)}, index=frame.index)
         probabilities = pd.DataFrame(full, index=frame.index, columns=[str(name) for name in f.response.classes])
         return pd.concat([result, probabilities], axis=1)  # at once: a column at a time is slow for 1000 classes
@@ -462,7 +468,7 @@ class DeepWaterEstimator:
     def deepfeatures(self, frame: pd.DataFrame, layer: str | int) -> pd.DataFrame:
         """Activations of `layer` (a name from layers(), or its position) for each row of `frame`.
 
-        Columns DF.<layer>.C1 ... DF.<layer>.Ck, index frame.index; skipped images give NaN rows.
+        Columns DF.<layer>.C1 ... DF.<layer>.Ck, index frame.index; skipped images and rows holding inf give NaN rows.
         """
         f = self._require_fitted()
         frame = check_frame(frame, "frame")
@@ -471,8 +477,14 @@ class DeepWaterEstimator:
 
     def model_performance(self, frame: pd.DataFrame | None = None, train: bool = False,
                           valid: bool = False, xval: bool = False) -> ModelMetrics:
-        """Metrics on `frame`, or those of the training (train=True) or validation (valid=True) frame, or
-        (xval=True) of the cross-validation holdout predictions."""
+        """Metrics on `frame`, or those of the training (train=True), validation (valid=True) or
+        cross-validation holdout (xval=True) predictions; one of the four at a time."""
+        asked = [name for name, given in (("frame", frame is not None), ("train=True", train), ("valid=True", valid),
+                                          ("xval=True", xval)) if given]
+        if len(asked) > 1:
+            raise ParameterError(f"model_performance({', '.join(asked)}): these arguments conflict, each asks for "
+                                 "other metrics. Pass a frame to score it, or train=True, valid=True or xval=True "
+                                 "for the training, validation or cross-validation metrics, one at a time.")
         f = self._require_fitted()
         if xval:
             return self._cross_validation().metrics

@@ -5,6 +5,7 @@ import difflib
 import os
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from .errors import FrameError, MissingDependencyError, ParameterError
@@ -36,7 +37,30 @@ def check_frame(frame: object, name: str) -> pd.DataFrame:
                          "read files with deepwater.import_file or pandas.")
     if len(frame) == 0 or frame.shape[1] == 0:
         raise FrameError(f"{name} is empty ({frame.shape[0]} rows, {frame.shape[1]} columns); give it data.")
+    duplicated = frame.columns[frame.columns.duplicated()].unique().tolist()
+    if duplicated:
+        raise FrameError(f"{name} has duplicate column names {duplicated[:10]}, so a name does not say which column "
+                         "it means; rename them (frame.columns = [...]) or keep the first of each "
+                         "(frame.loc[:, ~frame.columns.duplicated()]).")
     return frame
+
+
+CONTAINERS = (list, tuple, set, frozenset, dict, np.ndarray)
+
+
+def check_plain_values(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    """A FrameError when one of `columns` holds lists, dicts or other containers instead of single values."""
+    for name in columns:
+        series = frame[name]
+        if series.dtype != object:
+            continue  # numbers, categories and strings hold single values
+        nested = series.map(lambda value: isinstance(value, CONTAINERS)).to_numpy(dtype=bool)
+        if nested.any():
+            row = int(np.argmax(nested))
+            value = series.iloc[row]
+            raise FrameError(f"column {name!r} holds {type(value).__name__} values (first at row "
+                             f"{series.index[row]!r}: {str(value)[:60]}); a cell must hold one number, category or "
+                             "image URI: expand such values into columns of their own, or drop the column.")
 
 
 def column_name(frame: pd.DataFrame, ref: ColumnRef, parameter: str) -> str:
@@ -75,6 +99,7 @@ def resolve_columns(frame: pd.DataFrame, x: Sequence[ColumnRef] | ColumnRef | No
         raise ParameterError(f"y={response!r} is also in x; the response cannot be a predictor.")
     if not predictors:
         raise ParameterError("x selects no columns; give at least one predictor.")
+    check_plain_values(frame, predictors + [response])
     return predictors, response
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from .design import CategoricalColumn, DatasetEncoder, NumericColumn
 from .errors import FrameError
+from .frames import check_plain_values
 from .images import ImageReader, ImageShape
 from .sources import ArraySource, ImageSource
 
@@ -24,7 +25,10 @@ class DatasetInputs:
         return (self.encoder.width,)
 
     def source(self, frame: pd.DataFrame, y: np.ndarray | None = None, w: np.ndarray | None = None) -> ArraySource:
-        return ArraySource(self.encoder.transform(frame), y, w)
+        """The rows of `frame` as a design matrix. A row holding inf (or a number beyond float32) is a FrameError
+        where the rows are scored against a response `y` (training, validation, model_performance); without
+        `y` (predict, deepfeatures) its outputs come back NaN."""
+        return ArraySource(self.encoder.transform(frame, keep_infinite=y is None), y, w)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -55,6 +59,7 @@ class ImageInputs:
     def source(self, frame: pd.DataFrame, y: np.ndarray | None = None, w: np.ndarray | None = None) -> ImageSource:
         if self.column not in frame.columns:
             raise FrameError(f"the frame has no image column {self.column!r}, which the model was trained on; add it.")
+        check_plain_values(frame, [self.column])
         return ImageSource(frame[self.column].tolist(), self.reader, self.mean_image, y, w, self.scale)
 
     def close(self) -> None:

@@ -169,7 +169,7 @@ def map_batches(source: Source, fn: Callable[[np.ndarray], np.ndarray], batch_si
     groups = list(batches(source.n, batch_size))
     for group, batch in zip(groups, iterate(source, groups)):
         if len(batch.rows):
-            outputs.append(fn(batch.x))
+            outputs.append(_scored(fn, batch.x))
             rows.append(batch.rows)
         if advance is not None:
             advance(len(group))
@@ -177,3 +177,16 @@ def map_batches(source: Source, fn: Callable[[np.ndarray], np.ndarray], batch_si
         raise FrameError("no row of the frame could be scored (every image was skipped).")
     return np.concatenate(outputs), np.concatenate(rows)
 
+
+def _scored(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """fn(x), with NaN outputs for the rows whose input holds inf (a value beyond float32 in the frame): such
+    rows have no prediction. The network sees zeros in their place, never inf."""
+    bad = np.isinf(x.reshape(len(x), -1)).any(axis=1)
+    if not bad.any():
+        return fn(x)
+    x = x.copy()
+    x[bad] = 0.0
+    out = fn(x)
+    out = np.array(out, dtype=np.result_type(out.dtype, np.float32))
+    out[bad] = np.nan
+    return out

@@ -284,7 +284,7 @@ def test_every_distribution_trains(request, distribution, frame_name, y):
     assert distribution in model.summary()["response"]
     performance = model.model_performance(train=True)
     if distribution in ("bernoulli", "multinomial"):
-        assert performance.accuracy() > 0.9
+        assert performance.classification_error() < 0.1  # accuracy() of two classes is H2O's [[threshold, value]]
         return
     predicted = model.predict(frame)["predict"].to_numpy()
     residual = frame[y].to_numpy() - predicted
@@ -456,7 +456,7 @@ def test_mean_image_file_is_subtracted(image_frame, tmp_path):
     path = tmp_path / "mean.png"
     Image.fromarray(mean, mode="L").save(path)
     model = image_fit(image_frame, mean_image_file=str(path), epochs=2)
-    assert model.model_performance(train=True).accuracy() >= 0.9
+    assert model.model_performance(train=True).classification_error() <= 0.1
     with pytest.raises(ParameterError) as info:
         image_fit(image_frame, mean_image_file=str(path), image_shape=[20, 20])
     assert "mean_image_file" in str(info.value)

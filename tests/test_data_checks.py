@@ -1,0 +1,174 @@
+"""No silent wrong answers on data: inf and numbers beyond float32, duplicate column names, lists and dicts in
+cells, text in numeric columns, and model_performance arguments that conflict, each a clear error naming the
+column, value and row; rows predict() cannot score come back NaN, label included, on every backend."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import installed_backends, make_blobs, make_linear
+
+import deepwater as dw
+from deepwater.design import Response
+from deepwater.errors import FrameError, ParameterError
+from deepwater.sources import ArraySource, map_batches
+
+BACKENDS = installed_backends()
+BAD_NUMBERS = [np.inf, -np.inf, 1e39]  # 1e39 is finite in float64 but beyond float32's 3.4e38
+
+
+def mlp(**params) -> dw.DeepWaterEstimator:
+    return dw.DeepWaterEstimator(**{"hidden": [8], "epochs": 1, "gpu": False, "quiet_mode": True, "seed": 7,
+                                    **params})
+
+
+def labelled(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with index labels that are not row positions, so messages must name the label."""
+    return frame.set_axis(np.arange(100, 100 + len(frame)))
+
+
+@pytest.fixture(scope="module")
+def blobs() -> pd.DataFrame:
+    return labelled(make_blobs(90, seed=3))
+
+
+@pytest.fixture(scope="module")
+def classifier(blobs) -> dw.DeepWaterEstimator:
+    return mlp().train(y="label", training_frame=blobs)
+
+
+def with_value(frame: pd.DataFrame, column: str, label: int, value) -> pd.DataFrame:
+    changed = frame.copy()
+    if not isinstance(value, (int, float)):
+        changed[column] = changed[column].astype(object)
+    changed.at[label, column] = value
+    return changed
+
+
+# --------------------------------------------------------------------------- inf and float32 overflow
+
+@pytest.mark.parametrize("value", BAD_NUMBERS)
+def test_a_bad_number_in_a_feature_fails_train_naming_column_and_row(blobs, value):
+    with pytest.raises(FrameError, match=r"column 'x2' holds .* at row 104 .*float32"):
+        mlp().train(y="label", training_frame=with_value(blobs, "x2", 104, value))
+
+
+@pytest.mark.parametrize("value", BAD_NUMBERS)
+def test_a_bad_number_in_a_numeric_response_fails_train(value):
+    frame = labelled(make_linear(60, seed=2))
+    with pytest.raises(FrameError, match=r"y='y' holds .* at row 131"):
+        mlp().train(y="y", training_frame=with_value(frame, "y", 131, value))
+
+
+def test_a_bad_number_in_the_validation_frame_fails_train(blobs):
+    with pytest.raises(FrameError, match=r"column 'x1' holds inf at row 120"):
+        mlp().train(y="label", training_frame=blobs, validation_frame=with_value(blobs, "x1", 120, np.inf))
+
+
+def test_a_bad_number_in_a_scored_frame_fails_model_performance(classifier, blobs):
+    with pytest.raises(FrameError, match=r"column 'x1' holds -inf at row 150"):
+        classifier.model_performance(with_value(blobs, "x1", 150, -np.inf))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_predict_gives_nan_label_and_probabilities_for_rows_it_cannot_score(blobs, backend):
+    model = mlp(backend=backend).train(y="label", training_frame=blobs)
+    frame = with_value(with_value(blobs, "x1", 101, np.inf), "x2", 102, 1e39)
+    predictions = model.predict(frame)
+    bad = predictions.loc[[101, 102]]
+    assert bad["predict"].isna().all()
+    assert bad[["a", "b", "c"]].isna().all().all()
+    good = predictions.drop(index=[101, 102])
+    pd.testing.assert_frame_equal(good, model.predict(blobs).drop(index=[101, 102]))
+    assert good.notna().all().all()
+
+
+def test_rows_holding_inf_get_nan_outputs_whatever_the_network_makes_of_them():
+    x = np.ones((5, 3), dtype=np.float32)
+    x[1, 2], x[3, 0] = np.inf, -np.inf
+    seen = []
+
+    def network(batch: np.ndarray) -> np.ndarray:  # a network that never outputs NaN
+        seen.append(batch.copy())
+        return np.full((len(batch), 2), 0.5, dtype=np.float32)
+
+    out, rows = map_batches(ArraySource(x), network, batch_size=4)
+    np.testing.assert_array_equal(rows, np.arange(5))
+    assert np.isnan(out[[1, 3]]).all() and not np.isnan(out[[0, 2, 4]]).any()
+    assert all(np.isfinite(batch).all() for batch in seen)  # the network never sees inf
+
+
+def test_predict_gives_nan_for_such_rows_in_regression():
+    frame = labelled(make_linear(60, seed=2))
+    model = mlp().train(y="y", training_frame=frame)
+    predictions = model.predict(with_value(frame, "a", 110, -np.inf))
+    assert np.isnan(predictions.loc[110, "predict"])
+    assert predictions.drop(index=110)["predict"].notna().all()
+
+
+def test_missing_values_are_still_imputed_not_refused(classifier, blobs):
+    predictions = classifier.predict(with_value(blobs, "x1", 101, np.nan))
+    assert predictions.notna().all().all()
+
+
+# --------------------------------------------------------------------------- columns and cells
+
+def test_duplicate_column_names_fail_train_and_predict(classifier, blobs):
+    doubled = pd.concat([blobs, blobs[["x1"]]], axis=1)
+    with pytest.raises(FrameError, match=r"training_frame has duplicate column names \['x1'\]"):
+        mlp().train(y="label", training_frame=doubled)
+    with pytest.raises(FrameError, match=r"frame has duplicate column names \['x1'\]"):
+        classifier.predict(doubled)
+
+
+@pytest.mark.parametrize("value", [[1.0, 2.0], {"r": 1}])
+def test_lists_and_dicts_in_a_predictor_fail_train(blobs, value):
+    frame = blobs.assign(extra=[value] * len(blobs))
+    with pytest.raises(FrameError, match=rf"column 'extra' holds {type(value).__name__} values \(first at row 100"):
+        mlp().train(y="label", training_frame=frame)
+
+
+@pytest.mark.parametrize("column", ["x1", "colour", "label"])
+def test_a_list_in_a_column_the_model_reads_fails_predict_and_scoring(classifier, blobs, column):
+    frame = with_value(blobs, column, 140, [1, 2])
+    with pytest.raises(FrameError, match=rf"column '{column}' holds list values \(first at row 140"):
+        classifier.model_performance(frame)
+    if column != "label":
+        with pytest.raises(FrameError, match=rf"column '{column}' holds list values"):
+            classifier.predict(frame)
+
+
+def test_a_list_in_a_column_the_model_does_not_read_is_ignored(classifier, blobs):
+    predictions = classifier.predict(blobs.assign(notes=[["unused"]] * len(blobs)))
+    pd.testing.assert_frame_equal(predictions, classifier.predict(blobs))
+
+
+def test_text_in_a_numeric_column_fails_predict_naming_value_and_row(classifier, blobs):
+    frame = with_value(with_value(blobs, "x2", 107, "n/a"), "x2", 160, "twelve")
+    with pytest.raises(FrameError, match=r"column 'x2' is numeric .* text .*'n/a' at row 107 \(2 such value"):
+        classifier.predict(frame)
+
+
+def test_numbers_written_as_text_still_predict(classifier, blobs):
+    as_text = blobs.assign(x1=blobs["x1"].map(repr).astype(object))
+    np.testing.assert_allclose(classifier.predict(as_text)[["a", "b", "c"]].to_numpy(),
+                               classifier.predict(blobs)[["a", "b", "c"]].to_numpy(), atol=1e-6)
+
+
+def test_decode_gives_no_label_where_a_probability_is_nan():
+    response = Response("y", "classification", ["no", "yes"])
+    probabilities = np.array([[0.7, 0.3], [np.nan, np.nan], [0.2, 0.8]])
+    assert response.decode(probabilities, threshold=0.25).tolist() == ["yes", None, "yes"]
+    assert response.decode(probabilities).tolist() == ["no", None, "yes"]
+
+
+# --------------------------------------------------------------------------- model_performance arguments
+
+@pytest.mark.parametrize("arguments, named", [
+    ({"train": True}, "frame, train=True"),
+    ({"valid": True}, "frame, valid=True"),
+    ({"train": True, "valid": True, "frame": None}, "train=True, valid=True"),
+])
+def test_model_performance_arguments_that_conflict(classifier, blobs, arguments, named):
+    with pytest.raises(ParameterError, match=rf"model_performance\({named}\): these arguments conflict"):
+        classifier.model_performance(**{"frame": blobs, **arguments})
