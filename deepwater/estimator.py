@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -28,7 +29,7 @@ from .frames import (
     resolve_columns,
 )
 from .images import ImageReader, ImageShape, load_mean_image
-from .inputs import DatasetInputs, ImageInputs, inputs_from_record
+from .inputs import DatasetInputs, ImageInputs, PixelInputs, inputs_from_record
 from .metrics import CLASSIFICATION_ONLY, STOPPING_KEYS, ModelMetrics
 from .model_files import metrics_from_record, outcome_from_record, outcome_record, record_of
 from .model_store import register
@@ -36,7 +37,15 @@ from .registry import get_backend
 from .sources import Source, map_batches
 from .specs import CLASSIFICATION, OptimizerSpec, TaskSpec, task_from_params
 from .trainer import LoopSettings, StoppingRule, Trainer, TrainingOutcome
-from .user_graphs import ANY_BACKEND, UserGraph, describe_formats, graph_loader, training_refused, user_graph
+from .user_graphs import (
+    ANY_BACKEND,
+    UserGraph,
+    describe_formats,
+    graph_loader,
+    output_labels,
+    training_refused,
+    user_graph,
+)
 from .weight_files import load_network_weights
 
 USER = "user"  # network="user": the graph comes from network_definition_file
@@ -92,11 +101,24 @@ class _Start:
     problem_type: str
     seed: int
 
+    scores_only: bool = False  # a graph scored with its own outputs: no training, no metrics
+
     def fitted(self, predictors: list[str], outcome: TrainingOutcome) -> _Fitted:
         """The trained model's parts once `outcome` is the run (or the run so far)."""
         return _Fitted(self.backend, self.device, self.network, self.net, self.task, self.response, self.inputs,
-                       predictors, self.problem_type, self.seed, outcome, outcome.final_metrics["training"],
+                       predictors, self.problem_type, self.seed, outcome, outcome.final_metrics.get("training"),
                        outcome.final_metrics.get("validation"), self.graph)
+
+    def with_graph_outputs(self) -> _Start:
+        """This start, scoring with the user graph's own classes when they are not the response's (epochs=0):
+        predict names them by output_labels(), and there is nothing to train or score against."""
+        outputs = self.net.predict(np.zeros((1,) + self.inputs.input_shape, dtype=np.float32)).shape[1]
+        if outputs == self.task.n_outputs:
+            return self
+        task = TaskSpec(CLASSIFICATION, outputs, "cross_entropy", "bernoulli" if outputs == 2 else "multinomial")
+        self.net.task = task
+        return replace(self, task=task, response=Response(self.response.name, CLASSIFICATION,
+                                                          output_labels(self.graph, outputs)), scores_only=True)
 
 
 @parameter_table.documented
@@ -200,7 +222,8 @@ class DeepWaterEstimator:
                 cross_validation = cross_validate(self, predictors, response_name, train, fold_column, _seed(p))
                 self._params = p = {**p, **main_model_settings(p, cross_validation)}
             start = self._start(train, predictors, response_name)
-        outcome = self._run(start, train, valid, weights_column, predictors, previous)
+        outcome = TrainingOutcome(stop_reason="epochs=0: the graph's own outputs") if start.scores_only else \
+            self._run(start, train, valid, weights_column, predictors, previous)
         self._fitted = start.fitted(predictors, outcome)
         self._fitted.cross_validation = cross_validation
         register(self)
@@ -217,12 +240,17 @@ class DeepWaterEstimator:
         task = task_from_params(response.kind, response.n_classes, p["distribution"], p["loss"])
         network = USER if _is_user(p["network"]) else networks.resolve_auto(p["network"], problem_type == "image")
         inputs = self._make_inputs(train, predictors, problem_type, network)
-        graph = self._user_graph(inputs.input_shape) if network == USER else None
+        graph = self._user_graph(inputs.input_shape, task.is_classification) if network == USER else None
         seed = _seed(p)
         backend, device, net = _build_net(network, graph, p["backend"], inputs.input_shape, task, p, seed)
         if graph is None and p["network_parameters_file"]:
             load_network_weights(net, p["network_parameters_file"], p["replace_output_layer"])
-        return _Start(backend.name, device, network, graph, net, task, response, inputs, problem_type, seed)
+        if graph is None and p["epochs"] == 0 and not p["network_parameters_file"]:
+            warnings.warn(f"epochs=0 and no network_parameters_file: network={network!r} keeps the random weights it "
+                          f"was initialised with (seed {seed}), so its predictions mean nothing; train it "
+                          "(epochs > 0) or pass its weights.", UserWarning, stacklevel=3)
+        start = _Start(backend.name, device, network, graph, net, task, response, inputs, problem_type, seed)
+        return start.with_graph_outputs() if graph is not None and graph.outputs_stand else start
 
     def _continue(self, previous: DeepWaterEstimator, train: pd.DataFrame, predictors: list[str]) -> _Start:
         """A restart's net: the checkpoint's network, encoders, weights and optimiser state, on a fresh net
@@ -373,14 +401,15 @@ class DeepWaterEstimator:
                 cv["fold_epochs"])
         return model
 
-    def _user_graph(self, input_shape: tuple[int, ...]) -> UserGraph:
-        """The user's graph file, its format detected; ONNX graphs only score, so they need epochs=0."""
+    def _user_graph(self, input_shape: tuple[int, ...], classification: bool) -> UserGraph:
+        """The user's graph file, its format detected; ONNX graphs only score, so they need epochs=0. A classifier
+        scored with epochs=0 keeps its own outputs (Deep Water's booklet scores ImageNet graphs on any frame)."""
         p = self._params
         graph = user_graph(p["network_definition_file"], p["network_parameters_file"], input_shape,
                            p["replace_output_layer"])
         if graph.format.backend == ANY_BACKEND and p["epochs"] > 0:
             raise training_refused(graph.definition_file)
-        return graph
+        return replace(graph, outputs_stand=classification and p["epochs"] == 0 and not p["replace_output_layer"])
 
     def _stopping_rule(self, task: TaskSpec, has_validation: bool) -> StoppingRule:
         p = self._params
@@ -398,12 +427,16 @@ class DeepWaterEstimator:
 
     def _make_inputs(self, frame: pd.DataFrame, predictors: list[str], problem_type: str,
                      network: str) -> DatasetInputs | ImageInputs:
+        """Columns and their encoders, a built-in image network's pixel columns, or an image URI column."""
         p = self._params
-        if problem_type == "dataset":
+        pixels = problem_type == "dataset" and network != USER and networks.get(network).needs_image
+        if problem_type == "dataset" and not pixels:
             return DatasetInputs(DatasetEncoder.fit(frame, predictors, p["standardize"], p["ignore_const_cols"]))
         default = (None if network == USER else networks.get(network).default_image_shape) or (224, 224)
         height, width = p["image_shape"] or default
         shape = ImageShape(height, width, p["channels"])
+        if pixels:  # an image network on pixel columns (Deep Water's booklet, section 10)
+            return PixelInputs.fit(frame, predictors, shape, p["standardize"])
         mean = None if p["mean_image_file"] is None else load_mean_image(p["mean_image_file"], shape)
         reader = ImageReader(shape, bad_images=p["bad_images"], cache_mb=p["image_cache_mb"])
         return ImageInputs(predictors[0], shape, mean, reader)

@@ -39,6 +39,43 @@ class DatasetInputs:
 
 
 @dataclass
+class PixelInputs(DatasetInputs):
+    """Numeric columns that hold an image's pixels, for an image network on a dataset frame (Deep Water's
+    booklet trains LeNet on MNIST's 784 pixel columns): each row, encoded, is the image in row-major order,
+    channels first."""
+
+    shape: ImageShape
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, predictors: list[str], shape: ImageShape, standardize: bool) -> PixelInputs:
+        """Inputs from `predictors`, which must be height x width x channels numeric columns."""
+        encoder = DatasetEncoder.fit(frame, predictors, standardize, ignore_const_cols=False)
+        values = shape.height * shape.width * shape.channels
+        if encoder.categorical or encoder.width != values:
+            numeric = len(encoder.numeric)
+            raise FrameError(f"an image network on a dataset frame takes its numeric columns as the image, but "
+                             f"{numeric} numeric column(s){' and categorical ones' if encoder.categorical else ''} "
+                             f"cannot be image_shape=[{shape.height}, {shape.width}] with channels={shape.channels} "
+                             f"({shape.height} x {shape.width} x {shape.channels} = {values} values); pass x with "
+                             "exactly that many numeric columns, or the image_shape and channels they hold.")
+        return cls(encoder, shape)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.shape.channels, self.shape.height, self.shape.width)
+
+    def source(self, frame: pd.DataFrame, y: np.ndarray | None = None, w: np.ndarray | None = None) -> ArraySource:
+        rows = super().source(frame, y, w)
+        rows.x = rows.x.reshape((len(rows.x),) + self.input_shape)
+        return rows
+
+    def to_record(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The encoder and the image shape as JSON values."""
+        record, arrays = super().to_record()
+        return {**record, "kind": "pixels", "shape": asdict(self.shape)}, arrays
+
+
+@dataclass
 class ImageInputs:
     """A column of image URIs, decoded to `shape`, as (pixels - mean_image) * scale.
 
@@ -79,13 +116,13 @@ class ImageInputs:
 def inputs_from_record(record: dict[str, Any], arrays: dict[str, np.ndarray],
                        params: dict[str, Any]) -> DatasetInputs | ImageInputs:
     """The inputs that to_record() described, with an image reader made from `params`."""
-    if record["kind"] == "dataset":
+    shape = ImageShape(**record["shape"]) if "shape" in record else None
+    if record["kind"] in ("dataset", "pixels"):
         saved = record["encoder"]
         encoder = DatasetEncoder([NumericColumn(**c) for c in saved["numeric"]],
                                  [CategoricalColumn(**c) for c in saved["categorical"]],
                                  saved["dropped"], saved["standardize"])
-        return DatasetInputs(encoder)
-    shape = ImageShape(**record["shape"])
+        return DatasetInputs(encoder) if shape is None else PixelInputs(encoder, shape)
     reader = ImageReader(shape, bad_images=params["bad_images"], cache_mb=params["image_cache_mb"])
     scale = arrays["inputs/scale"] if record["scale"] is None else record["scale"]
     return ImageInputs(record["column"], shape, arrays.get("inputs/mean_image"), reader, scale)

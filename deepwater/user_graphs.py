@@ -49,6 +49,10 @@ class UserGraph:
     input_shape: tuple[int, ...]  # one row without the batch axis: (channels, height, width) or (features,)
     replace_output_layer: bool
     format: GraphFormat
+    outputs_stand: bool = False  # epochs=0 scoring: the graph keeps its outputs whatever the response's classes
+
+
+SYNSET = "synset.txt"
 
 
 def formats_for(backend: str) -> list[GraphFormat]:
@@ -89,13 +93,25 @@ def check_outputs(graph: UserGraph, outputs: int, task: TaskSpec, replaceable: b
 
     `replaceable`: whether the format can take replace_output_layer=True, so that the advice fits.
     """
-    if outputs == task.n_outputs or graph.replace_output_layer:
+    if outputs == task.n_outputs or graph.replace_output_layer or graph.outputs_stand:
         return
     needs = "one per class" if task.is_classification else "one value"
     replace = (f"Pass replace_output_layer=True to replace the graph's last layer with a new one of {task.n_outputs} "
                "outputs (fine-tuning on your classes), or use" if replaceable else "Use")
     raise ModelFileError(f"network_definition_file={graph.definition_file!r} has {outputs} outputs but the response "
                          f"needs {task.n_outputs} ({needs}). {replace} a graph built for them.")
+
+
+def output_labels(graph: UserGraph, outputs: int) -> list[str | int]:
+    """Names of a graph's `outputs` classes: the lines of a `synset.txt` beside the graph file when it has one
+    a class (Deep Water's model zoo shipped them, e.g. 'n01440764 tench, Tinca tinca'), else 0 .. outputs-1."""
+    synset = os.path.join(os.path.dirname(os.path.abspath(graph.definition_file)), SYNSET)
+    if os.path.isfile(synset):
+        with open(synset, encoding="utf-8", errors="replace") as stream:
+            lines = [line.strip() for line in stream if line.strip()]
+        if len(lines) == outputs:
+            return lines
+    return list(range(outputs))
 
 
 def no_replacement(graph: UserGraph, why: str) -> ModelFileError:

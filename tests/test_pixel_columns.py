@@ -1,0 +1,66 @@
+"""Booklet section 10: an image network on a dataset frame takes its numeric columns as the image
+(row-major, channels first), on every backend; any other column count is an error naming the numbers."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import installed_backends
+
+import deepwater as dw
+from deepwater.errors import FrameError
+
+BACKENDS = installed_backends()
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[pd.DataFrame, pd.DataFrame]:
+    train, test = dw.datasets.mnist()
+    train, test = train.iloc[:600].copy(), test.iloc[:200].copy()
+    for frame in (train, test):
+        frame["label"] = frame["label"].astype("category")
+    return train, test
+
+
+def lenet(**params) -> dw.DeepWaterEstimator:
+    return dw.DeepWaterEstimator(**{"network": "lenet", "image_shape": [28, 28], "channels": 1, "epochs": 2,
+                                    "gpu": False, "quiet_mode": True, "seed": 1, "learning_rate": 0.01, **params})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lenet_trains_on_784_pixel_columns(digits, backend):
+    train, test = digits
+    model = lenet(backend=backend).train(y="label", training_frame=train)
+    assert model.summary()["input_shape"] == (1, 28, 28) and model.summary()["network"] == "lenet"
+    assert model.model_performance(test).accuracy() > 0.5  # ten classes: chance is 0.1
+
+
+def test_the_rows_are_the_images_row_major(digits):
+    """The first conv layer sees pixel (r, c) at row r, column c: the column order C1..C784 is row-major."""
+    train, _ = digits
+    model = lenet(epochs=1).train(y="label", training_frame=train)
+    x = model._fitted.inputs.source(train.iloc[:2]).x
+    encoder = model._fitted.inputs.encoder
+    flat = encoder.transform(train.iloc[:2])
+    np.testing.assert_array_equal(x[:, 0, 3, 5], flat[:, 3 * 28 + 5])
+    assert x.shape == (2, 1, 28, 28)
+
+
+def test_a_saved_pixel_model_predicts_the_same(digits, tmp_path):
+    train, test = digits
+    model = lenet(epochs=1).train(y="label", training_frame=train)
+    loaded = dw.load_model(dw.save_model(model, tmp_path))
+    np.testing.assert_allclose(loaded.predict(test).iloc[:, 1:], model.predict(test).iloc[:, 1:], atol=1e-6)
+
+
+@pytest.mark.parametrize("params,named", [({"channels": 3}, "28 x 28 x 3 = 2352"),
+                                          ({"image_shape": [20, 20]}, "20 x 20 x 1 = 400")])
+def test_another_count_names_the_three_numbers(digits, params, named):
+    with pytest.raises(FrameError, match=f"784 numeric column.*{named}"):
+        lenet(**params).train(y="label", training_frame=digits[0])
+
+
+def test_a_categorical_column_is_not_a_pixel(digits):
+    frame = digits[0].assign(colour=pd.Categorical(["red"] * len(digits[0])))
+    with pytest.raises(FrameError, match="categorical"):
+        lenet().train(y="label", training_frame=frame)
