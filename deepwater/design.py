@@ -7,6 +7,7 @@ categorical columns one-hot encoded (an unseen level encodes as all zeros), cons
 from __future__ import annotations
 
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -16,6 +17,13 @@ import pandas as pd
 from .errors import FrameError
 from .frames import check_plain_values, is_categorical
 from .specs import CLASSIFICATION, REGRESSION
+
+ONE_HOT, BINARY, LABEL = "one_hot", "binary", "label"
+# H2O's categorical_encoding names -> how a categorical column becomes numbers
+CATEGORICAL_ENCODINGS = {"AUTO": ONE_HOT, "OneHotInternal": ONE_HOT, "OneHotExplicit": ONE_HOT, "Binary": BINARY,
+                         "LabelEncoder": LABEL}
+ALL_LEVELS = 2**31 - 1  # max_categorical_features' default, H2O's: no hashing
+LARGE_MATRIX_BYTES = 1 << 30  # a design matrix above this gets a warning naming the encodings that shrink it
 
 
 def _levels(series: pd.Series) -> list[Any]:
@@ -154,8 +162,38 @@ class NumericColumn:
 
 @dataclass
 class CategoricalColumn:
+    """A categorical column and its encoding: one-hot (over its levels, or over `buckets` hashed buckets when
+    it has more levels than max_categorical_features), binary digits of the level's number, or that number."""
+
     name: str
     levels: list[Any]
+    encoding: str = ONE_HOT
+    buckets: int = 0  # > 0: one-hot over crc32(level) % buckets (H2O's max_categorical_features)
+
+    @property
+    def width(self) -> int:
+        if self.encoding == LABEL:
+            return 1
+        if self.encoding == BINARY:
+            return len(self.levels).bit_length()  # level i is written as i + 1; 0 is missing or unseen
+        return self.buckets or len(self.levels)
+
+    def encode(self, series: pd.Series) -> np.ndarray:
+        """The column's (rows, width) float32 block; missing values and unseen levels are all zeros
+        (LabelEncoder: -1)."""
+        codes = _codes(series, self.levels)
+        known = codes >= 0
+        if self.encoding == LABEL:
+            return codes.astype(np.float32)[:, None]
+        if self.encoding == BINARY:
+            return (((codes + 1)[:, None] >> np.arange(self.width)) & 1).astype(np.float32)
+        slots = codes
+        if self.buckets:
+            hashed = np.array([zlib.crc32(str(level).encode()) % self.buckets for level in self.levels], np.int64)
+            slots = np.where(known, hashed[np.maximum(codes, 0)], -1)
+        block = np.zeros((len(codes), self.width), dtype=np.float32)
+        block[np.nonzero(known)[0], slots[known]] = 1.0
+        return block
 
 
 @dataclass
@@ -168,8 +206,11 @@ class DatasetEncoder:
     standardize: bool = True
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, columns: Sequence[str], standardize: bool,
-            ignore_const_cols: bool) -> "DatasetEncoder":
+    def fit(cls, frame: pd.DataFrame, columns: Sequence[str], standardize: bool, ignore_const_cols: bool,
+            categorical_encoding: str = "AUTO", max_categorical_features: int = ALL_LEVELS) -> "DatasetEncoder":
+        """Learn the columns' statistics and levels from `frame`; categorical_encoding and
+        max_categorical_features are H2O's (parameter table)."""
+        encoding = CATEGORICAL_ENCODINGS[categorical_encoding]
         categorical, dropped = [], []
         numeric_names = [name for name in columns if not is_categorical(frame[name])]
         for name in columns:
@@ -180,7 +221,9 @@ class DatasetEncoder:
             if ignore_const_cols and len(levels) <= 1 and not series.isna().any():
                 dropped.append(name)
             else:
-                categorical.append(CategoricalColumn(name, levels))
+                buckets = max_categorical_features if encoding == ONE_HOT and len(levels) > max_categorical_features \
+                    else 0
+                categorical.append(CategoricalColumn(name, levels, encoding, buckets))
         numeric = []
         if numeric_names:  # statistics of all numeric columns at once
             block = _numeric_block(frame, numeric_names)
@@ -196,7 +239,21 @@ class DatasetEncoder:
                              "give columns that vary, or ignore_const_cols=False.")
         order = {name: i for i, name in enumerate(columns)}
         dropped.sort(key=order.__getitem__)
-        return cls(numeric, categorical, dropped, standardize)
+        encoder = cls(numeric, categorical, dropped, standardize)
+        encoder.warn_when_large(len(frame))
+        return encoder
+
+    def warn_when_large(self, rows: int) -> None:
+        """Warn when the float32 design matrix of `rows` rows passes LARGE_MATRIX_BYTES, naming the widest
+        categorical column and the parameters that shrink it."""
+        size = rows * self.width * 4
+        if size <= LARGE_MATRIX_BYTES or not self.categorical:
+            return
+        widest = max(self.categorical, key=lambda c: c.width)
+        warnings.warn(f"the design matrix of {rows:,} rows x {self.width:,} columns takes {size / 2**30:.1f} GiB; "
+                      f"column {widest.name!r} alone is {widest.width:,} wide ({len(widest.levels):,} levels). Pass "
+                      "categorical_encoding='Binary' or 'LabelEncoder', or max_categorical_features=N to hash the "
+                      "levels into N columns.", UserWarning, stacklevel=4)
 
     @property
     def columns(self) -> list[str]:
@@ -204,7 +261,7 @@ class DatasetEncoder:
 
     @property
     def width(self) -> int:
-        return len(self.numeric) + sum(len(c.levels) for c in self.categorical)
+        return len(self.numeric) + sum(c.width for c in self.categorical)
 
     def transform(self, frame: pd.DataFrame, keep_infinite: bool = False) -> np.ndarray:
         """The (rows, width) float32 design matrix of `frame`.
@@ -231,10 +288,6 @@ class DatasetEncoder:
                 block /= scale
             parts.append(block)
         for column in self.categorical:
-            codes = _codes(frame[column.name], column.levels)
-            onehot = np.zeros((len(frame), len(column.levels)), dtype=np.float32)
-            known = codes >= 0  # unseen levels and missing values stay all-zero
-            onehot[np.nonzero(known)[0], codes[known]] = 1.0
-            parts.append(onehot)
+            parts.append(column.encode(frame[column.name]))
         matrix = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         return np.ascontiguousarray(matrix)  # row-major: mini-batches gather rows

@@ -431,7 +431,8 @@ class DeepWaterEstimator:
         p = self._params
         pixels = problem_type == "dataset" and network != USER and networks.get(network).needs_image
         if problem_type == "dataset" and not pixels:
-            return DatasetInputs(DatasetEncoder.fit(frame, predictors, p["standardize"], p["ignore_const_cols"]))
+            return DatasetInputs(DatasetEncoder.fit(frame, predictors, p["standardize"], p["ignore_const_cols"],
+                                                    p["categorical_encoding"], p["max_categorical_features"]))
         default = (None if network == USER else networks.get(network).default_image_shape) or (224, 224)
         height, width = p["image_shape"] or default
         shape = ImageShape(height, width, p["channels"])

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .design import CATEGORICAL_ENCODINGS
 from .errors import ParameterError
 
 Check = Callable[[str, Any], Any]  # returns the normalised value or raises ParameterError
@@ -232,6 +233,12 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("image_cache_mb", 1024.0, number(0), "Memory for decoded images kept across epochs.", True),
     Parameter("standardize", True, flag, "Scale numeric columns to mean 0, variance 1 (and a numeric response)."),
     Parameter("ignore_const_cols", True, flag, "Drop columns that hold one value in the training frame."),
+    Parameter("categorical_encoding", "AUTO", one_of(*CATEGORICAL_ENCODINGS),
+              "How categorical columns become numbers: AUTO/OneHotInternal/OneHotExplicit (a column per level), "
+              "Binary (the level's number in binary digits: log2(levels) columns) or LabelEncoder (the level's "
+              "number). H2O's Eigen, SortByResponse and EnumLimited are not offered."),
+    Parameter("max_categorical_features", 2**31 - 1, number(1, integer=True),
+              "A one-hot column with more levels than this is hashed into this many columns (H2O's rule)."),
     Parameter("weights_column", None, optional_text, "Column of row weights."),
     Parameter("quiet_mode", False, flag, "Hide the progress bar.", True),
     Parameter("nfolds", 0, fold_count,
