@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import FrameError, MissingDependencyError, ParameterError
-from .images import looks_like_image_column
+from .images import first_non_image, looks_like_image_column
 
 ColumnRef = str | int
 
@@ -105,12 +105,14 @@ def resolve_columns(frame: pd.DataFrame, x: Sequence[ColumnRef] | ColumnRef | No
 
 def detect_problem_type(frame: pd.DataFrame, predictors: Sequence[str], problem_type: str) -> str:
     """Deep Water's rule: 'image' when the first predictor holds image file names or URLs."""
-    first_is_images = looks_like_image_column(frame[predictors[0]])
     if problem_type == "auto":
-        return "image" if first_is_images else "dataset"
-    if problem_type == "image" and not first_is_images:
-        raise ParameterError(f"problem_type='image' needs the first x column to hold image paths or URLs; "
-                             f"column {predictors[0]!r} does not. Put the URI column first in x.")
+        return "image" if looks_like_image_column(frame[predictors[0]]) else "dataset"
+    if problem_type == "image":
+        bad = first_non_image(frame[predictors[0]])
+        if bad is not None:
+            raise ParameterError(f"problem_type='image' needs the first x column to hold image paths or URLs; "
+                                 f"column {predictors[0]!r} holds {bad!r}, which is none. Put the URI column first "
+                                 "in x.")
     return problem_type
 
 

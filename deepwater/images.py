@@ -74,6 +74,24 @@ def is_image_uri(value: object) -> bool:
     return bool(value) and _uri_suffix(value) in IMAGE_EXTENSIONS
 
 
+def first_non_image(series: pd.Series, sample: int = 5) -> object | None:
+    """The first of the first `sample` values that is not an image URI, None when all are: an image
+    extension, an http(s) URL (checked when fetched), or a local file that PIL recognises as an image (file
+    names without an extension included)."""
+    for value in series.dropna().head(sample):
+        text = value.strip() if isinstance(value, str) else ""
+        if not text:
+            return value
+        if is_image_uri(text) or text.lower().startswith(("http://", "https://")):
+            continue
+        try:
+            with Image.open(text[len("file://"):] if text.startswith("file://") else text) as image:
+                image.verify()
+        except (OSError, ValueError, SyntaxError):
+            return value
+    return None
+
+
 def _holds_strings(series: pd.Series) -> bool:
     """True when the column stores strings: object/string dtype, or a categorical of those."""
     dtype = series.dtype

@@ -455,3 +455,32 @@ def test_mean_image_missing_and_unknown_suffix(tmp_path: Path) -> None:
     (tmp_path / "m.txt").write_text("1 2 3")
     with pytest.raises(ParameterError, match="mean_image_file.*unknown file type"):
         load_mean_image(tmp_path / "m.txt", RGB)
+
+
+def test_problem_type_image_takes_image_files_without_an_extension(tmp_path, image_frame):
+    """problem_type='image' honours what the values are, not their names: PNGs saved without a suffix train."""
+    import deepwater as dw
+
+    renamed = []
+    for uri in image_frame["uri"]:
+        target = tmp_path / Path(uri).stem
+        Path(uri).rename(target)
+        renamed.append(str(target))
+    frame = image_frame.assign(uri=renamed)
+    model = dw.DeepWaterEstimator(problem_type="image", network="lenet", image_shape=[28, 28], channels=1,
+                                  epochs=1, gpu=False, quiet_mode=True, seed=1)
+    model.train(x=["uri"], y="label", training_frame=frame)
+    assert model.summary()["problem_type"] == "image"
+    assert len(model.predict(frame)) == len(frame)
+
+
+def test_problem_type_image_names_the_first_value_that_is_no_image(tmp_path, image_frame):
+    import deepwater as dw
+    from deepwater.errors import ParameterError
+
+    notes = tmp_path / "notes"
+    notes.write_text("not an image")
+    frame = image_frame.assign(uri=[str(notes)] + list(image_frame["uri"][1:]))
+    with pytest.raises(ParameterError, match=f"holds '{notes}', which is none"):
+        dw.DeepWaterEstimator(problem_type="image", network="lenet", epochs=1, gpu=False).train(
+            x=["uri"], y="label", training_frame=frame)
