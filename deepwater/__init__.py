@@ -15,6 +15,7 @@ from .errors import (
                      NotFittedError,
                      ParameterError,
 )
+from .ensemble import H2OStackedEnsembleEstimator, StackedEnsembleEstimator
 from .estimator import DeepWaterEstimator, H2ODeepWaterEstimator
 from .frames import import_file
 from .model_files import load_model, save_model
@@ -22,7 +23,8 @@ from .model_store import get_model, ls, remove
 
 __version__ = "0.1.0"
 __all__ = [
-    "DeepWaterEstimator", "H2ODeepWaterEstimator", "import_file", "datasets", "accessor", "models_zoo",
+    "DeepWaterEstimator", "H2ODeepWaterEstimator", "StackedEnsembleEstimator", "H2OStackedEnsembleEstimator",
+    "import_file", "datasets", "accessor", "models_zoo",
     "distance", "nearest", "save_model", "load_model", "get_model", "ls", "remove",
     "DeepWaterError", "ParameterError", "FrameError", "ImageError", "MissingDependencyError", "DeviceError",
     "ModelFileError", "NotFittedError",

@@ -255,6 +255,12 @@ class DatasetEncoder:
                       "categorical_encoding='Binary' or 'LabelEncoder', or max_categorical_features=N to hash the "
                       "levels into N columns.", UserWarning, stacklevel=4)
 
+    @classmethod
+    def from_record(cls, saved: dict[str, Any]) -> "DatasetEncoder":
+        """The encoder that dataclasses.asdict() wrote."""
+        return cls([NumericColumn(**c) for c in saved["numeric"]], [CategoricalColumn(**c) for c in saved["categorical"]],
+                   saved["dropped"], saved["standardize"])
+
     @property
     def columns(self) -> list[str]:
         return [c.name for c in self.numeric] + [c.name for c in self.categorical]

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .design import CategoricalColumn, DatasetEncoder, NumericColumn
+from .design import DatasetEncoder
 from .errors import FrameError
 from .frames import check_plain_values
 from .images import ImageReader, ImageShape
@@ -118,10 +118,7 @@ def inputs_from_record(record: dict[str, Any], arrays: dict[str, np.ndarray],
     """The inputs that to_record() described, with an image reader made from `params`."""
     shape = ImageShape(**record["shape"]) if "shape" in record else None
     if record["kind"] in ("dataset", "pixels"):
-        saved = record["encoder"]
-        encoder = DatasetEncoder([NumericColumn(**c) for c in saved["numeric"]],
-                                 [CategoricalColumn(**c) for c in saved["categorical"]],
-                                 saved["dropped"], saved["standardize"])
+        encoder = DatasetEncoder.from_record(record["encoder"])
         return DatasetInputs(encoder) if shape is None else PixelInputs(encoder, shape)
     reader = ImageReader(shape, bad_images=params["bad_images"], cache_mb=params["image_cache_mb"])
     scale = arrays["inputs/scale"] if record["scale"] is None else record["scale"]

@@ -48,6 +48,7 @@ FORMAT_1_ARRAYS = "arrays.npz"
 CHECKSUMS = "checksums.json"
 DIGEST = "blake3"  # cryptographic and about 8 GB/s on one core: SHA-256 took 5x longer on ResNet-50's 200 MB
 GRAPH_DIR = "graph"
+MEMBERS = "members"
 DISTRIBUTIONS = ("deepwater", "torch", "tensorflow", "tensorflow-cpu", "keras", "mxnet", "onnx", "onnxruntime", "numpy",
                  "pandas")
 
@@ -122,6 +123,14 @@ def save_model(model: DeepWaterEstimator, path: str | os.PathLike = ".", force: 
 
 
 def _write_folder(model: DeepWaterEstimator, folder: Path) -> None:
+    """Write `model` into `folder`: its record, arrays and graph files, and for a model made of models (an
+    ensemble) each member as a saved model under members/ and its other parts as files (`_blobs`)."""
+    for name, member in getattr(model, "_members", dict)().items():
+        (folder / MEMBERS / name).mkdir(parents=True)
+        _write_folder(member, folder / MEMBERS / name)
+    for relative, data in getattr(model, "_blobs", dict)().items():
+        (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / relative).write_bytes(data)
     record, arrays, graph_files = model._to_record()
     for key, source in graph_files.items():
         (folder / GRAPH_DIR).mkdir(exist_ok=True)
@@ -220,11 +229,21 @@ def load_model(path: str | os.PathLike, backend: str | None = None) -> DeepWater
     `backend` moves a built-in network to another installed backend (its weights are canonical); None
     keeps the backend it was trained on. A model trained on a GPU loads on a machine without one.
     """
-    from .estimator import DeepWaterEstimator
     from .model_store import register
 
-    record, arrays, folder = read_model_folder(newest_model_folder(Path(os.fspath(path))))
-    return register(DeepWaterEstimator._from_record(record, arrays, folder, backend))
+    return register(_model_from_folder(newest_model_folder(Path(os.fspath(path))), backend))
+
+
+def _model_from_folder(folder: Path, backend: str | None):
+    """The model saved in `folder`, of the class its record's algo names (members loaded first)."""
+    from .ensemble import StackedEnsembleEstimator
+    from .estimator import DeepWaterEstimator
+
+    record, arrays, folder = read_model_folder(folder)
+    if record.get("algo") == StackedEnsembleEstimator.algo:
+        members = {name: _model_from_folder(folder / MEMBERS / name, backend) for name in record["members"] if name}
+        return StackedEnsembleEstimator._from_record(record, members, folder)
+    return DeepWaterEstimator._from_record(record, arrays, folder, backend)
 
 
 # --------------------------------------------------------------------------- records of the model's parts
