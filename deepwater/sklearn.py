@@ -1,0 +1,135 @@
+"""scikit-learn estimators over DeepWaterEstimator: DeepWaterClassifier and DeepWaterRegressor.
+
+Their parameters are the parameter table's (deepwater.params.PARAMETERS), so they work in Pipeline,
+GridSearchCV, cross_val_score and StackingClassifier. X is a numpy array or a pandas frame (categorical
+and image URI columns included: a frame goes to the estimator as it is); y is a vector.
+"""
+from __future__ import annotations
+
+import inspect
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import DataConversionWarning
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import params as parameter_table
+from .estimator import DeepWaterEstimator
+
+TARGET = "__deepwater_target__"
+QUIET = {"quiet_mode": True}  # scikit-learn fits many models: no progress bars unless asked for
+
+
+def _default(name: str) -> Any:
+    """The table's default, with lists as tuples (scikit-learn's defaults are immutable)."""
+    value = QUIET.get(name, parameter_table.PARAMETERS[name].default)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _table_init(self, **params: Any) -> None:
+    """Store every parameter as given (scikit-learn's rule: no checks before fit)."""
+    for name in parameter_table.PARAMETERS:
+        setattr(self, name, params.pop(name, _default(name)))
+    if params:
+        raise parameter_table.unknown_parameter(next(iter(params)), parameter_table.PARAMETERS)
+
+
+_table_init.__signature__ = inspect.Signature(
+    [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_default(name))
+       for name in parameter_table.PARAMETERS])
+
+
+def _target(estimator: BaseEstimator, y: Any, dtype: Any = None) -> np.ndarray:
+    """y as a 1-d array, with scikit-learn's messages for a missing y and a column vector."""
+    if y is None:
+        raise ValueError(f"{type(estimator).__name__} requires y to be passed, but the target y is None.")
+    y = np.asarray(y, dtype=dtype)
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected; it is read as y.ravel().",
+                      DataConversionWarning, stacklevel=3)
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(f"y has shape {y.shape}; {type(estimator).__name__} takes one target per row (a 1-d y).")
+    return y
+
+
+class _DeepWaterModel(BaseEstimator):
+    """What the classifier and the regressor share: the table's parameters, X as a frame, the fit."""
+
+    __init__ = _table_init
+
+    def _frame(self, X: Any, reset: bool) -> pd.DataFrame:
+        """X as a frame: a frame as it is (its column names checked at predict), else a numeric array
+        validated by scikit-learn (NaN allowed: the estimator imputes it) with columns x0, x1, ..."""
+        if isinstance(X, pd.DataFrame):
+            if reset:
+                self.n_features_in_ = X.shape[1]
+                self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+            elif list(X.columns) != list(self.feature_names_in_):
+                raise ValueError(f"X has columns {list(X.columns)[:8]}, but {type(self).__name__} was fitted with "
+                                 f"{list(self.feature_names_in_)[:8]}; pass the same columns.")
+            return X.reset_index(drop=True)
+        array = validate_data(self, X, reset=reset, ensure_all_finite="allow-nan", dtype=np.float64)
+        return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
+
+    def _fit(self, X: Any, y: Any, target: pd.Series) -> _DeepWaterModel:
+        frame = self._frame(X, reset=True)
+        if len(frame) != len(target):
+            raise ValueError(f"X has {len(frame)} rows but y has {len(target)}; pass one target per row.")
+        if len(frame) < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 samples to train; got 1 sample.")
+        frame[TARGET] = target.array  # the array keeps a categorical target categorical
+        params = {name: getattr(self, name) for name in parameter_table.PARAMETERS}
+        self.model_ = DeepWaterEstimator(**params).train(x=list(frame.columns[:-1]), y=TARGET, training_frame=frame)
+        return self
+
+    def _predictions(self, X: Any) -> pd.DataFrame:
+        check_is_fitted(self, "model_")
+        return self.model_.predict(self._frame(X, reset=False))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+class DeepWaterClassifier(ClassifierMixin, _DeepWaterModel):
+    """A deepwater network as a scikit-learn classifier (fit, predict, predict_proba, score, classes_)."""
+
+    def fit(self, X: Any, y: Any) -> DeepWaterClassifier:
+        """Train on X and the class labels y."""
+        y = _target(self, y)
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError(f"y holds {len(self.classes_)} class(es) {list(self.classes_)}; a classifier needs at "
+                             "least two.")
+        return self._fit(X, y, pd.Series(pd.Categorical(y, categories=self.classes_)))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, one column per entry of classes_."""
+        predictions = self._predictions(X)
+        return predictions.iloc[:, 1:].to_numpy(dtype=np.float64)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable class of each row."""
+        probabilities = self.predict_proba(X)
+        return self.classes_[probabilities.argmax(axis=1)]
+
+
+class DeepWaterRegressor(RegressorMixin, _DeepWaterModel):
+    """A deepwater network as a scikit-learn regressor (fit, predict, score)."""
+
+    def fit(self, X: Any, y: Any) -> DeepWaterRegressor:
+        """Train on X and the numeric target y."""
+        y = _target(self, y, np.float64)
+        return self._fit(X, y, pd.Series(y))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The predicted value of each row."""
+        return self._predictions(X)["predict"].to_numpy(dtype=np.float64)
