@@ -57,7 +57,8 @@ class PixelInputs(DatasetInputs):
                              f"{numeric} numeric column(s){' and categorical ones' if encoder.categorical else ''} "
                              f"cannot be image_shape=[{shape.height}, {shape.width}] with channels={shape.channels} "
                              f"({shape.height} x {shape.width} x {shape.channels} = {values} values); pass x with "
-                             "exactly that many numeric columns, or the image_shape and channels they hold.")
+                             "exactly that many numeric columns, or the image_shape and channels they hold; for a dataset of "
+                             "ordinary columns use network='mlp'.")
         return cls(encoder, shape)
 
     @property

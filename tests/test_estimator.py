@@ -335,10 +335,12 @@ def test_unknown_network_lists_the_networks(blobs):
         assert name in message
 
 
-def test_image_network_on_a_dataset_is_refused(blobs):
-    with pytest.raises(ParameterError) as info:
+def test_image_network_on_columns_that_are_no_image_is_refused(blobs):
+    """LeNet takes a dataset's numeric columns as pixels (booklet section 10); 2 columns and a categorical
+    one are no 28x28 image: the error says so and points to the MLP."""
+    with pytest.raises(FrameError) as info:
         fit(blobs, network="lenet")
-    assert "mlp" in str(info.value)
+    assert "28 x 28 x 3 = 2352" in str(info.value) and "network='mlp'" in str(info.value)
 
 
 def test_mlp_network_on_images_flattens_them(image_frame):
