@@ -1,6 +1,7 @@
 """DeepWaterEstimator: H2O Deep Water's estimator API over any installed backend."""
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -43,12 +44,24 @@ def _is_user(network: str) -> bool:
 
 
 def _settle(values: dict[str, Any]) -> dict[str, Any]:
-    """`values` after the checks that span parameters, with a model_id generated when none is given."""
-    if _is_user(values["network"]) and not values["network_definition_file"]:
+    """`values` after the checks that span parameters, with Deep Water's network='auto' -> 'user' for a graph
+    file and a model_id generated when none is given."""
+    network, definition = values["network"], values["network_definition_file"]
+    if definition and network == "auto":
+        network = USER
+    if definition and not _is_user(network):
+        raise ParameterError(f"network={network!r} is a built-in network, so network_definition_file={definition!r} "
+                             "cannot be used with it. Pass network='user' (or 'auto') to train the graph file, or "
+                             "drop network_definition_file to train the built-in network.")
+    if _is_user(network) and not definition:
         raise ParameterError("network='user' needs network_definition_file: pass the path of your graph file "
                              f"({describe_formats()}), optionally with network_parameters_file for its "
                              "weights; or pick a built-in network.")
-    return {**values, "model_id": values["model_id"] or f"DeepWater_model_{uuid.uuid4().hex[:8]}"}
+    if math.isinf(values["epochs"]) and not values["max_runtime_secs"]:
+        raise ParameterError("epochs=inf trains until max_runtime_secs, but max_runtime_secs=0 (no limit). Pass "
+                             "max_runtime_secs > 0 in the same call, or a finite number of epochs.")
+    return {**values, "network": network,
+            "model_id": values["model_id"] or f"DeepWater_model_{uuid.uuid4().hex[:8]}"}
 
 
 @dataclass

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import networks, registry
 from .errors import ParameterError
 
 Check = Callable[[str, Any], Any]  # returns the normalised value or raises ParameterError
@@ -128,6 +129,17 @@ def any_text(name: str, value: Any) -> str:
     raise _fail(name, value, "use a non-empty string")
 
 
+def backend_name(name: str, value: Any) -> str:
+    """Accept 'auto' or a known backend, shipped or plugged in (any case); no framework is imported."""
+    return registry.known_backend(any_text(name, value))
+
+
+def network_name(name: str, value: Any) -> str:
+    """Accept 'auto', 'user' or a network of deepwater.networks.NETWORKS (any case), kept in lower case."""
+    text = any_text(name, value).lower()
+    return text if text in ("auto", "user") else networks.get(text).name
+
+
 @dataclass(frozen=True)
 class Parameter:
     """One row of the parameter table."""
@@ -141,11 +153,12 @@ class Parameter:
 
 PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("model_id", None, optional_text, "Name of the model; generated when None.", True),
-    Parameter("backend", "auto", any_text,
+    Parameter("backend", "auto", backend_name,
               "Framework that runs the network: 'auto' (first installed of torch, tensorflow, mxnet) or a backend name."),
-    Parameter("network", "auto", any_text,
-              "Architecture: 'auto' (inception_bn for images, MLP for datasets), a name in deepwater.networks.NETWORKS, "
-              "or 'user' (the graph in network_definition_file)."),
+    Parameter("network", "auto", network_name,
+              "Architecture: 'auto' (inception_bn for images, MLP for datasets; 'user' when network_definition_file is "
+              "given, as in Deep Water), a name in deepwater.networks.NETWORKS, or 'user' (the graph in "
+              "network_definition_file)."),
     Parameter("network_definition_file", None, optional_text,
               "Graph file of a user-defined network (network='user'): MXNet symbol .json, Keras .keras, a "
               "SavedModel directory, TF1 .meta, TorchScript .pt, torch.export .pt2 or ONNX .onnx (docs/user_graphs.md)."),
@@ -158,7 +171,8 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
               "this response (fine-tuning a pretrained network on new classes)."),
     Parameter("problem_type", "auto", one_of(*PROBLEM_TYPES),
               "'image' (first x column holds image URIs), 'dataset' (numeric/categorical columns) or 'auto' (detect)."),
-    Parameter("epochs", 10.0, number(0), "How many passes over the training frame (may be fractional).", True),
+    Parameter("epochs", 10.0, number(0), "How many passes over the training frame (may be fractional); "
+              "float('inf') trains until max_runtime_secs (which it needs) or early stopping.", True),
     Parameter("hidden", [200, 200], list_of(number(1, integer=True), min_length=1), "Hidden layer sizes of the MLP."),
     Parameter("activation", "Rectifier", one_of(*ACTIVATIONS), "Hidden activation of the MLP."),
     Parameter("input_dropout_ratio", 0.0, number(0, 1, high_open=True), "Fraction of inputs dropped in training."),

@@ -1,6 +1,7 @@
 """The training loop, written once for every backend: batches, scoring, early stopping, time limit."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,7 +73,7 @@ class Trainer:
         outcome = TrainingOutcome()
         start = time.monotonic()
         schedule = ScoringSchedule(s.score_interval, s.score_duty_cycle, s.train_samples_per_iteration, start)
-        total = int(round(s.epochs * self.source.n))
+        total = round(s.epochs * self.source.n) if math.isfinite(s.epochs) else math.inf  # inf: until the time limit
         losses: list[float] = []
         with tqdm(total=total, unit="rows", desc=s.description, disable=s.quiet, leave=False) as bar:
             for batch in iterate_epochs(self.source, epochs(self.source.n, s.mini_batch_size, total, self.rng)):

@@ -1,0 +1,119 @@
+"""H2O parity on inputs and defaults (issue #11): every parameter checked at construction, network_definition_file
+with network='auto' and epochs=inf."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from deepwater import DeepWaterEstimator, ParameterError, networks
+from deepwater import registry
+
+FAST = {"gpu": False, "quiet_mode": True, "hidden": [8], "epochs": 1, "seed": 3}
+
+
+def error_of(**given) -> str:
+    with pytest.raises(ParameterError) as info:
+        DeepWaterEstimator(**given)
+    return str(info.value)
+
+
+# --------------------------------------------------------------------------- network_definition_file
+
+def test_a_graph_file_with_network_auto_means_network_user():
+    model = DeepWaterEstimator(network_definition_file="net.json")
+    assert model.network == "user"
+    assert model.get_params()["network"] == "auto"  # what the user gave, for clone()
+
+
+@pytest.mark.parametrize("network", ["lenet", "MLP", "resnet18"])
+def test_a_graph_file_with_a_built_in_network_is_an_error_naming_both(network):
+    message = error_of(network=network, network_definition_file="net.json")
+    assert f"network={network.lower()!r}" in message
+    assert "network_definition_file='net.json'" in message
+    assert "network='user'" in message
+
+
+def test_a_graph_file_set_on_a_built_in_network_is_refused_and_changes_nothing():
+    model = DeepWaterEstimator(network="lenet")
+    with pytest.raises(ParameterError, match="network_definition_file"):
+        model.network_definition_file = "net.json"
+    assert model.network == "lenet" and model.network_definition_file is None
+
+
+def test_network_auto_trains_the_graph_file(blobs, tmp_path):
+    pytest.importorskip("torch")
+    from graph_files_torch import row_net, scripted, write
+
+    graph = write(tmp_path, "net.pt", scripted(row_net(3, seed=0)))  # 6 inputs, 3 outputs
+    frame = pd.concat([blobs[["x1", "x2"]]] * 3, axis=1).set_axis([f"c{i}" for i in range(6)], axis=1)
+    frame["label"] = blobs["label"]
+    model = DeepWaterEstimator(network_definition_file=graph, **FAST).train(y="label", training_frame=frame)
+    assert model.summary()["network"] == "user"
+    assert model.layers() == ["0", "1", "2"]  # the graph file's layers, not a built-in MLP's
+
+
+# --------------------------------------------------------------------------- checked at construction
+
+def test_an_unknown_backend_is_refused_at_construction_listing_the_known_ones():
+    message = error_of(backend="jax")
+    assert message.startswith("backend='jax'")
+    for known in ("auto", "torch", "tensorflow", "mxnet"):
+        assert repr(known) in message
+
+
+def test_backend_names_are_checked_without_importing_a_framework(monkeypatch):
+    # A known backend whose framework is missing is not a construction error: it fails when it is used.
+    monkeypatch.setattr(registry, "BUILTIN_BACKENDS", {**registry.BUILTIN_BACKENDS,
+                                                       "ghost": "deepwater_no_such_module:Ghost"})
+    assert DeepWaterEstimator(backend="ghost").backend == "ghost"
+    assert DeepWaterEstimator(backend="TensorFlow").backend == "tensorflow"
+
+
+def test_an_unknown_network_is_refused_at_construction_listing_the_networks():
+    message = error_of(network="resnet999")
+    assert message.startswith("network='resnet999'")
+    for name in networks.NETWORKS:
+        assert repr(name) in message
+
+
+def test_set_params_checks_names_too_and_keeps_the_old_value():
+    model = DeepWaterEstimator(backend="torch", network="lenet")
+    with pytest.raises(ParameterError, match="backend='jax'"):
+        model.set_params(backend="jax")
+    with pytest.raises(ParameterError, match="network='resnet999'"):
+        model.network = "resnet999"
+    assert (model.backend, model.network) == ("torch", "lenet")
+
+
+def test_a_gpu_id_this_machine_may_lack_is_accepted_until_train():
+    assert DeepWaterEstimator(gpu=True, device_id=5).device_id == [5]
+
+
+@pytest.mark.parametrize("value, shown", [(-1, "device_id[0]=-1"), ([0, -2], "device_id[1]=-2"),
+                                          (1.5, "device_id[0]=1.5"), ("0", "'0'"), (True, "True")])
+def test_a_negative_or_non_integer_device_id_is_an_error(value, shown):
+    message = error_of(device_id=value)
+    assert message.startswith("device_id")
+    assert shown in message
+    assert "integer" in message or "list" in message
+
+
+# --------------------------------------------------------------------------- epochs=inf
+
+def test_infinite_epochs_need_a_time_limit():
+    message = error_of(epochs=math.inf)
+    assert "epochs=inf" in message and "max_runtime_secs" in message
+    model = DeepWaterEstimator(epochs=math.inf, max_runtime_secs=1)
+    with pytest.raises(ParameterError, match="max_runtime_secs"):
+        model.max_runtime_secs = 0
+
+
+def test_infinite_epochs_train_until_the_time_limit(blobs):
+    model = DeepWaterEstimator(**{**FAST, "epochs": math.inf, "max_runtime_secs": 2, "stopping_rounds": 0})
+    model.train(y="label", training_frame=blobs)
+    summary = model.summary()
+    assert summary["stop_reason"] == "max_runtime_secs=2 reached"
+    assert summary["epochs"] > 1
+    assert model.scoring_history()["samples"].iloc[-1] == summary["samples"]
