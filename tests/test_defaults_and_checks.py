@@ -1,5 +1,5 @@
-"""H2O parity on inputs and defaults (issue #11): every parameter checked at construction, network_definition_file
-with network='auto' and epochs=inf."""
+"""H2O parity on inputs and defaults (issue #11): Deep Water's defaults, every parameter checked at construction,
+network_definition_file with network='auto' and epochs=inf."""
 from __future__ import annotations
 
 import math
@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from deepwater import DeepWaterEstimator, ParameterError, networks
+from deepwater import params as table
 from deepwater import registry
 
 FAST = {"gpu": False, "quiet_mode": True, "hidden": [8], "epochs": 1, "seed": 3}
@@ -17,6 +18,33 @@ def error_of(**given) -> str:
     with pytest.raises(ParameterError) as info:
         DeepWaterEstimator(**given)
     return str(info.value)
+
+
+# --------------------------------------------------------------------------- Deep Water's defaults
+
+# h2o-3's hex/deepwater/DeepWaterParameters.java as last released (and Model.Parameters for the shared ones).
+DEEP_WATER = {
+    "learning_rate": 1e-3, "learning_rate_annealing": 1e-6, "momentum_start": 0.9, "momentum_stable": 0.9,
+    "momentum_ramp": 1e4, "stopping_rounds": 5, "stopping_tolerance": 0.0, "stopping_metric": "AUTO",
+    "mini_batch_size": 32, "epochs": 10.0, "clip_gradient": 10.0, "score_interval": 5.0,
+    "score_training_samples": 10000, "score_validation_samples": 0, "score_duty_cycle": 0.1,
+    "train_samples_per_iteration": -2, "overwrite_with_best_model": True, "standardize": True, "channels": 3,
+    "gpu": True, "device_id": [0], "network": "auto", "problem_type": "auto", "distribution": "AUTO",
+    "input_dropout_ratio": 0.0, "max_runtime_secs": 0.0, "seed": -1, "ignore_const_cols": True,
+    "quiet_mode": False, "network_definition_file": None, "network_parameters_file": None,
+    "mean_image_file": None, "weights_column": None,
+}
+
+
+@pytest.mark.parametrize("name, value", DEEP_WATER.items())
+def test_defaults_are_deep_waters(name, value):
+    assert table.PARAMETERS[name].default == value
+    assert DeepWaterEstimator().params[name]["actual"] == value
+
+
+def test_image_shape_zero_zero_means_the_networks_default_as_in_deep_water():
+    assert DeepWaterEstimator(image_shape=[0, 0]).image_shape is None
+    assert "image_shape=[0, 28]" in error_of(image_shape=[0, 28])
 
 
 # --------------------------------------------------------------------------- network_definition_file
