@@ -113,9 +113,20 @@ class DeepWaterEstimator:
     # --- parameters -----------------------------------------------------------------------
     @property
     def params(self) -> dict[str, dict[str, Any]]:
-        """Every parameter as {'default': ..., 'actual': ...}, as H2O shows them."""
-        return {name: {"default": row.default, "actual": self._params[name]}
+        """Every parameter as {'default': ..., 'actual': ...}, as H2O shows them: 'actual' holds the values set
+        until train(), then what training resolved (the backend that ran, the network 'auto' chose, the seed drawn
+        for seed=-1, the problem type and distribution)."""
+        actual = {**self._params, **self._resolved()}
+        return {name: {"default": row.default, "actual": actual[name]}
                 for name, row in parameter_table.PARAMETERS.items()}
+
+    def _resolved(self) -> dict[str, Any]:
+        """The parameters training resolved, as they ran; empty before train()."""
+        f = self._fitted
+        if f is None:
+            return {}
+        return {"backend": f.backend, "network": f.network, "seed": f.seed, "problem_type": f.problem_type,
+                "distribution": f.task.distribution}
 
     def __getattr__(self, name: str) -> Any:
         params = self.__dict__.get("_params")

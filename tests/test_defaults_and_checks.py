@@ -1,11 +1,12 @@
 """H2O parity on inputs and defaults (issue #11): Deep Water's defaults, every parameter checked at construction,
-network_definition_file with network='auto' and epochs=inf."""
+network_definition_file with network='auto', epochs=inf and resolved 'actual' values."""
 from __future__ import annotations
 
 import math
 
 import pandas as pd
 import pytest
+from conftest import installed_backends
 
 from deepwater import DeepWaterEstimator, ParameterError, networks
 from deepwater import params as table
@@ -145,3 +146,26 @@ def test_infinite_epochs_train_until_the_time_limit(blobs):
     assert summary["stop_reason"] == "max_runtime_secs=2 reached"
     assert summary["epochs"] > 1
     assert model.scoring_history()["samples"].iloc[-1] == summary["samples"]
+
+
+# --------------------------------------------------------------------------- params: default and actual
+
+def test_params_hold_the_given_values_before_training():
+    params = DeepWaterEstimator(epochs=3).params
+    assert params["epochs"] == {"default": 10.0, "actual": 3.0}
+    assert params["backend"]["actual"] == "auto"
+    assert params["network"]["actual"] == "auto"
+    assert params["seed"]["actual"] == -1
+
+
+def test_params_hold_what_training_resolved(blobs):
+    model = DeepWaterEstimator(**{**FAST, "seed": -1}).train(y="label", training_frame=blobs)
+    params, summary = model.params, model.summary()
+    assert params["backend"] == {"default": "auto", "actual": summary["backend"]}
+    assert params["backend"]["actual"] == installed_backends()[0]
+    assert params["network"]["actual"] == "mlp"
+    assert params["seed"]["actual"] == summary["seed"] >= 0
+    assert params["problem_type"]["actual"] == "dataset"
+    assert params["distribution"]["actual"] == "multinomial"
+    assert params["epochs"]["actual"] == 1.0
+    assert model.get_params()["seed"] == -1  # the parameter itself is unchanged: the next train() draws again
