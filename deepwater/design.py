@@ -17,6 +17,8 @@ from .errors import FrameError
 from .frames import is_categorical
 from .specs import CLASSIFICATION, REGRESSION
 
+FEW_INTEGER_VALUES = 10  # a numeric response with at most this many distinct integers may be meant as classes
+
 
 def _levels(series: pd.Series) -> list[Any]:
     if isinstance(series.dtype, pd.CategoricalDtype):
@@ -54,6 +56,7 @@ class Response:
                 raise FrameError(f"y={name!r} has a single class {classes}; classification needs at least two.")
             return cls(name, CLASSIFICATION, classes)
         values = series.to_numpy(dtype=np.float64)
+        _hint_if_classes(name, values)
         mean, scale = (float(values.mean()), float(values.std()) or 1.0) if standardize else (0.0, 1.0)
         return cls(name, REGRESSION, mean=mean, scale=scale)
 
@@ -81,6 +84,16 @@ class Response:
         if self.kind == REGRESSION:
             return output[:, 0].astype(np.float64) * self.scale + self.mean
         return np.asarray(self.classes, dtype=object)[output.argmax(axis=1)]
+
+
+def _hint_if_classes(name: str, values: np.ndarray) -> None:
+    """Warn when a numeric response holds a few integers (0/1, 1..5): it trains a regression, as in H2O, though
+    the user may have meant classes (H2O users call asfactor(); pandas users make the column categorical)."""
+    distinct = np.unique(values)
+    if 2 <= len(distinct) <= FEW_INTEGER_VALUES and np.array_equal(distinct, np.round(distinct)):
+        warnings.warn(f"y={name!r} is numeric with {len(distinct)} integer values, so this trains a regression (as "
+                      f"H2O does); for classification make it categorical first: frame[{name!r}] = "
+                      f"frame[{name!r}].astype('category')", UserWarning, stacklevel=4)
 
 
 def _check_no_missing(series: pd.Series, parameter: str) -> None:

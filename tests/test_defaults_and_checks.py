@@ -1,9 +1,12 @@
 """H2O parity on inputs and defaults (issue #11): Deep Water's defaults, every parameter checked at construction,
-network_definition_file with network='auto', epochs=inf and resolved 'actual' values."""
+network_definition_file with network='auto', epochs=inf, resolved 'actual' values and the hint for a numeric
+response of a few integers."""
 from __future__ import annotations
 
 import math
+import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import installed_backends
@@ -19,6 +22,11 @@ def error_of(**given) -> str:
     with pytest.raises(ParameterError) as info:
         DeepWaterEstimator(**given)
     return str(info.value)
+
+
+def numeric_frame(y: np.ndarray, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"a": rng.normal(size=len(y)), "b": rng.normal(size=len(y)), "y": y})
 
 
 # --------------------------------------------------------------------------- Deep Water's defaults
@@ -169,3 +177,33 @@ def test_params_hold_what_training_resolved(blobs):
     assert params["distribution"]["actual"] == "multinomial"
     assert params["epochs"]["actual"] == 1.0
     assert model.get_params()["seed"] == -1  # the parameter itself is unchanged: the next train() draws again
+
+
+# --------------------------------------------------------------------------- a numeric response of few integers
+
+@pytest.mark.parametrize("y", [np.arange(90) % 2, (np.arange(90) % 5 + 1).astype(float)])
+def test_a_numeric_response_of_few_integers_trains_a_regression_with_a_hint(y):
+    with pytest.warns(UserWarning, match=r"frame\['y'\] = frame\['y'\]\.astype\('category'\)") as caught:
+        model = DeepWaterEstimator(**FAST).train(y="y", training_frame=numeric_frame(y))
+    hints = [w for w in caught if "astype('category')" in str(w.message)]
+    assert len(hints) == 1 and "\n" not in str(hints[0].message)
+    assert hints[0].filename == __file__  # points at the user's train() call
+    assert "regression" in model.summary()["response"]
+    assert list(model.predict(numeric_frame(y))) == ["predict"]
+
+
+@pytest.mark.parametrize("y", [np.linspace(0, 1, 90), np.arange(90) % 30, np.ones(90)],
+                         ids=["continuous", "many integers", "constant"])
+def test_other_numeric_responses_train_without_the_hint(y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        DeepWaterEstimator(**FAST).train(y="y", training_frame=numeric_frame(y))
+
+
+def test_a_categorical_response_trains_a_classification_without_the_hint():
+    frame = numeric_frame(np.arange(90) % 2)
+    frame["y"] = frame["y"].astype("category")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model = DeepWaterEstimator(**FAST).train(y="y", training_frame=frame)
+    assert "classification" in model.summary()["response"]
