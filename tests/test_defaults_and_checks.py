@@ -1,9 +1,10 @@
 """H2O parity on inputs and defaults (issue #11): Deep Water's defaults, every parameter checked at construction,
-network_definition_file with network='auto', epochs=inf, resolved 'actual' values and the hint for a numeric
-response of a few integers."""
+network_definition_file with network='auto', epochs=inf, resolved 'actual' values, the hint for a numeric
+response of a few integers and MXNet's binding notice kept off the terminal."""
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import numpy as np
@@ -14,6 +15,7 @@ from conftest import installed_backends
 from deepwater import DeepWaterEstimator, ParameterError, networks
 from deepwater import params as table
 from deepwater import registry
+from deepwater.backends.mxnet.runtime import SUBGRAPH_NOTICE, stderr_without
 
 FAST = {"gpu": False, "quiet_mode": True, "hidden": [8], "epochs": 1, "seed": 3}
 
@@ -207,3 +209,20 @@ def test_a_categorical_response_trains_a_classification_without_the_hint():
         warnings.simplefilter("error", UserWarning)
         model = DeepWaterEstimator(**FAST).train(y="y", training_frame=frame)
     assert "classification" in model.summary()["response"]
+
+
+# --------------------------------------------------------------------------- MXNet's log noise
+
+@pytest.mark.skipif("mxnet" not in installed_backends(), reason="mxnet is not installed")
+def test_mxnet_binding_notice_never_reaches_stderr(blobs, capfd):
+    model = DeepWaterEstimator(backend="mxnet", **FAST).train(y="label", training_frame=blobs)
+    for rows in (300, 10, 11):  # each new batch size binds a new executor
+        model.predict(blobs.iloc[:rows])
+    captured = capfd.readouterr()
+    assert "MXNET_SUBGRAPH_BACKEND" not in captured.err + captured.out
+
+
+def test_the_stderr_filter_keeps_every_other_line(capfd):
+    with stderr_without(SUBGRAPH_NOTICE):
+        os.write(2, b"first\n[12:00:00] graph_executor.cc:60: " + SUBGRAPH_NOTICE + b", subgraph not in use\nlast\n")
+    assert capfd.readouterr().err == "first\nlast\n"
