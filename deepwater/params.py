@@ -191,8 +191,9 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
               True),
     Parameter("rho", 0.99, number(0, 1, high_open=True), "ADADELTA decay of squared gradients.", True),
     Parameter("epsilon", 1e-8, number(0, low_open=True), "ADADELTA smoothing term.", True),
-    Parameter("learning_rate", 1e-3, number(0, low_open=True), "Step size when adaptive_rate is False. Deep Water's "
-              "default since h2o-3 commit d6d307b (March 2017; 0.005 before), kept in every later release.", True),
+    Parameter("learning_rate", 5e-3, number(0, low_open=True), "Step size when adaptive_rate is False. Deep Water's "
+              "default for its momentum SGD; its last releases used 1e-3, chosen for the Adam optimiser of its "
+              "TensorFlow graphs (h2o-3 commit d6d307b): pass 1e-3 for Deep Water's TF1 .meta graphs.", True),
     Parameter("learning_rate_annealing", 1e-6, number(0),
               "The rate is learning_rate / (1 + learning_rate_annealing * samples seen).", True),
     Parameter("momentum_start", 0.9, number(0, 1, high_open=True), "Momentum at the start of training.", True),

@@ -33,9 +33,10 @@ def numeric_frame(y: np.ndarray, seed: int = 0) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- Deep Water's defaults
 
-# h2o-3's hex/deepwater/DeepWaterParameters.java as last released (and Model.Parameters for the shared ones).
+# h2o-3's hex/deepwater/DeepWaterParameters.java (and Model.Parameters for the shared rows) as last released, but
+# learning_rate: its value before h2o-3 commit d6d307b moved it to 1e-3 for TensorFlow's Adam (see the row's doc).
 DEEP_WATER = {
-    "learning_rate": 1e-3, "learning_rate_annealing": 1e-6, "momentum_start": 0.9, "momentum_stable": 0.9,
+    "learning_rate": 5e-3, "learning_rate_annealing": 1e-6, "momentum_start": 0.9, "momentum_stable": 0.9,
     "momentum_ramp": 1e4, "stopping_rounds": 5, "stopping_tolerance": 0.0, "stopping_metric": "AUTO",
     "mini_batch_size": 32, "epochs": 10.0, "clip_gradient": 10.0, "score_interval": 5.0,
     "score_training_samples": 10000, "score_validation_samples": 0, "score_duty_cycle": 0.1,
