@@ -24,6 +24,7 @@ CATEGORICAL_ENCODINGS = {"AUTO": ONE_HOT, "OneHotInternal": ONE_HOT, "OneHotExpl
                          "LabelEncoder": LABEL}
 ALL_LEVELS = 2**31 - 1  # max_categorical_features' default, H2O's: no hashing
 LARGE_MATRIX_BYTES = 1 << 30  # a design matrix above this gets a warning naming the encodings that shrink it
+FEW_INTEGER_VALUES = 10  # a numeric response with at most this many distinct integers may be meant as classes
 
 
 def _levels(series: pd.Series) -> list[Any]:
@@ -63,6 +64,7 @@ class Response:
             return cls(name, CLASSIFICATION, classes)
         _reject_infinite(_numeric_block(frame, [name]), frame, [name], "y")
         values = series.to_numpy(dtype=np.float64)
+        _hint_if_classes(name, values)
         mean, scale = (float(values.mean()), float(values.std()) or 1.0) if standardize else (0.0, 1.0)
         return cls(name, REGRESSION, mean=mean, scale=scale)
 
@@ -96,6 +98,16 @@ class Response:
         labels = np.asarray(self.classes, dtype=object)[chosen]
         labels[np.isnan(output).any(axis=1)] = None
         return labels
+
+
+def _hint_if_classes(name: str, values: np.ndarray) -> None:
+    """Warn when a numeric response holds a few integers (0/1, 1..5): it trains a regression, as in H2O, though
+    the user may have meant classes (H2O users call asfactor(); pandas users make the column categorical)."""
+    distinct = np.unique(values)
+    if 2 <= len(distinct) <= FEW_INTEGER_VALUES and np.array_equal(distinct, np.round(distinct)):
+        warnings.warn(f"y={name!r} is numeric with {len(distinct)} integer values, so this trains a regression (as "
+                      f"H2O does); for classification make it categorical first: frame[{name!r}] = "
+                      f"frame[{name!r}].astype('category')", UserWarning, stacklevel=4)
 
 
 def _check_no_missing(series: pd.Series, parameter: str) -> None:

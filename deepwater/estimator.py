@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -57,12 +58,24 @@ def _is_user(network: str) -> bool:
 
 
 def _settle(values: dict[str, Any]) -> dict[str, Any]:
-    """`values` after the checks that span parameters, with a model_id generated when none is given."""
-    if _is_user(values["network"]) and not values["network_definition_file"]:
+    """`values` after the checks that span parameters, with Deep Water's network='auto' -> 'user' for a graph
+    file and a model_id generated when none is given."""
+    network, definition = values["network"], values["network_definition_file"]
+    if definition and network == "auto":
+        network = USER
+    if definition and not _is_user(network):
+        raise ParameterError(f"network={network!r} is a built-in network, so network_definition_file={definition!r} "
+                             "cannot be used with it. Pass network='user' (or 'auto') to train the graph file, or "
+                             "drop network_definition_file to train the built-in network.")
+    if _is_user(network) and not definition:
         raise ParameterError("network='user' needs network_definition_file: pass the path of your graph file "
                              f"({describe_formats()}), optionally with network_parameters_file for its "
                              "weights; or pick a built-in network.")
-    return {**values, "model_id": values["model_id"] or f"DeepWater_model_{uuid.uuid4().hex[:8]}"}
+    if math.isinf(values["epochs"]) and not values["max_runtime_secs"]:
+        raise ParameterError("epochs=inf trains until max_runtime_secs, but max_runtime_secs=0 (no limit). Pass "
+                             "max_runtime_secs > 0 in the same call, or a finite number of epochs.")
+    return {**values, "network": network,
+            "model_id": values["model_id"] or f"DeepWater_model_{uuid.uuid4().hex[:8]}"}
 
 
 @dataclass
@@ -151,9 +164,20 @@ class DeepWaterEstimator:
     # --- parameters -----------------------------------------------------------------------
     @property
     def params(self) -> dict[str, dict[str, Any]]:
-        """Every parameter as {'default': ..., 'actual': ...}, as H2O shows them."""
-        return {name: {"default": row.default, "actual": self._params[name]}
+        """Every parameter as {'default': ..., 'actual': ...}, as H2O shows them: 'actual' holds the values set
+        until train(), then what training resolved (the backend that ran, the network 'auto' chose, the seed drawn
+        for seed=-1, the problem type and distribution)."""
+        actual = {**self._params, **self._resolved()}
+        return {name: {"default": row.default, "actual": actual[name]}
                 for name, row in parameter_table.PARAMETERS.items()}
+
+    def _resolved(self) -> dict[str, Any]:
+        """The parameters training resolved, as they ran; empty before train()."""
+        f = self._fitted
+        if f is None:
+            return {}
+        return {"backend": f.backend, "network": f.network, "seed": f.seed, "problem_type": f.problem_type,
+                "distribution": f.task.distribution}
 
     def __getattr__(self, name: str) -> Any:
         params = self.__dict__.get("_params")

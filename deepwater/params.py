@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import networks, registry
 from .design import CATEGORICAL_ENCODINGS
 from .errors import ParameterError
 
@@ -108,12 +109,16 @@ def flag(name: str, value: Any) -> bool:
 
 
 def image_shape(name: str, value: Any) -> Any:
-    """Accept None (the network's default) or [height, width] of positive integers."""
+    """Accept None or [0, 0] (Deep Water's 'automatic'), both meaning the network's default, or [height, width]
+    of positive integers."""
     if value is None:
         return None
-    checked = list_of(number(1, integer=True), min_length=2)(name, value)
-    if len(checked) != 2:
-        raise _fail(name, value, "use [height, width], e.g. [28, 28]")
+    checked = list_of(number(0, integer=True), min_length=2)(name, value)
+    if checked == [0, 0]:
+        return None
+    if len(checked) != 2 or 0 in checked:
+        raise _fail(name, value, "use [height, width] of positive integers, e.g. [28, 28], or None for the "
+                                 "network's default")
     return checked
 
 
@@ -149,6 +154,17 @@ def any_text(name: str, value: Any) -> str:
     raise _fail(name, value, "use a non-empty string")
 
 
+def backend_name(name: str, value: Any) -> str:
+    """Accept 'auto' or a known backend, shipped or plugged in (any case); no framework is imported."""
+    return registry.known_backend(any_text(name, value))
+
+
+def network_name(name: str, value: Any) -> str:
+    """Accept 'auto', 'user' or a network of deepwater.networks.NETWORKS (any case), kept in lower case."""
+    text = any_text(name, value).lower()
+    return text if text in ("auto", "user") else networks.get(text).name
+
+
 @dataclass(frozen=True)
 class Parameter:
     """One row of the parameter table."""
@@ -162,11 +178,14 @@ class Parameter:
 
 PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("model_id", None, optional_text, "Name of the model; generated when None.", True),
-    Parameter("backend", "auto", any_text,
-              "Framework that runs the network: 'auto' (first installed of torch, tensorflow, mxnet) or a backend name."),
-    Parameter("network", "auto", any_text,
-              "Architecture: 'auto' (inception_bn for images, MLP for datasets), a name in deepwater.networks.NETWORKS, "
-              "or 'user' (the graph in network_definition_file)."),
+    Parameter("backend", "auto", backend_name,
+              "Framework that runs the network: 'auto' (first installed of torch, tensorflow, mxnet) or a backend "
+              "name. Deep Water's default was 'mxnet'; deepwater's is 'auto' because MXNet is retired and often not "
+              "installed."),
+    Parameter("network", "auto", network_name,
+              "Architecture: 'auto' (inception_bn for images, MLP for datasets; 'user' when network_definition_file is "
+              "given, as in Deep Water), a name in deepwater.networks.NETWORKS, or 'user' (the graph in "
+              "network_definition_file)."),
     Parameter("network_definition_file", None, optional_text,
               "Graph file of a user-defined network (network='user'): MXNet symbol .json, Keras .keras, a "
               "SavedModel directory, TF1 .meta, TorchScript .pt, torch.export .pt2 or ONNX .onnx (docs/user_graphs.md)."),
@@ -179,8 +198,10 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
               "Replace the last layer of the loaded graph or weights by a new one with an output per class of "
               "this response (fine-tuning a pretrained network on new classes)."),
     Parameter("problem_type", "auto", one_of(*PROBLEM_TYPES),
-              "'image' (first x column holds image URIs), 'dataset' (numeric/categorical columns) or 'auto' (detect)."),
-    Parameter("epochs", 10.0, number(0), "How many passes over the training frame (may be fractional).", True),
+              "'image' (first x column holds image URIs), 'dataset' (numeric/categorical columns) or 'auto' (detect). "
+              "Deep Water's 'text' is not supported."),
+    Parameter("epochs", 10.0, number(0), "How many passes over the training frame (may be fractional); "
+              "float('inf') trains until max_runtime_secs (which it needs) or early stopping.", True),
     Parameter("hidden", [200, 200], list_of(number(1, integer=True), min_length=1), "Hidden layer sizes of the MLP."),
     Parameter("activation", "Rectifier", one_of(*ACTIVATIONS), "Hidden activation of the MLP."),
     Parameter("input_dropout_ratio", 0.0, number(0, 1, high_open=True), "Fraction of inputs dropped in training.",
@@ -188,16 +209,20 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("hidden_dropout_ratios", None, list_of(number(0, 1, high_open=True), allow_none=True),
               "Dropout per hidden layer; None means 0.5 for the *WithDropout activations, else 0.", True),
     Parameter("mini_batch_size", 32, number(1, integer=True), "Rows per training step.", True),
-    Parameter("adaptive_rate", False, flag, "ADADELTA (rho, epsilon) instead of learning_rate and momentum."),
+    Parameter("adaptive_rate", False, flag, "ADADELTA (rho, epsilon) instead of learning_rate and momentum. From H2O "
+              "Deep Learning (default True there); Deep Water had no such parameter and trained with momentum SGD."),
     Parameter("rho", 0.99, number(0, 1, high_open=True), "ADADELTA decay of squared gradients.", True),
     Parameter("epsilon", 1e-8, number(0, low_open=True), "ADADELTA smoothing term.", True),
-    Parameter("learning_rate", 1e-3, number(0, low_open=True), "Step size when adaptive_rate is False.", True),
+    Parameter("learning_rate", 5e-3, number(0, low_open=True), "Step size when adaptive_rate is False. Deep Water's "
+              "default for its momentum SGD; its last releases used 1e-3, chosen for the Adam optimiser of its "
+              "TensorFlow graphs (h2o-3 commit d6d307b): pass 1e-3 for Deep Water's TF1 .meta graphs.", True),
     Parameter("learning_rate_annealing", 1e-6, number(0),
               "The rate is learning_rate / (1 + learning_rate_annealing * samples seen).", True),
     Parameter("momentum_start", 0.9, number(0, 1, high_open=True), "Momentum at the start of training."),
     Parameter("momentum_ramp", 1e4, number(0), "Samples over which momentum goes from start to stable."),
     Parameter("momentum_stable", 0.9, number(0, 1, high_open=True), "Momentum after the ramp."),
-    Parameter("nesterov_accelerated_gradient", True, flag, "Use Nesterov momentum.", True),
+    Parameter("nesterov_accelerated_gradient", True, flag, "Use Nesterov momentum. H2O Deep Learning's parameter and "
+              "default; Deep Water had no such parameter (its MXNet backend used plain momentum: pass False).", True),
     Parameter("l1", 0.0, number(0), "L1 penalty on weights (not biases).", True),
     Parameter("l2", 0.0, number(0), "L2 penalty on weights (not biases).", True),
     Parameter("clip_gradient", 10.0, number(0, low_open=True, allow_none=True),
@@ -209,7 +234,8 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
               "Stop when the moving average of stopping_metric over this many scorings stops improving; 0 turns it off.", True),
     Parameter("stopping_metric", "AUTO", one_of(*STOPPING_METRICS),
               "Metric for early stopping; AUTO is logloss (classification) or deviance (regression).", True),
-    Parameter("stopping_tolerance", 1e-3, number(0), "Relative improvement below which training stops.", True),
+    Parameter("stopping_tolerance", 0.0, number(0), "Relative improvement below which training stops; 0 (Deep "
+              "Water's default): stop when the moving average no longer improves at all.", True),
     Parameter("score_interval", 5.0, number(0), "Shortest time in seconds between two scorings.", True),
     Parameter("score_duty_cycle", 0.1, number(0, 1), "Largest fraction of the run time spent scoring.", True),
     Parameter("score_training_samples", 10000, number(0, integer=True),
@@ -224,8 +250,9 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("seed", -1, number(-1, 2**32 - 1, integer=True), "Random seed; -1 picks one.", True),
     Parameter("gpu", True, flag, "Train on cuda:device_id[0] where there is a GPU, else warn and use the CPU.", True),
     Parameter("device_id", [0], list_of(number(0, integer=True), min_length=1), "GPU ids; the first is used.", True),
-    Parameter("image_shape", None, image_shape, "[height, width] images are resized to; None: the network's default.",
-              True),
+    Parameter("image_shape", None, image_shape, "[height, width] images are resized to; None or [0, 0]: the "
+              "network's default. Deep Water read [width, height] (the same for square images); deepwater keeps "
+              "height first, as saved models and the model zoo store it.", True),
     Parameter("channels", 3, channels, "Image channels: 1 (grey) or 3 (RGB)."),
     Parameter("mean_image_file", None, optional_text, "Mean image (.npy, MXNet .nd or an image file) subtracted from inputs."),
     Parameter("bad_images", "error", one_of(*BAD_IMAGE_POLICIES),

@@ -58,8 +58,22 @@ def _load(target: str, kind: type = Backend):
     return made
 
 
+def known_backend(name: str) -> str:
+    """`name` spelt as the registry spells it ('auto' or a shipped or plugged-in backend, in any case).
+
+    Imports no framework: a known backend whose framework is not installed passes here and fails when used.
+    """
+    targets = backend_targets()
+    spellings = {known.lower(): known for known in ("auto", *targets)}
+    if name.lower() not in spellings:
+        raise ParameterError(f"backend={name!r} is not a known backend. Use 'auto' or one of: "
+                             f"{', '.join(map(repr, sorted(targets)))}.")
+    return spellings[name.lower()]
+
+
 def get_backend(name: str) -> Backend:
     """The backend called `name` ('auto': the first installed of torch, tensorflow, mxnet), ready to use."""
+    name = known_backend(name)
     targets = backend_targets()
     if name == "auto":
         for candidate in _auto_order(targets):
@@ -67,9 +81,6 @@ def get_backend(name: str) -> Backend:
             if backend.available():
                 return backend
         raise MissingDependencyError("No deep learning framework", "torch")
-    if name not in targets:
-        raise ParameterError(f"backend={name!r} is not a known backend. Use 'auto' or one of: "
-                             f"{', '.join(map(repr, sorted(targets)))}.")
     backend = _load(targets[name])
     if not backend.available():
         raise MissingDependencyError(f"The framework for backend={name!r}", backend.extra)

@@ -80,10 +80,10 @@ class ImageSource:
         return Batch(x, None if self.y is None else self.y[kept], None if self.w is None else self.w[kept], kept)
 
 
-def epochs(n: int, batch_size: int, total: int | None = None,
+def epochs(n: int, batch_size: int, total: float | None = None,
            rng: np.random.Generator | None = None) -> Iterator[list[np.ndarray]]:
-    """Row numbers in batches, one list per pass over the rows: `total` rows in all (default n),
-    reshuffled each pass when `rng` is given."""
+    """Row numbers in batches, one list per pass over the rows: `total` rows in all (default n; math.inf:
+    without end), reshuffled each pass when `rng` is given."""
     total = n if total is None else total
     served = 0
     while served < total:

@@ -66,7 +66,7 @@ class OptimizerSpec:
     adaptive_rate: bool = False
     rho: float = 0.99
     epsilon: float = 1e-8
-    learning_rate: float = 1e-3
+    learning_rate: float = 5e-3
     learning_rate_annealing: float = 1e-6
     momentum_start: float = 0.9
     momentum_ramp: float = 1e4

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -102,7 +103,8 @@ class Trainer:
         start = time.monotonic()
         schedule = ScoringSchedule(s.score_interval, s.score_duty_cycle, s.train_samples_per_iteration, start,
                                    previous.samples)
-        total = int(round(s.epochs * self.source.n)) - previous.samples
+        total = round(s.epochs * self.source.n) - previous.samples if math.isfinite(s.epochs) \
+            else math.inf  # epochs=inf: until max_runtime_secs
         losses: list[float] = []
         with tqdm(total=total, unit="rows", desc=s.description, disable=s.quiet, leave=False) as bar:
             for batch in iterate_epochs(self.source, epochs(self.source.n, s.mini_batch_size, total, self.rng)):

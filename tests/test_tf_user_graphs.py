@@ -63,8 +63,9 @@ def blobs(n: int, features: int, classes: int, seed: int = 0) -> pd.DataFrame:
 @needs_fixtures
 def test_lenet_meta_learns_mnist_through_its_own_train_op(tmp_path) -> None:
     train, test = mnist_images(tmp_path / "mnist", n_train=2000, n_test=500)
+    # the graph's train_op is Adam: 1e-3 is the rate Deep Water fed it (deepwater's default 0.005 is for SGD)
     model = user_model(LENET, problem_type="image", image_shape=[28, 28], channels=1, epochs=3,
-                       score_training_samples=500)
+                       score_training_samples=500, learning_rate=1e-3)
     model.train(x=["uri"], y="label", training_frame=train)
     assert model.model_performance(test).accuracy() > 0.88
     assert model.summary()["parameters"] == model._fitted.net.parameter_count() == 4 * 1_256_080

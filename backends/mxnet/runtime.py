@@ -2,7 +2,8 @@
 
 MXNet 1.9 needs two accommodations, both kept here: it still refers to `numpy.bool`, which numpy
 1.24 removed, and importing it drops PyTorch's intra-op thread count to 1. `load_mxnet()` applies
-the first and undoes the second.
+the first and undoes the second. `unfused_binding()` binds executors without graph fusion and keeps
+the notice MXNet logs about that off the user's terminal.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import importlib
 import importlib.util
 import os
 import sys
+import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +22,10 @@ from deepwater.errors import MissingDependencyError
 
 EXTRA = "mxnet"
 SUBGRAPH_BACKEND = "MXNET_SUBGRAPH_BACKEND"  # read by MXNet each time an executor is bound
+# What MXNet's C++ log writes to stderr for every executor bound with MXNET_SUBGRAPH_BACKEND=NONE, whatever
+# MXNET_SUBGRAPH_VERBOSE says (src/executor/graph_executor.cc): it reports deepwater's own setting, so it is dropped.
+SUBGRAPH_NOTICE = b"MXNET_SUBGRAPH_BACKEND=NONE is detected"
+_BINDING = threading.RLock()  # the environment and file descriptor 2 are process-wide
 
 
 def _numpy_bool_shim() -> None:
@@ -75,16 +82,37 @@ def load_mxnet() -> ModuleType:
 
 
 @contextmanager
+def stderr_without(notice: bytes) -> Iterator[None]:
+    """Run the block with file descriptor 2 (where C++ libraries log) captured, then write back what the block
+    wrote there, less the lines that hold `notice`. Call it under _BINDING: fd 2 is shared by every thread."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = b"".join(line for line in captured if notice not in line)
+            if kept:
+                os.write(2, kept)
+
+
+@contextmanager
 def unfused_binding() -> Iterator[None]:
     """Bind without MXNet's MKL-DNN graph fusion: its fused convolutions fold and cache the weights when
     first run and miss later in-place updates, so predictions after a training step or set_state() would
-    use stale weights. The setting is restored afterwards."""
-    previous = os.environ.get(SUBGRAPH_BACKEND)
-    os.environ[SUBGRAPH_BACKEND] = "NONE"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(SUBGRAPH_BACKEND, None)
-        else:
-            os.environ[SUBGRAPH_BACKEND] = previous
+    use stale weights. The setting is restored afterwards, and MXNet's notice about it is not shown."""
+    with _BINDING, stderr_without(SUBGRAPH_NOTICE):
+        previous = os.environ.get(SUBGRAPH_BACKEND)
+        os.environ[SUBGRAPH_BACKEND] = "NONE"
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop(SUBGRAPH_BACKEND, None)
+            else:
+                os.environ[SUBGRAPH_BACKEND] = previous
