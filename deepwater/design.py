@@ -82,6 +82,20 @@ class Response:
             return output[:, 0].astype(np.float64) * self.scale + self.mean
         return np.asarray(self.classes, dtype=object)[output.argmax(axis=1)]
 
+    def predictions(self, output: np.ndarray, rows: np.ndarray, index: pd.Index) -> pd.DataFrame:
+        """predict()'s frame for `index` from the network's `output` (probabilities, or standardised values) for
+        the positions `rows`: a 'predict' column (categorical labels, or values on the response's scale) and,
+        for classification, one probability column per class; rows left out (skipped images) are missing."""
+        full = np.full((len(index), output.shape[1]), np.nan, dtype=np.float64)
+        full[rows] = output
+        if self.kind == REGRESSION:
+            return pd.DataFrame({"predict": full[:, 0] * self.scale + self.mean}, index=index)
+        labels = np.full(len(index), None, dtype=object)
+        labels[rows] = self.decode(output)
+        result = pd.DataFrame({"predict": pd.Categorical(labels, categories=self.classes)}, index=index)
+        probabilities = pd.DataFrame(full, index=index, columns=[str(name) for name in self.classes])
+        return pd.concat([result, probabilities], axis=1)  # at once: a column at a time is slow for 1000 classes
+
 
 def _check_no_missing(series: pd.Series, parameter: str) -> None:
     missing = int(series.isna().sum())

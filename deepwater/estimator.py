@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -422,16 +423,7 @@ class DeepWaterEstimator:
         f = self._require_fitted()
         frame = check_frame(frame, "frame")
         out, rows = self._outputs(f.net, f.inputs.source(frame))
-        full = np.full((len(frame), out.shape[1]), np.nan, dtype=np.float64)
-        full[rows] = out  # rows whose image was skipped stay NaN
-        if not f.task.is_classification:
-            values = full[:, 0] * f.response.scale + f.response.mean
-            return pd.DataFrame({"predict": values}, index=frame.index)
-        labels = np.full(len(frame), None, dtype=object)
-        labels[rows] = f.response.decode(out)
-        result = pd.DataFrame({"predict": pd.Categorical(labels, categories=f.response.classes)}, index=frame.index)
-        probabilities = pd.DataFrame(full, index=frame.index, columns=[str(name) for name in f.response.classes])
-        return pd.concat([result, probabilities], axis=1)  # at once: a column at a time is slow for 1000 classes
+        return f.response.predictions(out, rows, frame.index)
 
     def layers(self) -> list[str]:
         """Layer names that deepfeatures() takes, from the input side to 'output'."""
@@ -446,6 +438,15 @@ class DeepWaterEstimator:
         frame = check_frame(frame, "frame")
         return deep_features(f.net, f.inputs.source(frame), frame.index, layer,
                              max(self._params["mini_batch_size"], 256), self._params["quiet_mode"])
+
+    def export(self, path: str | os.PathLike, format: str = "onnx", layers: Sequence[str | int] | None = None,
+               force: bool = False) -> str:
+        """A deployment bundle (Keras 3's model.export): the folder `path` with the network as model.onnx and what
+        scoring needs around it, which deepwater.inference.load(path) scores with onnxruntime alone; `layers`
+        adds those layers' activations for deepfeatures(). Returns the folder's path (see deepwater/export.py)."""
+        from .export import export_bundle  # here: export.py imports this module
+
+        return export_bundle(self, path, format, layers, force)
 
     def model_performance(self, frame: pd.DataFrame | None = None, train: bool = False,
                           valid: bool = False) -> ModelMetrics:
