@@ -58,27 +58,28 @@ def read_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
     return bundle, folder
 
 
-def load(path: str | os.PathLike, device: str = "auto", batch_size: int = 256) -> Scorer:
+def load(path: str | os.PathLike, device: str = "auto", batch_size: int = 256, threads: int = 0) -> Scorer:
     """The Scorer of the bundle folder at `path` (written by model.export(path)).
 
     `device`: 'cpu', 'cuda:<i>' (onnxruntime's CUDAExecutionProvider, from onnxruntime-gpu), or 'auto': the
     first GPU when onnxruntime has the CUDA provider and it starts, else the CPU. Rows are scored
-    `batch_size` at a time.
+    `batch_size` at a time, with `threads` CPU threads (0: onnxruntime's default, one per core).
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ParameterError(f"batch_size={batch_size!r} must be a positive integer (rows scored at a time).")
+    for name, value, least in (("batch_size", batch_size, 1), ("threads", threads, 0)):
+        if not isinstance(value, int) or value < least:
+            raise ParameterError(f"{name}={value!r} must be an integer >= {least}.")
     bundle, folder = read_bundle(path)
-    return Scorer(folder, bundle, device, batch_size)
+    return Scorer(folder, bundle, device, batch_size, threads)
 
 
 class Scorer:
     """A bundle's network in an onnxruntime session, with the encoders that turn frames into its input."""
 
-    def __init__(self, folder: Path, bundle: dict[str, Any], device: str, batch_size: int) -> None:
+    def __init__(self, folder: Path, bundle: dict[str, Any], device: str, batch_size: int, threads: int) -> None:
         self.folder, self.bundle, self.batch_size = folder, bundle, batch_size
         self._graph = bundle["graph"]
         self._source = f"the bundle {str(folder)!r}"
-        self._session, self.device = self._start(device)
+        self._session, self.device = self._start(device, threads)
         value = self._session.get_inputs()[0]
         if value.type not in _NUMPY_TYPES:
             raise ModelFileError(f"{self._source}: the graph's input is a {value.type}; deepwater feeds float rows.")
@@ -88,17 +89,17 @@ class Scorer:
         self._inputs: DatasetInputs | ImageInputs = inputs_from_record(bundle["inputs"], arrays, bundle["reader"])
         self._response = Response(**bundle["response"])
 
-    def _start(self, device: str) -> tuple[Any, str]:
+    def _start(self, device: str, threads: int) -> tuple[Any, str]:
         """The onnxruntime session on `device` ('auto': the first GPU where one starts, else the CPU)."""
         model = str(self.folder / self._graph["file"])
         if device != "auto":
-            return start_session(model, device, self._source, "pass device='cpu'"), device
+            return start_session(model, device, self._source, "pass device='cpu'", threads), device
         if has_cuda():
             try:
-                return start_session(model, "cuda:0", self._source, "pass device='cpu'"), "cuda:0"
+                return start_session(model, "cuda:0", self._source, "pass device='cpu'", threads), "cuda:0"
             except DeviceError as error:
                 warnings.warn(f"{error} Scoring on the CPU.", stacklevel=3)
-        return start_session(model, "cpu", self._source, ""), "cpu"
+        return start_session(model, "cpu", self._source, "", threads), "cpu"
 
     # --- what deep_features() and map_batches() call ----------------------------------------
     def layers(self) -> list[str]:

@@ -203,7 +203,7 @@ def test_an_onnx_graph_with_a_fixed_batch_size_scores_in_chunks(tmp_path):
     frame["label"] = pd.Categorical(np.where(values[:, 1] > 0, "yes", "no"))
     model = dw.DeepWaterEstimator(network="user", network_definition_file=str(tmp_path / "fixed.onnx"), epochs=0,
                                   gpu=False, quiet_mode=True, standardize=False).train(y="label", training_frame=frame)
-    scorer = inference.load(model.export(tmp_path / "bundle", layers=["hidden"]), batch_size=7)
+    scorer = inference.load(model.export(tmp_path / "bundle", layers=["hidden"]), batch_size=7, threads=1)
     assert_same_predictions(model.predict(frame), scorer.predict(frame))
     np.testing.assert_allclose(scorer.deepfeatures(frame, "hidden").to_numpy(),
                                model.deepfeatures(frame, "hidden").to_numpy(), atol=CLOSE)
@@ -271,6 +271,8 @@ def test_bad_exports_are_clear_errors(bundle, tmp_path):
         scorer.deepfeatures(frame, "act1")
     with pytest.raises(ParameterError, match="batch_size=0"):
         inference.load(path, batch_size=0)
+    with pytest.raises(ParameterError, match="threads=-1"):
+        inference.load(path, threads=-1)
     with pytest.raises(ModelFileError, match="not a deepwater bundle"):
         inference.load(tmp_path / "nowhere")
 

@@ -66,8 +66,9 @@ def reason(error: Exception) -> str:
     return text.splitlines()[0][:300] if text else type(error).__name__
 
 
-def start_session(model: bytes | str, device: str, source: str, cpu_fix: str) -> ort.InferenceSession:
-    """An onnxruntime session for `model` (a serialised ModelProto or a file's path) on `device`.
+def start_session(model: bytes | str, device: str, source: str, cpu_fix: str, threads: int = 0) -> ort.InferenceSession:
+    """An onnxruntime session for `model` (a serialised ModelProto or a file's path) on `device`, computing with
+    `threads` CPU threads (0: onnxruntime's default, one per core).
 
     ModelFileError naming `source` when onnxruntime cannot load the graph; DeviceError ending in `cpu_fix`
     (how to score on the CPU instead) when the CUDA provider does not start.
@@ -76,6 +77,7 @@ def start_session(model: bytes | str, device: str, source: str, cpu_fix: str) ->
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: no warnings about unused initializers and the like
+    options.intra_op_num_threads = threads
     try:
         session = ort.InferenceSession(model, sess_options=options, providers=execution_providers(device))
     except ort_errors() as error:
