@@ -38,8 +38,8 @@ from .backends.base import OnnxExporter
 from .errors import ModelFileError, ParameterError
 from .estimator import _build_net
 from .features import resolve_layer
-from .inference import ARRAYS_DIR, BUNDLE_FORMAT, BUNDLE_JSON, BUNDLE_VERSION, MODEL_ONNX
-from .model_files import framework_versions, plain, write_folder
+from .inference import ARRAYS_DIR, BUNDLE_FORMAT, BUNDLE_VERSION, MODEL_ONNX
+from .model_files import BUNDLE_JSON, framework_versions, plain, write_folder
 
 if TYPE_CHECKING:
     from .estimator import DeepWaterEstimator, _Fitted

@@ -27,12 +27,11 @@ from .errors import DeviceError, ModelFileError, ParameterError
 from .features import deep_features
 from .frames import check_frame
 from .inputs import DatasetInputs, ImageInputs, inputs_from_record
-from .model_files import CHECKSUMS, MODEL_JSON, check_files
+from .model_files import BUNDLE_JSON, CHECKSUMS, MODEL_JSON, check_files
 from .sources import map_batches
 
 BUNDLE_FORMAT = "deepwater-onnx-bundle"
 BUNDLE_VERSION = 1
-BUNDLE_JSON = "bundle.json"
 MODEL_ONNX = "model.onnx"
 ARRAYS_DIR = "arrays"  # the inputs' arrays (mean image, per-channel scale) as .npy files
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}

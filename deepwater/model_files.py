@@ -48,6 +48,7 @@ FORMAT_1_ARRAYS = "arrays.npz"
 CHECKSUMS = "checksums.json"
 DIGEST = "blake3"  # cryptographic and about 8 GB/s on one core: SHA-256 took 5x longer on ResNet-50's 200 MB
 GRAPH_DIR = "graph"
+BUNDLE_JSON = "bundle.json"  # marks a folder that model.export() wrote (deepwater/export.py): not a saved model
 DISTRIBUTIONS = ("deepwater", "torch", "tensorflow", "tensorflow-cpu", "keras", "mxnet", "onnx", "onnxruntime", "numpy",
                  "pandas")
 
@@ -172,6 +173,9 @@ def read_model_folder(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarr
         raise ModelFileError(f"path={os.fspath(path)!r} is not a deepwater saved model (a folder with {MODEL_JSON}, "
                              f"{ARRAYS} and {CHECKSUMS}, written by deepwater.save_model). deepwater never "
                              "unpickles files; save the model with deepwater.save_model.")
+    if (folder / BUNDLE_JSON).is_file() and not (folder / MODEL_JSON).exists():
+        raise ModelFileError(f"path={os.fspath(path)!r} is a bundle that model.export() wrote, not a saved model: "
+                             "score it with deepwater.inference.load(path), or pass the saved model's folder.")
     check_files(folder, MODEL_JSON, "saved model", "save the model again")
     record = json.loads((folder / MODEL_JSON).read_text())
     version = record.get("format_version")

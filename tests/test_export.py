@@ -306,3 +306,43 @@ def test_scoring_on_a_gpu_gives_the_cpu_predictions(bundle):
     gpu = inference.load(bundle[0], device="cuda:0")
     assert gpu.device == "cuda:0"
     assert_same_predictions(inference.load(bundle[0], device="cpu").predict(bundle[1]), gpu.predict(bundle[1]))
+
+
+# --------------------------------------------------------------------------- the deepwater command
+
+def test_the_command_exports_a_saved_model_and_describes_bundles_and_models(bundle, tmp_path, capsys):
+    from deepwater import cli
+
+    frame, model = bundle[1], bundle[2]
+    saved = dw.save_model(model, tmp_path / "models")
+    assert cli.main(["export", saved, str(tmp_path / "bundle"), "--layers", "fc1"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "bundle")
+    assert_same_predictions(model.predict(frame), inference.load(tmp_path / "bundle").predict(frame))
+    assert cli.main(["info", str(tmp_path / "bundle")]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert described["kind"] == "bundle" and described["model_id"] == model.model_id
+    assert described["graph"]["layers"] == ["fc1"] and "model.onnx" in described["files"]
+    code = (f"import runpy, sys; sys.argv = ['deepwater', 'info', {str(tmp_path / 'bundle')!r}]\n"
+            "try:\n    runpy.run_module('deepwater', run_name='__main__')\nexcept SystemExit as end:\n"
+            f"    print(end.code, sorted(m for m in {BLOCKED!r} if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)  # python -m deepwater info
+    assert run.stdout.strip().endswith("0 []"), run.stderr[-2000:]  # exit status 0, no framework imported
+    assert json.loads(run.stdout.strip().rpartition("\n")[0])["model_id"] == model.model_id
+    assert cli.main(["info", str(tmp_path / "models")]) == 0  # a folder of saved models: the newest
+    described = json.loads(capsys.readouterr().out)
+    assert described["kind"] == "saved model" and described["response"]["classes"] == ["a", "b", "c"]
+    assert described["metrics"]["training"]["logloss"] == pytest.approx(model.model_performance(train=True).logloss())
+
+
+def test_the_command_reports_errors_in_one_line(bundle, tmp_path, capsys):
+    from deepwater import cli
+
+    assert cli.main(["export", str(bundle[0]), str(tmp_path / "again")]) == 2  # a bundle is not a saved model
+    assert "a bundle that model.export() wrote, not a saved model" in capsys.readouterr().err
+    assert cli.main(["export", dw.save_model(bundle[2], tmp_path / "models"), str(bundle[0])]) == 2
+    assert "already exists; pass force=True" in capsys.readouterr().err
+    folder = Path(shutil.copytree(bundle[0], tmp_path / "copy"))
+    (folder / "bundle.json").write_text("{}")
+    assert cli.main(["info", str(folder)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("deepwater info: ") and "does not match its checksum" in error
