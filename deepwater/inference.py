@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 
 from .backends.base import softmax
-from .backends.onnx.runtime import has_cuda, run_rows, start_session
 from .design import Response
 from .errors import DeviceError, ModelFileError, ParameterError
 from .features import deep_features
 from .frames import check_frame
 from .inputs import DatasetInputs, ImageInputs, inputs_from_record
 from .model_files import BUNDLE_JSON, CHECKSUMS, MODEL_JSON, check_files
+from .onnx_runtime import has_cuda, run_rows, start_session
 from .sources import map_batches
 
 BUNDLE_FORMAT = "deepwater-onnx-bundle"

@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib.util
 
 from deepwater.errors import ModelFileError
+from deepwater.onnx_runtime import has_cuda
 from deepwater.specs import OptimizerSpec, TaskSpec
 from deepwater.user_graphs import ANY_BACKEND, GraphFormat, UserGraph, no_replacement
 
-from .runtime import cuda_device_count, has_cuda
+from .runtime import cuda_device_count
 
 ONNX = GraphFormat("onnx", ANY_BACKEND, "ONNX graph (.onnx), scored through onnxruntime (epochs=0)", suffixes=(".onnx",))
 
