@@ -63,9 +63,8 @@ def export_bundle(model: DeepWaterEstimator, path: str | os.PathLike, format: st
                              f"layers=[{layers!r}].")
     fitted = model._require_fitted()
     names = list(dict.fromkeys(resolve_layer(fitted.net, layer) for layer in layers or ()))
-    exporter = _exporter(model, fitted)
-    target = Path(os.fspath(path))
-    write_folder(target, lambda folder: _write_bundle(model, fitted, exporter, names, folder), force)
+    target = Path(os.fspath(path))  # write_folder refuses an existing target before the network is rebuilt
+    write_folder(target, lambda folder: _write_bundle(model, fitted, _exporter(model, fitted), names, folder), force)
     return str(target)
 
 
