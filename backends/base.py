@@ -12,6 +12,8 @@ that each is a `Backend`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -97,6 +99,38 @@ class MeanImageReader(Protocol):
 
     def read_mean_image(self, path: str) -> np.ndarray:
         """The one array the file holds; ModelFileError naming the file when it cannot be read."""
+
+
+ONNX_OPSET = 18  # the opset of graphs deepwater exports: >= 17, read by onnxruntime 1.14 and later
+ONNX_INPUT = "input"  # the input's name in graphs deepwater exports
+
+
+@dataclass(frozen=True)
+class OnnxGraph:
+    """What an ONNX file written by OnnxExporter.export_onnx() computes, by the names of its values.
+
+    `output` is the network's output: class probabilities when `probabilities`, else logits (classification)
+    or the value (regression, on the standardised scale the net trains on); `layers` maps each layer asked
+    for to the graph output holding its activations, flattened to (n, k) as features() gives them.
+    """
+
+    input: str
+    output: str
+    probabilities: bool
+    layers: dict[str, str]
+
+
+@runtime_checkable
+class OnnxExporter(Protocol):
+    """Optional for a Net: writes itself as an ONNX graph (deepwater's model.export(format='onnx')).
+
+    Built-in networks are exported through the torch backend from their canonical weights, whatever
+    backend trained them; a net of a user graph that implements this exports its own graph.
+    """
+
+    def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
+        """Write the network, with the activations of `layers` (names from layers()) as extra outputs, as an
+        ONNX graph at `path` taking batches of any size; ModelFileError naming what cannot be exported."""
 
 
 @runtime_checkable

@@ -109,6 +109,22 @@ def _hint_if_classes(name: str, values: np.ndarray) -> None:
                       f"H2O does); for classification make it categorical first: frame[{name!r}] = "
                       f"frame[{name!r}].astype('category')", UserWarning, stacklevel=4)
 
+    def predictions(self, output: np.ndarray, rows: np.ndarray, index: pd.Index,
+                    threshold: float = 0.5) -> pd.DataFrame:
+        """predict()'s frame for `index` from the network's `output` (probabilities, or standardised values) for
+        the positions `rows`: a 'predict' column (categorical labels, or values on the response's scale; two
+        classes labelled at `threshold`, see decode()) and, for classification, one probability column per
+        class; rows left out (skipped images) are missing."""
+        full = np.full((len(index), output.shape[1]), np.nan, dtype=np.float64)
+        full[rows] = output
+        if self.kind == REGRESSION:
+            return pd.DataFrame({"predict": full[:, 0] * self.scale + self.mean}, index=index)
+        labels = np.full(len(index), None, dtype=object)
+        labels[rows] = self.decode(output, threshold)
+        result = pd.DataFrame({"predict": pd.Categorical(labels, categories=self.classes)}, index=index)
+        probabilities = pd.DataFrame(full, index=index, columns=[str(name) for name in self.classes])
+        return pd.concat([result, probabilities], axis=1)  # at once: a column at a time is slow for 1000 classes
+
 
 def _check_no_missing(series: pd.Series, parameter: str) -> None:
     missing = int(series.isna().sum())

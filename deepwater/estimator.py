@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -507,17 +508,14 @@ class DeepWaterEstimator:
         f = self._require_fitted()
         frame = check_frame(frame, "frame")
         out, rows = self._outputs(f.net, f.inputs.source(frame))
-        full = np.full((len(frame), out.shape[1]), np.nan, dtype=np.float64)
-        full[rows] = out  # rows whose image was skipped stay NaN
-        if not f.task.is_classification:
-            values = full[:, 0] * f.response.scale + f.response.mean
-            return pd.DataFrame({"predict": values}, index=frame.index)
-        labels = np.full(len(frame), None, dtype=object)
+        return f.response.predictions(out, rows, frame.index, self._threshold())
+
+    def _threshold(self) -> float:
+        """The probability of the second class from which predict() says that class (two classes): the max-F1
+        threshold of the final validation scoring, else of the training scoring, else 0.5 (H2O's rule)."""
+        f = self._require_fitted()
         final = f.validation_metrics if f.validation_metrics is not None else f.training_metrics
-        labels[rows] = f.response.decode(out, 0.5 if final is None else final.default_threshold())
-        result = pd.DataFrame({"predict": pd.Categorical(labels, categories=f.response.classes)}, index=frame.index)
-        probabilities = pd.DataFrame(full, index=frame.index, columns=[str(name) for name in f.response.classes])
-        return pd.concat([result, probabilities], axis=1)  # at once: a column at a time is slow for 1000 classes
+        return 0.5 if final is None else final.default_threshold()
 
     def layers(self) -> list[str]:
         """Layer names that deepfeatures() takes, from the input side to 'output'."""
@@ -532,6 +530,15 @@ class DeepWaterEstimator:
         frame = check_frame(frame, "frame")
         return deep_features(f.net, f.inputs.source(frame), frame.index, layer,
                              max(self._params["mini_batch_size"], 256), self._params["quiet_mode"])
+
+    def export(self, path: str | os.PathLike, format: str = "onnx", layers: Sequence[str | int] | None = None,
+               force: bool = False) -> str:
+        """A deployment bundle (Keras 3's model.export): the folder `path` with the network as model.onnx and what
+        scoring needs around it, which deepwater.inference.load(path) scores with onnxruntime alone; `layers`
+        adds those layers' activations for deepfeatures(). Returns the folder's path (see deepwater/export.py)."""
+        from .export import export_bundle  # here: export.py imports this module
+
+        return export_bundle(self, path, format, layers, force)
 
     def model_performance(self, frame: pd.DataFrame | None = None, train: bool = False,
                           valid: bool = False, xval: bool = False) -> ModelMetrics:

@@ -27,7 +27,7 @@ from dataclasses import asdict
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import blake3
 import numpy as np
@@ -49,6 +49,7 @@ CHECKSUMS = "checksums.json"
 DIGEST = "blake3"  # cryptographic and about 8 GB/s on one core: SHA-256 took 5x longer on ResNet-50's 200 MB
 GRAPH_DIR = "graph"
 MEMBERS = "members"
+BUNDLE_JSON = "bundle.json"  # marks a folder that model.export() wrote (deepwater/export.py): not a saved model
 DISTRIBUTIONS = ("deepwater", "torch", "tensorflow", "tensorflow-cpu", "keras", "mxnet", "onnx", "onnxruntime", "numpy",
                  "pandas")
 
@@ -108,18 +109,33 @@ def save_model(model: DeepWaterEstimator, path: str | os.PathLike = ".", force: 
     if folder.exists() and not folder.is_dir():
         raise ParameterError(f"path={os.fspath(path)!r} is a file; pass the folder to save the model in.")
     target = folder / (filename or model.model_id)
+    write_folder(target, lambda staging: _write_folder(model, staging), force)
+    return str(target)
+
+
+def write_folder(target: Path, fill: Callable[[Path], None], force: bool) -> None:
+    """Have `fill` write files into a new temporary folder beside `target`, add their checksums.json, and
+    rename that folder to `target`, so that `target` is complete or absent. An existing `target` is replaced
+    when `force`, else a ParameterError."""
     if target.exists() and not force:
         raise ParameterError(f"{str(target)!r} already exists; pass force=True to replace it, or another path.")
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = folder / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         staging.mkdir()
-        _write_folder(model, staging)
+        fill(staging)
+        _write_checksums(staging)
         _replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return str(target)
+
+
+def _write_checksums(folder: Path) -> None:
+    """checksums.json: the digest of every file in `folder`, by its path relative to `folder`."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    sums = {p.relative_to(folder).as_posix(): digest(p) for p in files}
+    (folder / CHECKSUMS).write_text(json.dumps({"algorithm": DIGEST, "files": sums}, indent=1))
 
 
 def _write_folder(model: DeepWaterEstimator, folder: Path) -> None:
@@ -128,6 +144,7 @@ def _write_folder(model: DeepWaterEstimator, folder: Path) -> None:
     for name, member in getattr(model, "_members", dict)().items():
         (folder / MEMBERS / name).mkdir(parents=True)
         _write_folder(member, folder / MEMBERS / name)
+        _write_checksums(folder / MEMBERS / name)  # a member is a complete saved model too
     for relative, data in getattr(model, "_blobs", dict)().items():
         (folder / relative).parent.mkdir(parents=True, exist_ok=True)
         (folder / relative).write_bytes(data)
@@ -140,9 +157,6 @@ def _write_folder(model: DeepWaterEstimator, folder: Path) -> None:
     record = {"format_version": FORMAT_VERSION, "versions": framework_versions(), **record}
     (folder / MODEL_JSON).write_text(json.dumps(plain(record), indent=1))
     save_file({name: np.require(value, requirements="C") for name, value in arrays.items()}, str(folder / ARRAYS))
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    sums = {p.relative_to(folder).as_posix(): digest(p) for p in files}
-    (folder / CHECKSUMS).write_text(json.dumps({"algorithm": DIGEST, "files": sums}, indent=1))
 
 
 def _replace(staging: Path, target: Path) -> None:
@@ -169,15 +183,10 @@ def read_model_folder(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarr
         raise ModelFileError(f"path={os.fspath(path)!r} is not a deepwater saved model (a folder with {MODEL_JSON}, "
                              f"{ARRAYS} and {CHECKSUMS}, written by deepwater.save_model). deepwater never "
                              "unpickles files; save the model with deepwater.save_model.")
-    algorithm, sums = _read_checksums(folder / CHECKSUMS)
-    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {CHECKSUMS}
-    if set(sums) != present or MODEL_JSON not in sums:
-        raise ModelFileError(f"{str(folder)!r}: the files {sorted(present)} are not those its {CHECKSUMS} lists; "
-                             "the saved model was changed or is incomplete: save it again.")
-    for name, expected in sums.items():
-        if digest(folder / name, algorithm) != expected:
-            raise ModelFileError(f"{str(folder / name)!r} does not match its checksum: the file was changed or "
-                                 "damaged after it was saved; save the model again.")
+    if (folder / BUNDLE_JSON).is_file() and not (folder / MODEL_JSON).exists():
+        raise ModelFileError(f"path={os.fspath(path)!r} is a bundle that model.export() wrote, not a saved model: "
+                             "score it with deepwater.inference.load(path), or pass the saved model's folder.")
+    check_files(folder, MODEL_JSON, "saved model", "save the model again")
     record = json.loads((folder / MODEL_JSON).read_text())
     version = record.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
@@ -186,19 +195,33 @@ def read_model_folder(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarr
     return record, _read_arrays(folder), folder
 
 
-def _read_checksums(path: Path) -> tuple[str, dict[str, str]]:
+def check_files(folder: Path, required: str, what: str, fix: str) -> None:
+    """ModelFileError unless the files in `folder` are exactly those its checksums.json lists, `required`
+    among them, each matching its digest. `what` names the folder's kind in messages ("saved model"),
+    `fix` says what to do ("save the model again")."""
+    algorithm, sums = _read_checksums(folder / CHECKSUMS, what, fix)
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {CHECKSUMS}
+    if set(sums) != present or required not in sums:
+        raise ModelFileError(f"{str(folder)!r}: the files {sorted(present)} are not those its {CHECKSUMS} lists; "
+                             f"the {what} was changed or is incomplete: {fix}.")
+    for name, expected in sums.items():
+        if digest(folder / name, algorithm) != expected:
+            raise ModelFileError(f"{str(folder / name)!r} does not match its checksum: the file was changed or "
+                                 f"damaged after it was written; {fix}.")
+
+
+def _read_checksums(path: Path, what: str, fix: str) -> tuple[str, dict[str, str]]:
     """The digest algorithm and the digest of each file, from checksums.json (format 1: SHA-256 by file)."""
     try:
         sums = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"{str(path)!r} is not readable JSON ({error}); the saved model is damaged: save it "
-                             "again.") from error
+        raise ModelFileError(f"{str(path)!r} is not readable JSON ({error}); the {what} is damaged: {fix}.") from error
     if isinstance(sums, dict) and sums.get("algorithm") == DIGEST and isinstance(sums.get("files"), dict):
         return DIGEST, sums["files"]
     if isinstance(sums, dict) and all(isinstance(v, str) for v in sums.values()) and "algorithm" not in sums:
         return "sha256", sums
-    raise ModelFileError(f"{str(path)!r} does not list the files' digests as deepwater writes them; the saved model "
-                         "is damaged or was not written by deepwater.save_model: save it again.")
+    raise ModelFileError(f"{str(path)!r} does not list the files' digests as deepwater writes them; the {what} "
+                         f"is damaged or was not written by deepwater: {fix}.")
 
 
 def _read_arrays(folder: Path) -> dict[str, np.ndarray]:

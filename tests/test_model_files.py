@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import installed_backends, make_blobs
-from user_graph_cases import all_cases
+from user_graph_cases import all_cases, fit_case
 
 import deepwater as dw
 from deepwater import model_files
@@ -113,19 +113,7 @@ USER_CASES = [case for case in all_cases() if case.trainable and case.input_shap
 def test_user_graphs_are_saved_with_their_graph_file(case, image_frame, tmp_path):
     if case.missing():
         pytest.skip(f"{case.missing()} not installed")
-    (tmp_path / "graph").mkdir()
-    definition, parameters = case.make(tmp_path / "graph", 2)
-    params = {"network": "user", "network_definition_file": definition, "network_parameters_file": parameters,
-              "epochs": 1, "mini_batch_size": 8, "gpu": False, "quiet_mode": True, "seed": 2}
-    if len(case.input_shape) == 1:
-        values = np.random.default_rng(1).normal(size=(60, case.input_shape[0]))
-        frame = pd.DataFrame(values, columns=[f"x{i}" for i in range(values.shape[1])])
-        frame["label"] = pd.Categorical(np.where(values[:, 0] > 0, "a", "b"))
-        model = dw.DeepWaterEstimator(**params).train(y="label", training_frame=frame)
-    else:
-        frame = image_frame
-        model = dw.DeepWaterEstimator(image_shape=list(case.input_shape[1:]), channels=case.input_shape[0],
-                                      **params).train(x=["uri"], y="label", training_frame=frame)
+    model, frame = fit_case(case, tmp_path / "graph", image_frame)
     path = dw.save_model(model, tmp_path / "models")
     shutil.rmtree(tmp_path / "graph")  # the saved model holds the graph file itself
     loaded = dw.load_model(path)

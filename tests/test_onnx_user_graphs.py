@@ -210,7 +210,7 @@ def test_devices_follow_onnxruntimes_providers(monkeypatch) -> None:
     import onnxruntime as ort
 
     from deepwater.backends.onnx.backend import OnnxRuntime
-    from deepwater.backends.onnx.runtime import CUDA, execution_providers
+    from deepwater.onnx_runtime import CUDA, execution_providers
     from deepwater.errors import DeviceError
 
     runtime = OnnxRuntime()

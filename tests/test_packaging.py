@@ -26,4 +26,6 @@ def test_wheel_maps_top_level_folders_into_the_deepwater_namespace(tmp_path):
     assert "deepwater/models_zoo/imagenet_classes.txt" in names  # package data: the zoo's labels
     assert not any(n.startswith(("backends/", "networks/", "models_zoo/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "deepwater.backends.torch.backend:TorchBackend" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    declared = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "deepwater.backends.torch.backend:TorchBackend" in declared
+    assert "deepwater = deepwater.cli:main" in declared  # the deepwater command

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 # make(folder, n_outputs) -> (network_definition_file, network_parameters_file or None)
 Maker = Callable[[Path, int], tuple[str, "str | None"]]
@@ -50,3 +51,22 @@ def all_cases() -> list[GraphCase]:
         if importlib.util.find_spec(name) is not None:
             cases.extend(importlib.import_module(name).CASES)
     return cases
+
+
+def fit_case(case: GraphCase, folder: Path, image_frame: pd.DataFrame):
+    """A model of the case's graph with two outputs, written into `folder`, trained for one epoch (only scored,
+    epochs=0, when the format does not train), and the frame it was fitted on: `image_frame` (images of two
+    classes) for image graphs, 60 random rows of two classes for graphs on rows."""
+    import deepwater as dw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    definition, parameters = case.make(folder, 2)
+    params = {"network": "user", "network_definition_file": definition, "network_parameters_file": parameters,
+              "epochs": 1 if case.trainable else 0, "mini_batch_size": 8, "gpu": False, "quiet_mode": True, "seed": 2}
+    if len(case.input_shape) == 1:
+        values = np.random.default_rng(1).normal(size=(60, case.input_shape[0]))
+        frame = pd.DataFrame(values, columns=[f"x{i}" for i in range(values.shape[1])])
+        frame["label"] = pd.Categorical(np.where(values[:, 0] > 0, "a", "b"))
+        return dw.DeepWaterEstimator(**params).train(y="label", training_frame=frame), frame
+    model = dw.DeepWaterEstimator(image_shape=list(case.input_shape[1:]), channels=case.input_shape[0], **params)
+    return model.train(x=["uri"], y="label", training_frame=image_frame), image_frame

@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib.util
 
 from deepwater.errors import ModelFileError
+from deepwater.onnx_runtime import has_cuda
 from deepwater.specs import OptimizerSpec, TaskSpec
 from deepwater.user_graphs import ANY_BACKEND, GraphFormat, UserGraph, no_replacement
 
-from .runtime import CUDA, cuda_device_count
+from .runtime import cuda_device_count
 
 ONNX = GraphFormat("onnx", ANY_BACKEND, "ONNX graph (.onnx), scored through onnxruntime (epochs=0)", suffixes=(".onnx",))
 
@@ -33,17 +34,13 @@ class OnnxRuntime:
 
     def devices(self) -> list[str]:
         """'cpu', plus 'cuda:<i>' per GPU when this onnxruntime build has the CUDA execution provider."""
-        import onnxruntime as ort
-
-        if CUDA not in ort.get_available_providers():
+        if not has_cuda():
             return ["cpu"]
         return ["cpu"] + [f"cuda:{i}" for i in range(cuda_device_count())]
 
     def gpu_hint(self) -> str:
         """Why no GPU may be visible: an onnxruntime build without the CUDA execution provider."""
-        import onnxruntime as ort
-
-        if CUDA not in ort.get_available_providers():
+        if not has_cuda():
             return "this onnxruntime build has no CUDAExecutionProvider; install onnxruntime-gpu for GPUs"
         return "onnxruntime's CUDAExecutionProvider sees no CUDA device"
 

@@ -16,30 +16,20 @@ set_state() hold the floating-point initializers under their own names. Training
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
-from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from deepwater.errors import DeviceError, ModelFileError
+from deepwater.errors import ModelFileError
+from deepwater.onnx_runtime import reason, run_rows, start_session
 from deepwater.specs import TaskSpec
 from deepwater.user_graphs import UserGraph, check_outputs, training_refused
 
-from ..base import BaseNet
-from .runtime import CUDA, execution_providers
-
-# what onnxruntime raises when it cannot load or run a graph
-ORT_ERRORS = (ort_state.Fail, ort_state.InvalidArgument, ort_state.InvalidGraph, ort_state.InvalidProtobuf,
-              ort_state.NotImplemented, ort_state.RuntimeException, ort_state.EPFail)
-
-
-def _reason(error: Exception) -> str:
-    """The first line of an error's message, short enough for ours."""
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
+from ..base import BaseNet, OnnxGraph
 
 
 def _is_float(elem_type: int) -> bool:
@@ -56,12 +46,12 @@ def read_model(path: str) -> onnx.ModelProto:
         model = onnx.load(path)
     except (DecodeError, OSError, ValueError, onnx.checker.ValidationError) as error:  # the last: external data
         raise ModelFileError(f"network_definition_file={path!r} is not a readable ONNX model (truncated, another "
-                             f"format, or external weight files missing?): {_reason(error)}") from error
+                             f"format, or external weight files missing?): {reason(error)}") from error
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as error:
         raise ModelFileError(f"network_definition_file={path!r} is not a valid ONNX model (onnx.checker: "
-                             f"{_reason(error)}); export it again with your framework's ONNX exporter.") from error
+                             f"{reason(error)}); export it again with your framework's ONNX exporter.") from error
     if not model.graph.output:
         raise ModelFileError(f"network_definition_file={path!r} has no graph output; export it with its output.")
     return model
@@ -135,7 +125,6 @@ class OnnxNet(BaseNet):
         super().__init__(task, device, repr(graph.definition_file))
         self.definition_file = graph.definition_file
         self.input_shape = graph.input_shape
-        self._providers = execution_providers(device)
         self._model = read_model(self.definition_file)
         value = graph_input(self._model, self.definition_file)
         self._input = value.name
@@ -152,51 +141,37 @@ class OnnxNet(BaseNet):
     # --- sessions ---------------------------------------------------------------------------
     def _start(self, model: onnx.ModelProto) -> ort.InferenceSession:
         """An onnxruntime session for `model` on this Net's device."""
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only: no warnings about unused initializers and the like
-        try:
-            session = ort.InferenceSession(model.SerializeToString(), sess_options=options,
-                                           providers=self._providers)
-        except ORT_ERRORS as error:
-            raise ModelFileError(f"onnxruntime cannot load network_definition_file={self.definition_file!r}: "
-                                 f"{_reason(error)}") from error
-        if self.device != "cpu" and CUDA not in session.get_providers():
-            raise DeviceError(f"onnxruntime could not start {CUDA} on {self.device!r} (CUDA or cuDNN libraries "
-                              "missing?); pass gpu=False to score on the CPU.")
-        return session
+        return start_session(model.SerializeToString(), self.device,
+                             f"network_definition_file={self.definition_file!r}", "pass gpu=False to score on the CPU")
+
+    def _with_outputs(self, layers: Sequence[str]) -> onnx.ModelProto:
+        """A copy of the model with `layers` (node outputs) declared as extra graph outputs where they are not."""
+        extended = onnx.ModelProto()
+        extended.CopyFrom(self._model)
+        declared = {value.name for value in extended.graph.output}
+        for layer in layers:
+            if layer not in declared:
+                extended.graph.output.append(self._infos.get(layer, onnx.ValueInfoProto(name=layer)))
+                declared.add(layer)
+        return extended
 
     def _layer_session(self, layer: str) -> ort.InferenceSession:
         """A session that also outputs `layer`: the model with it declared as an extra graph output."""
         if layer in {value.name for value in self._model.graph.output}:
             return self._session
         if layer not in self._layer_sessions:
-            extended = onnx.ModelProto()
-            extended.CopyFrom(self._model)
-            extended.graph.output.append(self._infos.get(layer, onnx.ValueInfoProto(name=layer)))
-            self._layer_sessions[layer] = self._start(extended)
+            self._layer_sessions[layer] = self._start(self._with_outputs([layer]))
         return self._layer_sessions[layer]
 
     def _run(self, session: ort.InferenceSession, output: str, x: np.ndarray) -> np.ndarray:
         """`output` for every row of x, flattened to (n, k): all at once, or in chunks of a fixed batch size."""
-        x = np.asarray(x, dtype=self._dtype)
-        n = len(x)
-        size = self._batch or len(x)
-        parts = []
-        for start in range(0, len(x), size):
-            chunk = x[start:start + size]
-            rows = len(chunk)
-            if rows < size:  # the last chunk of a fixed batch size: pad with zeros
-                chunk = np.concatenate([chunk, np.zeros((size - rows,) + chunk.shape[1:], dtype=self._dtype)])
-            try:
-                values = session.run([output], {self._input: chunk})[0]
-            except ORT_ERRORS as error:
-                raise ModelFileError(f"onnxruntime could not run network_definition_file={self.definition_file!r} "
-                                     f"on a batch of shape {chunk.shape}: {_reason(error)}") from error
-            if values.ndim == 0 or values.shape[0] != size:
-                raise ModelFileError(f"{output!r} of {self.definition_file!r} has shape {values.shape} for a batch "
-                                     f"of {size} rows: it has no batch axis, so it cannot be scored per row.")
-            parts.append(values.reshape(size, -1)[:rows])
-        return np.concatenate(parts)[:n].astype(np.float32, copy=False)
+        return run_rows(session, self._input, output, x, self._dtype, self._batch,
+                        f"network_definition_file={self.definition_file!r}")
+
+    def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
+        """The graph as it is (its weights inside the file), with `layers` as extra outputs when asked for."""
+        onnx.save_model(self._with_outputs(layers), path)
+        return OnnxGraph(self._input, self._output, self.outputs_probabilities, {layer: layer for layer in layers})
 
     def _weights(self) -> dict[str, onnx.TensorProto]:
         """The floating-point initializers by name (integer ones are shapes and indices, not weights)."""

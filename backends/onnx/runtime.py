@@ -1,12 +1,10 @@
-"""onnxruntime's execution providers for deepwater's device names. Importing this module imports neither onnx
-nor onnxruntime; calling its functions does."""
+"""onnxruntime's GPUs for the ONNX graph loader. Importing this module imports neither onnx nor onnxruntime; calling
+its function does. Sessions and providers are deepwater.onnx_runtime's, which deepwater.inference shares."""
 from __future__ import annotations
 
 import importlib.util
 
-from deepwater.errors import DeviceError
-
-CUDA = "CUDAExecutionProvider"
+from deepwater.onnx_runtime import CUDA
 
 
 def cuda_device_count() -> int:
@@ -20,18 +18,3 @@ def cuda_device_count() -> int:
 
         count = torch.cuda.device_count()
     return count or 1
-
-
-def execution_providers(device: str) -> list:
-    """onnxruntime's providers for 'cpu' or 'cuda:<i>'."""
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    kind, _, index = device.partition(":")
-    if kind != "cuda" or not index.isdigit():
-        raise DeviceError(f"device {device!r} is neither 'cpu' nor 'cuda:<i>'; onnxruntime cannot run on it.")
-    import onnxruntime as ort
-
-    if CUDA not in ort.get_available_providers():
-        raise DeviceError(f"device {device!r}: this onnxruntime build has no {CUDA}; install onnxruntime-gpu, "
-                          "or pass gpu=False.")
-    return [(CUDA, {"device_id": int(index)}), "CPUExecutionProvider"]

@@ -23,7 +23,7 @@ import tensorflow as tf
 from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from ..base import BaseNet
+from ..base import BaseNet, OnnxGraph
 from .net import channels_first_rows, tf_device
 from .optimizers import Update, batch_loss
 
@@ -174,6 +174,18 @@ class EagerUserNet(BaseNet):
                 lambda batch: self._layout.rows(activations(self._layout.tensor(batch))),
                 input_signature=[self._x_spec])
         return self._run(self._feature_fns[layer], np.asarray(x, dtype=np.float32)).numpy().astype(np.float32)
+
+    def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
+        """The graph's probabilities (or values) and the activations of `layers`, through tf2onnx."""
+        from .to_onnx import write_onnx  # here: it imports this module
+
+        def compute(x: tf.Tensor) -> list[tf.Tensor]:
+            graph_x = self._layout.tensor(x)
+            return [self._forward(graph_x, False),
+                    *(self._layout.rows(self._activations_of(layer)(graph_x)) for layer in layers)]
+
+        return write_onnx(compute, self.task.is_classification, layers, tuple(self._x_spec.shape[1:]), path,
+                          f"network_definition_file={self.definition_file!r}")
 
     def layers(self) -> list[str]:
         """Names that features() takes, from the input side to the output."""

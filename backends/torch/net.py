@@ -1,6 +1,8 @@
 """A networks.Graph compiled into torch modules, with H2O's optimiser, losses and penalties."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -8,7 +10,7 @@ from torch import nn
 from deepwater.networks import Graph, Node
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from ..base import BaseNet
+from ..base import BaseNet, OnnxGraph
 from .optimizers import Optimiser
 
 _ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
@@ -89,15 +91,17 @@ class GraphModule(nn.Module):
         self.layers = nn.ModuleDict({node.name: _layer(node, graph) for node in graph.nodes[1:]})
         self._plan = [(node.name, node.inputs) for node in graph.nodes[1:]]
 
-    def forward(self, x: torch.Tensor, until: str | None = None) -> torch.Tensor:
+    def values(self, x: torch.Tensor, until: str | None = None) -> dict[str, torch.Tensor]:
+        """The input and every layer's value, in graph order, up to `until` (all layers when None)."""
         values = {"input": x}
-        out = x
         for name, inputs in self._plan:
-            out = self.layers[name](*(values[i] for i in inputs))
-            values[name] = out
+            values[name] = self.layers[name](*(values[i] for i in inputs))
             if name == until:
                 break
-        return out
+        return values
+
+    def forward(self, x: torch.Tensor, until: str | None = None) -> torch.Tensor:
+        return next(reversed(self.values(x, until).values()))
 
 
 def to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -160,6 +164,20 @@ class TorchNet(BaseNet):
 
     def _load_optimizer_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         self.optimiser.load_arrays(arrays)
+
+    def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
+        """The network's probabilities (or values) and the activations of `layers`, through torch.onnx.export."""
+        from .to_onnx import write_onnx  # here: to_onnx imports user.py, which imports this module
+
+        self._set_mode(False)
+
+        def compute(x: torch.Tensor) -> list[torch.Tensor]:
+            values = self.module.values(x)
+            return [values[self.graph.output.name], *(values[layer] for layer in layers)]
+
+        example = torch.zeros((2,) + self.graph.input.shape, device=self._device)
+        return write_onnx(self.module, compute, self.task.is_classification, layers, example, path,
+                          self.source)
 
     def _read_state(self) -> dict[str, np.ndarray]:
         tensors = self.module.state_dict()

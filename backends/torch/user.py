@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -32,7 +32,7 @@ from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
 from deepwater.user_graphs import UserGraph, check_outputs, no_replacement
 
-from ..base import BaseNet
+from ..base import BaseNet, OnnxGraph
 from .net import to_tensor
 from .optimizers import Optimiser
 
@@ -165,6 +165,21 @@ class TorchUserNet(BaseNet):
     def _activations(self, x: np.ndarray, layer: str) -> np.ndarray:
         self._set_mode(False)
         return flat(self.program.layer_output(to_tensor(x, self._device), layer)).float().cpu().numpy()
+
+    def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
+        """The graph's probabilities (or values) and the activations of `layers`, through torch.onnx.export."""
+        from .to_onnx import write_onnx  # here: it imports this module
+
+        self._set_mode(False)
+
+        def compute(x: torch.Tensor) -> list[torch.Tensor]:
+            return [self._logits(x), *(self.program.layer_output(x, layer) for layer in layers)]
+
+        example = torch.zeros((2,) + self.graph.input_shape, device=self._device)
+        with torch.no_grad():  # a program builds its per-layer modules on first use: here, not inside the
+            compute(example)   # exporter's trace, where they would keep the trace's stand-ins for the weights
+        return write_onnx(self.program.module, compute, self.task.is_classification, layers, example, path,
+                          f"network_definition_file={self.graph.definition_file!r}")
 
     def layers(self) -> list[str]:
         """The graph's layers that features() reads, from the input side to the output."""
