@@ -100,15 +100,6 @@ class Response:
         return labels
 
 
-def _hint_if_classes(name: str, values: np.ndarray) -> None:
-    """Warn when a numeric response holds a few integers (0/1, 1..5): it trains a regression, as in H2O, though
-    the user may have meant classes (H2O users call asfactor(); pandas users make the column categorical)."""
-    distinct = np.unique(values)
-    if 2 <= len(distinct) <= FEW_INTEGER_VALUES and np.array_equal(distinct, np.round(distinct)):
-        warnings.warn(f"y={name!r} is numeric with {len(distinct)} integer values, so this trains a regression (as "
-                      f"H2O does); for classification make it categorical first: frame[{name!r}] = "
-                      f"frame[{name!r}].astype('category')", UserWarning, stacklevel=4)
-
     def predictions(self, output: np.ndarray, rows: np.ndarray, index: pd.Index,
                     threshold: float = 0.5) -> pd.DataFrame:
         """predict()'s frame for `index` from the network's `output` (probabilities, or standardised values) for
@@ -124,6 +115,16 @@ def _hint_if_classes(name: str, values: np.ndarray) -> None:
         result = pd.DataFrame({"predict": pd.Categorical(labels, categories=self.classes)}, index=index)
         probabilities = pd.DataFrame(full, index=index, columns=[str(name) for name in self.classes])
         return pd.concat([result, probabilities], axis=1)  # at once: a column at a time is slow for 1000 classes
+
+
+def _hint_if_classes(name: str, values: np.ndarray) -> None:
+    """Warn when a numeric response holds a few integers (0/1, 1..5): it trains a regression, as in H2O, though
+    the user may have meant classes (H2O users call asfactor(); pandas users make the column categorical)."""
+    distinct = np.unique(values)
+    if 2 <= len(distinct) <= FEW_INTEGER_VALUES and np.array_equal(distinct, np.round(distinct)):
+        warnings.warn(f"y={name!r} is numeric with {len(distinct)} integer values, so this trains a regression (as "
+                      f"H2O does); for classification make it categorical first: frame[{name!r}] = "
+                      f"frame[{name!r}].astype('category')", UserWarning, stacklevel=4)
 
 
 def _check_no_missing(series: pd.Series, parameter: str) -> None:

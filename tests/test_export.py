@@ -129,7 +129,7 @@ def test_the_bundle_holds_the_fitted_encoders(tmp_path):
     assert encoder["dropped"] == ["constant"]
     assert [c["name"] for c in encoder["numeric"]] == ["a", "b"]
     assert encoder["numeric"][0]["mean"] == pytest.approx(frame["a"].mean(), abs=1e-6)
-    assert encoder["categorical"] == [{"name": "group", "levels": ["u", "v"]}]
+    assert encoder["categorical"] == [{"name": "group", "levels": ["u", "v"], "encoding": "one_hot", "buckets": 0}]
     assert bundle["response"]["mean"] == pytest.approx(frame["y"].mean())
     assert bundle["response"]["scale"] == pytest.approx(frame["y"].std(ddof=0))
 
@@ -346,3 +346,11 @@ def test_the_command_reports_errors_in_one_line(bundle, tmp_path, capsys):
     assert cli.main(["info", str(folder)]) == 2
     error = capsys.readouterr().err
     assert error.startswith("deepwater info: ") and "does not match its checksum" in error
+
+
+def test_two_classes_are_labelled_at_the_models_max_f1_threshold(binary_blobs, tmp_path):
+    """The bundle keeps the threshold predict() labels two classes at (H2O's max-F1 rule), not 0.5."""
+    model = estimator(BACKENDS[0]).train(y="label", training_frame=binary_blobs)
+    scorer = inference.load(model.export(str(tmp_path / "bundle")))
+    assert json.loads((tmp_path / "bundle" / "bundle.json").read_text())["threshold"] == model._threshold()
+    assert_same_predictions(model.predict(binary_blobs), scorer.predict(binary_blobs))
