@@ -124,7 +124,8 @@ def _hint_if_classes(name: str, values: np.ndarray) -> None:
     if 2 <= len(distinct) <= FEW_INTEGER_VALUES and np.array_equal(distinct, np.round(distinct)):
         warnings.warn(f"y={name!r} is numeric with {len(distinct)} integer values, so this trains a regression (as "
                       f"H2O does); for classification make it categorical first: frame[{name!r}] = "
-                      f"frame[{name!r}].astype('category')", UserWarning, stacklevel=4)
+                      f"frame[{name!r}].astype('category')", UserWarning,
+                      stacklevel=5)  # this <- Response.fit <- _start <- train <- the user's call
 
 
 def _check_no_missing(series: pd.Series, parameter: str) -> None:
