@@ -4,6 +4,7 @@ Importing deepwater imports no deep learning framework; a backend loads its fram
 model is built.
 """
 from . import accessor, datasets, models_zoo  # accessor registers the `frame.dw` pandas accessor
+from .cluster import ClusterError, init, shutdown
 from .distances import distance, nearest
 from .errors import (
                      DeepWaterError,
@@ -25,5 +26,5 @@ __all__ = [
     "DeepWaterEstimator", "H2ODeepWaterEstimator", "import_file", "datasets", "accessor", "models_zoo",
     "distance", "nearest", "save_model", "load_model", "get_model", "ls", "remove",
     "DeepWaterError", "ParameterError", "FrameError", "ImageError", "MissingDependencyError", "DeviceError",
-    "ModelFileError", "NotFittedError",
+    "ModelFileError", "NotFittedError", "init", "shutdown", "ClusterError",
 ]
