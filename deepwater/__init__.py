@@ -18,6 +18,7 @@ from .errors import (
 )
 from .estimator import DeepWaterEstimator, H2ODeepWaterEstimator
 from .frames import import_file
+from .grid import GridSearch, H2OGridSearch
 from .model_files import load_model, save_model
 from .model_store import get_model, ls, remove
 
@@ -26,5 +27,5 @@ __all__ = [
     "DeepWaterEstimator", "H2ODeepWaterEstimator", "import_file", "datasets", "accessor", "models_zoo",
     "distance", "nearest", "save_model", "load_model", "get_model", "ls", "remove",
     "DeepWaterError", "ParameterError", "FrameError", "ImageError", "MissingDependencyError", "DeviceError",
-    "ModelFileError", "NotFittedError", "init", "shutdown", "ClusterError",
+    "ModelFileError", "NotFittedError", "H2OGridSearch", "GridSearch", "init", "shutdown", "ClusterError",
 ]

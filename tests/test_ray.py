@@ -1,12 +1,13 @@
-"""deepwater.init() and Ray tasks: cross-validation's folds side by side on a local Ray runtime give the
-models they give in this process, the frames go to the object store once, models come
-back as saved-model files."""
+"""deepwater.init() and Ray tasks: a grid's models and cross-validation's folds side by side on a local Ray
+runtime give the models they give in this process, the frames go to the object store once, models come
+back as saved-model files, and without deepwater.init() Ray is never imported."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,13 +21,25 @@ from deepwater.execution import Job
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
 
+HYPER = {"learning_rate": [0.01, 0.1], "activation": ["Tanh", "Rectifier"]}
 CLASSES = ["a", "b", "c"]
 EXACT = 1e-6
+WALL_CLOCK = ["timestamp", "duration", "training_speed"]
+
+
+def base(**params) -> dw.DeepWaterEstimator:
+    defaults = {"hidden": [8], "epochs": 1, "gpu": False, "quiet_mode": True, "seed": 3, "stopping_rounds": 0}
+    return dw.DeepWaterEstimator(**{**defaults, **params})
 
 
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
     return make_blobs(90, seed=41)
+
+
+@pytest.fixture(scope="module")
+def valid() -> pd.DataFrame:
+    return make_blobs(45, seed=42)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +50,31 @@ def cluster():
     dw.shutdown()
 
 
+def probabilities(model: dw.DeepWaterEstimator, frame: pd.DataFrame) -> np.ndarray:
+    return model.predict(frame)[CLASSES].to_numpy()
+
+
 def run_python(code: str, timeout: float, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **env})
+
+
+def test_without_deepwater_init_nothing_imports_ray():
+    code = f"""
+    import sys, warnings
+    sys.path.insert(0, {str(Path(__file__).parent)!r})
+    from conftest import make_blobs
+    import deepwater as dw
+    warnings.simplefilter("ignore")
+    model = dw.DeepWaterEstimator(hidden=[4], epochs=1, gpu=False, quiet_mode=True, nfolds=2)
+    grid = dw.H2OGridSearch(model, {{"learning_rate": [0.01, 0.1]}}, parallelism=2)
+    grid.train(y="label", training_frame=make_blobs(40))
+    assert len(grid) == 2, grid
+    print("ray" in sys.modules)
+    """
+    run = run_python(code, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "False"
 
 
 def test_an_unreachable_cluster_is_a_clear_error_not_a_hang():
@@ -74,7 +109,24 @@ def test_init_is_idempotent(cluster):
     assert dw.init() is cluster
 
 
-def test_the_frames_go_to_the_object_store_once(cluster, frame, monkeypatch):
+def test_a_parallel_grid_on_ray_gives_the_models_of_a_sequential_one(cluster, frame, valid):
+    sequential = dw.H2OGridSearch(base(), HYPER, grid_id="seq").train(y="label", training_frame=frame,
+                                                                      validation_frame=valid)
+    parallel = dw.H2OGridSearch(base(), HYPER, grid_id="par", parallelism=2).train(
+        y="label", training_frame=frame, validation_frame=valid)
+    assert [i.replace("seq", "par") for i in sequential.model_ids] == parallel.model_ids
+    for n in range(1, 5):
+        here, there = dw.get_model(f"seq_model_{n}"), dw.get_model(f"par_model_{n}")
+        assert parallel.get_hyperparams_dict(there.model_id, display=False) == \
+            sequential.get_hyperparams_dict(here.model_id, display=False)
+        np.testing.assert_allclose(probabilities(there, valid), probabilities(here, valid), atol=EXACT)
+        pd.testing.assert_frame_equal(there.scoring_history().drop(columns=WALL_CLOCK),
+                                      here.scoring_history().drop(columns=WALL_CLOCK))
+    pd.testing.assert_series_equal(parallel.sorted_metric_table()["logloss"],
+                                   sequential.sorted_metric_table()["logloss"], atol=EXACT)
+
+
+def test_the_frames_go_to_the_object_store_once(cluster, frame, valid, monkeypatch):
     put = ray.put
     sizes: list[int] = []
 
@@ -83,6 +135,10 @@ def test_the_frames_go_to_the_object_store_once(cluster, frame, monkeypatch):
         return put(value, **kwargs)
 
     monkeypatch.setattr(ray, "put", counting)
+    dw.H2OGridSearch(base(), HYPER, grid_id="once", parallelism=2).train(y="label", training_frame=frame,
+                                                                         validation_frame=valid)
+    assert sizes == [len(frame), len(valid)]
+    sizes.clear()
     dw.DeepWaterEstimator(hidden=[8], epochs=1, gpu=False, quiet_mode=True, nfolds=3).train(
         y="label", training_frame=frame)
     assert sizes == [len(frame)]  # the folds' training and holdout rows come from one frame
@@ -101,6 +157,19 @@ def test_cross_validation_folds_on_ray_match_those_in_the_process(cluster, frame
                                here.cross_validation_holdout_predictions()[CLASSES], atol=EXACT)
     assert [m.model_id for m in there.cross_validation_models()] == ["cv_ray_cv_1", "cv_ray_cv_2", "cv_ray_cv_3"]
     assert dw.get_model("cv_ray_cv_2") is there.cross_validation_models()[1]
+
+
+def test_a_failing_combination_on_ray_is_listed_and_the_grid_goes_on(cluster, frame, tmp_path):
+    folder = tmp_path / "models"
+    with pytest.warns(UserWarning, match="could not be built"):
+        grid = dw.H2OGridSearch(base(), {"stopping_metric": ["AUC", "logloss", "MSE"]}, grid_id="ray_fails",
+                                parallelism=0, export_checkpoints_dir=str(folder)).train(y="label",
+                                                                                        training_frame=frame)
+    assert sorted(grid.model_ids) == ["ray_fails_model_2", "ray_fails_model_3"]
+    [failure] = grid.failures
+    assert failure.hyper_parameters == {"stopping_metric": "AUC"}
+    assert failure.error.startswith("ParameterError: stopping_metric='AUC' needs two classes")
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == sorted(grid.model_ids)  # saved by the driver
 
 
 def test_a_task_returns_the_saved_model_files_and_its_worker_forgets_the_model(frame):
