@@ -18,6 +18,8 @@ import deepwater as dw
 from deepwater import execution
 from deepwater.execution import Job
 
+# Ray's switch for a runtime that stays on this machine: it then runs on 127.0.0.1 (read when ray is imported)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
 
@@ -44,7 +46,8 @@ def valid() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A local Ray runtime of 2 CPUs for the module's tests, stopped at the end."""
+    """A local Ray runtime of 2 CPUs on 127.0.0.1 for the module's tests (dw.init() calls ray.init(num_cpus=2,
+    include_dashboard=False)), stopped at the end."""
     info = dw.init(num_cpus=2)
     yield info
     dw.shutdown()
@@ -106,6 +109,7 @@ def test_an_unreachable_cluster_is_a_clear_error_not_a_hang():
 
 def test_init_is_idempotent(cluster):
     assert cluster.cpus == 2.0 and cluster.managed and cluster.address == "local"
+    assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
     assert dw.init() is cluster
 
 
