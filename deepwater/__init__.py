@@ -4,6 +4,7 @@ Importing deepwater imports no deep learning framework; a backend loads its fram
 model is built.
 """
 from . import accessor, datasets, models_zoo  # accessor registers the `frame.dw` pandas accessor
+from .cluster import ClusterError, init, shutdown
 from .distances import distance, nearest
 from .errors import (
                      DeepWaterError,
@@ -18,6 +19,7 @@ from .errors import (
 from .ensemble import H2OStackedEnsembleEstimator, StackedEnsembleEstimator
 from .estimator import DeepWaterEstimator, H2ODeepWaterEstimator
 from .frames import import_file
+from .grid import GridSearch, H2OGridSearch
 from .model_files import load_model, save_model
 from .model_store import get_model, ls, remove
 
@@ -27,5 +29,5 @@ __all__ = [
     "import_file", "datasets", "accessor", "models_zoo",
     "distance", "nearest", "save_model", "load_model", "get_model", "ls", "remove",
     "DeepWaterError", "ParameterError", "FrameError", "ImageError", "MissingDependencyError", "DeviceError",
-    "ModelFileError", "NotFittedError",
+    "ModelFileError", "NotFittedError", "H2OGridSearch", "GridSearch", "init", "shutdown", "ClusterError",
 ]

@@ -1,5 +1,7 @@
 """Cross-validation as H2O runs it: one model per fold, trained on the other folds and scored on its
 holdout, then the main model on every row; the holdout predictions make the cross-validated metrics.
+The fold models train in this process one after another, or side by side as Ray tasks once deepwater.init()
+has run (execution.train_models).
 
 Folds come from scikit-learn's splitters (KFold, StratifiedKFold) or a fold column; `fold_ids` turns them
 into one fold number per row.
@@ -15,6 +17,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from .design import Response
 from .errors import FrameError, ParameterError
+from .execution import Job, train_models
 from .metrics import ModelMetrics
 from .model_store import remove
 from .specs import task_from_params
@@ -141,19 +144,19 @@ def cross_validate(model: DeepWaterEstimator, predictors: list[str], response_na
         frame = frame.assign(**{response_name: pd.Categorical(frame[response_name], categories=response.classes)})
     outputs = np.zeros((len(frame), task.n_outputs))
     labels = np.empty(len(frame), dtype=object)
-    fold_models, fold_metrics, fold_epochs = [], [], []
-    for fold in range(int(folds.max()) + 1):
-        holdout = folds == fold
-        params = {**p, **NOT_FOR_FOLD_MODELS, "model_id": f"{model.model_id}_cv_{fold + 1}", "seed": seed + fold + 1}
-        fold_model = type(model)(**params).train(x=predictors, y=response_name, training_frame=frame[~holdout],
-                                                 validation_frame=frame[holdout])
+    holdouts = [folds == fold for fold in range(int(folds.max()) + 1)]
+    jobs = [Job(type(model), {**p, **NOT_FOR_FOLD_MODELS, "model_id": f"{model.model_id}_cv_{fold + 1}",
+                              "seed": seed + fold + 1}, predictors, response_name, np.flatnonzero(~holdout),
+                np.flatnonzero(holdout)) for fold, holdout in enumerate(holdouts)]
+    fold_models = train_models(jobs, frame, frame)  # in this process, or side by side on Ray after deepwater.init()
+    fold_metrics, fold_epochs = [], []
+    for holdout, fold_model in zip(holdouts, fold_models):
         predicted = fold_model.predict(frame[holdout])
         if task.is_classification:
             outputs[holdout] = predicted[[str(c) for c in response.classes]].to_numpy(dtype=float)
             labels[holdout] = predicted["predict"].astype(object).to_numpy()
         else:
             outputs[holdout, 0] = predicted["predict"].to_numpy(dtype=float)
-        fold_models.append(fold_model)
         fold_metrics.append(fold_model.model_performance(valid=True))
         fold_epochs.append(fold_model.summary()["epochs"])
     metrics = _holdout_metrics(response, task.distribution, frame, outputs, "cross-validation")
