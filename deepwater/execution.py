@@ -115,16 +115,14 @@ def runner(training: pd.DataFrame, validation: pd.DataFrame | None, width: int) 
 
 def train_models(jobs: list[Job], training: pd.DataFrame, validation: pd.DataFrame | None) -> list[DeepWaterEstimator]:
     """Every job's model, in the order of `jobs`, all side by side on Ray after deepwater.init(); the first
-    failure (in job order) is raised."""
+    failure to come back is raised (in the process, before the later jobs train)."""
     run = runner(training, validation, len(jobs))
     for job in jobs:
         run.submit(job)
-    done = {}
+    models = {}
     while len(run):
         job, outcome = run.next_done()
-        done[job.model_id] = outcome
-    outcomes = [done[job.model_id] for job in jobs]
-    for outcome in outcomes:
         if isinstance(outcome, Failure):
             raise outcome.error
-    return outcomes
+        models[job.model_id] = outcome
+    return [models[job.model_id] for job in jobs]

@@ -161,3 +161,20 @@ def test_cross_validation_runs_on_every_backend(frame, backend):
     trained = model(nfolds=2, backend=backend, epochs=1).train(y="label", training_frame=frame)
     assert trained.cross_validation_metrics_summary().shape == (len(trained.cross_validation_metrics_summary()), 4)
     assert all(m.summary()["backend"] == backend for m in trained.cross_validation_models())
+
+
+def test_a_fold_model_that_fails_stops_the_folds_after_it(frame, monkeypatch):
+    from deepwater import execution
+
+    trained, fit = [], execution.fit
+
+    def failing_first(job, training, validation):
+        trained.append(job.model_id)
+        if job.model_id.endswith("_cv_1"):
+            raise ParameterError("fold 1 cannot be built")
+        return fit(job, training, validation)
+
+    monkeypatch.setattr(execution, "fit", failing_first)
+    with pytest.raises(ParameterError, match="fold 1 cannot be built"):
+        model(nfolds=3, model_id="stops").train(y="label", training_frame=frame)
+    assert trained == ["stops_cv_1"]
