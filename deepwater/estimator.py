@@ -6,7 +6,7 @@ import math
 import os
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -309,13 +309,7 @@ class DeepWaterEstimator:
                 out["validation"] = self._metrics(net, task, response, valid_score, "validation")
             return out
 
-        on_scored = None
-        if p["export_checkpoints_dir"]:
-            writer = CheckpointWriter(p["export_checkpoints_dir"], self.model_id, p["export_checkpoints_keep"])
-
-            def on_scored(outcome: TrainingOutcome) -> None:
-                writer(self._holding(start.fitted(predictors, outcome.snapshot())), outcome.samples)
-
+        on_scored = self._checkpoints(start, predictors) if p["export_checkpoints_dir"] else None
         settings = LoopSettings(p["epochs"], p["mini_batch_size"], p["score_interval"], p["score_duty_cycle"],
                                 p["train_samples_per_iteration"], p["max_runtime_secs"],
                                 p["overwrite_with_best_model"], p["quiet_mode"],
@@ -328,6 +322,16 @@ class DeepWaterEstimator:
             metrics = {"training": f.training_metrics, "validation": f.validation_metrics}
             trainer.resume(run, {part: m for part, m in metrics.items() if m is not None})
         return trainer.run()
+
+    def _checkpoints(self, start: _Start, predictors: list[str]) -> Callable[[TrainingOutcome], None]:
+        """The trainer's on_scored hook that saves the run so far into export_checkpoints_dir."""
+        p = self._params
+        writer = CheckpointWriter(p["export_checkpoints_dir"], self.model_id, p["export_checkpoints_keep"])
+
+        def on_scored(outcome: TrainingOutcome) -> None:
+            writer(self._holding(start.fitted(predictors, outcome.snapshot())), outcome.samples)
+
+        return on_scored
 
     def _holding(self, fitted: _Fitted) -> DeepWaterEstimator:
         """A shallow copy of this model holding `fitted` (a checkpoint of the run in progress)."""
