@@ -141,6 +141,16 @@ class DistanceEngineProvider(Protocol):
         """An engine on `device` ('cuda' or 'cuda:N'); DeviceError when the framework does not see it."""
 
 
+class OptimiserState(Protocol):
+    """What a net's optimiser gives training_state(): its arrays, and loading them back."""
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Copies of its own arrays (momentum buffers, ADADELTA accumulators), '<slot>.<parameter index>'."""
+
+    def load_arrays(self, arrays: dict[str, np.ndarray], samples: int) -> None:
+        """Load arrays named as arrays() names them; `samples` is the rows the net has seen."""
+
+
 def slot_arrays(slots: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
     """Optimiser arrays by name, '<slot>.<parameter index>' (e.g. 'momentum_buffer.3'), from lists per slot."""
     return {f"{slot}.{i}": value for slot, values in slots.items() for i, value in enumerate(values)}
@@ -160,6 +170,9 @@ class BaseNet(ABC):
     """
 
     outputs_probabilities = False  # True when _scores() already gives class probabilities
+    # the optimiser whose arrays training_state() holds; None for a net whose optimiser keeps nothing outside
+    # get_state() (a TF1 graph's own train_op) or that does not train (ONNX)
+    optimiser: OptimiserState | None = None
 
     def __init__(self, task: TaskSpec, device: str, source: str) -> None:
         self.task = task
@@ -200,14 +213,6 @@ class BaseNet(ABC):
     def _write_state(self, state: dict[str, np.ndarray]) -> None:
         """Load a state already checked to fit state_shapes()."""
 
-    def _optimizer_arrays(self) -> dict[str, np.ndarray]:
-        """Copies of the optimiser's own arrays (momentum buffers, ADADELTA accumulators) by name; a net
-        whose optimiser keeps nothing outside get_state() (or that does not train) keeps this default."""
-        return {}
-
-    def _load_optimizer_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        """Load arrays named and shaped as _optimizer_arrays() gives them; `self.samples` is already set."""
-
     # --- the Net protocol ------------------------------------------------------------------
     def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
         """One optimiser step on the batch; returns its mean loss (NaN, and no step, for an empty batch)."""
@@ -247,7 +252,8 @@ class BaseNet(ABC):
     def training_state(self) -> dict[str, np.ndarray]:
         """What a checkpoint restart needs beside the weights: 'samples' (the rows seen) and the optimiser's
         arrays, in the framework's own layout (so it moves between nets of one backend, not across backends)."""
-        return {"samples": np.asarray(self.samples, dtype=np.int64), **self._optimizer_arrays()}
+        arrays = {} if self.optimiser is None else self.optimiser.arrays()
+        return {"samples": np.asarray(self.samples, dtype=np.int64), **arrays}
 
     def set_training_state(self, state: dict[str, np.ndarray], source: str = "set_training_state()") -> None:
         """Continue from `state` (as training_state() gives it); ModelFileError naming `source` when it does
@@ -259,7 +265,9 @@ class BaseNet(ABC):
                                  "It was saved by another backend or optimiser (adaptive_rate, momentum); "
                                  "train from the weights alone instead.")
         self.samples = int(state["samples"])
-        self._load_optimizer_arrays({name: value for name, value in state.items() if name != "samples"})
+        if self.optimiser is not None:
+            self.optimiser.load_arrays({name: value for name, value in state.items() if name != "samples"},
+                                       self.samples)
 
     def check_state(self, state: dict[str, np.ndarray], source: str, complete: bool = True) -> None:
         """ModelFileError naming `source` when `state` has unknown names, wrong shapes, or (when `complete`)

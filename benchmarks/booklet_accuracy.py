@@ -16,22 +16,10 @@ import pandas as pd
 from common import timed, write_result
 
 import deepwater as dw
-from deepwater.registry import AUTO_ORDER, get_backend
+from deepwater.registry import installed_backends
 
 MLP = {"hidden": [200, 200], "epochs": 10}
 LENET = {"network": "lenet", "epochs": 2, "channels": 1, "image_shape": [28, 28]}
-
-
-def installed_backends() -> list[str]:
-    """The shipped backends whose framework imports here, in backend='auto' order."""
-    names = []
-    for name in AUTO_ORDER:
-        try:
-            get_backend(name)
-        except ImportError:
-            continue
-        names.append(name)
-    return names
 
 
 def run(backend: str, booklet: dict[str, Any], x: list[str] | None, train: pd.DataFrame, test: pd.DataFrame,

@@ -77,13 +77,13 @@ class StackedEnsembleEstimator:
         response = Response.fit(frame, response_name, standardize=False)
         target = response.encode(frame) if response.kind == CLASSIFICATION else frame[response_name].to_numpy(float)
         encoder = DatasetEncoder.fit(frame, predictors, True, True) if any(map(_is_sklearn, self.base_models)) else None
+        features = None if encoder is None else encoder.transform(frame)  # what every scikit-learn member takes
         level_one, refitted = [], []
         for model in self.base_models:
             if _is_deepwater(model):
                 level_one.append(self._columns(model.cross_validation_holdout_predictions(), response))
                 refitted.append(model)
                 continue
-            features = encoder.transform(frame)
             method = "predict_proba" if response.kind == CLASSIFICATION else "predict"
             holdout = cross_val_predict(clone(model), features, target, cv=PredefinedSplit(folds), method=method)
             level_one.append(self._level_one(holdout, response))
@@ -156,13 +156,14 @@ class StackedEnsembleEstimator:
     def _outputs(self, frame: pd.DataFrame) -> np.ndarray:
         f = self._require_fitted()
         response, columns = f["response"], []
+        features = None if f["encoder"] is None else f["encoder"].transform(frame)  # for the scikit-learn members
         for model in f["models"]:
             if _is_deepwater(model):
                 columns.append(self._columns(model.predict(frame), response))
             elif response.kind == CLASSIFICATION:
-                columns.append(self._level_one(model.predict_proba(f["encoder"].transform(frame)), response))
+                columns.append(self._level_one(model.predict_proba(features), response))
             else:
-                columns.append(self._level_one(model.predict(f["encoder"].transform(frame)), response))
+                columns.append(self._level_one(model.predict(features), response))
         level_one = np.column_stack(columns)
         meta = f["metalearner"]
         return meta.predict_proba(level_one) if response.kind == CLASSIFICATION else meta.predict(level_one)

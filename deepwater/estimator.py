@@ -247,14 +247,15 @@ class DeepWaterEstimator:
                 cross_validation = cross_validate(self, predictors, response_name, train, fold_column, _seed(p))
                 self._params = p = {**p, **main_model_settings(p, cross_validation)}
             start = self._start(train, predictors, response_name)
+        writer = CheckpointWriter(p["export_checkpoints_dir"], self.model_id, p["export_checkpoints_keep"]) \
+            if p["export_checkpoints_dir"] else None
         outcome = TrainingOutcome(stop_reason="epochs=0: the graph's own outputs") if start.scores_only else \
-            self._run(start, train, valid, weights_column, predictors, previous)
+            self._run(start, train, valid, weights_column, predictors, previous, writer)
         self._fitted = start.fitted(predictors, outcome)
         self._fitted.cross_validation = cross_validation
         register(self)
-        if p["export_checkpoints_dir"]:
-            CheckpointWriter(p["export_checkpoints_dir"], self.model_id, p["export_checkpoints_keep"])(
-                self, outcome.samples)
+        if writer is not None:  # the final model is the newest checkpoint
+            writer(self, outcome.samples)
         return self
 
     def _start(self, train: pd.DataFrame, predictors: list[str], response_name: str) -> _Start:
@@ -293,9 +294,10 @@ class DeepWaterEstimator:
         return _Start(backend.name, device, f.network, graph, net, f.task, f.response, inputs, f.problem_type, seed)
 
     def _run(self, start: _Start, train: pd.DataFrame, valid: pd.DataFrame | None, weights_column: str | None,
-             predictors: list[str], previous: DeepWaterEstimator | None) -> TrainingOutcome:
+             predictors: list[str], previous: DeepWaterEstimator | None,
+             writer: CheckpointWriter | None) -> TrainingOutcome:
         """The training loop on `start`'s net, scoring the training (and validation) frame on H2O's
-        schedule; a restart continues `previous`'s run; a checkpoint is saved at each scoring when asked."""
+        schedule; a restart continues `previous`'s run; `writer` saves a checkpoint at each scoring."""
         p, net, task, response, inputs = self._params, start.net, start.task, start.response, start.inputs
         train_source = inputs.source(train, response.encode(train), _weights(train, weights_column))
         train_score = self._scoring_subset(train_source, train, inputs, response, weights_column,
@@ -309,7 +311,7 @@ class DeepWaterEstimator:
                 out["validation"] = self._metrics(net, task, response, valid_score, "validation")
             return out
 
-        on_scored = self._checkpoints(start, predictors) if p["export_checkpoints_dir"] else None
+        on_scored = None if writer is None else self._checkpoints(start, predictors, writer)
         settings = LoopSettings(p["epochs"], p["mini_batch_size"], p["score_interval"], p["score_duty_cycle"],
                                 p["train_samples_per_iteration"], p["max_runtime_secs"],
                                 p["overwrite_with_best_model"], p["quiet_mode"],
@@ -323,11 +325,9 @@ class DeepWaterEstimator:
             trainer.resume(run, {part: m for part, m in metrics.items() if m is not None})
         return trainer.run()
 
-    def _checkpoints(self, start: _Start, predictors: list[str]) -> Callable[[TrainingOutcome], None]:
-        """The trainer's on_scored hook that saves the run so far into export_checkpoints_dir."""
-        p = self._params
-        writer = CheckpointWriter(p["export_checkpoints_dir"], self.model_id, p["export_checkpoints_keep"])
-
+    def _checkpoints(self, start: _Start, predictors: list[str],
+                     writer: CheckpointWriter) -> Callable[[TrainingOutcome], None]:
+        """The trainer's on_scored hook: `writer` saves the run so far."""
         def on_scored(outcome: TrainingOutcome) -> None:
             writer(self._holding(start.fitted(predictors, outcome.snapshot())), outcome.samples)
 

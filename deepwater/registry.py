@@ -87,6 +87,18 @@ def get_backend(name: str) -> Backend:
     return backend
 
 
+def installed_backends() -> list[str]:
+    """The shipped backends whose framework imports here, in backend='auto' order."""
+    names = []
+    for name in AUTO_ORDER:
+        try:
+            get_backend(name)
+        except ImportError:
+            continue
+        names.append(name)
+    return names
+
+
 def loaders() -> list[UserGraphLoader]:
     """Every backend and graph loader known, installed or not (making them imports no framework)."""
     return [_load(t) for t in backend_targets().values()] + [_load(t, UserGraphLoader) for t in GRAPH_LOADERS.values()]

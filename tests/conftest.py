@@ -18,16 +18,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 def installed_backends() -> list[str]:
     """The shipped backends whose framework imports here, in backend='auto' order."""
-    from deepwater.registry import AUTO_ORDER, get_backend
+    from deepwater.registry import installed_backends as installed  # after OMP_NUM_THREADS is set
 
-    names = []
-    for name in AUTO_ORDER:
-        try:
-            get_backend(name)
-        except ImportError:
-            continue
-        names.append(name)
-    return names
+    return installed()
 
 
 def make_blobs(n: int = 300, seed: int = 0) -> pd.DataFrame:

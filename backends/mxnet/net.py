@@ -282,7 +282,7 @@ class SymbolNet(BaseNet):
     """What MXNet's built-in and user nets share: a training step and forward passes through executors
     bound per batch size (ExecutorCache), H2O's schedule and the optimiser. A subclass sets `_input`
     (the data variable's name), `_executors`, `_train_symbols` (by weighted), `_param_names`, `_grads`,
-    `_optimizer` and `spec`, and gives `_inference_symbol(layer)`."""
+    `optimiser` and `spec`, and gives `_inference_symbol(layer)`."""
 
     @abstractmethod
     def _inference_symbol(self, layer: str | None):
@@ -309,7 +309,7 @@ class SymbolNet(BaseNet):
         executor.forward(is_train=True)
         executor.backward()
         self._after_training_forward(executor.outputs)
-        self._optimizer.step(lr, momentum)
+        self.optimiser.step(lr, momentum)
         return float(executor.outputs[0].asscalar())
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
@@ -317,12 +317,6 @@ class SymbolNet(BaseNet):
 
     def _activations(self, x: np.ndarray, layer: str) -> np.ndarray:
         return self._forward(x, layer)
-
-    def _optimizer_arrays(self) -> dict[str, np.ndarray]:
-        return self._optimizer.arrays()
-
-    def _load_optimizer_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self._optimizer.load_arrays(arrays)
 
     def parameter_count(self) -> int:
         """Trainable values: every argument of the symbol but the input."""
@@ -353,7 +347,7 @@ class MXNetNet(SymbolNet):
         self._executors = ExecutorCache(self._bind)
         penalised = set(graph.penalised_params())  # conv and dense weights
         slots = [Slot(self._arrays[self._names[k]], self._grads[self._names[k]], k in penalised) for k in params]
-        self._optimizer = make_optimizer(slots, optimizer)
+        self.optimiser = make_optimizer(slots, optimizer)
 
     # --- symbols and executors ------------------------------------------------------------
     def _train_symbol(self, out, weighted: bool):

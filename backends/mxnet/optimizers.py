@@ -56,8 +56,8 @@ class MomentumSGD:
         return {**slot_arrays({"momentum_buffer": [mom.asnumpy() for mom in self.moms]}),
                 "momentum_scale": np.asarray(scale, dtype=np.float64)}
 
-    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        """Load arrays named as arrays() names them."""
+    def load_arrays(self, arrays: dict[str, np.ndarray], samples: int) -> None:
+        """Load arrays named as arrays() names them (`samples` is unused: step() is given the schedule)."""
         for i, mom in enumerate(self.moms):
             mx.nd.array(np.asarray(arrays[f"momentum_buffer.{i}"], dtype=np.float32), ctx=mom.context).copyto(mom)
         scale = float(arrays["momentum_scale"])
@@ -115,8 +115,8 @@ class Adadelta:
         return slot_arrays({"square_avg": [a.asnumpy() for a in self.square_avgs],
                             "acc_delta": [a.asnumpy() for a in self.acc_deltas]})
 
-    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        """Load arrays named as arrays() names them."""
+    def load_arrays(self, arrays: dict[str, np.ndarray], samples: int) -> None:
+        """Load arrays named as arrays() names them (`samples` is unused: step() is given the schedule)."""
         for slot, targets in (("square_avg", self.square_avgs), ("acc_delta", self.acc_deltas)):
             for i, target in enumerate(targets):
                 mx.nd.array(np.asarray(arrays[f"{slot}.{i}"], dtype=np.float32), ctx=target.context).copyto(target)

@@ -127,7 +127,7 @@ class MXNetUserNet(SymbolNet):
         self._param_names = [n for n in self._logits.list_arguments() if n != DATA]
         self._grads = {n: mx.nd.zeros(self._arrays[n].shape, ctx=self._ctx) for n in self._param_names}
         slots = [Slot(self._arrays[n], self._grads[n], n.endswith("_weight")) for n in self._param_names]
-        self._optimizer = make_optimizer(slots, optimizer)
+        self.optimiser = make_optimizer(slots, optimizer)
         self._train_symbols = {w: loss_symbol(task.loss, self._logits, w) for w in (False, True)}
         self._inference_symbols: dict = {}
         self._layers = [n for n in self._logits.get_internals().list_outputs() if n.endswith(LAYER_SUFFIX)]

@@ -107,7 +107,7 @@ class TensorflowNet(BaseNet):
             params = graph.param_shapes()
             self._variables = [self._state[k].variable for k in params]
             penalised = set(graph.penalised_params())
-            self._update = Update(self._variables, [k in penalised for k in params], optimizer)
+            self.optimiser = Update(self._variables, [k in penalised for k in params], optimizer)
         self._steps: dict[bool, Callable] = {}
         self._scores_fn = self._compile(lambda x: self.model(x, training=False))
         self._feature_fns: dict[str, Callable] = {}
@@ -132,7 +132,7 @@ class TensorflowNet(BaseNet):
     def _train_graph(self, x: tf.Tensor, y: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
         with tf.GradientTape() as tape:
             loss = batch_loss(self.task.loss, self.model(x, training=True), y, weights)
-        self._update.apply(tape.gradient(loss, self._variables), tf.shape(x)[0])
+        self.optimiser.apply(tape.gradient(loss, self._variables), tf.shape(x)[0])
         return loss
 
     def _feature_fn(self, layer: str) -> Callable:
@@ -173,13 +173,6 @@ class TensorflowNet(BaseNet):
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         return self.graph.state_shapes()
-
-    def _optimizer_arrays(self) -> dict[str, np.ndarray]:
-        return self._update.arrays()
-
-    def _load_optimizer_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        with tf.device(self._device):
-            self._update.load_arrays(arrays, self.samples)
 
     def _read_state(self) -> dict[str, np.ndarray]:
         return {key: np.array(entry.to_canonical(entry.variable.numpy()), dtype=np.float32, order="C")

@@ -112,10 +112,11 @@ class Update:
 
     def load_arrays(self, arrays: dict[str, np.ndarray], samples: int) -> None:
         """Load arrays named as arrays() names them, and continue the schedule after `samples` rows."""
-        for slot, variables in self.optimizer.slots.items():
-            for i, variable in enumerate(variables):
-                variable.assign(np.asarray(arrays[f"{slot}.{i}"], dtype=variable.dtype.as_numpy_dtype))
-        self.samples.assign(float(samples))
+        with tf.device(self.samples.device):  # the device the net made its optimiser on
+            for slot, variables in self.optimizer.slots.items():
+                for i, variable in enumerate(variables):
+                    variable.assign(np.asarray(arrays[f"{slot}.{i}"], dtype=variable.dtype.as_numpy_dtype))
+            self.samples.assign(float(samples))
 
     def apply(self, grads: list[tf.Tensor], rows: tf.Tensor) -> None:
         """One step with the gradients of self.variables from a batch of `rows` rows."""

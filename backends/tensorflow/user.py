@@ -136,7 +136,7 @@ class EagerUserNet(BaseNet):
         self._state = dict(zip(variable_names(variables), variables))
         self._trainable = list(trainable)
         with tf.device(self._device):
-            self._update = Update(self._trainable, [len(v.shape) > 1 for v in self._trainable], spec)
+            self.optimiser = Update(self._trainable, [len(v.shape) > 1 for v in self._trainable], spec)
         self._x_spec = x_spec = tf.TensorSpec((None,) + tuple(data_shape), tf.float32)
         y_spec = tf.TensorSpec((None,), tf.int64 if task.is_classification else tf.float32)
         w_spec = tf.TensorSpec((None,), tf.float32)
@@ -150,7 +150,7 @@ class EagerUserNet(BaseNet):
             loss = batch_loss(self.task.loss, self._forward(self._layout.tensor(x), True), y, weights)
         grads = tape.gradient(loss, self._trainable)
         grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for v, g in zip(self._trainable, grads)]
-        self._update.apply(grads, tf.shape(x)[0])
+        self.optimiser.apply(grads, tf.shape(x)[0])
         return loss
 
     def _run(self, fn: Callable, *arrays: np.ndarray | None) -> tf.Tensor:
@@ -198,13 +198,6 @@ class EagerUserNet(BaseNet):
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every variable of the graph (weights, batch-norm statistics) under its own name."""
         return {name: tuple(v.shape) for name, v in self._state.items()}
-
-    def _optimizer_arrays(self) -> dict[str, np.ndarray]:
-        return self._update.arrays()
-
-    def _load_optimizer_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        with tf.device(self._device):
-            self._update.load_arrays(arrays, self.samples)
 
     def _read_state(self) -> dict[str, np.ndarray]:
         return {name: np.array(v.numpy(), copy=True) for name, v in self._state.items()}

@@ -159,12 +159,6 @@ class TorchNet(BaseNet):
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         return self.graph.state_shapes()
 
-    def _optimizer_arrays(self) -> dict[str, np.ndarray]:
-        return self.optimiser.arrays()
-
-    def _load_optimizer_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.optimiser.load_arrays(arrays)
-
     def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
         """The network's probabilities (or values) and the activations of `layers`, through torch.onnx.export."""
         from .to_onnx import write_onnx  # here: to_onnx imports user.py, which imports this module

@@ -71,8 +71,8 @@ class Optimiser:
         return slot_arrays({slot: [state[p][slot].detach().cpu().numpy().copy() for p in self.params]
                             for slot in self.slots})
 
-    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        """Load arrays named as arrays() names them."""
+    def load_arrays(self, arrays: dict[str, np.ndarray], samples: int) -> None:
+        """Load arrays named as arrays() names them (`samples` is unused: step() is told the rows seen)."""
         with torch.no_grad():
             for slot in self.slots:
                 for i, p in enumerate(self.params):

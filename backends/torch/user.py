@@ -193,12 +193,6 @@ class TorchUserNet(BaseNet):
         """Parameters and buffers under the module's own state_dict names."""
         return {name: tuple(value.shape) for name, value in self.program.module.state_dict().items()}
 
-    def _optimizer_arrays(self) -> dict[str, np.ndarray]:
-        return self.optimiser.arrays()
-
-    def _load_optimizer_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.optimiser.load_arrays(arrays)
-
     def _read_state(self) -> dict[str, np.ndarray]:
         return {name: value.detach().cpu().numpy().copy() for name, value in self.program.module.state_dict().items()}
 
