@@ -24,6 +24,7 @@ import pandas as pd
 
 from deepwater.errors import MissingDependencyError, ModelFileError, ParameterError
 from deepwater.files import write_atomically
+from deepwater.progress import progress
 
 __all__ = ["mnist", "mnist_images"]
 
@@ -261,12 +262,10 @@ def _manifest_matches(path: Path, record: dict[str, Any], root: Path) -> bool:
 
 def _write_files(root: Path, relative: list[str], x: np.ndarray, desc: str) -> None:
     """Write every image in ``x`` to its path under ``root``, in a thread pool."""
-    from tqdm import tqdm
-
     for folder in sorted({(root / item).parent for item in relative}):
         folder.mkdir(parents=True, exist_ok=True)
     workers = min(32, (os.cpu_count() or 1) + 4)
-    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
+    with ThreadPoolExecutor(max_workers=workers) as pool, progress(
         total=len(relative), desc=desc, unit="img", disable=len(relative) < _PROGRESS_MIN_FILES
     ) as bar:
         jobs = pool.map(lambda row: _write_png(root / relative[row], x[row]), range(len(relative)))

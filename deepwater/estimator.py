@@ -9,13 +9,14 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from . import networks
 from . import params as parameter_table
+from . import plots
 from .checkpoints import CheckpointWriter, check_restart_frames, restart_parameters, resolve_checkpoint
 from .cross_validation import CrossValidation, check_folds, cross_validate, main_model_settings
 from .design import DatasetEncoder, Response
@@ -49,6 +50,9 @@ from .user_graphs import (
     user_graph,
 )
 from .weight_files import load_network_weights
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 USER = "user"  # network="user": the graph comes from network_definition_file
 TRAINING = "training"  # saved arrays of the optimiser state: training/<name>
@@ -609,6 +613,19 @@ class DeepWaterEstimator:
         return pd.DataFrame(self._require_fitted().outcome.history)
 
     # --- display --------------------------------------------------------------------------
+    def plot(self, timestep: str = "AUTO", metric: str = "AUTO",
+             save_plot_path: str | os.PathLike | None = None) -> Figure:
+        """H2O's model.plot(): the scoring history's training and validation `metric` against `timestep`.
+
+        `metric`: "AUTO" (logloss for two classes, classification_error for more, rmse for regression) or
+        another of H2O's (auc, classification_error, logloss, rmse; deviance, mae for regression);
+        `timestep`: "AUTO" (epochs), "samples" or "duration". Returns the matplotlib Figure, also saved to
+        `save_plot_path` when given. Needs matplotlib (pip install 'deepwater[plot]').
+        """
+        history = self.scoring_history()
+        return plots.scoring_history_plot(history, plots.model_kind(self.model_performance(train=True)), timestep,
+                                          metric, save_plot_path)
+
     def summary(self) -> dict[str, Any]:
         """The model in a few facts: backend and device that ran, network, size, run length, stop reason."""
         f = self._require_fitted()

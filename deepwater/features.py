@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from .errors import DeepWaterError, ParameterError
+from .progress import progress
 from .sources import Source, map_batches
 
 PROGRESS_MIN_BATCHES = 10  # more batches than this show a progress bar (unless quiet)
@@ -61,7 +61,7 @@ def deep_features(net: Any, source: Source, index: pd.Index, layer: Any, batch_s
         return values
 
     many = -(-source.n // batch_size) > PROGRESS_MIN_BATCHES
-    with tqdm(total=source.n, unit="rows", desc=f"deepfeatures {name}", leave=False, disable=quiet or not many) as bar:
+    with progress(total=source.n, unit="rows", desc=f"deepfeatures {name}", leave=False, disable=quiet or not many) as bar:
         values, rows = map_batches(source, features, batch_size, bar.update)
     result = np.full((source.n, values.shape[1]), np.nan, dtype=np.float32)
     result[rows] = values

@@ -34,11 +34,12 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from . import params as parameter_table
+from . import plots
 from .cluster import connected
 from .errors import DeepWaterError, ModelFileError, ParameterError
 from .estimator import DeepWaterEstimator
@@ -48,6 +49,9 @@ from .metrics import ModelMetrics
 from .model_files import CHECKSUMS, load_model, plain, save_model
 from .model_store import get_model, held
 from .scoring import should_stop
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 STRATEGIES = ("Cartesian", "RandomDiscrete")
 NOT_SEARCHED = ("model_id",)  # the grid names its models
@@ -470,6 +474,15 @@ class H2OGridSearch:
         return {model.model_id: model.scoring_history() for model in self.models}
 
     # --- display --------------------------------------------------------------------------
+    def plot(self, metric: str | None = None, save_plot_path: str | os.PathLike | None = None) -> Figure:
+        """A bar per model of `metric` (any sort_by name; by default the grid's sort metric), best first, each
+        labelled with its hyper-parameters; returns the matplotlib Figure (pip install 'deepwater[plot]')."""
+        if not self.models:
+            raise ParameterError(f"grid {self.grid_id!r} has no models to plot; train it first (failures: "
+                                 f"{len(self.failures)}).")
+        grid = self.get_grid(sort_by=metric) if metric is not None else self
+        return plots.grid_plot(grid.sorted_metric_table(), grid._order()[0], save_plot_path)
+
     def __str__(self) -> str:
         lines = ["H2O Grid Details", "================", "", f"Grid ID: {self.grid_id}", "Used hyper parameters:"]
         lines += [f"  -  {name}" for name in self._space.names]

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,9 @@ from sklearn.exceptions import UndefinedMetricWarning
 
 from .errors import ParameterError
 from .specs import REGRESSION
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # H2O's stopping_metric names -> our metric keys and whether larger is better
 STOPPING_KEYS = {
@@ -385,3 +389,11 @@ class ModelMetrics:
 
     def show(self) -> None:
         print(repr(self))
+
+    def plot(self, type: str = "roc", save_plot_path: str | os.PathLike | None = None) -> Figure:
+        """H2O's metrics plot, as a matplotlib Figure: the ROC curve of a model with two classes (type="pr": the
+        precision-recall curve), the confusion matrix of one with more; regression metrics raise ParameterError.
+        Needs matplotlib (pip install 'deepwater[plot]')."""
+        from .plots import metrics_plot
+
+        return metrics_plot(self, type, save_plot_path)

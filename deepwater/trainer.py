@@ -9,9 +9,8 @@ from datetime import datetime
 from typing import Callable
 
 import numpy as np
-from tqdm import tqdm
-
 from .metrics import ModelMetrics
+from .progress import progress
 from .scoring import ScoringSchedule, should_stop
 from .sources import Source, epochs, iterate_epochs
 
@@ -106,7 +105,7 @@ class Trainer:
         total = round(s.epochs * self.source.n) - previous.samples if math.isfinite(s.epochs) \
             else math.inf  # epochs=inf: until max_runtime_secs
         losses: list[float] = []
-        with tqdm(total=total, unit="rows", desc=s.description, disable=s.quiet, leave=False) as bar:
+        with progress(total=total, unit="rows", desc=s.description, disable=s.quiet, leave=False) as bar:
             for batch in iterate_epochs(self.source, epochs(self.source.n, s.mini_batch_size, total, self.rng)):
                 if len(batch.rows):
                     losses.append(self.net.train_batch(batch.x, batch.y, batch.w))
