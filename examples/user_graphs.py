@@ -3,7 +3,7 @@ then trained (or, for ONNX, scored) by deepwater on MNIST PNG files.
 
 Run it with `python examples/user_graphs.py [data_dir]`. Each framework that is installed writes its graph
 file the way its users would (Keras model.save, torch.jit.save, torch.export.save, torch.onnx.export,
-MXNet Symbol.save) and deepwater trains it through the same estimator; see docs/user_graphs.md.
+MXNet Symbol.save) and deepwater trains it through the same estimator; see docs/guide/user-graphs.md.
 """
 from __future__ import annotations
 

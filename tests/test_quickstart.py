@@ -1,13 +1,11 @@
-"""The README's main job and the quick-start notebook, on a small subset of MNIST."""
+"""The README's main job and the user-graph example, on a small subset of MNIST (the notebooks: test_notebooks.py)."""
 from __future__ import annotations
 
 import contextlib
 import importlib.util
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,19 +25,6 @@ def test_quickstart_learns_digits_from_png_files(tmp_path, capsys):
     assert accuracy > 0.5  # ten classes: chance is 0.1
     assert "Test confusion matrix" in printed and f"Test accuracy: {accuracy:.4f}" in printed
     assert len(list((tmp_path / "training").rglob("*.png"))) == 1000
-
-
-def test_quickstart_notebook_runs_on_a_subset(tmp_path, monkeypatch):
-    monkeypatch.setenv("DEEPWATER_NOTEBOOK_ROWS", "300")
-    monkeypatch.setenv("DEEPWATER_NOTEBOOK_DATA", str(tmp_path / "mnist"))
-    notebook = nbformat.read(ROOT / "notebooks" / "01_quickstart.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    text = "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
-                     for output in cell.get("outputs", []))
-    assert "test accuracy:" in text
-    assert not any(output.get("output_type") == "error" for cell in notebook.cells
-                   for output in cell.get("outputs", []))
 
 
 def _has_gpu() -> bool:
