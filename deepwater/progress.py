@@ -74,6 +74,8 @@ def progress(total: float | None = None, desc: str | None = None, unit: str = "i
     options: dict[str, Any] = dict(total=total, desc=desc, unit=unit, disable=disable, leave=leave, file=file)
     if mininterval is not None:
         options["mininterval"] = mininterval
+    if disable:
+        return _std_tqdm(**options)  # draws nothing: no need to pick a form (or import Jupyter's)
     if progress_mode(file) == "lines":
         return LineProgress(**options)
     from tqdm.auto import tqdm
