@@ -19,7 +19,7 @@ from . import params as parameter_table
 from .checkpoints import CheckpointWriter, check_restart_frames, restart_parameters, resolve_checkpoint
 from .cross_validation import CrossValidation, check_folds, cross_validate, main_model_settings
 from .design import DatasetEncoder, Response
-from .devices import resolve_device
+from .devices import device_label, net_device, resolve_devices
 from .errors import FrameError, MissingDependencyError, NotFittedError, ParameterError
 from .features import deep_features, layer_names
 from .files import private_copy
@@ -35,6 +35,7 @@ from .inputs import DatasetInputs, ImageInputs, PixelInputs, inputs_from_record
 from .metrics import CLASSIFICATION_ONLY, STOPPING_KEYS, ModelMetrics
 from .model_files import metrics_from_record, outcome_from_record, outcome_record, record_of
 from .model_store import register
+from .parallel import data_parallel, prepare_devices
 from .registry import get_backend
 from .sources import Source, map_batches
 from .specs import CLASSIFICATION, OptimizerSpec, TaskSpec, task_from_params
@@ -298,32 +299,34 @@ class DeepWaterEstimator:
              writer: CheckpointWriter | None) -> TrainingOutcome:
         """The training loop on `start`'s net, scoring the training (and validation) frame on H2O's
         schedule; a restart continues `previous`'s run; `writer` saves a checkpoint at each scoring."""
-        p, net, task, response, inputs = self._params, start.net, start.task, start.response, start.inputs
+        p, task, response, inputs = self._params, start.task, start.response, start.inputs
         train_source = inputs.source(train, response.encode(train), _weights(train, weights_column))
         train_score = self._scoring_subset(train_source, train, inputs, response, weights_column,
                                            p["score_training_samples"], start.seed)
         valid_score = None if valid is None else self._scoring_subset(
             None, valid, inputs, response, weights_column, p["score_validation_samples"], start.seed + 1)
-
-        def evaluate() -> dict[str, ModelMetrics]:
-            out = {"training": self._metrics(net, task, response, train_score, "training")}
-            if valid_score is not None:
-                out["validation"] = self._metrics(net, task, response, valid_score, "validation")
-            return out
-
         on_scored = None if writer is None else self._checkpoints(start, predictors, writer)
         settings = LoopSettings(p["epochs"], p["mini_batch_size"], p["score_interval"], p["score_duty_cycle"],
                                 p["train_samples_per_iteration"], p["max_runtime_secs"],
                                 p["overwrite_with_best_model"], p["quiet_mode"],
                                 f"{start.network} on {start.backend}:{start.device}")
-        trainer = Trainer(net, train_source, evaluate, self._stopping_rule(task, valid is not None), settings,
-                          np.random.default_rng(start.seed), on_scored)
-        if previous is not None:
-            f = previous._fitted
-            run = f.outcome if start.seed == f.seed else replace(f.outcome, rng_state=None)  # a new seed reshuffles
-            metrics = {"training": f.training_metrics, "validation": f.validation_metrics}
-            trainer.resume(run, {part: m for part, m in metrics.items() if m is not None})
-        return trainer.run()
+        devices = start.device.split(",")
+        with data_parallel(get_backend(start.backend) if len(devices) > 1 else None, start.net, devices) as net:
+
+            def evaluate() -> dict[str, ModelMetrics]:
+                out = {"training": self._metrics(net, task, response, train_score, "training")}
+                if valid_score is not None:
+                    out["validation"] = self._metrics(net, task, response, valid_score, "validation")
+                return out
+
+            trainer = Trainer(net, train_source, evaluate, self._stopping_rule(task, valid is not None), settings,
+                              np.random.default_rng(start.seed), on_scored)
+            if previous is not None:
+                f = previous._fitted
+                run = f.outcome if start.seed == f.seed else replace(f.outcome, rng_state=None)  # a new seed reshuffles
+                metrics = {"training": f.training_metrics, "validation": f.validation_metrics}
+                trainer.resume(run, {part: m for part, m in metrics.items() if m is not None})
+            return trainer.run()
 
     def _checkpoints(self, start: _Start, predictors: list[str],
                      writer: CheckpointWriter) -> Callable[[TrainingOutcome], None]:
@@ -657,14 +660,18 @@ def _seed(params: dict[str, Any]) -> int:
 
 def _build_net(network: str, graph: UserGraph | None, backend_name: str, input_shape: tuple[int, ...],
                task: TaskSpec, params: dict[str, Any], seed: int):
-    """The backend (or graph loader), device and untrained net for a built-in `network` or the user `graph`."""
+    """The backend (or graph loader), the devices it trains on (device_label()) and the untrained net, built on
+    the first of them, for a built-in `network` or the user `graph`."""
     backend = graph_loader(graph, backend_name) if graph is not None else get_backend(backend_name)
-    device = resolve_device(backend, params["gpu"], params["device_id"])
+    devices = resolve_devices(backend, params["gpu"], params["device_id"])
+    if len(devices) > 1:
+        prepare_devices(backend, devices, graph)
     optimizer = OptimizerSpec.from_params(params)
+    device = net_device(devices)
     if graph is not None:
-        return backend, device, backend.load_user_network(graph, task, optimizer, device, seed)
+        return backend, device_label(devices), backend.load_user_network(graph, task, optimizer, device, seed)
     spec = networks.build_graph(network, input_shape, task.n_outputs, params)
-    return backend, device, backend.build(spec, task, optimizer, device, seed)
+    return backend, device_label(devices), backend.build(spec, task, optimizer, device, seed)
 
 
 def _part(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

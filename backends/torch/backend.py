@@ -69,6 +69,18 @@ class TorchBackend:
             from .user_export import ExportProgram as Program
         return TorchUserNet(Program(graph, device), graph, task, optimizer, device, seed)
 
+    def prepare_devices(self, devices: list[str]) -> None:
+        """DeviceError when torch.distributed cannot join `devices` (see parallel.py)."""
+        from .parallel import check_devices
+
+        check_devices(devices)
+
+    def replicate(self, net, devices: list[str]):
+        """DistributedDataParallel replicas of the TorchNet `net` in one spawned process per device."""
+        from .parallel import SpawnedGroup
+
+        return SpawnedGroup(net, devices)
+
     def distance_engine(self, device: str):
         """deepwater.distance()'s engine on the GPU `device` (see distances.py); DeviceError when torch lacks it."""
         from .distances import TorchDistanceEngine, check_gpu
