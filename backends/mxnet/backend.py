@@ -58,6 +58,16 @@ class MXNetBackend:
 
             return MXNetUserNet(graph, task, optimizer, device, seed)
 
+    def prepare_devices(self, devices: list[str]) -> None:
+        """Nothing to set up: MXNet makes a context per device as it is asked (see parallel.py)."""
+
+    def replicate(self, net, devices: list[str]):
+        """Replicas of the MXNetNet `net` on the contexts of `devices`, summing gradients in a kvstore."""
+        with torch_threads_kept():
+            from .parallel import KVStoreGroup
+
+            return KVStoreGroup(net, devices)
+
     def read_mean_image(self, path: str) -> np.ndarray:
         """The one array of an MXNet NDArray file (mx.nd.save), e.g. {'mean_img': (3, 224, 224)}."""
         mx = load_mxnet()

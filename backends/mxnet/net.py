@@ -57,9 +57,11 @@ def mx_name(graph: Graph, key: str) -> str:
 
 
 def mx_context(device: str):
-    """'cpu' -> mx.cpu(); 'cuda:i' -> mx.gpu(i)."""
+    """'cpu' -> mx.cpu(); 'cpu:i' (a CPU replica) -> mx.cpu(i); 'cuda:i' -> mx.gpu(i)."""
     if device == "cpu":
         return mx.cpu()
+    if device.startswith("cpu:"):
+        return mx.cpu(int(device.split(":", 1)[1]))
     if device.startswith("cuda:"):
         return mx.gpu(int(device.split(":", 1)[1]))
     raise ValueError(f"the mxnet backend cannot run on device {device!r}; use 'cpu' or 'cuda:<i>'")
@@ -298,19 +300,28 @@ class SymbolNet(BaseNet):
         executor.forward(is_train=False)
         return executor.outputs[0].asnumpy().astype(np.float32, copy=False)
 
-    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
+    def gradients(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None):
+        """Forward and backward on a batch, leaving the gradients in the net's gradient arrays; returns the
+        batch's mean loss as an MXNet array (not waited for)."""
         n, weighted = len(x), weights is not None
         executor = self._executors.get(("train", weighted, n), self._train_symbols[weighted], n, True)
         executor.arg_dict[self._input][:] = np.asarray(x, dtype=np.float32)
         executor.arg_dict[LABEL][:] = np.asarray(y, dtype=np.float32)
         if weighted:
             executor.arg_dict[ROW_WEIGHT][:] = np.asarray(weights, dtype=np.float32)
-        lr, momentum = schedule(self.spec, self.samples)
         executor.forward(is_train=True)
         executor.backward()
         self._after_training_forward(executor.outputs)
-        self.optimiser.step(lr, momentum)
-        return float(executor.outputs[0].asscalar())
+        return executor.outputs[0]
+
+    def gradient_arrays(self) -> list:
+        """The gradient array of each trainable parameter, in parameter order."""
+        return [self._grads[name] for name in self._param_names]
+
+    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
+        loss = self.gradients(x, y, weights)
+        self.optimiser.step(*schedule(self.spec, self.samples))
+        return float(loss.asscalar())
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
         return self._forward(x, None)
