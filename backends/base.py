@@ -205,6 +205,14 @@ class DataParallel(Protocol):
         """Replicas of `net` (built by this backend on devices[0]) on `devices`, holding its weights."""
 
 
+@runtime_checkable
+class RayDataParallel(Protocol):
+    """Optional for a backend: trains one net over Ray workers (num_workers=N after deepwater.init())."""
+
+    def replicate_on_ray(self, net: Net, workers: int, gpu: bool) -> ReplicaGroup:
+        """Replicas of `net` in `workers` Ray workers of the joined cluster, on a GPU each when `gpu`."""
+
+
 class OptimiserState(Protocol):
     """What a net's optimiser gives training_state(): its arrays, and loading them back."""
 

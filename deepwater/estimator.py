@@ -35,7 +35,7 @@ from .inputs import DatasetInputs, ImageInputs, PixelInputs, inputs_from_record
 from .metrics import CLASSIFICATION_ONLY, STOPPING_KEYS, ModelMetrics
 from .model_files import metrics_from_record, outcome_from_record, outcome_record, record_of
 from .model_store import register
-from .parallel import data_parallel, prepare_devices
+from .parallel import check_parallel, data_parallel
 from .registry import get_backend
 from .sources import Source, map_batches
 from .specs import CLASSIFICATION, OptimizerSpec, TaskSpec, task_from_params
@@ -310,8 +310,9 @@ class DeepWaterEstimator:
                                 p["train_samples_per_iteration"], p["max_runtime_secs"],
                                 p["overwrite_with_best_model"], p["quiet_mode"],
                                 f"{start.network} on {start.backend}:{start.device}")
-        devices = start.device.split(",")
-        with data_parallel(get_backend(start.backend) if len(devices) > 1 else None, start.net, devices) as net:
+        devices, workers = start.device.split(","), p["num_workers"]
+        backend = get_backend(start.backend) if len(devices) > 1 or workers else None
+        with data_parallel(backend, start.net, devices, workers, p["gpu"]) as net:
 
             def evaluate() -> dict[str, ModelMetrics]:
                 out = {"training": self._metrics(net, task, response, train_score, "training")}
@@ -664,8 +665,7 @@ def _build_net(network: str, graph: UserGraph | None, backend_name: str, input_s
     the first of them, for a built-in `network` or the user `graph`."""
     backend = graph_loader(graph, backend_name) if graph is not None else get_backend(backend_name)
     devices = resolve_devices(backend, params["gpu"], params["device_id"])
-    if len(devices) > 1:
-        prepare_devices(backend, devices, graph)
+    check_parallel(backend, devices, params["num_workers"], graph)
     optimizer = OptimizerSpec.from_params(params)
     device = net_device(devices)
     if graph is not None:

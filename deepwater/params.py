@@ -248,8 +248,15 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("overwrite_with_best_model", True, flag, "Keep the weights of the best scoring, not the last.", True),
     Parameter("max_runtime_secs", 0.0, number(0), "Stop training after this many seconds; 0 means no limit.", True),
     Parameter("seed", -1, number(-1, 2**32 - 1, integer=True), "Random seed; -1 picks one.", True),
-    Parameter("gpu", True, flag, "Train on cuda:device_id[0] where there is a GPU, else warn and use the CPU.", True),
-    Parameter("device_id", [0], list_of(number(0, integer=True), min_length=1), "GPU ids; the first is used.", True),
+    Parameter("gpu", True, flag, "Train on the GPUs of device_id where there are GPUs, else warn and use the CPU.",
+              True),
+    Parameter("device_id", [0], list_of(number(0, integer=True), min_length=1),
+              "Devices one model trains on: with gpu=True the GPUs cuda:<id>, all of them, data-parallel (each step's "
+              "mini_batch_size rows split across them); with gpu=False one id is the CPU and several ids ask for "
+              "that many CPU replicas (the several-device path without GPUs).", True),
+    Parameter("num_workers", 0, number(0, integer=True),
+              "After deepwater.init(): train one model data-parallel over this many Ray workers (Ray Train, one "
+              "device each, the global batch split as for device_id); 0 trains in this process.", True),
     Parameter("image_shape", None, image_shape, "[height, width] images are resized to; None or [0, 0]: the "
               "network's default. Deep Water read [width, height] (the same for square images); deepwater keeps "
               "height first, as saved models and the model zoo store it.", True),

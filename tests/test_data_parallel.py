@@ -124,3 +124,40 @@ def test_tensorflow_started_with_one_cpu_names_the_limit(blobs):
     replicas = len(tf.config.list_logical_devices("CPU")) + 1
     with pytest.raises(DeviceError, match=f"device_id asks for {replicas} CPU replicas.*fresh process"):
         dw.DeepWaterEstimator(**small, device_id=list(range(replicas))).train(y="label", training_frame=blobs)
+
+
+def test_num_workers_needs_deepwater_init(blobs):
+    with pytest.raises(dw.ParameterError, match=r"num_workers=2 .* call deepwater.init\(address=...\) first"):
+        dw.DeepWaterEstimator(num_workers=2, gpu=False, hidden=[4], epochs=0.1, quiet_mode=True).train(
+            y="label", training_frame=blobs)
+
+
+# --------------------------------------------------------------------------- num_workers: Ray Train workers
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray runtime on 127.0.0.1 for the module's Ray tests (4 logical CPUs: two Ray Train workers take
+    one each, and Ray Train's own actors need room), stopped at the end."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when ray is imported
+    pytest.importorskip("ray")
+    yield dw.init(num_cpus=4)
+    dw.shutdown()
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("backend", installed_backends())
+def test_two_ray_workers_train_the_weights_of_one_device(backend, ray_cluster):
+    frame = make_blobs(ROWS, seed=3)
+    model = dw.DeepWaterEstimator(num_workers=2, **settings([0], backend))
+    if backend == "mxnet":
+        with pytest.raises(dw.ParameterError, match="num_workers=2: backend 'mxnet' cannot .* ps-lite"):
+            model.train(x=["x1", "x2", "colour"], y="label", training_frame=frame)
+        return
+    model.train(x=["x1", "x2", "colour"], y="label", training_frame=frame)
+    one = dw.DeepWaterEstimator(**settings([0], backend)).train(x=["x1", "x2", "colour"], y="label",
+                                                                training_frame=frame)
+    two_state, one_state = model._fitted.net.get_state(), one._fitted.net.get_state()
+    assert all(np.allclose(two_state[k], one_state[k], rtol=0, atol=1e-5) for k in one_state)
+    np.testing.assert_allclose(model.predict(frame)[CLASSES].to_numpy(), one.predict(frame)[CLASSES].to_numpy(),
+                               atol=1e-5)
+

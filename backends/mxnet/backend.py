@@ -23,6 +23,10 @@ class MXNetBackend:
     extra = EXTRA
     graph_formats = (MXNET_SYMBOL,)
     mean_image_suffixes = (".nd",)
+    # num_workers: why this backend cannot train over Ray workers (deepwater/parallel.py names it)
+    ray_train_limit = ("MXNet 1.9 trains across machines only through its own distributed kvstore ('dist_sync'), "
+                       "which needs ps-lite scheduler and server processes that Ray does not start, and Ray Train "
+                       "has no MXNet trainer; on one machine use device_id=[0, 1, ...]")
 
     def available(self) -> bool:
         return importlib.util.find_spec("mxnet") is not None

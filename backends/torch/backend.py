@@ -81,6 +81,12 @@ class TorchBackend:
 
         return SpawnedGroup(net, devices)
 
+    def replicate_on_ray(self, net, workers: int, gpu: bool):
+        """DistributedDataParallel replicas of the TorchNet `net` in Ray Train workers (see ray_train.py)."""
+        from .ray_train import RayTrainGroup
+
+        return RayTrainGroup(net, workers, gpu)
+
     def distance_engine(self, device: str):
         """deepwater.distance()'s engine on the GPU `device` (see distances.py); DeviceError when torch lacks it."""
         from .distances import TorchDistanceEngine, check_gpu

@@ -63,8 +63,7 @@ class Replica:
 
     def __init__(self, setup: ReplicaSetup, device: str) -> None:
         self.net = TorchNet(setup.graph, setup.task, setup.spec, device, seed=0)
-        self.net.set_state(setup.state)
-        self.net.set_training_state(setup.training)
+        self.load(setup.state, setup.training)
         self.device = torch.device(device)
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.ddp = DistributedDataParallel(self.net.module, device_ids=ids)
@@ -72,19 +71,26 @@ class Replica:
         self.ddp.train()
         self.share = 1.0
 
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return to_tensor(writable(array), self.device)
+
     def step(self, shard: Shard, samples: int) -> float:
         """One optimiser step on this rank's shard; returns the shard's mean loss."""
         self.share = shard.share
-        weights = None if shard.weights is None else to_tensor(shard.weights, self.device)
-        return self.net.optimiser.step(self.ddp, to_tensor(shard.x, self.device), to_tensor(shard.y, self.device),
-                                       weights, samples)
+        weights = None if shard.weights is None else self._tensor(shard.weights)
+        return self.net.optimiser.step(self.ddp, self._tensor(shard.x), self._tensor(shard.y), weights, samples)
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         return self.net.get_state(), self.net.training_state()
 
     def load(self, state: dict[str, np.ndarray], training: dict[str, np.ndarray]) -> None:
-        self.net.set_state(state)
+        self.net.set_state({key: writable(value) for key, value in state.items()})
         self.net.set_training_state(training)
+
+
+def writable(array: np.ndarray) -> np.ndarray:
+    """`array`, copied when it is read-only (as Ray hands numpy arrays over), which torch cannot wrap."""
+    return np.require(array, requirements="W")
 
 
 def serve(channel: Channel, setup: ReplicaSetup, device: str) -> None:
