@@ -68,3 +68,9 @@ class TensorflowBackend:
         from .parallel import MirroredGroup
 
         return MirroredGroup(net, devices)
+
+    def replicate_on_ray(self, net, workers: int, gpu: bool):
+        """MultiWorkerMirroredStrategy replicas of the TensorflowNet `net` in Ray Train workers (ray_train.py)."""
+        from .ray_train import ray_group
+
+        return ray_group(net, workers, gpu)

@@ -41,26 +41,33 @@ def split_cpu(replicas: int) -> None:
                               "work), or pass one device_id.") from error
 
 
-class MirroredGroup:
-    """The ReplicaGroup of a TensorflowNet: its variables, stepped through a MirroredStrategy over `devices`."""
+class MirroredStep:
+    """The compiled training step of a TensorflowNet under a tf.distribute `strategy`.
 
-    def __init__(self, net: TensorflowNet, devices: list[str]) -> None:
-        self.net = net
-        self.strategy = tf.distribute.MirroredStrategy(replica_devices(devices))
+    Given a batch (x, y, w), `bounds` (replica i takes rows bounds[i]:bounds[i + 1]), `shares` (replica i's
+    share of the loss) and `rows` (the batch's rows, for the net's schedule), every replica computes its
+    share-weighted loss and gradients; the gradients are summed over all replicas (all workers for a
+    multi-worker strategy) and the net's own update applies them. It returns the share-weighted losses summed
+    over all replicas, or (`local`) those of this process's replicas."""
+
+    def __init__(self, net: TensorflowNet, strategy: tf.distribute.Strategy, local: bool = False) -> None:
+        self.net, self.strategy, self.local = net, strategy, local
         self._steps: dict[bool, Callable] = {}
 
     def _step_fn(self, weighted: bool) -> Callable:
         """The compiled step for batches with (or without) row weights, built on first use."""
         if weighted not in self._steps:
-            net = self.net
-            specs = [net._x_spec(), net._y_spec(), tf.TensorSpec((None,), tf.float32),
-                     tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32), tf.TensorSpec((), tf.int32)]
+            net, strategy = self.net, self.strategy
+            specs = [net._x_spec(), net._y_spec(), tf.TensorSpec((None,), tf.float32), tf.TensorSpec((None,), tf.int32),
+                     tf.TensorSpec((None,), tf.float32), tf.TensorSpec((), tf.int32)]
 
             def step(x, y, w, bounds, shares, rows):
-                losses, grads = self.strategy.run(self._replica, args=(x, y, w if weighted else None, bounds, shares))
-                total = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None) for g in grads]
+                losses, grads = strategy.run(self._replica, args=(x, y, w if weighted else None, bounds, shares))
+                total = [strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None) for g in grads]
                 net.optimiser.apply(total, rows)
-                return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+                if self.local:
+                    return tf.add_n(strategy.experimental_local_results(losses))
+                return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
             self._steps[weighted] = tf.function(step, input_signature=specs, jit_compile=net.jit_compile)
         return self._steps[weighted]
@@ -74,17 +81,29 @@ class MirroredGroup:
             loss = shares[i] * batch_loss(self.net.task.loss, out, y[rows], None if w is None else w[rows])
         return loss, tape.gradient(loss, self.net._variables)
 
-    def step(self, shards: list[Shard], samples: int) -> float:
+    def __call__(self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, bounds: list[int], shares: list[float],
+                 rows: int) -> float:
         y_dtype = np.int64 if self.net.task.is_classification else np.float32
-        weighted = shards[0].weights is not None
-        bounds = np.cumsum([0] + [len(s.x) for s in shards]).astype(np.int32)
-        w = np.concatenate([s.weights for s in shards]) if weighted else np.zeros(bounds[-1])
-        args = [np.concatenate([s.x for s in shards]).astype(np.float32, copy=False),
-                np.concatenate([s.y for s in shards]).astype(y_dtype, copy=False), w.astype(np.float32, copy=False),
-                bounds, np.asarray([s.share for s in shards], dtype=np.float32),
-                np.int32(sum(len(s.x) for s in shards if s.share > 0))]
+        args = [np.asarray(x, dtype=np.float32), np.asarray(y, dtype=y_dtype),
+                np.asarray(np.zeros(len(x)) if w is None else w, dtype=np.float32), np.asarray(bounds, dtype=np.int32),
+                np.asarray(shares, dtype=np.float32), np.int32(rows)]
         with tf.device(self.net._device):
-            return float(self._step_fn(weighted)(*(tf.convert_to_tensor(a) for a in args)))
+            return float(self._step_fn(w is not None)(*(tf.convert_to_tensor(a) for a in args)))
+
+
+class MirroredGroup:
+    """The ReplicaGroup of a TensorflowNet: its variables, stepped through a MirroredStrategy over `devices`."""
+
+    def __init__(self, net: TensorflowNet, devices: list[str]) -> None:
+        self.net = net
+        self.run = MirroredStep(net, tf.distribute.MirroredStrategy(replica_devices(devices)))
+
+    def step(self, shards: list[Shard], samples: int) -> float:
+        weighted = shards[0].weights is not None
+        return self.run(np.concatenate([s.x for s in shards]), np.concatenate([s.y for s in shards]),
+                        np.concatenate([s.weights for s in shards]) if weighted else None,
+                        np.cumsum([0] + [len(s.x) for s in shards]).tolist(), [s.share for s in shards],
+                        sum(len(s.x) for s in shards if s.share > 0))
 
     def pull(self) -> None:
         """Nothing to do: the replicas train the net's own variables."""
@@ -93,4 +112,4 @@ class MirroredGroup:
         """Nothing to do: the replicas read the net's own variables at every step."""
 
     def close(self) -> None:
-        self._steps.clear()
+        """Nothing to free: the strategy goes with this group."""

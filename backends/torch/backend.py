@@ -83,9 +83,9 @@ class TorchBackend:
 
     def replicate_on_ray(self, net, workers: int, gpu: bool):
         """DistributedDataParallel replicas of the TorchNet `net` in Ray Train workers (see ray_train.py)."""
-        from .ray_train import RayTrainGroup
+        from .ray_train import ray_group
 
-        return RayTrainGroup(net, workers, gpu)
+        return ray_group(net, workers, gpu)
 
     def distance_engine(self, device: str):
         """deepwater.distance()'s engine on the GPU `device` (see distances.py); DeviceError when torch lacks it."""

@@ -10,9 +10,6 @@ batch's gradient (then H2O's penalties, clipping and momentum, the same on each 
 from __future__ import annotations
 
 import socket
-import traceback
-from dataclasses import dataclass
-from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -20,36 +17,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from deepwater.errors import DeviceError, ReplicaError
-from deepwater.networks import Graph
-from deepwater.specs import OptimizerSpec, TaskSpec
 
 from ..base import Shard
+from ..replicas import Channel, ChannelGroup, ReplicaSetup, serve, writable, writable_state
 from .net import TorchNet, to_tensor
-
-READY, STEP, PULL, PUSH, STOP, FAILED = "ready", "step", "pull", "push", "stop", "failed"
-
-
-class Channel(Protocol):
-    """Two-way messages between the estimator's process and one replica (multiprocessing's Connection)."""
-
-    def send(self, message: Any) -> None: ...
-
-    def recv(self) -> Any: ...
-
-
-@dataclass(frozen=True)
-class ReplicaSetup:
-    """What a worker builds its replica from: the net's graph, task and optimiser, and its current state."""
-
-    graph: Graph
-    task: TaskSpec
-    spec: OptimizerSpec
-    state: dict[str, np.ndarray]
-    training: dict[str, np.ndarray]
-
-    @classmethod
-    def of(cls, net: TorchNet) -> ReplicaSetup:
-        return cls(net.graph, net.task, net.spec, net.get_state(), net.training_state())
 
 
 def _share_allreduce(replica, bucket):  # no annotations: DDP checks them, and this module's are strings
@@ -63,7 +34,7 @@ class Replica:
 
     def __init__(self, setup: ReplicaSetup, device: str) -> None:
         self.net = TorchNet(setup.graph, setup.task, setup.spec, device, seed=0)
-        self.load(setup.state, setup.training)
+        self.load(writable_state(setup.state), writable_state(setup.training))
         self.device = torch.device(device)
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.ddp = DistributedDataParallel(self.net.module, device_ids=ids)
@@ -75,43 +46,18 @@ class Replica:
         return to_tensor(writable(array), self.device)
 
     def step(self, shard: Shard, samples: int) -> float:
-        """One optimiser step on this rank's shard; returns the shard's mean loss."""
+        """One optimiser step on this rank's shard; returns its share of the batch's mean loss."""
         self.share = shard.share
         weights = None if shard.weights is None else self._tensor(shard.weights)
-        return self.net.optimiser.step(self.ddp, self._tensor(shard.x), self._tensor(shard.y), weights, samples)
+        x, y = self._tensor(shard.x), self._tensor(shard.y)
+        return shard.share * self.net.optimiser.step(self.ddp, x, y, weights, samples)
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         return self.net.get_state(), self.net.training_state()
 
     def load(self, state: dict[str, np.ndarray], training: dict[str, np.ndarray]) -> None:
-        self.net.set_state({key: writable(value) for key, value in state.items()})
+        self.net.set_state(state)
         self.net.set_training_state(training)
-
-
-def writable(array: np.ndarray) -> np.ndarray:
-    """`array`, copied when it is read-only (as Ray hands numpy arrays over), which torch cannot wrap."""
-    return np.require(array, requirements="W")
-
-
-def serve(channel: Channel, setup: ReplicaSetup, device: str) -> None:
-    """Answer the estimator's commands on `channel` until STOP, in a process of an initialised process group."""
-    try:
-        replica = Replica(setup, device)
-        channel.send((READY, None))
-        while True:
-            command, *args = channel.recv()
-            if command == STEP:
-                channel.send((READY, replica.step(*args)))
-            elif command == PULL:
-                channel.send((READY, replica.state()))
-            elif command == PUSH:
-                replica.load(*args)
-                channel.send((READY, None))
-            else:
-                channel.send((READY, None))
-                return
-    except Exception:  # the estimator's process raises it as a ReplicaError
-        channel.send((FAILED, traceback.format_exc()))
 
 
 def process_group_backend(device: str) -> str:
@@ -124,7 +70,7 @@ def _spawned(rank: int, world: int, port: int, channel: Channel, setup: ReplicaS
     dist.init_process_group(process_group_backend(device), init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world)
     try:
-        serve(channel, setup, device)
+        serve(channel, lambda: Replica(setup, device))
     finally:
         dist.destroy_process_group()
 
@@ -139,53 +85,6 @@ def free_port() -> int:
 def worker_device(device: str) -> str:
     """A worker's torch device for one of the devices listed: 'cpu:<i>' replicas all run on 'cpu'."""
     return "cpu" if device.startswith("cpu") else device
-
-
-class ChannelGroup:
-    """The ReplicaGroup of TorchNet replicas answering on `channels` (rank 0 first); `net` is the estimator's."""
-
-    def __init__(self, net: TorchNet, channels: list[Channel], names: list[str]) -> None:
-        self.net, self.channels, self.names = net, channels, names
-        for rank in range(len(channels)):
-            self._answer(rank)
-
-    def _answer(self, rank: int) -> Any:
-        try:
-            status, value = self.channels[rank].recv()
-        except (EOFError, OSError) as error:
-            raise ReplicaError(f"the replica on {self.names[rank]} stopped without answering ({error!r}).") from error
-        if status == FAILED:
-            raise ReplicaError(f"the replica on {self.names[rank]} failed:\n{value}")
-        return value
-
-    def _all(self, message: tuple) -> list[Any]:
-        for channel in self.channels:
-            channel.send(message)
-        return [self._answer(rank) for rank in range(len(self.channels))]
-
-    def step(self, shards: list[Shard], samples: int) -> float:
-        for channel, shard in zip(self.channels, shards):
-            channel.send((STEP, shard, samples))
-        losses = [self._answer(rank) for rank in range(len(self.channels))]
-        return float(sum(shard.share * loss for shard, loss in zip(shards, losses)))
-
-    def pull(self) -> None:
-        self.channels[0].send((PULL,))
-        state, training = self._answer(0)
-        self.net.set_state(state)
-        self.net.set_training_state(training)
-
-    def push(self) -> None:
-        self._all((PUSH, self.net.get_state(), self.net.training_state()))
-
-    def stop(self) -> None:
-        """Ask every replica to end (those already gone are left alone)."""
-        for rank, channel in enumerate(self.channels):
-            try:
-                channel.send((STOP,))
-                self._answer(rank)
-            except (ReplicaError, OSError):
-                continue
 
 
 class SpawnedGroup(ChannelGroup):
