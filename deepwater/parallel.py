@@ -8,13 +8,12 @@ when it is read after steps. With one device the estimator never makes one, so t
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-
-import warnings
 
 from .backends.base import DataParallel, RayDataParallel, ReplicaGroup, split_batch
 from .cluster import connected, current
@@ -74,11 +73,10 @@ def check_parallel(backend: Any, devices: list[str], workers: int, graph: Any) -
     if len(devices) == 1 and not workers:
         return
     if graph is not None:
-        raise DeviceError(f"device_id={devices} / num_workers={workers}: a user graph (network='user') trains on one "
-                          "device in this process; pass one device_id, e.g. device_id=[0], and num_workers=0."
-                          if workers else
-                          f"device_id lists {len(devices)} devices ({', '.join(devices)}), but a user graph "
-                          "(network='user') trains on one device; pass one device_id, e.g. device_id=[0].")
+        asked = f"num_workers={workers}" if workers else \
+            f"device_id lists {len(devices)} devices ({', '.join(devices)})"
+        raise DeviceError(f"{asked}, but a user graph (network='user') trains on one device in this process; pass "
+                          "one device_id, e.g. device_id=[0], and num_workers=0.")
     if workers:
         _check_workers(backend, devices, workers)
         return
@@ -99,7 +97,8 @@ def _check_workers(backend: Any, devices: list[str], workers: int) -> None:
     if not isinstance(backend, RayDataParallel):
         limit = getattr(backend, "ray_train_limit", "")
         raise ParameterError(f"num_workers={workers}: backend {backend.name!r} cannot train one model over Ray "
-                             f"workers{': ' + limit if limit else ''}. Use backend='torch', or num_workers=0.")
+                             f"workers{': ' + limit if limit else ''}. Use backend='torch' or 'tensorflow', or "
+                             "num_workers=0.")
 
 
 def _group(backend: Any, net: Any, devices: list[str], workers: int, gpu: bool) -> ReplicaGroup:

@@ -66,7 +66,10 @@ def process_group_backend(device: str) -> str:
 
 
 def _spawned(rank: int, world: int, port: int, channel: Channel, setup: ReplicaSetup, device: str) -> None:
-    """A spawned worker: join the process group on 127.0.0.1:`port` as `rank`, then serve."""
+    """A spawned worker: join the process group on 127.0.0.1:`port` as `rank`, then serve. CPU replicas share
+    the cores: each takes its part of the threads torch would take alone."""
+    if device == "cpu":
+        torch.set_num_threads(max(1, torch.get_num_threads() // world))
     dist.init_process_group(process_group_backend(device), init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world)
     try:
