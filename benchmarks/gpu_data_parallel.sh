@@ -7,3 +7,5 @@ GPUS=$(nvidia-smi -L | wc -l)
 if [ "$GPUS" -lt 2 ]; then echo "needs 2 or more GPUs; this machine has $GPUS"; exit 1; fi
 python benchmarks/data_parallel.py --gpu --devices "$GPUS" --rows 60000 --epochs 2 --batch 512 --repeats 2 \
   --threads "$(nproc)"
+# and the GPU tests: 2 GPUs train the weights of 1 on every backend (skipped where fewer than 2 GPUs)
+python -m pytest -q -p no:cacheprovider -m gpu tests/test_data_parallel.py

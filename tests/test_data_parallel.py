@@ -21,16 +21,17 @@ CLASSES = ["a", "b", "c"]
 ROWS, BATCH, STEPS = 150, 15, 20  # 10 batches an epoch; 15 rows split 8 + 7 over two devices
 
 
-def settings(device_id: list[int], backend: str) -> dict:
+def settings(device_id: list[int], backend: str, gpu: bool = False) -> dict:
     """Dropout off, a fixed seed and a history scored every 5 batches, so that runs can be compared."""
-    return {"backend": backend, "hidden": [16, 16], "gpu": False, "device_id": device_id, "seed": 7,
+    return {"backend": backend, "hidden": [16, 16], "gpu": gpu, "device_id": device_id, "seed": 7,
             "epochs": STEPS * BATCH / ROWS, "mini_batch_size": BATCH, "quiet_mode": True, "stopping_rounds": 0,
             "train_samples_per_iteration": 5 * BATCH, "score_training_samples": 0,
             "overwrite_with_best_model": False}
 
 
-def train_pair(backend: str) -> dict[str, np.ndarray]:
-    """The weights, history and predictions of the same model trained on two CPU replicas, then on one.
+def train_pair(backend: str, gpu: bool = False) -> dict[str, np.ndarray]:
+    """The weights, history and predictions of the same model trained on two devices (CPU replicas, or GPUs
+    0 and 1 when `gpu`), then on one.
 
     Rows carry weights, so the shards' shares are weight sums (the harder case); two replicas train first,
     so that TensorFlow can still split the CPU."""
@@ -38,7 +39,7 @@ def train_pair(backend: str) -> dict[str, np.ndarray]:
     frame["w"] = np.random.default_rng(0).uniform(0.5, 2.0, ROWS)
     out = {}
     for name, ids in (("two", [0, 1]), ("one", [0])):
-        model = dw.DeepWaterEstimator(weights_column="w", **settings(ids, backend))
+        model = dw.DeepWaterEstimator(weights_column="w", **settings(ids, backend, gpu))
         model.train(x=["x1", "x2", "colour"], y="label", training_frame=frame)
         out.update({f"{name}/{key}": value for key, value in model._fitted.net.get_state().items()})
         out[f"{name}:loss"] = model.scoring_history()["training_logloss"].to_numpy()
@@ -47,16 +48,16 @@ def train_pair(backend: str) -> dict[str, np.ndarray]:
     return out
 
 
-def trained_pair(backend: str, tmp_path: Path) -> dict[str, np.ndarray]:
-    """train_pair(backend), in a fresh Python process for TensorFlow."""
+def trained_pair(backend: str, tmp_path: Path, gpu: bool = False) -> dict[str, np.ndarray]:
+    """train_pair(backend, gpu), in a fresh Python process for TensorFlow."""
     if backend != "tensorflow":
-        return train_pair(backend)
+        return train_pair(backend, gpu)
     target = tmp_path / "pair.npz"
     code = f"""
     import sys, numpy as np
     sys.path.insert(0, {str(Path(__file__).parent)!r})
     from test_data_parallel import train_pair
-    np.savez({str(target)!r}, **train_pair("tensorflow"))
+    np.savez({str(target)!r}, **train_pair("tensorflow", {gpu}))
     """
     run = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=600,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -65,18 +66,35 @@ def trained_pair(backend: str, tmp_path: Path) -> dict[str, np.ndarray]:
         return dict(arrays)
 
 
+def check_pair(out: dict[str, np.ndarray], devices: list[str], tolerance: float) -> None:
+    """Two devices gave one device's weights, scoring history and predictions, within `tolerance`."""
+    keys = [key[len("one/"):] for key in out if key.startswith("one/")]
+    assert keys and all(np.allclose(out[f"two/{k}"], out[f"one/{k}"], rtol=0, atol=tolerance) for k in keys), \
+        max(float(np.abs(out[f"two/{k}"] - out[f"one/{k}"]).max()) for k in keys)
+    assert [str(out["two:device"]), str(out["one:device"])] == devices
+    assert len(out["two:loss"]) == STEPS // 5 and out["two:loss"][-1] < out["two:loss"][0]
+    np.testing.assert_allclose(out["two:loss"], out["one:loss"], atol=tolerance)
+    np.testing.assert_allclose(out["two:predict"], out["one:predict"], atol=tolerance)
+    assert np.allclose(out["two:predict"].sum(axis=1), 1.0, atol=1e-5)
+
+
 @pytest.mark.parametrize("backend", installed_backends())
 def test_two_devices_train_the_weights_of_one(backend, tmp_path):
-    out = trained_pair(backend, tmp_path)
-    keys = [key[len("one/"):] for key in out if key.startswith("one/")]
-    assert keys and all(np.allclose(out[f"two/{k}"], out[f"one/{k}"], rtol=0, atol=1e-5) for k in keys), \
-        max(float(np.abs(out[f"two/{k}"] - out[f"one/{k}"]).max()) for k in keys)
-    assert str(out["two:device"]) == "cpu:0,cpu:1" and str(out["one:device"]) == "cpu"
-    # the scoring history and predictions of the two-device model are those of the one-device model
-    assert len(out["two:loss"]) == STEPS // 5 and out["two:loss"][-1] < out["two:loss"][0]
-    np.testing.assert_allclose(out["two:loss"], out["one:loss"], atol=1e-5)
-    np.testing.assert_allclose(out["two:predict"], out["one:predict"], atol=1e-5)
-    assert np.allclose(out["two:predict"].sum(axis=1), 1.0, atol=1e-5)
+    check_pair(trained_pair(backend, tmp_path), ["cpu:0,cpu:1", "cpu"], 1e-5)
+
+
+def gpus(backend: str) -> int:
+    from deepwater.registry import get_backend
+
+    return len([d for d in get_backend(backend).devices() if d != "cpu"])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", installed_backends())
+def test_two_gpus_train_the_weights_of_one(backend, tmp_path):
+    if gpus(backend) < 2:
+        pytest.skip(f"{backend} sees fewer than 2 GPUs")
+    check_pair(trained_pair(backend, tmp_path, gpu=True), ["cuda:0,cuda:1", "cuda:0"], 1e-4)
 
 
 def test_a_batch_splits_by_rows_or_by_weight():
