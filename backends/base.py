@@ -215,9 +215,12 @@ class BaseNet(ABC):
 
     # --- the Net protocol ------------------------------------------------------------------
     def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
-        """One optimiser step on the batch; returns its mean loss (NaN, and no step, for an empty batch)."""
+        """One optimiser step on the batch; returns its mean loss (NaN, and no step, for an empty batch).
+        An autoencoder's targets are its inputs: `y` is not read."""
         if len(x) == 0:
             return float("nan")
+        if self.task.is_autoencoder:  # the targets are the inputs themselves, flattened as the output is
+            y = np.ascontiguousarray(np.reshape(x, (len(x), -1)), dtype=np.float32)
         loss = float(self._step(x, y, weights))
         self.samples += len(x)
         return loss

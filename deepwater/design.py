@@ -16,7 +16,7 @@ import pandas as pd
 
 from .errors import FrameError
 from .frames import check_plain_values, is_categorical
-from .specs import CLASSIFICATION, REGRESSION
+from .specs import AUTOENCODER, CLASSIFICATION, REGRESSION
 
 ONE_HOT, BINARY, LABEL = "one_hot", "binary", "label"
 # H2O's categorical_encoding names -> how a categorical column becomes numbers
@@ -47,7 +47,7 @@ def _codes(series: pd.Series, levels: list[Any]) -> np.ndarray:
 class Response:
     """The response column: its name, task kind and how to encode and decode it."""
 
-    name: str
+    name: str | None  # None for an autoencoder
     kind: str
     classes: list[Any] = field(default_factory=list)
     mean: float = 0.0
@@ -73,7 +73,10 @@ class Response:
         return len(self.classes)
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
-        """Integer class codes (int64) or the standardised response (float32)."""
+        """Integer class codes (int64) or the standardised response (float32); an autoencoder's placeholder
+        zeros (its targets are its inputs)."""
+        if self.kind == AUTOENCODER:
+            return np.zeros(len(frame), dtype=np.float32)
         if self.name not in frame.columns:
             raise FrameError(f"the frame has no response column {self.name!r}; add it to score the model.")
         check_plain_values(frame, [self.name])
@@ -208,6 +211,17 @@ class CategoricalColumn:
             return len(self.levels).bit_length()  # level i is written as i + 1; 0 is missing or unseen
         return self.buckets or len(self.levels)
 
+    def feature_names(self) -> list[str]:
+        """H2O's names of the column's encoded values: '<col>.<level>' per one-hot level, '<col>.bucket<i>' per
+        hashed bucket, '<col>.bit<i>' per binary digit, or '<col>' for a label-encoded column."""
+        if self.encoding == LABEL:
+            return [self.name]
+        if self.encoding == BINARY:
+            return [f"{self.name}.bit{i}" for i in range(self.width)]
+        if self.buckets:
+            return [f"{self.name}.bucket{i}" for i in range(self.buckets)]
+        return [f"{self.name}.{level}" for level in self.levels]
+
     def encode(self, series: pd.Series) -> np.ndarray:
         """The column's (rows, width) float32 block; missing values and unseen levels are all zeros
         (LabelEncoder: -1)."""
@@ -298,6 +312,23 @@ class DatasetEncoder:
     @property
     def width(self) -> int:
         return len(self.numeric) + sum(c.width for c in self.categorical)
+
+    def feature_names(self) -> list[str]:
+        """The name of each column of the design matrix, in its order (H2O's coefficient names)."""
+        return [c.name for c in self.numeric] + [n for c in self.categorical for n in c.feature_names()]
+
+    def feature_columns(self) -> list[str]:
+        """The frame column each column of the design matrix comes from, in its order."""
+        return [c.name for c in self.numeric] + [c.name for c in self.categorical for _ in range(c.width)]
+
+    def unscale(self, matrix: np.ndarray) -> np.ndarray:
+        """A design matrix (e.g. an autoencoder's reconstruction) with its numeric columns back on the frame's
+        scale (times the training standard deviation, plus the mean); encoded categorical columns as they are."""
+        out = np.array(matrix, dtype=np.float64)
+        if self.standardize and self.numeric:
+            k = len(self.numeric)
+            out[:, :k] = out[:, :k] * [c.scale for c in self.numeric] + [c.mean for c in self.numeric]
+        return out
 
     def transform(self, frame: pd.DataFrame, keep_infinite: bool = False) -> np.ndarray:
         """The (rows, width) float32 design matrix of `frame`.

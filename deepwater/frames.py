@@ -81,11 +81,12 @@ def column_name(frame: pd.DataFrame, ref: ColumnRef, parameter: str) -> str:
 
 
 def resolve_columns(frame: pd.DataFrame, x: Sequence[ColumnRef] | ColumnRef | None, y: ColumnRef | None,
-                    ignored: Sequence[str] = ()) -> tuple[list[str], str]:
-    """Predictor names and response name; x=None means every column but y and `ignored`."""
-    if y is None:
+                    ignored: Sequence[str] = (), unsupervised: bool = False) -> tuple[list[str], str | None]:
+    """Predictor names and response name; x=None means every column but y and `ignored`. `unsupervised`
+    (an autoencoder): y may be None, and a y given is left out of the predictors and returned as None."""
+    if y is None and not unsupervised:
         raise ParameterError("y=None: name the response column, e.g. y='label'.")
-    response = column_name(frame, y, "y")
+    response = None if y is None else column_name(frame, y, "y")
     if x is None:
         predictors = [c for c in frame.columns if c != response and c not in ignored]
     else:
@@ -96,9 +97,14 @@ def resolve_columns(frame: pd.DataFrame, x: Sequence[ColumnRef] | ColumnRef | No
                              "check the names (x also takes 0-based positions).")
         predictors = [column_name(frame, r, "x") for r in refs]
     if response in predictors:
-        raise ParameterError(f"y={response!r} is also in x; the response cannot be a predictor.")
+        if not unsupervised:
+            raise ParameterError(f"y={response!r} is also in x; the response cannot be a predictor.")
+        predictors.remove(response)
     if not predictors:
         raise ParameterError("x selects no columns; give at least one predictor.")
+    if unsupervised:
+        check_plain_values(frame, predictors)
+        return predictors, None
     check_plain_values(frame, predictors + [response])
     return predictors, response
 
