@@ -292,7 +292,7 @@ class DeepWaterEstimator:
         if pretrained is not None:
             net.set_state({**net.get_state(), **encoder_state(pretrained, len(p["hidden"]))},
                           f"pretrained_autoencoder={pretrained.model_id!r}")
-        if graph is None and p["epochs"] == 0 and not p["network_parameters_file"]:
+        if graph is None and p["epochs"] == 0 and not p["network_parameters_file"] and pretrained is None:
             warnings.warn(f"epochs=0 and no network_parameters_file: network={network!r} keeps the random weights it "
                           f"was initialised with (seed {seed}), so its predictions mean nothing; train it "
                           "(epochs > 0) or pass its weights.", UserWarning, stacklevel=3)
