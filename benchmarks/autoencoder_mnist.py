@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 import torch
 from common import alternate, write_result
+from handwritten import torch_h2o_sgd
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
@@ -54,26 +54,12 @@ def hand_written(x_train: np.ndarray, x_test: np.ndarray, is_nine: np.ndarray, a
         layers += [nn.Linear(width, units), nn.ReLU()]
         width = units
     model = nn.Sequential(*layers, nn.Linear(width, train.shape[1]))
-    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, nesterov=True)
-    rng, seen = np.random.default_rng(args.seed), 0
-    start = time.perf_counter()
-    for _ in range(args.epochs):
-        order = rng.permutation(len(train))
-        for begin in range(0, len(order), args.batch):
-            xb = torch.from_numpy(train[order[begin:begin + args.batch]])
-            optimizer.param_groups[0]["lr"] = LEARNING_RATE / (1 + ANNEALING * seen)
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.mse_loss(model(xb), xb)
-            loss.backward()
-            torch.nn.utils.clip_grad_value_(model.parameters(), CLIP)
-            optimizer.step()
-            loss.item()
-            seen += len(xb)
-    per_epoch = (time.perf_counter() - start) / args.epochs
+    seconds = torch_h2o_sgd(model, train, train, F.mse_loss, args.epochs, args.batch, args.seed, LEARNING_RATE,
+                            ANNEALING, MOMENTUM, CLIP)
     with torch.no_grad():
         x = torch.from_numpy(test)
         errors = ((model(x) - x) ** 2).mean(dim=1).numpy()
-    return float(roc_auc_score(is_nine, errors)), per_epoch
+    return float(roc_auc_score(is_nine, errors)), seconds / args.epochs
 
 
 def main() -> None:
