@@ -182,6 +182,13 @@ def test_autoencoder_parameters_h2o_refuses(blobs, image_frame, params, message)
         model.train(x=x, training_frame=frame)
 
 
+def test_exporting_an_autoencoder_is_refused_before_writing(blobs, tmp_path):
+    model = autoencoder(BACKENDS[0], blobs, epochs=1)
+    with pytest.raises(ParameterError, match="is an autoencoder, which deepwater.inference cannot score yet"):
+        model.export(tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
+
+
 def test_anomaly_on_a_supervised_model_is_refused(blobs):
     model = dw.DeepWaterEstimator(backend=BACKENDS[0], hidden=[4], epochs=1, **QUICK).train(
         x=X, y="label", training_frame=blobs)
