@@ -34,15 +34,13 @@ from .frames import (
 from .images import ImageReader, ImageShape, load_mean_image
 from .inputs import DatasetInputs, ImageInputs, PixelInputs, inputs_from_record
 from .metrics import CLASSIFICATION_ONLY, STOPPING_KEYS, ModelMetrics
-from .pretraining import check_pretrained, encoder_state
 from .model_files import metrics_from_record, outcome_from_record, outcome_record, record_of
 from .model_store import register
+from .pretraining import check_pretrained, encoder_state
 from .registry import get_backend
 from .sources import Source, map_batches
 from .specs import AUTOENCODER, CLASSIFICATION, OptimizerSpec, TaskSpec, autoencoder_task, task_from_params
 from .trainer import LoopSettings, StoppingRule, Trainer, TrainingOutcome
-from .varimp import check_network as check_varimp_network
-from .varimp import gedeon, mlp_weights, varimp_table
 from .user_graphs import (
     ANY_BACKEND,
     UserGraph,
@@ -52,6 +50,8 @@ from .user_graphs import (
     training_refused,
     user_graph,
 )
+from .varimp import check_network as check_varimp_network
+from .varimp import gedeon, mlp_weights, varimp_table
 from .weight_files import load_network_weights
 
 USER = "user"  # network="user": the graph comes from network_definition_file
@@ -269,7 +269,7 @@ class DeepWaterEstimator:
         """A new model's encoders, task and untrained (or pretrained-weights) net."""
         p = self._params
         problem_type = detect_problem_type(train, predictors, p["problem_type"])
-        pretrained = self._pretrained(predictors)
+        pretrained = self._pretrained()
         if p["autoencoder"]:
             network = unsupervised.network_for(p["network"], problem_type == "image")
             inputs = self._make_inputs(train, predictors, problem_type, network)
@@ -278,12 +278,12 @@ class DeepWaterEstimator:
             response = Response.fit(train, response_name, p["standardize"])
             task = task_from_params(response.kind, response.n_classes, p["distribution"], p["loss"])
             network = USER if _is_user(p["network"]) else networks.resolve_auto(p["network"], problem_type == "image")
+            if pretrained is not None:  # its encoder too: the weights see the inputs they were trained on
+                check_pretrained(pretrained, predictors, network, p)
             inputs = pretrained._fitted.inputs if pretrained is not None else \
                 self._make_inputs(train, predictors, problem_type, network)
-        if pretrained is not None:
-            check_pretrained(pretrained, predictors, network, p)
-        if "variable_importances" in self._given and p["variable_importances"] and network != "mlp":
-            check_varimp_network(network)  # the clear error, before any training
+        if "variable_importances" in self._given and p["variable_importances"]:
+            check_varimp_network(network)  # asked for on a network without them: the clear error before training
         graph = self._user_graph(inputs.input_shape, task.is_classification) if network == USER else None
         seed = _seed(p)
         backend, device, net = _build_net(network, graph, p["backend"], inputs.input_shape, task, p, seed)
@@ -299,7 +299,7 @@ class DeepWaterEstimator:
         start = _Start(backend.name, device, network, graph, net, task, response, inputs, problem_type, seed)
         return start.with_graph_outputs() if graph is not None and graph.outputs_stand else start
 
-    def _pretrained(self, predictors: list[str]) -> DeepWaterEstimator | None:
+    def _pretrained(self) -> DeepWaterEstimator | None:
         """The pretrained_autoencoder model, or None; an autoencoder cannot itself start from one."""
         value = self._params["pretrained_autoencoder"]
         if value is None:
