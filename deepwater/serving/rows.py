@@ -65,8 +65,8 @@ class RowEncoder:
     def encode_rows(self, rows: list[dict[str, Any]]) -> np.ndarray:
         """The network input of checked JSON rows."""
         if self.images:
-            return self.encode_images([self._image_bytes(i, row) for i, row in enumerate(rows)],
-                                      [f"rows[{i}]" for i in range(len(rows))])
+            images = [self._image_bytes(i, row) for i, row in enumerate(rows)]
+            return self.encode_images([data for data, _ in images], [field for _, field in images])
         return self._encode_dataset(rows)
 
     def encode_images(self, images: Sequence[bytes], fields: Sequence[str]) -> np.ndarray:
@@ -111,7 +111,8 @@ class RowEncoder:
             raise RequestError(422, "rows", str(error)) from None
 
     # --- images -----------------------------------------------------------------------------
-    def _image_bytes(self, i: int, row: dict[str, Any]) -> bytes:
+    def _image_bytes(self, i: int, row: dict[str, Any]) -> tuple[bytes, str]:
+        """The image file's bytes a row carries, and the field that carries them."""
         given = [key for key in (IMAGE_KEY, *self.uri_keys) if row.get(key) is not None]
         if len(given) != 1:
             raise RequestError(422, f"rows[{i}]", f"give exactly one of {[IMAGE_KEY, *self.uri_keys]} (the image as "
@@ -120,7 +121,7 @@ class RowEncoder:
         value, field = row[key], f"rows[{i}].{key}"
         if not isinstance(value, str):
             raise RequestError(422, field, f"must be a string, got {type(value).__name__}.")
-        return self._decode_base64(value, field) if key == IMAGE_KEY else self._read_uri(value, field)
+        return (self._decode_base64(value, field) if key == IMAGE_KEY else self._read_uri(value, field)), field
 
     @staticmethod
     def _decode_base64(text: str, field: str) -> bytes:
