@@ -8,6 +8,8 @@ import io
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -283,3 +285,22 @@ def test_a_client_disconnecting_mid_request_does_not_hurt_the_server(mlp, server
         assert client.get("/health").json() == {"status": "ok"}
         answer = client.post("/predict", json={"rows": json_rows(mlp[1].head(2))})
         assert answer.status_code == 200 and len(answer.json()["predictions"]) == 2
+
+
+def test_the_service_imports_no_deep_learning_framework(mlp):
+    code = f"""
+import sys
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("torch", "tensorflow", "mxnet", "keras"):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Refuse())
+from fastapi.testclient import TestClient
+from deepwater.serving import ServeConfig, create_app
+with TestClient(create_app(ServeConfig({mlp[0]!r}))) as client:
+    answer = client.post("/predict", json={{"rows": [{{"x1": 0.5, "x2": 50.0, "colour": "red"}}]}})
+print(answer.status_code, sorted(m for m in sys.modules if m.partition(".")[0] in ("torch", "tensorflow", "mxnet")))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == ["200", "[]"]
