@@ -101,6 +101,8 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--device", default=defaults.device, help="'cpu', 'cuda:<i>' or 'auto' (default)")
     serve.add_argument("--threads", type=int, default=defaults.threads,
                        help="onnxruntime's CPU threads (0: one per core)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                       help="uvicorn's log level; 'info' logs every request (default: %(default)s)")
 
 
 def parse_params(tokens: Sequence[str]) -> dict[str, Any]:
@@ -185,7 +187,7 @@ def serve(args: argparse.Namespace) -> None:
     config = ServeConfig(args.bundle, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_rows=args.max_rows,
                          max_body_mb=args.max_body_mb, allow_dir=args.allow_dir, device=args.device,
                          threads=args.threads)
-    run(config, host=args.host, port=args.port, workers=args.workers)
+    run(config, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

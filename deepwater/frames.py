@@ -68,10 +68,11 @@ CONTAINERS = (list, tuple, set, frozenset, dict, np.ndarray)
 
 def check_plain_values(frame: pd.DataFrame, columns: Sequence[str]) -> None:
     """A FrameError when one of `columns` holds lists, dicts or other containers instead of single values."""
+    dtypes = dict(zip(frame.columns, frame.dtypes))  # a dict: looking up 784 pixel columns one by one is slow
     for name in columns:
-        series = frame[name]
-        if series.dtype != object:
+        if dtypes[name] != object:
             continue  # numbers, categories and strings hold single values
+        series = frame[name]
         nested = series.map(lambda value: isinstance(value, CONTAINERS)).to_numpy(dtype=bool)
         if nested.any():
             row = int(np.argmax(nested))
