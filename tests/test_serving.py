@@ -170,6 +170,10 @@ def test_bodies_that_are_no_rows(mlp_client):
     assert refused(mlp_client.post("/predict", json={"rows": [1, 2]}), 422, "rows[0]")
     assert refused(mlp_client.post("/predict", json={"rows": [{"x1": [1], "x2": 1, "colour": "red"}]}), 422,
                    "rows[0].x1")
+    assert refused(mlp_client.post("/predict", json={"rows": [{"x1": 1, "x2": 10**400, "colour": "red"}]}), 422,
+                   "rows[0].x2")
+    assert refused(mlp_client.post("/predict", json={"rows": [{"x1": 1, "x2": 2, "colour": {"a": 1}}]}), 422,
+                   "rows[0].colour")
 
 
 def test_a_uri_to_etc_passwd_is_refused(lenet, lenet_client, mlp, tmp_path):

@@ -28,7 +28,7 @@ class MicroBatcher:
     def __init__(self, score: Callable[[np.ndarray], np.ndarray], max_batch: int, max_wait: float) -> None:
         self._score, self.max_batch, self.max_wait = score, max_batch, max_wait
         self._jobs: collections.deque[_Job] = collections.deque()
-        self._arrived = asyncio.Event()
+        self._arrived: asyncio.Event | None = None  # made on the event loop that runs the batcher
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="deepwater-score")
         self._loop: asyncio.Task | None = None
         self.calls = 0  # network calls made, for /model and the tests
@@ -36,6 +36,7 @@ class MicroBatcher:
 
     def start(self) -> None:
         """Start the gathering loop on the running event loop."""
+        self._arrived = asyncio.Event()
         self._loop = asyncio.get_running_loop().create_task(self._run(), name="deepwater-batcher")
 
     async def stop(self) -> None:
@@ -49,6 +50,8 @@ class MicroBatcher:
 
     async def score(self, x: np.ndarray) -> np.ndarray:
         """The outputs of the rows `x`, scored with other requests' rows."""
+        if self._arrived is None:
+            raise RuntimeError("the micro-batcher is not started: call start() on the event loop first.")
         job = _Job(x, asyncio.get_running_loop().create_future())
         self._jobs.append(job)
         self.requests += 1

@@ -27,6 +27,7 @@ from .config import ServeConfig
 IMAGE_KEY = "image"
 URI_KEY = "uri"
 _NUMBER = (int, float)
+_FLOAT_BITS = 1000  # integers longer than this overflow a float64
 
 
 class RequestError(Exception):
@@ -99,6 +100,8 @@ class RowEncoder:
                 if name in numeric and (isinstance(value, bool) or not isinstance(value, _NUMBER)):
                     raise RequestError(422, f"rows[{i}].{name}", f"{value!r} is a {type(value).__name__}, but the "
                                                                  "model takes a number here (null when missing).")
+                if isinstance(value, int) and value.bit_length() > _FLOAT_BITS:
+                    raise RequestError(422, f"rows[{i}].{name}", "is a number too large for a float.")
                 if not isinstance(value, (str, *_NUMBER)):
                     raise RequestError(422, f"rows[{i}].{name}", f"{type(value).__name__} values are not allowed; "
                                                                  "send a single value (a level's name).")
