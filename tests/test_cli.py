@@ -127,6 +127,7 @@ def test_image_folder_train_predict_export_serve_round_trip(tmp_path, capsys):
     (["train", "{data}", "--y", "label", "--hidden", "abc", "--out", "{tmp}/m"], "hidden"),
     (["train", "{tmp}/missing.csv", "--y", "label", "--out", "{tmp}/m"], "missing.csv"),
     (["train", "{data}", "--y", "nope", "--out", "{tmp}/m", "--epochs", "1"], "nope"),
+    (["train", "{tmp}", "--y", "label", "--out", "{tmp}/m"], "class/file.png"),  # a folder without class folders
     (["predict", "{tmp}/no_model", "{data}", "--out", "{tmp}/p.csv"], "no_model"),
     (["serve", "{tmp}/no_bundle"], "no_bundle"),
     (["serve", "{tmp}", "--max-batch", "0"], "max_batch"),

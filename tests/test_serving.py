@@ -109,7 +109,9 @@ def test_image_rows_by_base64_by_uri_and_by_upload_equal_the_scorer(lenet, lenet
     expected = inference.load(path).predict(frame)
     data = [Path(uri).read_bytes() for uri in frame["uri"]]
     by_uri = lenet_client.post("/predict", json={"rows": [{"uri": uri} for uri in frame["uri"]]})
-    by_base64 = lenet_client.post("/predict", json={"rows": [{"image": base64.b64encode(d).decode()} for d in data]})
+    encoded = [base64.b64encode(d).decode() for d in data]
+    encoded[0] = "data:image/png;base64," + encoded[0]  # a data URL is fine too
+    by_base64 = lenet_client.post("/predict", json={"rows": [{"image": text} for text in encoded]})
     uploads = lenet_client.post("/predict/images", files=[("images", (f"{i}.png", d, "image/png"))
                                                           for i, d in enumerate(data)])
     for response in (by_uri, by_base64, uploads):
@@ -150,6 +152,8 @@ def test_a_corrupt_base64_image_and_bytes_that_are_no_image(lenet_client):
                                              "rows[0].image")
     upload = lenet_client.post("/predict/images", files=[("images", ("x.png", b"garbage", "image/png"))])
     assert refused(upload, 422, "images[0] (x.png)")
+    both = {"image": junk, "uri": "https://example.invalid/a.png"}
+    assert "exactly one" in refused(lenet_client.post("/predict", json={"rows": [both]}), 422, "rows[0]")
 
 
 def test_100000_rows_are_refused(mlp, mlp_client):
@@ -170,6 +174,8 @@ def test_bodies_that_are_no_rows(mlp_client):
     assert refused(mlp_client.post("/predict", json={"rows": [1, 2]}), 422, "rows[0]")
     assert refused(mlp_client.post("/predict", json={"rows": [{"x1": [1], "x2": 1, "colour": "red"}]}), 422,
                    "rows[0].x1")
+    assert refused(mlp_client.post("/predict/images", files=[("images", ("a.png", b"x", "image/png"))]), 422,
+                   "images")  # a dataset model takes no images
     assert refused(mlp_client.post("/predict", json={"rows": [{"x1": 1, "x2": 10**400, "colour": "red"}]}), 422,
                    "rows[0].x2")
     assert refused(mlp_client.post("/predict", json={"rows": [{"x1": 1, "x2": 2, "colour": {"a": 1}}]}), 422,
