@@ -155,9 +155,10 @@ class Scorer:
         for a row holding inf."""
         return map_batches(ArraySource(x), self._outputs, self.batch_size)[0]
 
-    def predictions(self, outputs: np.ndarray, index: pd.Index) -> pd.DataFrame:
-        """predict()'s frame, under `index`, from the outputs() of its rows."""
-        return self._response.predictions(outputs, np.arange(len(outputs)), index, self._threshold)
+    def records(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        """predict()'s rows, as dicts ({'predict': ..., '<class>': p, ...}; None where missing), from the
+        outputs() of encoded rows."""
+        return self._response.records(outputs, self._threshold)
 
     def deepfeatures(self, frame: pd.DataFrame, layer: str | int) -> pd.DataFrame:
         """The model's deepfeatures(frame, layer) for a layer the bundle holds: columns DF.<layer>.C1 ... Ck."""

@@ -28,6 +28,7 @@ httpx2 = pytest.importorskip("httpx2")
 
 import deepwater as dw  # noqa: E402
 from deepwater import inference  # noqa: E402
+from deepwater.design import Response  # noqa: E402
 from deepwater.errors import ParameterError  # noqa: E402
 from deepwater.serving import ServeConfig, create_app  # noqa: E402
 
@@ -79,6 +80,18 @@ def refused(response, status: int, field: str) -> str:
     assert body["field"] == field and field in body["error"]
     assert "Traceback" not in response.text
     return body["error"]
+
+
+@pytest.mark.parametrize("response, output", [
+    (Response("y", "classification", ["no", "yes"]), [[0.7, 0.3], [0.2, 0.8], [np.nan, np.nan]]),
+    (Response("y", "classification", [3, 1, 2]), [[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]]),
+    (Response("y", "regression", mean=100.0, scale=4.0), [[0.5], [np.nan], [-1.0]]),
+])
+def test_records_are_the_rows_of_the_predictions_frame(response, output):
+    output = np.array(output, dtype=np.float32)
+    frame = response.predictions(output, np.arange(len(output)), pd.RangeIndex(len(output)), threshold=0.25)
+    expected = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    assert response.records(output, threshold=0.25) == expected
 
 
 @pytest.fixture(scope="module")
