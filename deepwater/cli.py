@@ -6,6 +6,7 @@
     deepwater export models/mnist bundles/mnist --layers fc2   # a saved model's ONNX bundle (model.export)
     deepwater serve bundles/mnist --port 8080                  # the prediction service (deepwater[serve])
     deepwater info bundles/mnist                              # what a bundle or a saved model holds, as JSON
+    deepwater info                                            # the installed backends, versions and devices
 
 `info`, `serve` and `predict` with a bundle check the folder's checksums and import no deep learning framework.
 An error deepwater raises on purpose (a bad parameter, file or value) is printed as one line on stderr, with exit
@@ -24,7 +25,8 @@ from .errors import DeepWaterError, ParameterError
 from .files import write_atomically
 from .frames import import_file
 from .inference import read_bundle
-from .model_files import BUNDLE_JSON, load_model, newest_model_folder, plain, read_model_folder, save_model
+from .model_files import (BUNDLE_JSON, framework_versions, load_model, newest_model_folder, plain, read_model_folder,
+                          save_model)
 from .serving.config import ServeConfig
 
 
@@ -69,10 +71,12 @@ def _parser() -> argparse.ArgumentParser:
                                                                      "too (for deepfeatures)")
     export.add_argument("--format", default="onnx", help="the bundle's format (onnx)")
     export.add_argument("--force", action="store_true", help="replace an existing bundle folder")
-    info = commands.add_parser("info", help="describe a bundle or a saved model, as JSON",
+    info = commands.add_parser("info", help="describe a bundle, a saved model or the installation, as JSON",
                                description="Check a bundle's or saved model's checksums and print what it holds "
-                                           "as JSON.")
-    info.add_argument("path", help="a bundle folder (model.export) or a saved model's folder (save_model)")
+                                           "as JSON; without a path, print the installed backends, their versions "
+                                           "and devices.")
+    info.add_argument("path", nargs="?", help="a bundle folder (model.export) or a saved model's folder "
+                                              "(save_model); without it, the installed backends and their devices")
     _add_serve(commands)
     return parser
 
@@ -132,6 +136,18 @@ def _value(token: str) -> Any:
         return json.loads(token)
     except ValueError:
         return token
+
+
+def installation() -> dict[str, Any]:
+    """What this machine runs: H2ODeepWaterEstimator.available(), and each installed backend's framework versions
+    and devices."""
+    from .estimator import DeepWaterEstimator
+    from .registry import get_backend, installed_backends
+
+    versions = framework_versions()
+    backends = {name: {"versions": {dist: v for dist, v in versions.items() if dist.split("-")[0] == name},
+                       "devices": get_backend(name).devices()} for name in installed_backends()}
+    return {"available": DeepWaterEstimator.available(), "deepwater": versions.get("deepwater"), "backends": backends}
 
 
 def describe(path: str) -> dict[str, Any]:
@@ -206,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "export":
             print(load_model(args.model).export(args.bundle, args.format, args.layers, args.force))
         else:
-            print(json.dumps(plain(describe(args.path)), indent=1))
+            print(json.dumps(plain(describe(args.path) if args.path else installation()), indent=1))
     except (DeepWaterError, OSError) as error:
         message = " ".join(str(error).split())  # one line
         print(f"deepwater {args.command}: {message}", file=sys.stderr)

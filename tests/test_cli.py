@@ -122,6 +122,16 @@ def test_image_folder_train_predict_export_serve_round_trip(tmp_path, capsys):
     assert abs(answer["light"] - expected["light"][0]) < 1e-5
 
 
+def test_info_without_a_path_lists_the_installed_backends(capsys):
+    from conftest import installed_backends
+
+    status, out, _ = run(capsys, "info")
+    assert status == 0
+    info = json.loads(out)
+    assert info["available"] is True and list(info["backends"]) == installed_backends()
+    assert all("cpu" in backend["devices"] and backend["versions"] for backend in info["backends"].values())
+
+
 @pytest.mark.parametrize("argv, names", [
     (["train", "{data}", "--y", "label", "--epoch", "2", "--out", "{tmp}/m"], "epoch"),
     (["train", "{data}", "--y", "label", "--hidden", "abc", "--out", "{tmp}/m"], "hidden"),
