@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import base64
 import http.client
-import io
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from common import timed, write_result
-from PIL import Image
 
 import deepwater as dw
 from deepwater import inference

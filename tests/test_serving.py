@@ -4,7 +4,6 @@ request is a 4xx naming the field, never a traceback."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import socket
