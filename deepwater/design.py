@@ -116,8 +116,26 @@ class Response:
         labels = np.full(len(index), None, dtype=object)
         labels[rows] = self.decode(output, threshold)
         result = pd.DataFrame({"predict": pd.Categorical(labels, categories=self.classes)}, index=index)
-        probabilities = pd.DataFrame(full, index=index, columns=[str(name) for name in self.classes])
+        probabilities = pd.DataFrame(full, index=index, columns=self.probability_columns)
         return pd.concat([result, probabilities], axis=1)  # at once: a column at a time is slow for 1000 classes
+
+    @property
+    def probability_columns(self) -> list[str]:
+        """The names of predict()'s probability columns: one per class, none for a regression."""
+        return [str(name) for name in self.classes]
+
+    def records(self, output: np.ndarray, threshold: float = 0.5) -> list[dict[str, Any]]:
+        """predict()'s rows for the network's `output` as dicts, without a frame (quick for a few rows):
+        {'predict': label or value, '<class>': probability, ...}; None where a value is missing."""
+        predicted = self.decode(output, threshold).astype(object)
+        predicted[pd.isna(predicted)] = None
+        if self.kind == REGRESSION:
+            return [{"predict": value} for value in predicted.tolist()]
+        probabilities = output.astype(np.float64).astype(object)
+        probabilities[np.isnan(output)] = None
+        names = self.probability_columns
+        return [{"predict": label, **dict(zip(names, row))} for label, row in zip(predicted.tolist(),
+                                                                                 probabilities.tolist())]
 
 
 def _hint_if_classes(name: str, values: np.ndarray) -> None:
@@ -143,7 +161,7 @@ def _numeric_block(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     """The columns as a new float32 (rows, columns) array, missing values NaN; numbers too large for float32
     become inf, and text that is no number is a FrameError naming the column, the row and the text."""
     columns = frame[names]
-    if not all(pd.api.types.is_numeric_dtype(t) for t in columns.dtypes):
+    if not all(pd.api.types.is_numeric_dtype(t) for t in set(columns.dtypes)):  # a set: 784 pixels, one dtype
         numbers = columns.apply(pd.to_numeric, errors="coerce")
         text = (numbers.isna() & columns.notna()).to_numpy()
         if text.any():
