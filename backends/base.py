@@ -287,12 +287,20 @@ class BaseNet(ABC):
 
     # --- the Net protocol ------------------------------------------------------------------
     def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
-        """One optimiser step on the batch; returns its mean loss (NaN, and no step, for an empty batch)."""
+        """One optimiser step on the batch; returns its mean loss (NaN, and no step, for an empty batch).
+        An autoencoder's targets are its inputs: `y` is not read."""
         if len(x) == 0:
             return float("nan")
-        loss = float(self._step(x, y, weights))
+        loss = float(self._step(x, self.targets(x, y), weights))
         self.samples += len(x)
         return loss
+
+    def targets(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """What the loss compares the outputs with: `y`, or for an autoencoder the inputs themselves, flattened
+        as the output is."""
+        if self.task.is_autoencoder:
+            return np.ascontiguousarray(np.reshape(x, (len(x), -1)), dtype=np.float32)
+        return y
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities (n, classes) or values (n, 1), float32."""

@@ -31,7 +31,7 @@ class DataParallelNet:
         """One step of every replica on its shard of the batch; returns the batch's mean loss."""
         if len(x) == 0:
             return float("nan")
-        loss = self.group.step(split_batch(x, y, weights, self.replicas), self.net.samples)
+        loss = self.group.step(split_batch(x, self.net.targets(x, y), weights, self.replicas), self.net.samples)
         self.net.samples += len(x)
         self._stale = True
         return loss

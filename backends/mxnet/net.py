@@ -168,6 +168,8 @@ def _node_symbol(node: Node, xs: list, updates: dict | None):
         return mx.sym.Dropout(x, p=a["rate"], name=node.name)
     if node.op == "maxout":
         return _maxout(node, x)
+    if node.op == "upsample":
+        return mx.sym.UpSampling(x, scale=a["scale"], sample_type="nearest", num_args=1, name=node.name)
     if node.op == "flatten":
         return mx.sym.flatten(x, name=node.name)
     if node.op == "concat":
@@ -193,6 +195,8 @@ def _rowwise_loss(kind: str, out, label):
     """Each row's loss, as torch's functional losses compute it with reduction='none'."""
     if kind == "cross_entropy":
         return -mx.sym.pick(mx.sym.log_softmax(out, axis=1), label, axis=1)
+    if kind == "reconstruction":  # an autoencoder: the label holds the inputs, flattened as the output is
+        return mx.sym.mean(mx.sym.square(out - label), axis=1)
     diff = mx.sym.reshape(out, shape=(-1,)) - label
     if kind == "quadratic":
         return mx.sym.square(diff)
@@ -380,7 +384,8 @@ class MXNetNet(SymbolNet):
     def _bind(self, symbol, n: int, training: bool, shared):
         """Bind `symbol` for n rows to this net's shared arrays, with fresh input arrays."""
         inputs = {self.graph.input.name: mx.nd.zeros((n,) + tuple(self.graph.input.shape), ctx=self._ctx),
-                  LABEL: mx.nd.zeros((n,), ctx=self._ctx), ROW_WEIGHT: mx.nd.zeros((n,), ctx=self._ctx)}
+                  LABEL: mx.nd.zeros((n, self.task.n_outputs) if self.task.is_autoencoder else (n,), ctx=self._ctx),
+                  ROW_WEIGHT: mx.nd.zeros((n,), ctx=self._ctx)}
         arrays = {**self._arrays, **self._scratch, **inputs}
         return bind_arrays(symbol, self._ctx, arrays, self._grads if training else None, shared)
 
