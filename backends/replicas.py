@@ -122,10 +122,12 @@ class ChannelGroup:
         return float(sum(self._answer(rank) for rank in range(len(self.channels))))
 
     def pull(self) -> None:
+        """The first replica's weights and optimiser state into the net, which keeps its own count of the rows
+        trained (the replicas are told it at each step and do not keep it)."""
         self.channels[0].send((PULL,))
         state, training = self._answer(0)
         self.net.set_state(writable_state(state))
-        self.net.set_training_state(writable_state(training))
+        self.net.set_training_state({**writable_state(training), "samples": np.asarray(self.net.samples)})
 
     def push(self) -> None:
         for channel in self.channels:

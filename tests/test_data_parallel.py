@@ -30,8 +30,8 @@ def settings(device_id: list[int], backend: str, gpu: bool = False) -> dict:
 
 
 def train_pair(backend: str, gpu: bool = False) -> dict[str, np.ndarray]:
-    """The weights, history and predictions of the same model trained on two devices (CPU replicas, or GPUs
-    0 and 1 when `gpu`), then on one.
+    """The weights, history and predictions of the same model (and the weights of an autoencoder) trained on
+    two devices (CPU replicas, or GPUs 0 and 1 when `gpu`), then on one.
 
     Rows carry weights, so the shards' shares are weight sums (the harder case); two replicas train first,
     so that TensorFlow can still split the CPU."""
@@ -45,6 +45,11 @@ def train_pair(backend: str, gpu: bool = False) -> dict[str, np.ndarray]:
         out[f"{name}:loss"] = model.scoring_history()["training_logloss"].to_numpy()
         out[f"{name}:predict"] = model.predict(frame)[CLASSES].to_numpy()
         out[f"{name}:device"] = np.asarray(model.summary()["device"])
+        out[f"{name}:samples"] = model._fitted.net.training_state()["samples"]  # the schedule's row count
+        # an autoencoder too: its targets are its inputs, split with them
+        encoder = dw.DeepWaterEstimator(autoencoder=True, **{**settings(ids, backend, gpu), "hidden": [3]})
+        encoder.train(x=["x1", "x2"], training_frame=frame)
+        out.update({f"{name}/encoder.{key}": value for key, value in encoder._fitted.net.get_state().items()})
     return out
 
 
@@ -72,6 +77,7 @@ def check_pair(out: dict[str, np.ndarray], devices: list[str], tolerance: float)
     assert keys and all(np.allclose(out[f"two/{k}"], out[f"one/{k}"], rtol=0, atol=tolerance) for k in keys), \
         max(float(np.abs(out[f"two/{k}"] - out[f"one/{k}"]).max()) for k in keys)
     assert [str(out["two:device"]), str(out["one:device"])] == devices
+    assert int(out["two:samples"]) == int(out["one:samples"]) == STEPS * BATCH
     assert len(out["two:loss"]) == STEPS // 5 and out["two:loss"][-1] < out["two:loss"][0]
     np.testing.assert_allclose(out["two:loss"], out["one:loss"], atol=tolerance)
     np.testing.assert_allclose(out["two:predict"], out["one:predict"], atol=tolerance)
