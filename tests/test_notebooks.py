@@ -1,8 +1,8 @@
-"""The booklet's chapters (notebooks/05..13) run from top to bottom on a small subset (DEEPWATER_NOTEBOOK_ROWS),
-from the notebooks folder as Jupyter runs them, and print what each chapter shows."""
+"""The booklet's chapters (notebooks/05..13) and the ECG notebook run from top to bottom, the chapters on a small
+subset (DEEPWATER_NOTEBOOK_ROWS), from the notebooks folder as Jupyter runs them, and print what each one shows."""
 from __future__ import annotations
 
-import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -24,6 +24,7 @@ EXPECTED = {
                                               "the nearest training digit has the same label"],
     "12_multi_gpu.ipynb": ["trained on", "To be filled by the lead"],
     "13_deployment.ipynb": ["rows scored without a deep learning framework", "same labels: 1.0", "model.onnx"],
+    "ecg_anomaly.ipynb": ["premature beats:"],
 }
 
 
@@ -59,3 +60,13 @@ def test_notebook_runs_on_a_subset(name, data_dir, monkeypatch):
     text = _text(notebook)
     for expected in EXPECTED[name]:
         assert expected in text, f"{name}: {expected!r} not in its outputs"
+    if name == "ecg_anomaly.ipynb":
+        _ecg_flags_the_beats_unlike_the_normal_ones(text)
+
+
+def _ecg_flags_the_beats_unlike_the_normal_ones(text: str) -> None:
+    flagged, beats = (int(n) for n in re.search(r"flagged (\d+) of (\d+) beats", text).groups())
+    assert 0 < flagged < beats / 2
+    among_flagged, among_others = (int(n) for n in re.search(r"premature beats: (\d+)% of the flagged, (\d+)% of the "
+                                                             r"others", text).groups())
+    assert among_flagged > 2 * among_others
