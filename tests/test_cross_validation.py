@@ -178,3 +178,17 @@ def test_a_fold_model_that_fails_stops_the_folds_after_it(frame, monkeypatch):
     with pytest.raises(ParameterError, match="fold 1 cannot be built"):
         model(nfolds=3, model_id="stops").train(y="label", training_frame=frame)
     assert trained == ["stops_cv_1"]
+
+
+@pytest.mark.parametrize("backend", installed_backends())
+def test_an_image_network_cross_validates_without_variable_importances(backend):
+    """The fold models of a network without importances (LeNet on pixel columns) are not asked for them."""
+    rng = np.random.default_rng(4)
+    pixels = pd.DataFrame(rng.integers(0, 255, size=(40, 784)), columns=[f"C{i}" for i in range(784)])
+    pixels["label"] = pd.Categorical(np.arange(40) % 2)
+    lenet = model(backend=backend, network="lenet", image_shape=[28, 28], channels=1, nfolds=2)
+    lenet.train(y="label", training_frame=pixels)
+    assert len(lenet.cross_validation_models()) == 2
+    with pytest.raises(ParameterError, match="variable importances need an MLP"):
+        model(network="lenet", image_shape=[28, 28], channels=1, nfolds=2, variable_importances=True).train(
+            y="label", training_frame=pixels)
