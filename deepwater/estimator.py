@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import networks
 from . import params as parameter_table
+from .backends.base import configure_steps
 from .checkpoints import CheckpointWriter, check_restart_frames, restart_parameters, resolve_checkpoint
 from .cross_validation import CrossValidation, check_folds, cross_validate, main_model_settings
 from .design import DatasetEncoder, Response
@@ -662,9 +663,12 @@ def _build_net(network: str, graph: UserGraph | None, backend_name: str, input_s
     device = resolve_device(backend, params["gpu"], params["device_id"])
     optimizer = OptimizerSpec.from_params(params)
     if graph is not None:
-        return backend, device, backend.load_user_network(graph, task, optimizer, device, seed)
-    spec = networks.build_graph(network, input_shape, task.n_outputs, params)
-    return backend, device, backend.build(spec, task, optimizer, device, seed)
+        net = backend.load_user_network(graph, task, optimizer, device, seed)
+    else:
+        net = backend.build(networks.build_graph(network, input_shape, task.n_outputs, params), task, optimizer,
+                            device, seed)
+    configure_steps(net, params["precision"], params["compile"])
+    return backend, device, net
 
 
 def _part(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import networks, registry
 from .design import CATEGORICAL_ENCODINGS
+from .backends.base import PRECISIONS
 from .errors import ParameterError
 
 Check = Callable[[str, Any], Any]  # returns the normalised value or raises ParameterError
@@ -250,6 +251,15 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("seed", -1, number(-1, 2**32 - 1, integer=True), "Random seed; -1 picks one.", True),
     Parameter("gpu", True, flag, "Train on cuda:device_id[0] where there is a GPU, else warn and use the CPU.", True),
     Parameter("device_id", [0], list_of(number(0, integer=True), min_length=1), "GPU ids; the first is used.", True),
+    Parameter("precision", "auto", one_of(*PRECISIONS),
+              "What training and prediction compute in: 'auto' (bfloat16 on GPUs that have it, else float16 with "
+              "loss scaling; float32 on the CPU), 'float32', 'bfloat16' or 'float16' (mixed precision: weights, "
+              "optimiser state, saved models and predictions stay float32). The torch and TensorFlow backends' "
+              "built-in networks (and torch user graphs) offer all four; MXNet trains in float32 only.", True),
+    Parameter("compile", False, flag,
+              "Run training steps through the framework's compiler: torch.compile (torch), XLA jit_compile "
+              "(TensorFlow); MXNet's bound executors are static graphs already. Off by default: compiling costs "
+              "seconds up front and paid back only for large networks in our measurements.", True),
     Parameter("image_shape", None, image_shape, "[height, width] images are resized to; None or [0, 0]: the "
               "network's default. Deep Water read [width, height] (the same for square images); deepwater keeps "
               "height first, as saved models and the model zoo store it.", True),
