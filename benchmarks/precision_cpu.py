@@ -22,7 +22,7 @@ import deepwater as dw
 VARIANTS = {"float32": {"precision": "float32"}, "bfloat16": {"precision": "bfloat16"},
             "float32+compile": {"precision": "float32", "compile": True}}
 NETWORKS = {"mlp": {"hidden": [200, 200]},
-            "lenet": {"network": "lenet", "problem_type": "image", "image_shape": [28, 28], "channels": 1}}
+            "lenet": {"network": "lenet", "image_shape": [28, 28], "channels": 1}}
 
 
 def run(backend: str, network: str, variant: str, train, test, epochs: int) -> tuple[float, float]:
