@@ -34,7 +34,8 @@ benchmark: install-dev
 	cd benchmarks && $(abspath $(PY)) mlp_vs_torch.py && $(abspath $(PY)) lenet_images.py \
 		&& $(abspath $(PY)) backend_throughput.py && $(abspath $(PY)) accuracy_by_backend.py \
 		&& $(abspath $(PY)) booklet_accuracy.py && $(abspath $(PY)) distance_vs_cdist.py \
-		&& $(abspath $(PY)) export_scoring.py && $(abspath $(PY)) save_load.py && $(abspath $(PY)) grid_ray.py
+		&& $(abspath $(PY)) export_scoring.py && $(abspath $(PY)) serve_load.py && $(abspath $(PY)) save_load.py \
+		&& $(abspath $(PY)) grid_ray.py && $(abspath $(PY)) autoencoder_mnist.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -141,6 +141,78 @@ class DistanceEngineProvider(Protocol):
         """An engine on `device` ('cuda' or 'cuda:N'); DeviceError when the framework does not see it."""
 
 
+@dataclass(frozen=True)
+class Shard:
+    """One device's rows of a global mini-batch, and its `share` of the batch's loss: rows / batch rows, or
+    with row weights its weights' sum / the batch's. Summing share * (the shard's mean loss) over the shards
+    gives the batch's mean loss, so the share-weighted sum of the shards' gradients is the full batch's."""
+
+    x: np.ndarray
+    y: np.ndarray
+    weights: np.ndarray | None
+    share: float
+
+
+def split_batch(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None, parts: int) -> list[Shard]:
+    """The batch in `parts` contiguous shards as even as can be (sizes differ by at most one row).
+
+    A shard without rows (a batch smaller than `parts`) holds the batch's first row with share 0, so that
+    every replica still runs its step (collective frameworks need each replica in every step)."""
+    bounds = np.linspace(0, len(x), parts + 1).round().astype(int)
+    total = float(len(x)) if weights is None else max(float(np.sum(weights, dtype=np.float64)), 1e-12)
+    shards = []
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        rows = slice(start, stop) if stop > start else slice(0, 1)
+        w = None if weights is None else weights[rows]
+        if stop == start:
+            share = 0.0
+        else:
+            share = (stop - start) / total if w is None else float(np.sum(w, dtype=np.float64)) / total
+        shards.append(Shard(x[rows], y[rows], w, share))
+    return shards
+
+
+@runtime_checkable
+class ReplicaGroup(Protocol):
+    """Replicas of one net on several devices, stepping together on shards of each global batch.
+
+    The net it was made from (the estimator's) holds the weights the core reads; `pull()` brings the
+    replicas' weights and optimiser state into it and `push()` sends its own to the replicas."""
+
+    def step(self, shards: list[Shard], samples: int) -> float:
+        """One optimiser step of every replica on its shard (the gradients averaged by share) after
+        `samples` training rows; returns the batch's mean loss."""
+
+    def pull(self) -> None:
+        """Load the replicas' weights and optimiser state into the net."""
+
+    def push(self) -> None:
+        """Load the net's weights and optimiser state into every replica."""
+
+    def close(self) -> None:
+        """Free the replicas (worker processes, devices); the net keeps the weights pulled last."""
+
+
+@runtime_checkable
+class DataParallel(Protocol):
+    """Optional for a backend: trains one net on several devices (device_id=[0, 1, ...])."""
+
+    def prepare_devices(self, devices: list[str]) -> None:
+        """Check (and where the framework needs it before it starts, set up) `devices`, e.g. ['cuda:0',
+        'cuda:1'] or CPU replicas ['cpu:0', 'cpu:1']; DeviceError naming device_id when it cannot."""
+
+    def replicate(self, net: Net, devices: list[str]) -> ReplicaGroup:
+        """Replicas of `net` (built by this backend on devices[0]) on `devices`, holding its weights."""
+
+
+@runtime_checkable
+class RayDataParallel(Protocol):
+    """Optional for a backend: trains one net over Ray workers (num_workers=N after deepwater.init())."""
+
+    def replicate_on_ray(self, net: Net, workers: int, gpu: bool) -> ReplicaGroup:
+        """Replicas of `net` in `workers` Ray workers of the joined cluster, on a GPU each when `gpu`."""
+
+
 class OptimiserState(Protocol):
     """What a net's optimiser gives training_state(): its arrays, and loading them back."""
 
@@ -284,7 +356,8 @@ class BaseNet(ABC):
 
     # --- the Net protocol ------------------------------------------------------------------
     def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
-        """One optimiser step on the batch; returns its mean loss (NaN, and no step, for an empty batch)."""
+        """One optimiser step on the batch; returns its mean loss (NaN, and no step, for an empty batch).
+        An autoencoder's targets are its inputs: `y` is not read."""
         return float(self.train_step(x, y, weights))
 
     def train_step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float | LazyLoss:
@@ -292,9 +365,16 @@ class BaseNet(ABC):
         later (the trainer reads it when it scores)."""
         if len(x) == 0:
             return float("nan")
-        loss = self._step(x, y, weights)
+        loss = self._step(x, self.targets(x, y), weights)
         self.samples += len(x)
         return loss
+
+    def targets(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """What the loss compares the outputs with: `y`, or for an autoencoder the inputs themselves, flattened
+        as the output is."""
+        if self.task.is_autoencoder:
+            return np.ascontiguousarray(np.reshape(x, (len(x), -1)), dtype=np.float32)
+        return y
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities (n, classes) or values (n, 1), float32."""

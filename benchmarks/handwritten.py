@@ -96,6 +96,29 @@ def gluon_mlp(classes: int, hidden: tuple[int, ...] = (200, 200)):
     return net
 
 
+def torch_h2o_sgd(model, x: np.ndarray, targets: np.ndarray, loss: Callable, epochs: int, batch: int, seed: int,
+                  rate: float, annealing: float, momentum: float, clip: float) -> float:
+    """Train `model` on the float32 rows `x` with H2O's SGD as a torch user writes it (rate / (1 + annealing *
+    samples), Nesterov momentum, element-wise gradient clipping), `loss(output, target batch)`; the loop's seconds."""
+    import torch
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=rate, momentum=momentum, nesterov=True)
+    rng, seen = np.random.default_rng(seed), 0
+    start = time.perf_counter()
+    for epoch in _epochs(len(x), batch, epochs, rng):
+        for rows in epoch:
+            xb, yb = torch.from_numpy(x[rows]), torch.from_numpy(targets[rows])
+            optimizer.param_groups[0]["lr"] = rate / (1 + annealing * seen)
+            optimizer.zero_grad(set_to_none=True)
+            value = loss(model(xb), yb)
+            value.backward()
+            torch.nn.utils.clip_grad_value_(model.parameters(), clip)
+            optimizer.step()
+            value.item()
+            seen += len(rows)
+    return time.perf_counter() - start
+
+
 def keras_lenet(channels: int, classes: int):
     """LeNet written directly with Keras layers, channels-last as TensorFlow prefers."""
     import keras

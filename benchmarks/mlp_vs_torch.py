@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 import torch
 from common import alternate, write_result
+from handwritten import torch_h2o_sgd
 from torch import nn
 from torch.nn import functional as F
 
@@ -36,24 +36,8 @@ def hand_written(train_pixels, y_train, test_pixels, y_test, epochs: int, batch:
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(x_train.shape[1], 200), nn.ReLU(), nn.Linear(200, 200), nn.ReLU(),
                           nn.Linear(200, 10))
-    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, nesterov=True)
-    rng = np.random.default_rng(seed)
-    seen = 0
-    start = time.perf_counter()
-    for _ in range(epochs):
-        order = rng.permutation(len(x_train))
-        for begin in range(0, len(order), batch):
-            rows = order[begin:begin + batch]
-            xb, yb = torch.from_numpy(x_train[rows]), torch.from_numpy(y_train[rows])
-            optimizer.param_groups[0]["lr"] = LEARNING_RATE / (1 + ANNEALING * seen)
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(xb), yb)
-            loss.backward()
-            torch.nn.utils.clip_grad_value_(model.parameters(), CLIP)
-            optimizer.step()
-            loss.item()
-            seen += len(rows)
-    loop_seconds = time.perf_counter() - start
+    loop_seconds = torch_h2o_sgd(model, x_train, y_train, F.cross_entropy, epochs, batch, seed, LEARNING_RATE,
+                                 ANNEALING, MOMENTUM, CLIP)
     with torch.no_grad():
         predicted = model(torch.from_numpy(x_test)).argmax(1).numpy()
     return float((predicted == y_test).mean()), loop_seconds

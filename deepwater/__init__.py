@@ -17,7 +17,7 @@ from .errors import (
                      ParameterError,
 )
 from .ensemble import H2OStackedEnsembleEstimator, StackedEnsembleEstimator
-from .estimator import DeepWaterEstimator, H2ODeepWaterEstimator
+from .estimator import DeepWaterEstimator, H2OAutoEncoderEstimator, H2ODeepWaterEstimator
 from .frames import import_file
 from .grid import GridSearch, H2OGridSearch
 from .model_files import load_model, save_model
@@ -25,7 +25,7 @@ from .model_store import get_model, ls, remove
 
 __version__ = "0.1.0"
 __all__ = [
-    "DeepWaterEstimator", "H2ODeepWaterEstimator", "StackedEnsembleEstimator", "H2OStackedEnsembleEstimator",
+    "DeepWaterEstimator", "H2ODeepWaterEstimator", "H2OAutoEncoderEstimator", "StackedEnsembleEstimator", "H2OStackedEnsembleEstimator",
     "import_file", "datasets", "accessor", "models_zoo",
     "distance", "nearest", "save_model", "load_model", "get_model", "ls", "remove",
     "DeepWaterError", "ParameterError", "FrameError", "ImageError", "MissingDependencyError", "DeviceError",

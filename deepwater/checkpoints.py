@@ -24,9 +24,9 @@ AUTO_RESOLVED = ("backend", "network", "problem_type")  # 'auto' given to a rest
 NOT_INHERITED = ("model_id", "checkpoint")
 
 
-def resolve_checkpoint(value: Any) -> DeepWaterEstimator:
+def resolve_checkpoint(value: Any, parameter: str = "checkpoint") -> DeepWaterEstimator:
     """The trained model `value` names: the model itself, a model_id held in this process, a saved
-    model's path, or an export_checkpoints_dir folder (its newest complete checkpoint)."""
+    model's path, or an export_checkpoints_dir folder (its newest complete checkpoint); errors name `parameter`."""
     if hasattr(value, "model_id") and not isinstance(value, str):
         model = value
     elif value in held():
@@ -34,12 +34,12 @@ def resolve_checkpoint(value: Any) -> DeepWaterEstimator:
     elif os.path.exists(value):
         model = load_model(value)
     else:
-        raise ParameterError(f"checkpoint={value!r} is neither a model_id of this process (deepwater.ls() lists "
+        raise ParameterError(f"{parameter}={value!r} is neither a model_id of this process (deepwater.ls() lists "
                              "them) nor an existing saved model or export_checkpoints_dir folder; pass a trained "
                              "model, its model_id, or the path deepwater.save_model() returned.")
     if getattr(model, "_fitted", None) is None:
-        raise NotFittedError(f"checkpoint={model.model_id!r} is not trained, so there is nothing to continue; "
-                             "train it first or drop checkpoint.")
+        raise NotFittedError(f"{parameter}={model.model_id!r} is not trained, so there is nothing to start from; "
+                             f"train it first or drop {parameter}.")
     return model
 
 

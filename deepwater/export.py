@@ -62,6 +62,10 @@ def export_bundle(model: DeepWaterEstimator, path: str | os.PathLike, format: st
         raise ParameterError(f"layers={layers!r} must be a list of layer names (or positions), e.g. "
                              f"layers=[{layers!r}].")
     fitted = model._require_fitted()
+    if fitted.task.is_autoencoder:
+        raise ParameterError(f"model {model.model_id!r} is an autoencoder, which deepwater.inference cannot score yet "
+                             "(its bundles hold classifiers and regressions); score it with the model's anomaly() "
+                             "and predict(), or save it with deepwater.save_model().")
     names = list(dict.fromkeys(resolve_layer(fitted.net, layer) for layer in layers or ()))
     target = Path(os.fspath(path))  # write_folder refuses an existing target before the network is rebuilt
     write_folder(target, lambda folder: _write_bundle(model, fitted, _exporter(model, fitted), names, folder), force)

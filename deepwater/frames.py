@@ -3,22 +3,26 @@ from __future__ import annotations
 
 import difflib
 import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from .errors import FrameError, MissingDependencyError, ParameterError
-from .images import first_non_image, looks_like_image_column
+from .images import IMAGE_EXTENSIONS, first_non_image, looks_like_image_column
 
 ColumnRef = str | int
 
 
 def import_file(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a .csv, .csv.gz or .parquet file into a pandas DataFrame."""
+    """Read a .csv, .csv.gz or .parquet file into a pandas DataFrame, or an image folder laid out as
+    class/file.png into a frame of image paths ('uri') and their class ('label', categorical)."""
     text = os.fspath(path)
     if not os.path.exists(text):
         raise FrameError(f"path={text!r} does not exist; check the path.")
+    if os.path.isdir(text):
+        return image_folder(text)
     lower = text.lower()
     if lower.endswith((".csv", ".csv.gz")):
         return pd.read_csv(text)
@@ -28,6 +32,20 @@ def import_file(path: str | os.PathLike) -> pd.DataFrame:
         except ImportError as error:
             raise MissingDependencyError("pyarrow (to read parquet)", "parquet") from error
     raise FrameError(f"path={text!r} has a suffix import_file cannot read; use .csv, .csv.gz or .parquet.")
+
+
+def image_folder(path: str | os.PathLike) -> pd.DataFrame:
+    """The images under `path`, one subfolder per class (path/cat/1.png, path/dog/2.jpg): a frame of their paths
+    ('uri') and classes ('label', categorical), sorted by class and file name."""
+    root = Path(os.fspath(path))
+    rows = [(str(file), folder.name) for folder in sorted(p for p in root.iterdir() if p.is_dir())
+            for file in sorted(folder.iterdir()) if file.suffix.lower() in IMAGE_EXTENSIONS and file.is_file()]
+    if not rows:
+        raise FrameError(f"path={str(root)!r} is a folder without images in class subfolders; lay it out as "
+                         f"class/file.png (one subfolder per class, images {', '.join(IMAGE_EXTENSIONS)}).")
+    frame = pd.DataFrame(rows, columns=["uri", "label"])
+    frame["label"] = frame["label"].astype("category")
+    return frame
 
 
 def check_frame(frame: object, name: str) -> pd.DataFrame:
@@ -50,10 +68,11 @@ CONTAINERS = (list, tuple, set, frozenset, dict, np.ndarray)
 
 def check_plain_values(frame: pd.DataFrame, columns: Sequence[str]) -> None:
     """A FrameError when one of `columns` holds lists, dicts or other containers instead of single values."""
+    dtypes = dict(zip(frame.columns, frame.dtypes))  # a dict: looking up 784 pixel columns one by one is slow
     for name in columns:
-        series = frame[name]
-        if series.dtype != object:
+        if dtypes[name] != object:
             continue  # numbers, categories and strings hold single values
+        series = frame[name]
         nested = series.map(lambda value: isinstance(value, CONTAINERS)).to_numpy(dtype=bool)
         if nested.any():
             row = int(np.argmax(nested))
@@ -81,11 +100,12 @@ def column_name(frame: pd.DataFrame, ref: ColumnRef, parameter: str) -> str:
 
 
 def resolve_columns(frame: pd.DataFrame, x: Sequence[ColumnRef] | ColumnRef | None, y: ColumnRef | None,
-                    ignored: Sequence[str] = ()) -> tuple[list[str], str]:
-    """Predictor names and response name; x=None means every column but y and `ignored`."""
-    if y is None:
+                    ignored: Sequence[str] = (), unsupervised: bool = False) -> tuple[list[str], str | None]:
+    """Predictor names and response name; x=None means every column but y and `ignored`. `unsupervised`
+    (an autoencoder): y may be None, and a y given is left out of the predictors and returned as None."""
+    if y is None and not unsupervised:
         raise ParameterError("y=None: name the response column, e.g. y='label'.")
-    response = column_name(frame, y, "y")
+    response = None if y is None else column_name(frame, y, "y")
     if x is None:
         predictors = [c for c in frame.columns if c != response and c not in ignored]
     else:
@@ -96,9 +116,14 @@ def resolve_columns(frame: pd.DataFrame, x: Sequence[ColumnRef] | ColumnRef | No
                              "check the names (x also takes 0-based positions).")
         predictors = [column_name(frame, r, "x") for r in refs]
     if response in predictors:
-        raise ParameterError(f"y={response!r} is also in x; the response cannot be a predictor.")
+        if not unsupervised:
+            raise ParameterError(f"y={response!r} is also in x; the response cannot be a predictor.")
+        predictors.remove(response)
     if not predictors:
         raise ParameterError("x selects no columns; give at least one predictor.")
+    if unsupervised:
+        check_plain_values(frame, predictors)
+        return predictors, None
     check_plain_values(frame, predictors + [response])
     return predictors, response
 

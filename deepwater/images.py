@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import socket
 import threading
@@ -129,8 +130,22 @@ def _decode_file(path: str, channels: int, size: tuple[int, int] | None) -> np.n
     """
     if not os.path.exists(path):
         raise FileNotFoundError(path)
+    return _decode(path, channels, size)
+
+
+def decode_image(data: bytes, shape: ImageShape, max_pixels: int | None = None) -> np.ndarray:
+    """The uint8 (C, H, W) array of an encoded image (PNG, JPEG, ... bytes) converted and resized to `shape`, as
+    an image file is read; ValueError for bytes that are no image, or one of more than `max_pixels` pixels."""
+    return _decode(io.BytesIO(data), shape.channels, (shape.width, shape.height), max_pixels)
+
+
+def _decode(source: str | io.BytesIO, channels: int, size: tuple[int, int] | None,
+            max_pixels: int | None = None) -> np.ndarray:
+    """_decode_file's work on a path or a stream of bytes."""
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise ValueError(f"{image.width} x {image.height} pixels, more than the {max_pixels:,} allowed")
             image.load()
             image = image.convert("L" if channels == 1 else "RGB")
             if size is not None and image.size != size:

@@ -28,7 +28,7 @@ from .frames import check_frame
 from .inputs import DatasetInputs, ImageInputs, inputs_from_record
 from .model_files import BUNDLE_JSON, CHECKSUMS, MODEL_JSON, check_files
 from .onnx_runtime import has_cuda, run_rows, start_session
-from .sources import map_batches
+from .sources import ArraySource, image_input, map_batches
 
 BUNDLE_FORMAT = "deepwater-onnx-bundle"
 BUNDLE_VERSION = 1
@@ -125,6 +125,40 @@ class Scorer:
         frame = check_frame(frame, "frame")
         out, rows = map_batches(self._inputs.source(frame), self._outputs, self.batch_size)
         return self._response.predictions(out, rows, frame.index, self._threshold)
+
+    # --- scoring in steps (the prediction service gathers many requests' rows into one network call) ---
+    @property
+    def inputs(self) -> DatasetInputs | ImageInputs:
+        """How rows become the network's input: the fitted dataset encoder, or the image column, shape, mean
+        image and scale."""
+        return self._inputs
+
+    @property
+    def response(self) -> Response:
+        """The response: its name, kind ('classification' or 'regression') and class labels."""
+        return self._response
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """The network's input rows for a dataset `frame` (every predictor column present), as predict() encodes
+        them; FrameError naming the column and row of a value that is no number."""
+        if isinstance(self._inputs, ImageInputs):
+            raise ParameterError(f"{self._source} scores images: pass them to encode_images(), not a frame.")
+        return self._inputs.source(check_frame(frame, "frame")).x
+
+    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
+        """The network's input for decoded uint8 images (n, channels, height, width) of the bundle's image shape:
+        (pixels - mean image) * scale, as predict() feeds the images of a URI column."""
+        return image_input(pixels, self._inputs.mean_image, self._inputs.scale)
+
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities (or standardised values) of encoded rows, `batch_size` rows per network call; NaN
+        for a row holding inf."""
+        return map_batches(ArraySource(x), self._outputs, self.batch_size)[0]
+
+    def records(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        """predict()'s rows, as dicts ({'predict': ..., '<class>': p, ...}; None where missing), from the
+        outputs() of encoded rows."""
+        return self._response.records(outputs, self._threshold)
 
     def deepfeatures(self, frame: pd.DataFrame, layer: str | int) -> pd.DataFrame:
         """The model's deepfeatures(frame, layer) for a layer the bundle holds: columns DF.<layer>.C1 ... Ck."""

@@ -30,6 +30,18 @@ class DatasetInputs:
         `y` (predict, deepfeatures) its outputs come back NaN."""
         return ArraySource(self.encoder.transform(frame, keep_infinite=y is None), y, w)
 
+    def feature_names(self) -> list[str]:
+        """The name of each value the network takes, in order (H2O's coefficient names)."""
+        return self.encoder.feature_names()
+
+    def feature_columns(self) -> list[str]:
+        """The frame column of each value the network takes."""
+        return self.encoder.feature_columns()
+
+    def unscale(self, values: np.ndarray) -> np.ndarray:
+        """Network-input values (n, width), e.g. a reconstruction, on the frame's own scale."""
+        return self.encoder.unscale(values)
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -99,6 +111,22 @@ class ImageInputs:
             raise FrameError(f"the frame has no image column {self.column!r}, which the model was trained on; add it.")
         check_plain_values(frame, [self.column])
         return ImageSource(frame[self.column].tolist(), self.reader, self.mean_image, y, w, self.scale)
+
+    def feature_names(self) -> list[str]:
+        """The name of each value the network takes: '<column>.C<i>', pixels in channels-first row-major order."""
+        return [f"{self.column}.C{i}" for i in range(1, int(np.prod(self.input_shape)) + 1)]
+
+    def feature_columns(self) -> list[str]:
+        """The frame column of each value the network takes: the image column, for every pixel."""
+        return [self.column] * int(np.prod(self.input_shape))
+
+    def unscale(self, values: np.ndarray) -> np.ndarray:
+        """Network-input values (n, C*H*W), e.g. a reconstruction, as pixel values: values / scale + mean image."""
+        pixels = np.asarray(values, dtype=np.float64).reshape((len(values),) + self.input_shape)
+        pixels = pixels / np.asarray(self.scale, dtype=np.float64)
+        if self.mean_image is not None:
+            pixels = pixels + np.asarray(self.mean_image, dtype=np.float64)
+        return pixels.reshape(len(values), -1)
 
     def close(self) -> None:
         self.reader.close()

@@ -13,7 +13,7 @@ from sklearn import metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning
 
 from .errors import ParameterError
-from .specs import REGRESSION
+from .specs import AUTOENCODER, REGRESSION
 
 # H2O's stopping_metric names -> our metric keys and whether larger is better
 STOPPING_KEYS = {
@@ -220,6 +220,14 @@ class ModelMetrics:
     def for_regression(cls, y: np.ndarray, predicted: np.ndarray, distribution: str,
                        weights: np.ndarray | None = None, description: str = "") -> "ModelMetrics":
         return cls(REGRESSION, regression_metrics(y, predicted, distribution, weights), len(y), description=description)
+
+    @classmethod
+    def for_autoencoder(cls, row_errors: np.ndarray, weights: np.ndarray | None = None,
+                        description: str = "") -> "ModelMetrics":
+        """An autoencoder's metrics (H2O's ModelMetricsAutoEncoder): MSE, the mean over rows of each row's
+        reconstruction MSE, and its square root RMSE."""
+        mse = float(np.average(np.asarray(row_errors, dtype=np.float64), weights=weights))
+        return cls(AUTOENCODER, {"mse": mse, "rmse": math.sqrt(mse)}, len(row_errors), description=description)
 
     def _get(self, key: str) -> float:
         if key not in self.values:

@@ -203,7 +203,22 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
               "Deep Water's 'text' is not supported."),
     Parameter("epochs", 10.0, number(0), "How many passes over the training frame (may be fractional); "
               "float('inf') trains until max_runtime_secs (which it needs) or early stopping.", True),
-    Parameter("hidden", [200, 200], list_of(number(1, integer=True), min_length=1), "Hidden layer sizes of the MLP."),
+    Parameter("hidden", [200, 200], list_of(number(1, integer=True), min_length=1),
+              "Hidden layer sizes of the MLP; for an autoencoder the whole stack between input and reconstruction "
+              "(e.g. [50, 20, 50])."),
+    Parameter("autoencoder", False, flag,
+              "Train an autoencoder (H2O's parameter): no y; the network reconstructs its input (a dataset's "
+              "standardised, one-hot encoded values with network 'mlp', or the mean-subtracted image with "
+              "'conv_autoencoder') and trains on the reconstruction MSE. anomaly() gives the reconstruction error, "
+              "predict() the reconstruction. nfolds must be 0 and stopping_metric 'AUTO' or 'MSE'."),
+    Parameter("pretrained_autoencoder", None, model_reference,
+              "An autoencoder (a model, its model_id in this process or a saved model's path) whose encoder "
+              "weights start this supervised MLP's first hidden layers (H2O's parameter). It must have been "
+              "trained on the same x, with a hidden list that starts with this model's and the same activation."),
+    Parameter("variable_importances", True, flag,
+              "Compute variable importances of an MLP on a dataset by Gedeon's method (H2O Deep Learning's "
+              "parameter and default): model.varimp(). Other networks have none; asking for them explicitly "
+              "with another network is an error."),
     Parameter("activation", "Rectifier", one_of(*ACTIVATIONS), "Hidden activation of the MLP."),
     Parameter("input_dropout_ratio", 0.0, number(0, 1, high_open=True), "Fraction of inputs dropped in training.",
               True),
@@ -234,7 +249,8 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("stopping_rounds", 5, number(0, integer=True),
               "Stop when the moving average of stopping_metric over this many scorings stops improving; 0 turns it off.", True),
     Parameter("stopping_metric", "AUTO", one_of(*STOPPING_METRICS),
-              "Metric for early stopping; AUTO is logloss (classification) or deviance (regression).", True),
+              "Metric for early stopping; AUTO is logloss (classification), deviance (regression) or MSE (an "
+              "autoencoder, which takes only AUTO or MSE).", True),
     Parameter("stopping_tolerance", 0.0, number(0), "Relative improvement below which training stops; 0 (Deep "
               "Water's default): stop when the moving average no longer improves at all.", True),
     Parameter("score_interval", 5.0, number(0), "Shortest time in seconds between two scorings.", True),
@@ -249,8 +265,15 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("overwrite_with_best_model", True, flag, "Keep the weights of the best scoring, not the last.", True),
     Parameter("max_runtime_secs", 0.0, number(0), "Stop training after this many seconds; 0 means no limit.", True),
     Parameter("seed", -1, number(-1, 2**32 - 1, integer=True), "Random seed; -1 picks one.", True),
-    Parameter("gpu", True, flag, "Train on cuda:device_id[0] where there is a GPU, else warn and use the CPU.", True),
-    Parameter("device_id", [0], list_of(number(0, integer=True), min_length=1), "GPU ids; the first is used.", True),
+    Parameter("gpu", True, flag, "Train on the GPUs of device_id where there are GPUs, else warn and use the CPU.",
+              True),
+    Parameter("device_id", [0], list_of(number(0, integer=True), min_length=1),
+              "Devices one model trains on: with gpu=True the GPUs cuda:<id>, all of them, data-parallel (each step's "
+              "mini_batch_size rows split across them); with gpu=False one id is the CPU and several ids ask for "
+              "that many CPU replicas (the several-device path without GPUs).", True),
+    Parameter("num_workers", 0, number(0, integer=True),
+              "After deepwater.init(): train one model data-parallel over this many Ray workers (Ray Train, one "
+              "device each, the global batch split as for device_id); 0 trains in this process.", True),
     Parameter("precision", "auto", one_of(*PRECISIONS),
               "What training and prediction compute in: 'auto' (bfloat16 on GPUs that have it, else float16 with "
               "loss scaling; float32 on the CPU), 'float32', 'bfloat16' or 'float16' (mixed precision: weights, "

@@ -72,12 +72,18 @@ class ImageSource:
 
     def batch(self, rows: np.ndarray) -> Batch:
         pixels, ok = self.reader.read_batch(list(self.uris[rows]), rows.tolist())
-        x = pixels.astype(np.float32)
-        if self.offset is not None:
-            x -= self.offset
-        x *= self.scale
+        x = image_input(pixels, self.offset, self.scale)
         kept = rows[ok]
         return Batch(x, None if self.y is None else self.y[kept], None if self.w is None else self.w[kept], kept)
+
+
+def image_input(pixels: np.ndarray, offset: np.ndarray | None, scale: float | np.ndarray) -> np.ndarray:
+    """The network's float32 input for uint8 images (n, C, H, W): (pixels - offset) * scale."""
+    x = pixels.astype(np.float32)
+    if offset is not None:
+        x -= offset
+    x *= np.asarray(scale, dtype=np.float32)
+    return x
 
 
 def epochs(n: int, batch_size: int, total: float | None = None,

@@ -6,6 +6,8 @@ from typing import Any, Callable, Mapping
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
+AUTOENCODER = "autoencoder"  # unsupervised: the network reconstructs its own (flattened) input
+RECONSTRUCTION = "reconstruction"  # the autoencoder's loss: each row's mean squared error over its input values
 
 # loss name -> (distribution it belongs to)
 _LOSS_OF_DISTRIBUTION = {
@@ -30,6 +32,16 @@ class TaskSpec:
     @property
     def is_classification(self) -> bool:
         return self.kind == CLASSIFICATION
+
+    @property
+    def is_autoencoder(self) -> bool:
+        """True when the net learns to reconstruct its input (its targets are its inputs, flattened)."""
+        return self.kind == AUTOENCODER
+
+
+def autoencoder_task(width: int) -> TaskSpec:
+    """An autoencoder's task: `width` outputs (the input's values, flattened), trained on the reconstruction MSE."""
+    return TaskSpec(AUTOENCODER, width, RECONSTRUCTION, "gaussian")
 
 
 def task_from_params(kind: str, n_classes: int, distribution: str, loss: str) -> TaskSpec:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 from deepwater.errors import ParameterError
 
 from .alexnet import alexnet
+from .conv_autoencoder import conv_autoencoder
 from .googlenet import googlenet
 from .graph import Graph, GraphBuilder, Node, ShapeError, check_state
 from .inception_bn import inception_bn
@@ -48,6 +49,7 @@ NETWORKS: dict[str, NetworkSpec] = {
     "resnet": NetworkSpec("resnet", partial(resnet, depth=50), True, (224, 224)),
     **{f"resnet{d}": NetworkSpec(f"resnet{d}", partial(resnet, depth=d), True, (224, 224)) for d in (18, 34, 50, 101)},
     "mobilenet_v2": NetworkSpec("mobilenet_v2", mobilenet_v2, True, (224, 224)),
+    "conv_autoencoder": NetworkSpec("conv_autoencoder", conv_autoencoder, True, (28, 28)),
 }
 
 # Deep Water's "auto": inception_bn for images, an MLP for datasets.

@@ -205,6 +205,11 @@ class GraphBuilder:
             raise ValueError(f"maxout {name!r}: {units} units do not split into {pieces} pieces")
         return self._add(name, "maxout", (x,), {"pieces": pieces}, (units // pieces,))
 
+    def upsample(self, name: str, x: str, scale: int) -> str:
+        """Nearest-neighbour upsampling of an image by an integer `scale`: (C, H, W) -> (C, H*scale, W*scale)."""
+        c, h, w = self._image_shape(name, x)
+        return self._add(name, "upsample", (x,), {"scale": scale}, (c, h * scale, w * scale))
+
     def flatten(self, name: str, x: str) -> str:
         """Flatten (C, H, W) to (C*H*W,) in channels-first order."""
         return self._add(name, "flatten", (x,), {}, (math.prod(self.shape(x)),))

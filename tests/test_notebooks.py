@@ -1,6 +1,7 @@
 """The booklet's notebooks run from top to bottom (the quick start has its own test module)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -20,3 +21,12 @@ def _run(name: str, workdir: Path) -> str:
 def test_similarity_search_finds_each_altered_photo_first(tmp_path):
     printed = _run("02_similarity_search.ipynb", tmp_path)
     assert "top match is the original for 11 of 11 queries" in printed
+
+
+def test_ecg_autoencoder_flags_the_beats_unlike_the_normal_ones(tmp_path):
+    printed = _run("ecg_anomaly.ipynb", tmp_path)
+    flagged, beats = (int(n) for n in re.search(r"flagged (\d+) of (\d+) beats", printed).groups())
+    assert 0 < flagged < beats / 2
+    among_flagged, among_others = (int(n) for n in re.search(r"premature beats: (\d+)% of the flagged, (\d+)% of the "
+                                                             r"others", printed).groups())
+    assert among_flagged > 2 * among_others

@@ -23,6 +23,10 @@ class MXNetBackend:
     extra = EXTRA
     graph_formats = (MXNET_SYMBOL,)
     mean_image_suffixes = (".nd",)
+    # num_workers: why this backend cannot train over Ray workers (deepwater/parallel.py names it)
+    ray_train_limit = ("MXNet 1.9 trains across machines only through its own distributed kvstore ('dist_sync'), "
+                       "which needs ps-lite scheduler and server processes that Ray does not start, and Ray Train "
+                       "has no MXNet trainer; on one machine use device_id=[0, 1, ...]")
 
     def available(self) -> bool:
         return importlib.util.find_spec("mxnet") is not None
@@ -57,6 +61,16 @@ class MXNetBackend:
             from .user import MXNetUserNet
 
             return MXNetUserNet(graph, task, optimizer, device, seed)
+
+    def prepare_devices(self, devices: list[str]) -> None:
+        """Nothing to set up: MXNet makes a context per device as it is asked (see parallel.py)."""
+
+    def replicate(self, net, devices: list[str]):
+        """Replicas of the MXNetNet `net` on the contexts of `devices`, summing gradients in a kvstore."""
+        with torch_threads_kept():
+            from .parallel import KVStoreGroup
+
+            return KVStoreGroup(net, devices)
 
     def read_mean_image(self, path: str) -> np.ndarray:
         """The one array of an MXNet NDArray file (mx.nd.save), e.g. {'mean_img': (3, 224, 224)}."""

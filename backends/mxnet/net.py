@@ -65,9 +65,11 @@ def mx_name(graph: Graph, key: str) -> str:
 
 
 def mx_context(device: str):
-    """'cpu' -> mx.cpu(); 'cuda:i' -> mx.gpu(i)."""
+    """'cpu' -> mx.cpu(); 'cpu:i' (a CPU replica) -> mx.cpu(i); 'cuda:i' -> mx.gpu(i)."""
     if device == "cpu":
         return mx.cpu()
+    if device.startswith("cpu:"):
+        return mx.cpu(int(device.split(":", 1)[1]))
     if device.startswith("cuda:"):
         return mx.gpu(int(device.split(":", 1)[1]))
     raise ValueError(f"the mxnet backend cannot run on device {device!r}; use 'cpu' or 'cuda:<i>'")
@@ -174,6 +176,8 @@ def _node_symbol(node: Node, xs: list, updates: dict | None):
         return mx.sym.Dropout(x, p=a["rate"], name=node.name)
     if node.op == "maxout":
         return _maxout(node, x)
+    if node.op == "upsample":
+        return mx.sym.UpSampling(x, scale=a["scale"], sample_type="nearest", num_args=1, name=node.name)
     if node.op == "flatten":
         return mx.sym.flatten(x, name=node.name)
     if node.op == "concat":
@@ -199,6 +203,8 @@ def _rowwise_loss(kind: str, out, label):
     """Each row's loss, as torch's functional losses compute it with reduction='none'."""
     if kind == "cross_entropy":
         return -mx.sym.pick(mx.sym.log_softmax(out, axis=1), label, axis=1)
+    if kind == "reconstruction":  # an autoencoder: the label holds the inputs, flattened as the output is
+        return mx.sym.mean(mx.sym.square(out - label), axis=1)
     diff = mx.sym.reshape(out, shape=(-1,)) - label
     if kind == "quadratic":
         return mx.sym.square(diff)
@@ -310,20 +316,29 @@ class SymbolNet(BaseNet):
         executor.forward(is_train=False)
         return executor.outputs[0].asnumpy().astype(np.float32, copy=False)
 
-    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> LazyLoss:
+    def gradients(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None):
+        """Forward and backward on a batch, leaving the gradients in the net's gradient arrays; returns the
+        batch's mean loss as an MXNet array (not waited for)."""
         n, weighted = len(x), weights is not None
         executor = self._executors.get(("train", weighted, n), self._train_symbols[weighted], n, True)
         executor.arg_dict[self._input][:] = np.asarray(x, dtype=np.float32)
         executor.arg_dict[LABEL][:] = np.asarray(y, dtype=np.float32)
         if weighted:
             executor.arg_dict[ROW_WEIGHT][:] = np.asarray(weights, dtype=np.float32)
-        lr, momentum = schedule(self.spec, self.samples)
         executor.forward(is_train=True)
         executor.backward()
         self._after_training_forward(executor.outputs)
-        self.optimiser.step(lr, momentum)
+        return executor.outputs[0]
+
+    def gradient_arrays(self) -> list:
+        """The gradient array of each trainable parameter, in parameter order."""
+        return [self._grads[name] for name in self._param_names]
+
+    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> LazyLoss:
+        loss = self.gradients(x, y, weights)
+        self.optimiser.step(*schedule(self.spec, self.samples))
         # a copy queued on MXNet's engine (the next forward overwrites the output), read when the trainer scores
-        return LazyLoss(executor.outputs[0].copy(), _scalar)
+        return LazyLoss(loss.copy(), _scalar)
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
         return self._forward(x, None)
@@ -382,7 +397,8 @@ class MXNetNet(SymbolNet):
     def _bind(self, symbol, n: int, training: bool, shared):
         """Bind `symbol` for n rows to this net's shared arrays, with fresh input arrays."""
         inputs = {self.graph.input.name: mx.nd.zeros((n,) + tuple(self.graph.input.shape), ctx=self._ctx),
-                  LABEL: mx.nd.zeros((n,), ctx=self._ctx), ROW_WEIGHT: mx.nd.zeros((n,), ctx=self._ctx)}
+                  LABEL: mx.nd.zeros((n, self.task.n_outputs) if self.task.is_autoencoder else (n,), ctx=self._ctx),
+                  ROW_WEIGHT: mx.nd.zeros((n,), ctx=self._ctx)}
         arrays = {**self._arrays, **self._scratch, **inputs}
         return bind_arrays(symbol, self._ctx, arrays, self._grads if training else None, shared)
 

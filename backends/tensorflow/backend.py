@@ -55,3 +55,22 @@ class TensorflowBackend:
         from .user_meta import MetaGraphNet
 
         return MetaGraphNet(graph, task, optimizer, device, seed)
+
+    def prepare_devices(self, devices: list[str]) -> None:
+        """CPU replicas become logical CPU devices, before TensorFlow starts (see parallel.py)."""
+        if devices[0].startswith("cpu"):
+            from .parallel import split_cpu
+
+            split_cpu(len(devices))
+
+    def replicate(self, net, devices: list[str]):
+        """A MirroredStrategy over `devices` stepping the TensorflowNet `net` (see parallel.py)."""
+        from .parallel import MirroredGroup
+
+        return MirroredGroup(net, devices)
+
+    def replicate_on_ray(self, net, workers: int, gpu: bool):
+        """MultiWorkerMirroredStrategy replicas of the TensorflowNet `net` in Ray Train workers (ray_train.py)."""
+        from .ray_train import ray_group
+
+        return ray_group(net, workers, gpu)

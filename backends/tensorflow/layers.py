@@ -197,6 +197,8 @@ def _node_output(node: Node, graph: Graph, name: str, xs: list):
         return keras.layers.Dropout(a["rate"], name=name)(x)
     if node.op == "maxout":
         return Maxout(a["pieces"], name=name)(x)
+    if node.op == "upsample":
+        return keras.layers.UpSampling2D(a["scale"], data_format=_CHANNELS_LAST, interpolation="nearest", name=name)(x)
     if node.op == "flatten":
         return ChannelsFirstFlatten(name=name)(x)
     if node.op == "concat":

@@ -139,6 +139,8 @@ class TensorflowNet(BaseNet):
         return tf.TensorSpec((None,) + tuple(self.graph.input.shape), tf.float32)
 
     def _y_spec(self) -> tf.TensorSpec:
+        if self.task.is_autoencoder:  # the targets are the flattened inputs
+            return tf.TensorSpec((None, self.task.n_outputs), tf.float32)
         return tf.TensorSpec((None,), tf.int64 if self.task.is_classification else tf.float32)
 
     def _compile(self, fn: Callable, *extra: tf.TensorSpec) -> Callable:

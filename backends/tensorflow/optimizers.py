@@ -16,6 +16,8 @@ def _rowwise_loss(kind: str, out: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     """The loss of each row, as torch's functional losses compute it with reduction='none'."""
     if kind == "cross_entropy":
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=out)
+    if kind == "reconstruction":  # an autoencoder: y holds the inputs, flattened as the output is
+        return tf.reduce_mean(tf.square(out - y), axis=1)
     diff = out[:, 0] - y
     if kind == "quadratic":
         return tf.square(diff)

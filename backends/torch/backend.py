@@ -69,6 +69,24 @@ class TorchBackend:
             from .user_export import ExportProgram as Program
         return TorchUserNet(Program(graph, device), graph, task, optimizer, device, seed)
 
+    def prepare_devices(self, devices: list[str]) -> None:
+        """DeviceError when torch.distributed cannot join `devices` (see parallel.py)."""
+        from .parallel import check_devices
+
+        check_devices(devices)
+
+    def replicate(self, net, devices: list[str]):
+        """DistributedDataParallel replicas of the TorchNet `net` in one spawned process per device."""
+        from .parallel import SpawnedGroup
+
+        return SpawnedGroup(net, devices)
+
+    def replicate_on_ray(self, net, workers: int, gpu: bool):
+        """DistributedDataParallel replicas of the TorchNet `net` in Ray Train workers (see ray_train.py)."""
+        from .ray_train import ray_group
+
+        return ray_group(net, workers, gpu)
+
     def distance_engine(self, device: str):
         """deepwater.distance()'s engine on the GPU `device` (see distances.py); DeviceError when torch lacks it."""
         from .distances import TorchDistanceEngine, check_gpu

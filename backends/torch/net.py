@@ -80,6 +80,8 @@ def _layer(node: Node, graph: Graph) -> nn.Module:
         return nn.Dropout(a["rate"])
     if node.op == "maxout":
         return Maxout(a["pieces"])
+    if node.op == "upsample":
+        return nn.Upsample(scale_factor=a["scale"], mode="nearest")
     if node.op == "flatten":
         return nn.Flatten()
     raise ValueError(f"the torch backend has no layer for op {node.op!r}")

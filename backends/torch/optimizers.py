@@ -16,11 +16,15 @@ from .precision import Mixed
 
 
 def task_loss(task: TaskSpec, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """The task's mean loss of the batch: cross entropy on logits, or a regression loss on (n, 1) values;
-    with row weights, the weighted mean."""
+    """The task's mean loss of the batch: cross entropy on logits, a regression loss on (n, 1) values, or an
+    autoencoder's reconstruction error (each row's mean squared error over its values); with row weights,
+    the weighted mean."""
     reduction = "none" if weights is not None else "mean"
     if task.loss == "cross_entropy":
         loss = F.cross_entropy(out, y, reduction=reduction)
+    elif task.loss == "reconstruction":
+        loss = F.mse_loss(out.reshape(len(out), -1), y, reduction="none").mean(dim=1)
+        loss = loss if weights is not None else loss.mean()
     else:
         out = out.squeeze(1)
         if task.loss == "quadratic":
