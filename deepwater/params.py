@@ -282,8 +282,9 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("compile", False, flag,
               "Run training steps through the framework's compiler: torch.compile (torch), XLA jit_compile "
               "(TensorFlow); MXNet's bound executors are static graphs already. Off by default: compiling costs "
-              "10-30 s up front and again for each new batch shape, and on the CPU here it sped torch's MLP up but "
-              "slowed TensorFlow's (benchmarks/precision_cpu.py).", True),
+              "10-30 s up front and again for each new batch shape, and on the CPU here it did not pay consistently "
+              "(0.53x-2.15x of float32's speed across networks, backends and runs: benchmarks/precision_cpu.py).",
+              True),
     Parameter("image_shape", None, image_shape, "[height, width] images are resized to; None or [0, 0]: the "
               "network's default. Deep Water read [width, height] (the same for square images); deepwater keeps "
               "height first, as saved models and the model zoo store it.", True),
