@@ -12,7 +12,7 @@ that each is a `Backend`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -228,6 +228,46 @@ def slot_arrays(slots: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
     return {f"{slot}.{i}": value for slot, values in slots.items() for i, value in enumerate(values)}
 
 
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # the values of the `precision` parameter
+MIXED = ("bfloat16", "float16")  # the precisions a net computes in while its weights stay float32
+
+
+def resolve_precision(requested: str, device: str, supported: Sequence[str], gpu_bfloat16: bool) -> str:
+    """The concrete precision for `requested` on `device`: itself, or for 'auto' bfloat16 on a GPU that has it,
+    else float16 (with loss scaling) on a GPU, and float32 on the CPU or where `supported` (what the net computes
+    in) lacks the mixed one."""
+    if requested != "auto":
+        return requested
+    wanted = "float32" if device == "cpu" else "bfloat16" if gpu_bfloat16 else "float16"
+    return wanted if wanted in supported else "float32"
+
+
+def configure_steps(net: Net, precision: str, compile: bool) -> None:
+    """Give `net` the `precision` and `compile` parameters: BaseNet.configure_steps(), or for a plug-in net
+    without it, float32 steps as they are (ParameterError when anything else is asked)."""
+    configure = getattr(net, "configure_steps", None)
+    if configure is not None:
+        configure(precision, compile)
+    elif precision not in ("auto", "float32") or compile:
+        raise ParameterError(f"precision={precision!r}, compile={compile!r}: {type(net).__name__} has no "
+                             "configure_steps(); use precision='auto' or 'float32' and compile=False.")
+
+
+class LazyLoss:
+    """A step's loss left on the device until float() reads it, so that a step does not wait for the device.
+
+    `read` turns the framework's scalar into a number; the trainer reads losses only when it scores.
+    """
+
+    __slots__ = ("_value", "_read")
+
+    def __init__(self, value: object, read: Callable[[object], float] = float) -> None:
+        self._value, self._read = value, read
+
+    def __float__(self) -> float:
+        return float(self._read(self._value))
+
+
 def softmax(scores: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float32, stable for large scores."""
     shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
@@ -245,6 +285,11 @@ class BaseNet(ABC):
     # the optimiser whose arrays training_state() holds; None for a net whose optimiser keeps nothing outside
     # get_state() (a TF1 graph's own train_op) or that does not train (ONNX)
     optimiser: OptimiserState | None = None
+    precision = "float32"  # what the steps compute in (configure_steps()); weights stay float32
+    precision_limit = "it trains in float32 only"  # why precisions() holds no more, for the error
+    compiled = False  # whether the steps run through the framework's compiler (configure_steps())
+    # copies the next batch to the device while the current one trains (trainer's lookahead); None: no use
+    prefetch: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], None] | None = None
 
     def __init__(self, task: TaskSpec, device: str, source: str) -> None:
         self.task = task
@@ -254,8 +299,8 @@ class BaseNet(ABC):
 
     # --- what each framework's net implements ----------------------------------------------
     @abstractmethod
-    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
-        """One optimiser step; returns the batch's mean loss."""
+    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float | LazyLoss:
+        """One optimiser step; returns the batch's mean loss, as a number or a LazyLoss left on the device."""
 
     @abstractmethod
     def _scores(self, x: np.ndarray) -> np.ndarray:
@@ -285,13 +330,42 @@ class BaseNet(ABC):
     def _write_state(self, state: dict[str, np.ndarray]) -> None:
         """Load a state already checked to fit state_shapes()."""
 
+    # --- precision and compiled steps (a framework's net overrides these) -------------------
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions this net computes in on its device (float32 unless the framework's net says more)."""
+        return ("float32",)
+
+    def gpu_has_bfloat16(self) -> bool:
+        """True when the net's GPU computes in bfloat16 natively ('auto' then picks bfloat16 over float16)."""
+        return False
+
+    def _apply_steps(self, precision: str, compile: bool) -> None:
+        """Make the steps compute in `precision` (one of precisions()) and compile them when asked; a net
+        whose steps are already a static graph (MXNet's bound executors) ignores `compile`."""
+
+    def configure_steps(self, precision: str = "auto", compile: bool = False) -> None:
+        """Train (and predict) in `precision` ('auto' resolved for this device by resolve_precision()),
+        through the framework's compiler when `compile`; weights, optimiser state and outputs stay float32."""
+        supported = self.precisions()
+        if precision not in ("auto", *supported):
+            raise ParameterError(f"precision={precision!r} is not available for {self.source} on {self.device!r}: "
+                                 f"{self.precision_limit}. Use precision='auto' or one of {list(supported)}.")
+        concrete = resolve_precision(precision, self.device, supported, self.gpu_has_bfloat16())
+        self._apply_steps(concrete, compile)
+        self.precision, self.compiled = concrete, compile
+
     # --- the Net protocol ------------------------------------------------------------------
     def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
         """One optimiser step on the batch; returns its mean loss (NaN, and no step, for an empty batch).
         An autoencoder's targets are its inputs: `y` is not read."""
+        return float(self.train_step(x, y, weights))
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float | LazyLoss:
+        """train_batch() without waiting for the device: the loss comes back as something float() reads
+        later (the trainer reads it when it scores)."""
         if len(x) == 0:
             return float("nan")
-        loss = float(self._step(x, self.targets(x, y), weights))
+        loss = self._step(x, self.targets(x, y), weights)
         self.samples += len(x)
         return loss
 

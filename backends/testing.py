@@ -197,6 +197,31 @@ def check_training_state_misfit(backend: Backend) -> None:
         raise AssertionError("set_training_state() with another optimiser's state did not raise ModelFileError")
 
 
+def check_mixed_precision(backend: Backend, network: str, precision: str) -> None:
+    """A net either trains in `precision` (bfloat16 or float16) with float32 weights, optimiser state and
+    predictions, or refuses it with a ParameterError naming the parameter; 'auto' is float32 on the CPU."""
+    net = build(backend, network, optimizer=OptimizerSpec(learning_rate=0.01, learning_rate_annealing=0.0))
+    net.configure_steps("auto")
+    assert net.precision == "float32"
+    if precision not in net.precisions():
+        try:
+            net.configure_steps(precision)
+        except ParameterError as error:
+            assert f"precision={precision!r}" in str(error) and "precision='auto'" in str(error), str(error)
+            return
+        raise AssertionError(f"configure_steps({precision!r}) outside precisions() did not raise ParameterError")
+    net.configure_steps(precision)
+    assert net.precision == precision
+    x = inputs(network, rows=8, seed=2)
+    y = np.random.default_rng(0).integers(0, CLASSES, size=len(x)).astype(np.int64)
+    losses = [net.train_batch(x, y) for _ in range(10)]
+    assert np.isfinite(losses).all() and np.mean(losses[-3:]) < losses[0], losses
+    arrays = {**net.get_state(), **{k: v for k, v in net.training_state().items() if k != "samples"}}
+    assert {str(v.dtype) for v in arrays.values()} == {"float32"}, {k: v.dtype for k, v in arrays.items()}
+    probabilities = net.predict(x)
+    assert probabilities.dtype == np.float32 and np.isfinite(probabilities).all()
+
+
 def check_backend(backend: Backend, networks: tuple[str, ...] = tuple(NETWORKS)) -> None:
     """Every check, on `backend` alone (a plug-in's conformance run)."""
     check_protocol(backend)
@@ -214,3 +239,5 @@ def check_backend(backend: Backend, networks: tuple[str, ...] = tuple(NETWORKS))
         check_training_lowers_loss(backend, network)
         check_training_state_continues(backend, network)
     check_training_state_continues(backend, "mlp", ADADELTA)
+    for precision in ("bfloat16", "float16"):
+        check_mixed_precision(backend, "mlp", precision)

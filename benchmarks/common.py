@@ -27,13 +27,13 @@ def alternate(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, lis
     return out
 
 
-def write_result(name: str, result: dict[str, Any]) -> str:
-    """Save a benchmark's result as JSON under benchmarks/results/ (atomically) and return the path."""
-    os.makedirs(RESULTS_DIR, exist_ok=True)
+def write_result(name: str, result: dict[str, Any], folder: str = RESULTS_DIR) -> str:
+    """Save a benchmark's result as JSON in `folder` (default benchmarks/results/, atomically); return the path."""
+    os.makedirs(folder, exist_ok=True)
     result = {"benchmark": name, "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
               **result}
-    path = os.path.join(RESULTS_DIR, f"{name}.json")
+    path = os.path.join(folder, f"{name}.json")
     tmp = path + ".tmp"
     with open(tmp, "w") as handle:
         json.dump(result, handle, indent=2, default=str)

@@ -20,15 +20,19 @@ def _epochs(n: int, batch: int, epochs: int, rng: np.random.Generator):
         yield [order[i:i + batch] for i in range(0, n, batch)]
 
 
-def _timed_epochs(step: Callable[[np.ndarray], None], n: int, batch: int, epochs: int) -> float:
-    """Run one warm-up epoch, then `epochs` timed ones; images per second of the timed ones."""
+def _timed_epochs(step: Callable[[np.ndarray], None], n: int, batch: int, epochs: int,
+                  finish: Callable[[], None] = lambda: None) -> float:
+    """Run one warm-up epoch, then `epochs` timed ones; images per second of the timed ones. `finish` waits for
+    work still queued on a device (a GPU loop that does not read every loss) before each clock reading."""
     rng = np.random.default_rng(0)
     for rows in next(_epochs(n, batch, 1, rng)):
         step(rows)
+    finish()
     start = time.perf_counter()
     for epoch in _epochs(n, batch, epochs, rng):
         for rows in epoch:
             step(rows)
+    finish()
     return n * epochs / (time.perf_counter() - start)
 
 
@@ -57,6 +61,39 @@ def torch_loop(model, images: np.ndarray, labels: np.ndarray, batch: int, epochs
         loss.item()
 
     return _timed_epochs(step, len(images), batch, epochs)
+
+
+def torch_mlp(inputs: int, classes: int, hidden: tuple[int, ...] = (200, 200)):
+    """The booklet's MLP written directly with torch.nn (ReLU)."""
+    from torch import nn
+
+    layers, width = [nn.Flatten()], inputs
+    for units in hidden:
+        layers += [nn.Linear(width, units), nn.ReLU()]
+        width = units
+    return nn.Sequential(*layers, nn.Linear(width, classes))
+
+
+def keras_mlp(shape: tuple[int, ...], classes: int, hidden: tuple[int, ...] = (200, 200)):
+    """The booklet's MLP written directly with Keras layers."""
+    import keras
+
+    return keras.Sequential([keras.Input(shape), keras.layers.Flatten(),
+                             *[keras.layers.Dense(units, activation="relu") for units in hidden],
+                             keras.layers.Dense(classes)])
+
+
+def gluon_mlp(classes: int, hidden: tuple[int, ...] = (200, 200)):
+    """The booklet's MLP written directly with MXNet Gluon, hybridized."""
+    from deepwater.backends.mxnet.net import mx
+
+    net = mx.gluon.nn.HybridSequential()
+    for units in hidden:
+        net.add(mx.gluon.nn.Dense(units, activation="relu"))
+    net.add(mx.gluon.nn.Dense(classes))
+    net.initialize(mx.init.Xavier())
+    net.hybridize(static_alloc=True, static_shape=True)
+    return net
 
 
 def torch_h2o_sgd(model, x: np.ndarray, targets: np.ndarray, loss: Callable, epochs: int, batch: int, seed: int,

@@ -18,6 +18,7 @@ from . import autoencoder as unsupervised
 from . import networks
 from . import params as parameter_table
 from . import plots
+from .backends.base import configure_steps
 from .checkpoints import CheckpointWriter, check_restart_frames, restart_parameters, resolve_checkpoint
 from .cross_validation import CrossValidation, check_folds, cross_validate, main_model_settings
 from .design import DatasetEncoder, Response
@@ -768,9 +769,12 @@ def _build_net(network: str, graph: UserGraph | None, backend_name: str, input_s
     optimizer = OptimizerSpec.from_params(params)
     device = net_device(devices)
     if graph is not None:
-        return backend, device_label(devices), backend.load_user_network(graph, task, optimizer, device, seed)
-    spec = networks.build_graph(network, input_shape, task.n_outputs, params)
-    return backend, device_label(devices), backend.build(spec, task, optimizer, device, seed)
+        net = backend.load_user_network(graph, task, optimizer, device, seed)
+    else:
+        net = backend.build(networks.build_graph(network, input_shape, task.n_outputs, params), task, optimizer,
+                            device, seed)
+    configure_steps(net, params["precision"], params["compile"])
+    return backend, device_label(devices), net
 
 
 def _part(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

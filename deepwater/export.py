@@ -77,7 +77,7 @@ def _exporter(model: DeepWaterEstimator, fitted: _Fitted) -> OnnxExporter:
     weights, or the user graph's own net when its format can be exported."""
     if fitted.graph is None:
         _, _, net = _build_net(fitted.network, None, CANONICAL_BACKEND, fitted.inputs.input_shape, fitted.task,
-                               {**model._params, "gpu": False}, fitted.seed)
+                               {**model._params, "gpu": False, "precision": "float32", "compile": False}, fitted.seed)
         net.set_state(fitted.net.get_state(), f"model {model.model_id!r}")
         return net
     if not isinstance(fitted.net, OnnxExporter):

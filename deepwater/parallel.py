@@ -36,6 +36,10 @@ class DataParallelNet:
         self._stale = True
         return loss
 
+    # the trainer's lazy step and copies ahead are the single net's; replicas step through train_batch()
+    train_step = train_batch
+    prefetch = None
+
     def _current(self) -> Any:
         if self._stale:
             self.group.pull()

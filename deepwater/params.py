@@ -16,6 +16,7 @@ from typing import Any
 
 from . import networks, registry
 from .design import CATEGORICAL_ENCODINGS
+from .backends.base import PRECISIONS
 from .errors import ParameterError
 
 Check = Callable[[str, Any], Any]  # returns the normalised value or raises ParameterError
@@ -273,6 +274,17 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("num_workers", 0, number(0, integer=True),
               "After deepwater.init(): train one model data-parallel over this many Ray workers (Ray Train, one "
               "device each, the global batch split as for device_id); 0 trains in this process.", True),
+    Parameter("precision", "auto", one_of(*PRECISIONS),
+              "What training and prediction compute in: 'auto' (bfloat16 on GPUs that have it, else float16 with "
+              "loss scaling; float32 on the CPU), 'float32', 'bfloat16' or 'float16' (mixed precision: weights, "
+              "optimiser state, saved models and predictions stay float32). The torch and TensorFlow backends' "
+              "built-in networks (and torch user graphs) offer all four; MXNet trains in float32 only.", True),
+    Parameter("compile", False, flag,
+              "Run training steps through the framework's compiler: torch.compile (torch), XLA jit_compile "
+              "(TensorFlow); MXNet's bound executors are static graphs already. Off by default: compiling costs "
+              "10-30 s up front and again for each new batch shape, and on the CPU here it did not pay consistently "
+              "(0.53x-2.15x of float32's speed across networks, backends and runs: benchmarks/precision_cpu.py).",
+              True),
     Parameter("image_shape", None, image_shape, "[height, width] images are resized to; None or [0, 0]: the "
               "network's default. Deep Water read [width, height] (the same for square images); deepwater keeps "
               "height first, as saved models and the model zoo store it.", True),

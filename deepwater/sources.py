@@ -158,10 +158,28 @@ def iterate(source: Source, rows: Iterable[np.ndarray]) -> Iterator[Batch]:
     return prefetch((source.batch(r) for r in rows), source.prefetch_depth)
 
 
-def iterate_epochs(source: Source, epoch_rows: Iterable[list[np.ndarray]]) -> Iterator[Batch]:
-    """Batches of `source` epoch after epoch; the prefetch depth is asked again at each epoch."""
+def iterate_epochs(source: Source, epoch_rows: Iterable[list[np.ndarray]],
+                   on_next: Callable[[Batch], None] | None = None) -> Iterator[Batch]:
+    """Batches of `source` epoch after epoch; the prefetch depth is asked again at each epoch. With `on_next`,
+    each batch is handed to it before the one before it is yielded (one batch ahead, within an epoch, so that
+    the shuffler draws no later than without it)."""
     for rows in epoch_rows:
-        yield from iterate(source, rows)
+        batches = iterate(source, rows)
+        yield from batches if on_next is None else ahead(batches, on_next)
+
+
+def ahead(items: Iterable[Batch], on_next: Callable[[Batch], None]) -> Iterator[Batch]:
+    """Yield `items`, telling `on_next` about each one item before it is yielded (the first at once)."""
+    iterator = iter(items)
+    current = next(iterator, None)
+    if current is None:
+        return
+    on_next(current)
+    for following in iterator:
+        on_next(following)
+        yield current
+        current = following
+    yield current
 
 
 def map_batches(source: Source, fn: Callable[[np.ndarray], np.ndarray], batch_size: int,

@@ -104,11 +104,15 @@ class Trainer:
                                    previous.samples)
         total = round(s.epochs * self.source.n) - previous.samples if math.isfinite(s.epochs) \
             else math.inf  # epochs=inf: until max_runtime_secs
-        losses: list[float] = []
+        losses: list = []  # numbers, or losses left on the device until scoring reads them (LazyLoss)
+        step = getattr(self.net, "train_step", self.net.train_batch)
+        prefetch = getattr(self.net, "prefetch", None)
+        on_next = None if prefetch is None else lambda batch: prefetch(batch.x, batch.y, batch.w)
         with progress(total=total, unit="rows", desc=s.description, disable=s.quiet, leave=False) as bar:
-            for batch in iterate_epochs(self.source, epochs(self.source.n, s.mini_batch_size, total, self.rng)):
+            for batch in iterate_epochs(self.source, epochs(self.source.n, s.mini_batch_size, total, self.rng),
+                                        on_next):
                 if len(batch.rows):
-                    losses.append(self.net.train_batch(batch.x, batch.y, batch.w))
+                    losses.append(step(batch.x, batch.y, batch.w))
                     outcome.samples += len(batch.rows)
                 bar.update(len(batch.rows))
                 now = time.monotonic()
@@ -116,7 +120,7 @@ class Trainer:
                     outcome.stop_reason = f"max_runtime_secs={s.max_runtime_secs:g} reached"
                     break
                 if schedule.due(outcome.samples, now):
-                    bar.set_postfix(loss=f"{np.mean(losses):.4g}", refresh=False)
+                    bar.set_postfix(loss=f"{_mean(losses):.4g}", refresh=False)
                     if self._score(outcome, schedule, start, losses):
                         outcome.stop_reason = "early stopping"
                         break
@@ -142,7 +146,7 @@ class Trainer:
             "training_speed": (outcome.samples - self._resumed.samples) / training_seconds,
             "epochs": outcome.epochs,
             "samples": outcome.samples,
-            "training_loss": float(np.mean(losses)) if losses else float("nan"),
+            "training_loss": _mean(losses),
         }
         losses.clear()
         for part, part_metrics in metrics.items():
@@ -172,3 +176,8 @@ class Trainer:
     def _restore_best(self, outcome: TrainingOutcome) -> None:
         if self._best_state is not None and outcome.best_index != len(outcome.history) - 1:
             self.net.set_state(self._best_state)
+
+
+def _mean(losses: list) -> float:
+    """The mean of the steps' losses, read from the device now; NaN for none."""
+    return float(np.mean([float(loss) for loss in losses])) if losses else float("nan")

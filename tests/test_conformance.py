@@ -80,6 +80,13 @@ def test_a_net_given_the_training_state_takes_the_same_next_steps(backend, netwo
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("network", ["mlp", "lenet"])
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_mixed_precision_keeps_float32_weights_or_names_the_limit(backend, network, precision):
+    testing.check_mixed_precision(get_backend(backend), network, precision)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_adadelta_accumulators_carry_over_and_another_optimisers_state_is_refused(backend):
     testing.check_training_state_continues(get_backend(backend), "mlp", testing.ADADELTA)
     testing.check_training_state_misfit(get_backend(backend))

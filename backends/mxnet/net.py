@@ -18,6 +18,9 @@ arrays. The optimisers (optimizers.py) follow torch.optim.SGD (momentum, nestero
   (and with MKL-DNN on the CPU it left them unchanged in our checks), so the training symbol computes
   torch's update itself and the BatchNorm operator writes its own into scratch arrays nobody reads.
 * Executors are bound without MXNet's MKL-DNN graph fusion (see runtime.unfused_binding()).
+* Steps compute in float32 only (precision='bfloat16'/'float16' raise ParameterError; 'auto' is float32):
+  MXNet 1.9.1's AMP (mxnet.contrib.amp) rewrites symbols for float16 on GPUs, and its bfloat16 lists left our
+  CPU symbols unconverted. compile=True changes nothing: bound executors are static graphs already.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ import numpy as np
 from deepwater.networks import Graph, Node
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from ..base import BaseNet
+from ..base import BaseNet, LazyLoss
 from .optimizers import Slot, make_optimizer, schedule
 from .runtime import load_mxnet, unfused_binding
 
@@ -47,6 +50,11 @@ _BN_SUFFIX = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", 
 
 
 # ----------------------------------------------------------------------------- names and devices
+
+def _scalar(array) -> float:
+    """The value of a one-element NDArray (waits for MXNet's engine)."""
+    return float(array.asscalar())
+
 
 def mx_name(graph: Graph, key: str) -> str:
     """Canonical '<node>.<param>' -> MXNet array name '<node>_<param>' (batch norm: gamma, beta, moving_*)."""
@@ -285,10 +293,14 @@ class ExecutorCache:
 # ----------------------------------------------------------------------------- the Net
 
 class SymbolNet(BaseNet):
-    """What MXNet's built-in and user nets share: a training step and forward passes through executors
+    """What MXNet's built-in and user nets share (precision float32 only, see the module's notes): a training step and forward passes through executors
     bound per batch size (ExecutorCache), H2O's schedule and the optimiser. A subclass sets `_input`
     (the data variable's name), `_executors`, `_train_symbols` (by weighted), `_param_names`, `_grads`,
     `optimiser` and `spec`, and gives `_inference_symbol(layer)`."""
+
+    precision_limit = ("MXNet 1.9.1's AMP converts symbols to float16 on GPUs only and leaves them float32 for "
+                       "bfloat16 on the CPU, so the mxnet backend trains in float32; use backend='torch' or "
+                       "'tensorflow' for mixed precision")
 
     @abstractmethod
     def _inference_symbol(self, layer: str | None):
@@ -322,10 +334,11 @@ class SymbolNet(BaseNet):
         """The gradient array of each trainable parameter, in parameter order."""
         return [self._grads[name] for name in self._param_names]
 
-    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
+    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> LazyLoss:
         loss = self.gradients(x, y, weights)
         self.optimiser.step(*schedule(self.spec, self.samples))
-        return float(loss.asscalar())
+        # a copy queued on MXNet's engine (the next forward overwrites the output), read when the trainer scores
+        return LazyLoss(loss.copy(), _scalar)
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
         return self._forward(x, None)

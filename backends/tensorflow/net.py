@@ -20,6 +20,7 @@ from deepwater.specs import OptimizerSpec, TaskSpec
 from ..base import BaseNet
 from .layers import build_model, is_depthwise
 from .optimizers import Update, batch_loss
+from .precision import LossScale, gpu_has_bfloat16, set_policy
 
 
 # ----------------------------------------------------------------------------- canonical state
@@ -108,9 +109,30 @@ class TensorflowNet(BaseNet):
             self._variables = [self._state[k].variable for k in params]
             penalised = set(graph.penalised_params())
             self.optimiser = Update(self._variables, [k in penalised for k in params], optimizer)
+        self._loss_scale: LossScale | None = None
+        self._compile_all()
+
+    def _compile_all(self) -> None:
+        """(Re)make the compiled functions, after a change of precision or of jit_compile."""
         self._steps: dict[bool, Callable] = {}
-        self._scores_fn = self._compile(lambda x: self.model(x, training=False))
+        self._scores_fn = self._compile(lambda x: tf.cast(self.model(x, training=False), tf.float32))
         self._feature_fns: dict[str, Callable] = {}
+
+    # --- precision and XLA ----------------------------------------------------------------
+    def precisions(self) -> tuple[str, ...]:
+        return ("float32", "bfloat16", "float16")
+
+    def gpu_has_bfloat16(self) -> bool:
+        return gpu_has_bfloat16(self._device)
+
+    def _apply_steps(self, precision: str, compile: bool) -> None:
+        """A Keras mixed-precision policy on every layer (loss scaling for float16); XLA (jit_compile) when
+        `compile`."""
+        set_policy(self.model, precision)
+        with tf.device(self._device):
+            self._loss_scale = LossScale() if precision == "float16" else None
+        self.jit_compile = compile
+        self._compile_all()
 
     # --- compiled functions ---------------------------------------------------------------
     def _x_spec(self) -> tf.TensorSpec:
@@ -132,9 +154,16 @@ class TensorflowNet(BaseNet):
         return self._steps[weighted]
 
     def _train_graph(self, x: tf.Tensor, y: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
+        scale = self._loss_scale
         with tf.GradientTape() as tape:
-            loss = batch_loss(self.task.loss, self.model(x, training=True), y, weights)
-        self.optimiser.apply(tape.gradient(loss, self._variables), tf.shape(x)[0])
+            loss = batch_loss(self.task.loss, tf.cast(self.model(x, training=True), tf.float32), y, weights)
+            scaled = loss if scale is None else loss * scale.scale
+        grads, rows = tape.gradient(scaled, self._variables), tf.shape(x)[0]
+        if scale is None:
+            self.optimiser.apply(grads, rows)
+        else:
+            grads = scale.unscale(grads)
+            scale.apply_if_finite(grads, lambda: self.optimiser.apply(grads, rows), lambda: self.optimiser.skip(rows))
         return loss
 
     def _feature_fn(self, layer: str) -> Callable:
@@ -142,7 +171,8 @@ class TensorflowNet(BaseNet):
         if layer not in self._feature_fns:
             with tf.device(self._device):
                 sub = keras.Model(self.model.inputs, self._layers[layer].output)
-            self._feature_fns[layer] = self._compile(lambda x: channels_first_rows(sub(x, training=False)))
+            self._feature_fns[layer] = self._compile(
+                lambda x: tf.cast(channels_first_rows(sub(x, training=False)), tf.float32))
         return self._feature_fns[layer]
 
     def _run(self, fn: Callable, x: np.ndarray) -> np.ndarray:
@@ -150,15 +180,14 @@ class TensorflowNet(BaseNet):
             return fn(tf.convert_to_tensor(np.asarray(x, dtype=np.float32))).numpy().astype(np.float32, copy=False)
 
     # --- BaseNet --------------------------------------------------------------------------
-    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
+    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> tf.Tensor:
         y_dtype = np.int64 if self.task.is_classification else np.float32
         with tf.device(self._device):
             args = [tf.convert_to_tensor(np.asarray(x, dtype=np.float32)),
                     tf.convert_to_tensor(np.asarray(y, dtype=y_dtype))]
             if weights is not None:
                 args.append(tf.convert_to_tensor(np.asarray(weights, dtype=np.float32)))
-            loss = self._step_fn(weights is not None)(*args)
-        return float(loss)
+            return self._step_fn(weights is not None)(*args)  # float() reads it when the trainer scores
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
         return self._run(self._scores_fn, x)

@@ -126,6 +126,10 @@ class Update:
         self.optimizer.apply(self.variables, self._regularise(grads), self.lr, self.momentum)
         self.samples.assign_add(tf.cast(rows, tf.float64))
 
+    def skip(self, rows: tf.Tensor) -> None:
+        """A step that leaves the weights alone (its float16 gradients overflowed) but counts its rows."""
+        self.samples.assign_add(tf.cast(rows, tf.float64))
+
     def _update_schedule(self) -> None:
         """Set lr and momentum from the samples seen before this batch (OptimizerSpec.rate/momentum)."""
         if self.spec.adaptive_rate:

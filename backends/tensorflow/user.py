@@ -158,11 +158,10 @@ class EagerUserNet(BaseNet):
             return fn(*[tf.convert_to_tensor(a) for a in arrays if a is not None])
 
     # --- BaseNet --------------------------------------------------------------------------
-    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
+    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> tf.Tensor:
         y = np.asarray(y, dtype=np.int64 if self.task.is_classification else np.float32)
         w = None if weights is None else np.asarray(weights, dtype=np.float32)
-        loss = self._run(self._steps[weights is not None], np.asarray(x, dtype=np.float32), y, w)
-        return float(loss)
+        return self._run(self._steps[weights is not None], np.asarray(x, dtype=np.float32), y, w)  # read lazily
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
         return self._run(self._scores_fn, np.asarray(x, dtype=np.float32)).numpy().astype(np.float32, copy=False)

@@ -1,7 +1,8 @@
 """A networks.Graph compiled into torch modules, with H2O's optimiser, losses and penalties."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from deepwater.specs import OptimizerSpec, TaskSpec
 
 from ..base import BaseNet, OnnxGraph
 from .optimizers import Optimiser
+from .precision import TorchPrecision
 
 _ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 _POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
@@ -107,13 +109,50 @@ class GraphModule(nn.Module):
 
 
 def to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A numpy batch as a tensor on `device` (no copy on the CPU when the array is contiguous)."""
+    """A numpy batch as a tensor on `device`: no copy on the CPU when the array is contiguous; to a GPU through
+    pinned memory, copied without blocking the host."""
     tensor = torch.from_numpy(np.ascontiguousarray(array))
-    return tensor if device.type == "cpu" else tensor.to(device, non_blocking=True)
+    return tensor if device.type == "cpu" else tensor.pin_memory().to(device, non_blocking=True)
 
 
-class TorchNet(BaseNet):
-    """A built-in network on one device, with its optimiser: the Net for PyTorch."""
+class DeviceCopies:
+    """Batches copied to a GPU ahead of their step, on a side stream: prefetch(x, y, w) starts the copy,
+    take(x) gives the copied tensors to the step of the same batch (the compute stream waits for the copy)."""
+
+    KEEP = 2  # batches held ahead at most (the trainer looks one ahead)
+
+    def __init__(self, device: torch.device, copy: Callable[[np.ndarray], torch.Tensor]) -> None:
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self._copy = copy
+        self._ready: list[tuple[np.ndarray, tuple]] = []
+
+    def prefetch(self, x: np.ndarray, y: np.ndarray | None, weights: np.ndarray | None) -> None:
+        """Start copying the batch (x, y, weights) to the device."""
+        with torch.cuda.stream(self._stream) if self._stream is not None else contextlib.nullcontext():
+            tensors = tuple(None if a is None else self._copy(a) for a in (x, y, weights))
+        self._ready = [*self._ready[-(self.KEEP - 1):], (x, tensors)]
+
+    def take(self, x: np.ndarray) -> tuple | None:
+        """The tensors prefetch() copied for the batch whose inputs are `x` (the same array), or None."""
+        for i, (array, tensors) in enumerate(self._ready):
+            if array is x:
+                del self._ready[i]
+                if self._stream is not None:
+                    current = torch.cuda.current_stream(self._stream.device)
+                    current.wait_stream(self._stream)
+                    for tensor in tensors:
+                        if tensor is not None:
+                            tensor.record_stream(current)
+                return tensors
+        return None
+
+
+class TorchNet(TorchPrecision, BaseNet):
+    """A built-in network on one device, with its optimiser: the Net for PyTorch.
+
+    On a GPU, convolutional networks run in channels-last memory format with cuDNN autotuning, and the trainer
+    hands each next batch to prefetch(), which copies it on a side stream while the current batch trains.
+    """
 
     def __init__(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int) -> None:
         super().__init__(task, device, "this network")
@@ -122,11 +161,28 @@ class TorchNet(BaseNet):
         self.spec = optimizer
         self._device = torch.device(device)
         self.module = GraphModule(graph).to(self._device)
+        self._forward: nn.Module = self.module  # the training forward pass; torch.compile's when compiled
         self._training: bool | None = None
         self._set_mode(False)
         named = dict(self.module.named_parameters())
         self.optimiser = Optimiser(list(self.module.parameters()),
                                    [named[f"layers.{key}"] for key in graph.penalised_params()], task, optimizer)
+        self._memory_format = torch.preserve_format
+        self._copies: DeviceCopies | None = None
+        if self._device.type == "cuda":
+            self._use_gpu_paths()
+
+    def _use_gpu_paths(self) -> None:
+        """cuDNN autotuning, channels-last for convolutional networks, batches copied ahead on a side stream."""
+        torch.backends.cudnn.benchmark = True
+        if any(node.op == "conv" for node in self.graph.nodes):
+            self._memory_format = torch.channels_last
+            self.module.to(memory_format=torch.channels_last)
+        self._copies = DeviceCopies(self._device, self._to_device)
+        self.prefetch = self._copies.prefetch
+
+    def _compile(self, compile: bool) -> None:
+        self._forward = torch.compile(self.module) if compile else self.module
 
     def _set_mode(self, training: bool) -> None:
         if self._training != training:
@@ -134,22 +190,31 @@ class TorchNet(BaseNet):
             self._training = training
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
-        return to_tensor(array, self._device)
+        tensor = to_tensor(array, self._device)
+        return tensor.contiguous(memory_format=self._memory_format) if tensor.dim() == 4 else tensor
 
-    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
+    def _batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> tuple:
+        """The batch on the device: copied ahead by prefetch() when it was, else now."""
+        ready = None if self._copies is None else self._copies.take(x)
+        if ready is not None:
+            return ready
+        return self._to_device(x), self._to_device(y), None if weights is None else self._to_device(weights)
+
+    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> torch.Tensor:
         self._set_mode(True)
-        wb = None if weights is None else self._to_device(weights)
-        return self.optimiser.step(self.module, self._to_device(x), self._to_device(y), wb, self.samples)
+        return self.optimiser.step(self._forward, *self._batch(x, y, weights), self.samples)
 
     @torch.no_grad()
     def _scores(self, x: np.ndarray) -> np.ndarray:
         self._set_mode(False)
-        return self.module(self._to_device(x)).float().cpu().numpy()
+        with self._autocast():
+            return self.module(self._to_device(x)).float().cpu().numpy()
 
     @torch.no_grad()
     def _activations(self, x: np.ndarray, layer: str) -> np.ndarray:
         self._set_mode(False)
-        out = self.module(self._to_device(x), until=layer)
+        with self._autocast():
+            out = self.module(self._to_device(x), until=layer)
         return out.reshape(out.shape[0], -1).float().cpu().numpy()
 
     def layers(self) -> list[str]:

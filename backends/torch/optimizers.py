@@ -12,6 +12,8 @@ from torch.nn import functional as F
 from deepwater.backends.base import slot_arrays
 from deepwater.specs import OptimizerSpec, TaskSpec
 
+from .precision import Mixed
+
 
 def task_loss(task: TaskSpec, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     """The task's mean loss of the batch: cross entropy on logits, a regression loss on (n, 1) values, or an
@@ -38,7 +40,7 @@ def task_loss(task: TaskSpec, out: torch.Tensor, y: torch.Tensor, weights: torch
 
 class Optimiser:
     """Deepwater's training step over torch parameters: the task's loss, ADADELTA or SGD with H2O's annealed
-    rate and ramped momentum, l1/l2 on the `penalised` weights and gradient clipping.
+    rate and ramped momentum, l1/l2 on the `penalised` weights and gradient clipping, in `mixed`'s precision.
 
     Its buffers exist (as zeros) from the start, which steps exactly as torch's lazily made ones do, so that
     arrays() names the same arrays before and after training (checkpoints load into a fresh net).
@@ -47,6 +49,7 @@ class Optimiser:
     def __init__(self, params: list[nn.Parameter], penalised: list[nn.Parameter], task: TaskSpec,
                  spec: OptimizerSpec) -> None:
         self.params, self.penalised, self.task, self.spec = params, penalised, task, spec
+        self.mixed = Mixed()  # float32 until the net's configure_steps() says otherwise
         self.optimizer = self._make_optimizer()
         self.slots = ("square_avg", "acc_delta") if spec.adaptive_rate else \
             ("momentum_buffer",) if spec.momentum_start or spec.momentum_stable else ()
@@ -83,18 +86,20 @@ class Optimiser:
                     self.optimizer.state[p][slot].copy_(torch.as_tensor(np.asarray(arrays[f"{slot}.{i}"])))
 
     def step(self, forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-             weights: torch.Tensor | None, samples: int) -> float:
-        """One update from the batch (x, y, weights) through `forward`, `samples` rows into training;
-        returns the batch's mean loss."""
+             weights: torch.Tensor | None, samples: int) -> torch.Tensor:
+        """One update from the batch (x, y, weights) through `forward` (in `mixed`'s precision), `samples` rows
+        into training; returns the batch's mean loss as a float32 tensor still on the device (no wait)."""
         self._update_schedule(samples)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = task_loss(self.task, forward(x), y, weights)
-        loss.backward()
+        with self.mixed.autocast():
+            out = forward(x)
+        loss = task_loss(self.task, out.float(), y, weights)
+        self.mixed.backward(loss, self.optimizer)
         self._apply_penalties()
         if self.spec.clip_gradient:
             torch.nn.utils.clip_grad_value_(self.params, self.spec.clip_gradient)
-        self.optimizer.step()
-        return loss.item()
+        self.mixed.step(self.optimizer)
+        return loss.detach()
 
     def _apply_penalties(self) -> None:
         l1, l2 = self.spec.l1, self.spec.l2

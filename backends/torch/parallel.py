@@ -50,7 +50,7 @@ class Replica:
         self.share = shard.share
         weights = None if shard.weights is None else self._tensor(shard.weights)
         x, y = self._tensor(shard.x), self._tensor(shard.y)
-        return shard.share * self.net.optimiser.step(self.ddp, x, y, weights, samples)
+        return shard.share * float(self.net.optimiser.step(self.ddp, x, y, weights, samples))
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         return self.net.get_state(), self.net.training_state()

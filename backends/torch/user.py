@@ -35,6 +35,7 @@ from deepwater.user_graphs import UserGraph, check_outputs, no_replacement
 from ..base import BaseNet, OnnxGraph
 from .net import to_tensor
 from .optimizers import Optimiser
+from .precision import TorchPrecision
 
 PROBE_ROWS = 2  # rows of zeros run through a graph to find its output width
 
@@ -107,7 +108,7 @@ def replace_linear(owner: nn.Module, weight: str, bias: str | None, outputs: int
         setattr(owner, bias, nn.Parameter(fresh.bias.detach().to(old.device, old.dtype)))
 
 
-class TorchUserNet(BaseNet):
+class TorchUserNet(TorchPrecision, BaseNet):
     """A user's TorchScript or torch.export graph on one device, with deepwater's loss and optimiser."""
 
     def __init__(self, program: Program, graph: UserGraph, task: TaskSpec, optimizer: OptimizerSpec,
@@ -150,7 +151,7 @@ class TorchUserNet(BaseNet):
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         return flat(self.program.logits(x))
 
-    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> float:
+    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> torch.Tensor:
         self._set_mode(True)
         wb = None if weights is None else to_tensor(weights, self._device)
         return self.optimiser.step(self._logits, to_tensor(x, self._device), to_tensor(y, self._device), wb,
@@ -159,12 +160,14 @@ class TorchUserNet(BaseNet):
     @torch.no_grad()
     def _scores(self, x: np.ndarray) -> np.ndarray:
         self._set_mode(False)
-        return self._logits(to_tensor(x, self._device)).float().cpu().numpy()
+        with self._autocast():
+            return self._logits(to_tensor(x, self._device)).float().cpu().numpy()
 
     @torch.no_grad()
     def _activations(self, x: np.ndarray, layer: str) -> np.ndarray:
         self._set_mode(False)
-        return flat(self.program.layer_output(to_tensor(x, self._device), layer)).float().cpu().numpy()
+        with self._autocast():
+            return flat(self.program.layer_output(to_tensor(x, self._device), layer)).float().cpu().numpy()
 
     def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
         """The graph's probabilities (or values) and the activations of `layers`, through torch.onnx.export."""
