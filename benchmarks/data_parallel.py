@@ -10,7 +10,7 @@ alternate: 1 device, N devices, 1 device, ... (--repeats each), the same model, 
 CPU (default): N CPU replicas (gpu=False, device_id=[0, ..., N-1]), every process limited to --threads
 intra-op threads (OMP_NUM_THREADS): replicas of one machine's CPU share its cores, so on a small machine do not
 expect a speed-up; the figure says what the replicas cost. GPU: `--gpu` trains on cuda:0 vs cuda:0..N-1
-(run it where there are N GPUs; benchmarks/gpu_data_parallel.sh).
+(run it where there are N GPUs; benchmarks/gpu_suite.sh).
 
 Run: `python benchmarks/data_parallel.py [--backends torch tensorflow mxnet] [--devices 2] [--rows 20000]
 [--epochs 1] [--batch 128] [--repeats 3] [--threads 1] [--gpu]`.
