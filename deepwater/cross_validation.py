@@ -145,10 +145,7 @@ def cross_validate(model: DeepWaterEstimator, predictors: list[str], response_na
     outputs = np.zeros((len(frame), task.n_outputs))
     labels = np.empty(len(frame), dtype=object)
     holdouts = [folds == fold for fold in range(int(folds.max()) + 1)]
-    # variable_importances only as the user gave it: its default (True) is no request, so a fold model of a network
-    # without importances (LeNet, ...) must not be told to compute them
-    shared = {k: v for k, v in p.items() if k != "variable_importances" or k in model._given}
-    jobs = [Job(type(model), {**shared, **NOT_FOR_FOLD_MODELS, "model_id": f"{model.model_id}_cv_{fold + 1}",
+    jobs = [Job(type(model), {**p, **NOT_FOR_FOLD_MODELS, "model_id": f"{model.model_id}_cv_{fold + 1}",
                               "seed": seed + fold + 1}, predictors, response_name, np.flatnonzero(~holdout),
                 np.flatnonzero(holdout)) for fold, holdout in enumerate(holdouts)]
     fold_models = train_models(jobs, frame, frame)  # in this process, or side by side on Ray after deepwater.init()

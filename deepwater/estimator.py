@@ -53,7 +53,6 @@ from .user_graphs import (
     training_refused,
     user_graph,
 )
-from .varimp import check_network as check_varimp_network
 from .varimp import gedeon, mlp_weights, varimp_table
 from .weight_files import load_network_weights
 
@@ -288,8 +287,6 @@ class DeepWaterEstimator:
                 check_pretrained(pretrained, predictors, network, p)
             inputs = pretrained._fitted.inputs if pretrained is not None else \
                 self._make_inputs(train, predictors, problem_type, network)
-        if "variable_importances" in self._given and p["variable_importances"]:
-            check_varimp_network(network)  # asked for on a network without them: the clear error before training
         graph = self._user_graph(inputs.input_shape, task.is_classification) if network == USER else None
         seed = _seed(p)
         backend, device, net = _build_net(network, graph, p["backend"], inputs.input_shape, task, p, seed)

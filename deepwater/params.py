@@ -217,8 +217,8 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
               "trained on the same x, with a hidden list that starts with this model's and the same activation."),
     Parameter("variable_importances", True, flag,
               "Compute variable importances of an MLP on a dataset by Gedeon's method (H2O Deep Learning's "
-              "parameter and default): model.varimp(). Other networks have none; asking for them explicitly "
-              "with another network is an error."),
+              "parameter and default): model.varimp(). Other networks (convolutional, user graphs) have none: "
+              "they train as usual and their varimp() raises an error that says why."),
     Parameter("activation", "Rectifier", one_of(*ACTIVATIONS), "Hidden activation of the MLP."),
     Parameter("input_dropout_ratio", 0.0, number(0, 1, high_open=True), "Fraction of inputs dropped in training.",
               True),

@@ -181,14 +181,17 @@ def test_a_fold_model_that_fails_stops_the_folds_after_it(frame, monkeypatch):
 
 
 @pytest.mark.parametrize("backend", installed_backends())
-def test_an_image_network_cross_validates_without_variable_importances(backend):
-    """The fold models of a network without importances (LeNet on pixel columns) are not asked for them."""
+def test_an_image_network_cross_validates_with_variable_importances_asked(backend):
+    """variable_importances=True (given or by default) does not stop a network without importances (LeNet on
+    pixel columns) from training its fold models; its varimp() says why there are none."""
     rng = np.random.default_rng(4)
     pixels = pd.DataFrame(rng.integers(0, 255, size=(40, 784)), columns=[f"C{i}" for i in range(784)])
     pixels["label"] = pd.Categorical(np.arange(40) % 2)
     lenet = model(backend=backend, network="lenet", image_shape=[28, 28], channels=1, nfolds=2)
     lenet.train(y="label", training_frame=pixels)
     assert len(lenet.cross_validation_models()) == 2
+    asked = model(backend=backend, network="lenet", image_shape=[28, 28], channels=1, nfolds=2,
+                  variable_importances=True).train(y="label", training_frame=pixels)
+    assert len(asked.cross_validation_models()) == 2
     with pytest.raises(ParameterError, match="variable importances need an MLP"):
-        model(network="lenet", image_shape=[28, 28], channels=1, nfolds=2, variable_importances=True).train(
-            y="label", training_frame=pixels)
+        asked.varimp()
