@@ -17,6 +17,7 @@ import pandas as pd
 from . import autoencoder as unsupervised
 from . import networks
 from . import params as parameter_table
+from .augment import Augmentation
 from .checkpoints import CheckpointWriter, check_restart_frames, restart_parameters, resolve_checkpoint
 from .cross_validation import CrossValidation, check_folds, cross_validate, main_model_settings
 from .design import DatasetEncoder, Response
@@ -38,7 +39,7 @@ from .model_files import metrics_from_record, outcome_from_record, outcome_recor
 from .model_store import register
 from .pretraining import check_pretrained, encoder_state
 from .registry import get_backend
-from .sources import Source, map_batches
+from .sources import ImageSource, Source, map_batches
 from .specs import AUTOENCODER, CLASSIFICATION, OptimizerSpec, TaskSpec, autoencoder_task, task_from_params
 from .trainer import LoopSettings, StoppingRule, Trainer, TrainingOutcome
 from .user_graphs import (
@@ -336,6 +337,7 @@ class DeepWaterEstimator:
                                            p["score_training_samples"], start.seed)
         valid_score = None if valid is None else self._scoring_subset(
             None, valid, inputs, response, weights_column, p["score_validation_samples"], start.seed + 1)
+        train_source = _augmented(train_source, p["augment"], start)
 
         def evaluate() -> dict[str, ModelMetrics]:
             out = {"training": self._metrics(net, task, response, train_score, "training")}
@@ -763,3 +765,15 @@ def _weights(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
     if np.isnan(values).any() or (values < 0).any():
         raise FrameError(f"weights_column={column!r} holds missing or negative values; weights must be >= 0.")
     return values
+
+
+def _augmented(source: Source, augment: str | None, start: _Start) -> Source:
+    """The training source with the `augment` parameter's changes (seeded by the run's seed), or as it is."""
+    augmentation = Augmentation.parse("augment", augment)
+    if augmentation is None:
+        return source
+    if not isinstance(source, ImageSource):
+        raise ParameterError(f"augment={augment!r} changes images, but this model's inputs are columns of a dataset "
+                             f"(problem_type={start.problem_type!r}); augment applies to an image URI column: "
+                             "leave it None.")
+    return source.augmented(augmentation, start.seed)
