@@ -130,6 +130,9 @@ def test_torch_engine_matches_numpy(xy):
         result = np.empty((len(x), len(y)))
         distance_module._fill(engines.TorchDistanceEngine("cpu"), xs, ys, measure, 16, result)
         np.testing.assert_allclose(result, dw.distance(x, y, measure).to_numpy(), rtol=1e-10, atol=1e-12)
+        single = np.empty((len(x), len(y)), dtype=np.float32)
+        distance_module._fill(engines.TorchDistanceEngine("cpu"), xs, ys, measure, 16, single)
+        np.testing.assert_allclose(single, dw.distance(x, y, measure, dtype="float32").to_numpy(), rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- nearest()
