@@ -38,7 +38,7 @@ MEASURES = ("l1", "l2", "cosine", "cosine_sq")
 SIMILARITIES = ("cosine", "cosine_sq")
 DTYPES = {"float32": np.float32, "float64": np.float64}
 BLOCK_BYTES = 64 * 2**20  # bytes of results one block may hold
-PANEL = 512  # rows of X per BLAS call: one call shape at every block size, so block_rows never changes a value
+PANEL = 2048  # most rows of X per BLAS call (fewer make BLAS slower); see _NumpyEngine
 CLOSE = 2.0**-8  # l2 pairs with d^2 below this fraction of |x|^2 + |y|^2 are re-computed from differences
 Y_BLOCK_ROWS = 8192  # rows of Y nearest() scores at a time, keeping a running best-k between blocks
 CANDIDATE_SLACK = 16  # extra candidates nearest() re-scores exactly, to absorb rounding near the k-th
@@ -183,18 +183,27 @@ class DistanceEngine(Protocol):
 
 
 class _NumpyEngine:
-    """Blocks of distances with numpy: BLAS for the products, deepwater.l1_kernels for l1."""
+    """Blocks of distances with numpy: BLAS for the products, deepwater.l1_kernels for l1.
+
+    Products run `panel` rows of X per BLAS call, a block's last call padded with zeros: BLAS rounds a row
+    alike in calls of one shape, wherever the row sits in the call, so every block size gives the same bits
+    (a block smaller than the panel pays for the padding).
+    """
 
     name = "numpy"
 
+    def __init__(self, panel: int = PANEL) -> None:
+        self.panel = panel
+
     def prepare(self, values: np.ndarray, measure: str, dtype: type, shift: np.ndarray | None) -> Prepared:
         if measure == "l2":
-            rows = np.subtract(values, shift, dtype=dtype)
+            rows = values.astype(dtype, copy=False) - shift.astype(dtype)  # one dtype: numpy's fast loop
             return Prepared(rows, np.einsum("ij,ij->i", rows, rows, dtype=np.float64), values)
         if measure in SIMILARITIES:
             norms = np.sqrt(np.einsum("ij,ij->i", values, values, dtype=np.float64))
             zero = norms == 0
-            return Prepared(np.multiply(values, 1.0 / np.where(zero, 1.0, norms)[:, None], dtype=dtype), zero)
+            scale = (1.0 / np.where(zero, 1.0, norms)).astype(dtype)
+            return Prepared(values.astype(dtype, copy=False) * scale[:, None], zero)
         return Prepared(values.astype(dtype, copy=False))
 
     def block(self, x: Prepared, y: Prepared, measure: str, out: np.ndarray) -> None:
@@ -203,29 +212,28 @@ class _NumpyEngine:
             l1_block(x.rows, y.rows, out)
             return
         if measure == "l2":
-            _product(x.rows, -2.0 * y.rows, out)  # exact: a power of two
+            self._product(x.rows, -2.0 * y.rows, out)  # exact: a power of two
             out += x.norms.astype(out.dtype)[:, None]
             out += y.norms.astype(out.dtype)[None, :]
             finish_l2(out, x.norms, y.norms, x.values, y.values)
             return
-        _product(x.rows, y.rows, out)
+        self._product(x.rows, y.rows, out)
         np.clip(out, -1.0, 1.0, out=out)
         if measure == "cosine_sq":
             np.square(out, out=out)
         _nan_where_zero(out, x.norms, y.norms)
 
-
-def _product(x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
-    """x @ y.T into `out`, PANEL rows of x per BLAS call (the last panel padded with zeros): BLAS rounds a row
-    alike in calls of one shape, whatever its place in the call, so every block size gives the same bits."""
-    for start in range(0, len(x), PANEL):
-        rows = x[start:start + PANEL]
-        if len(rows) < PANEL:
-            padded = np.zeros((PANEL, x.shape[1]), dtype=x.dtype)
-            padded[:len(rows)] = rows
-            out[start:] = (padded @ y.T)[:len(rows)]
-        else:
-            np.matmul(rows, y.T, out=out[start:start + PANEL])
+    def _product(self, x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
+        """x @ y.T into `out`, in BLAS calls of exactly `panel` rows."""
+        panel = self.panel
+        for start in range(0, len(x), panel):
+            rows = x[start:start + panel]
+            if len(rows) < panel:
+                padded = np.zeros((panel, x.shape[1]), dtype=x.dtype)
+                padded[:len(rows)] = rows
+                out[start:] = (padded @ y.T)[:len(rows)]
+            else:
+                np.matmul(rows, y.T, out=out[start:start + panel])
 
 
 def finish_l2(squared: np.ndarray, x_norms: np.ndarray, y_norms: np.ndarray, x_values: np.ndarray,
@@ -251,10 +259,11 @@ def _nan_where_zero(out: np.ndarray, x_zero: np.ndarray, y_zero: np.ndarray) -> 
         out[:, y_zero] = np.nan
 
 
-def _engine(device: Any) -> DistanceEngine:
-    """numpy for device=None or 'cpu'; for 'cuda' or 'cuda:N', the engine of an installed backend that has one."""
+def _engine(device: Any, panel: int) -> DistanceEngine:
+    """numpy for device=None or 'cpu' (products over `panel` rows of X at a time); for 'cuda' or 'cuda:N', the
+    engine of an installed backend that has one."""
     if device is None or device == "cpu":
-        return _NumpyEngine()
+        return _NumpyEngine(panel)
     if not isinstance(device, str) or not (device == "cuda" or device.startswith("cuda:")):
         raise ParameterError(f"device={device!r} is not a device; use None or 'cpu' (numpy), or 'cuda:0' (torch on a GPU).")
     return registry.distance_engine(device)
@@ -282,10 +291,10 @@ def distance(X: Data, Y: Data, measure: str = "l2", *, block_rows: int | None = 
     block_rows = _check_block_rows(block_rows)
     path = _check_out(out)
     dtype = _check_dtype(dtype)
-    engine = _engine(device)
     xs, ys = _pair(X, Y)
     dtype = _compute_dtype(xs, ys, dtype)
     n, m = len(xs.values), len(ys.values)
+    engine = _engine(device, min(PANEL, n))
     rows = block_rows or min(n, max(PANEL, BLOCK_BYTES // (np.dtype(dtype).itemsize * m) // PANEL * PANEL))
     if path is None:
         result = np.empty((n, m), dtype=dtype)
@@ -340,7 +349,6 @@ def nearest(X: Data, Y: Data, k: int, measure: str = "l2", *, block_rows: int | 
     """
     measure = _check_measure(measure)
     block_rows = _check_block_rows(block_rows)
-    engine = _engine(device)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ParameterError(f"k={k!r} must be a whole number >= 1 (how many neighbours per row of X).")
     xs, ys = _pair(X, Y)
@@ -351,6 +359,7 @@ def nearest(X: Data, Y: Data, k: int, measure: str = "l2", *, block_rows: int | 
     k = int(min(k, m))
     cols = min(m, Y_BLOCK_ROWS)
     rows = block_rows or max(1, min(n, 2**21 // cols))  # 16 MB of float64 scores per block
+    engine = _engine(device, rows)  # values are re-computed exactly: no need for one panel at every block size
     positions = np.empty((n, k), dtype=np.int64)
     values = np.empty((n, k), dtype=np.float64)
     dtype = _compute_dtype(xs, ys, None)
