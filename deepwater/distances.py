@@ -279,8 +279,9 @@ def distance(X: Data, Y: Data, measure: str = "l2", *, block_rows: int | None = 
     Returns an N x M DataFrame (index: X's row labels, columns: Y's row labels; 0..n-1 for
     arrays). `measure`: 'l1', 'l2' (distances) or 'cosine', 'cosine_sq' (similarities; see the module
     docstring). `dtype`: the precision computed in and returned; None (default) for the inputs'
-    (float32 when both are float32, else float64), or 'float32' / 'float64'. Rows are processed `block_rows` of X at a time (default: about 64 MB of results per
-    block). `device`: None or 'cpu' computes with numpy, 'cuda:N' with torch on that GPU.
+    (float32 when both are float32, else float64), or 'float32' / 'float64'. Rows are processed
+    `block_rows` of X at a time (default: about 64 MB of results per block; on the CPU the block size
+    never changes a value). `device`: None or 'cpu' computes with numpy, 'cuda:N' with torch on that GPU.
     `out='result.npy'` writes the matrix block by block to a .npy memory map (written to a temporary
     file in the same folder and renamed when complete) and returns it, opened read-only, instead of
     a DataFrame: for results larger than memory.
