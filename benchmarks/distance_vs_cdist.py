@@ -16,7 +16,8 @@ difference is max |ours - cdist| / |cdist| over all entries, against cdist in fl
 1 - cdist 'cosine'; cosine_sq: its square).
 
 Run: `python benchmarks/distance_vs_cdist.py [--rows 20000] [--cols 2000] [--features 1024]
-[--naive-rows 200]`. `x plain` in the table is seconds / the plain product form's seconds. Writes benchmarks/results/distance_vs_cdist.json.
+[--naive-rows 200] [--repeats 3]`. Times are medians of alternating repeats (the slow alternatives in
+ONCE run once). `x plain` in the table is seconds / the plain product form's seconds. Writes benchmarks/results/distance_vs_cdist.json.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ MEASURES = ("l1", "l2", "cosine", "cosine_sq")
 PRODUCT_CONTENDERS = ("deepwater", "deepwater_float64", "plain", "cdist", "naive")
 L1_CONTENDERS = ("deepwater", "deepwater_float64", "deepwater_numpy", "torch_cdist", "cdist", "naive")
 CONTENDERS = tuple(dict.fromkeys(PRODUCT_CONTENDERS + L1_CONTENDERS))
+ONCE = ("naive", "deepwater_numpy", "torch_cdist")  # slow alternatives, run once; the others --repeats times
 
 
 def contenders(measure: str) -> tuple[str, ...]:
@@ -172,12 +174,27 @@ def run_contender(contender: str, measure: str, folder: str, naive_rows: int) ->
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def repeated(measure: str, folder: str, naive_rows: int, repeats: int) -> dict[str, dict]:
+    """Each contender of `measure`, the fast ones `repeats` times in alternation (A B C A B C ...), so that the
+    load of a shared machine hits them alike: the median seconds, the largest peak memory, every run's time."""
+    runs: dict[str, list[dict]] = {c: [] for c in contenders(measure)}
+    for repeat in range(repeats):
+        for contender in contenders(measure):
+            if repeat == 0 or contender not in ONCE:
+                runs[contender].append(run_contender(contender, measure, folder, naive_rows))
+    return {c: {"seconds": float(np.median([r["seconds"] for r in entries])),
+                "peak_extra_mb": max(r["peak_extra_mb"] for r in entries),
+                "runs": [round(r["seconds"], 3) for r in entries]} for c, entries in runs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--cols", type=int, default=2_000)
     parser.add_argument("--features", type=int, default=1_024)
     parser.add_argument("--naive-rows", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="alternating runs of deepwater, the plain form and cdist; the median counts")
     parser.add_argument("--worker", choices=CONTENDERS)
     parser.add_argument("--measure", choices=MEASURES)
     parser.add_argument("--data")
@@ -196,7 +213,7 @@ def main() -> None:
         np.save(os.path.join(folder, "x.npy"), rng.normal(0.5, 1.0, size=(n, d)).astype(np.float32))
         np.save(os.path.join(folder, "y.npy"), rng.normal(0.5, 1.0, size=(m, d)).astype(np.float32))
         for measure in MEASURES:
-            timings = {c: run_contender(c, measure, folder, naive_rows) for c in contenders(measure)}
+            timings = repeated(measure, folder, naive_rows, args.repeats)
             reference = os.path.join(folder, f"{measure}-cdist.npy")
             plain = timings["plain"]["seconds"] if "plain" in timings else None
             for contender in contenders(measure):
@@ -207,7 +224,7 @@ def main() -> None:
                     "measure": measure, "contender": contender, "seconds": round(seconds, 3),
                     "speedup_vs_cdist": round(timings["cdist"]["seconds"] / seconds, 2),
                     "ratio_to_plain": None if plain is None else round(seconds / plain, 2),
-                    "peak_extra_mb": round(entry["peak_extra_mb"], 1),
+                    "runs_seconds": entry["runs"], "peak_extra_mb": round(entry["peak_extra_mb"], 1),
                     "max_rel_diff_vs_cdist": relative, "max_abs_diff_vs_cdist": absolute,
                     "note": (f"measured on {naive_rows} rows of X ({entry['seconds']:.2f} s, memory as measured), "
                              f"time scaled x{n / naive_rows:g}") if contender == "naive" else "",
