@@ -47,7 +47,8 @@ benchmark: install-dev
 		&& $(abspath $(PY)) booklet_accuracy.py && $(abspath $(PY)) distance_vs_cdist.py \
 		&& $(abspath $(PY)) export_scoring.py && $(abspath $(PY)) serve_load.py && $(abspath $(PY)) save_load.py \
 		&& $(abspath $(PY)) grid_ray.py && $(abspath $(PY)) autoencoder_mnist.py \
-		&& $(abspath $(PY)) precision_cpu.py && $(abspath $(PY)) data_parallel.py
+		&& $(abspath $(PY)) precision_cpu.py && $(abspath $(PY)) data_parallel.py \
+		&& $(abspath $(PY)) lenet_time_to_accuracy.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info site .cache

@@ -9,18 +9,21 @@ matrix. The measures are the Deep Water booklet's:
     cosine     x.y / (|x| |y|)                    (a SIMILARITY, as H2O returns it: larger is closer)
     cosine_sq  (x.y)^2 / (|x|^2 |y|^2)            (a similarity)
 
-l2, cosine and cosine_sq run as float64 matrix products over row blocks, so they run at BLAS speed
-in bounded memory: l2 as |x|^2 + |y|^2 - 2 x.y (on rows centred on Y's mean, clamped at 0 before the
-square root), cosine as products of unit rows. l1 has no matrix-product form; it runs as broadcast
-differences over small tiles (in float32 when both inputs are float32), spread over the CPU cores.
-Results are float64. A row of zeros has no direction: its cosine similarities are NaN.
+Everything is computed in the inputs' precision unless `dtype=` says otherwise: float32 when both
+inputs are float32 (deep features are), else float64; the result has that dtype. l2, cosine and
+cosine_sq run as matrix products over row blocks, at BLAS speed in bounded memory: l2 as
+|x|^2 + |y|^2 - 2 x.y on rows centred on Y's mean, cosine as products of unit rows. Norms are
+accumulated in float64 whatever the dtype, and the l2 pairs whose distance is small against their
+norms (near-duplicates, where the subtraction cancels) are re-computed from their differences in
+float64, so float32 results stay within 1e-4 relative of float64 ones (cosines within 1e-6 absolute).
+l1 has no matrix-product form; it runs through a compiled kernel (deepwater.l1_kernels).
+A row of zeros has no direction: its cosine similarities are NaN.
 """
 from __future__ import annotations
 
 import os
 import uuid
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, Union
 
@@ -29,11 +32,14 @@ import pandas as pd
 
 from . import registry
 from .errors import FrameError, ParameterError
+from .l1_kernels import l1_block
 
 MEASURES = ("l1", "l2", "cosine", "cosine_sq")
 SIMILARITIES = ("cosine", "cosine_sq")
-BLOCK_BYTES = 64 * 2**20  # bytes of float64 results one block may hold
-TILE_BYTES = 2 * 2**20  # bytes of broadcast differences one l1 tile may hold (about an L2 cache)
+DTYPES = {"float32": np.float32, "float64": np.float64}
+BLOCK_BYTES = 64 * 2**20  # bytes of results one block may hold
+PANEL = 2048  # most rows of X per BLAS call (fewer make BLAS slower); see _NumpyEngine
+CLOSE = 2.0**-8  # l2 pairs with d^2 below this fraction of |x|^2 + |y|^2 are re-computed from differences
 Y_BLOCK_ROWS = 8192  # rows of Y nearest() scores at a time, keeping a running best-k between blocks
 CANDIDATE_SLACK = 16  # extra candidates nearest() re-scores exactly, to absorb rounding near the k-th
 
@@ -132,13 +138,25 @@ def _check_out(out: Any) -> str | None:
     return path
 
 
-def _compute_dtype(measure: str, xs: _Operand, ys: _Operand) -> type:
-    """float64 for the products (l2's |x|^2 + |y|^2 - 2x.y cancels; a cosine near 0 needs every digit
-    to agree to 1e-4 relative); l1 keeps float32 inputs in float32: its terms are all >= 0 and
-    numpy's pairwise sums keep it within about 1e-6 relative."""
-    if measure == "l1" and xs.values.dtype == np.float32 and ys.values.dtype == np.float32:
-        return np.float32
-    return np.float64
+def _check_dtype(dtype: Any) -> type | None:
+    """None (the inputs' precision), or np.float32 / np.float64 from a name or a numpy dtype."""
+    if dtype is None:
+        return None
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise ParameterError(f"dtype={dtype!r} is not a precision distances are computed in; use None (the inputs' "
+                             "precision: float32 when both inputs are float32, else float64), 'float32' or 'float64'.")
+    return DTYPES[name]
+
+
+def _compute_dtype(xs: _Operand, ys: _Operand, dtype: type | None) -> type:
+    """The dtype asked for, else the inputs' precision: float32 when both are float32, else float64."""
+    if dtype is not None:
+        return dtype
+    return np.float32 if xs.values.dtype == np.float32 and ys.values.dtype == np.float32 else np.float64
 
 
 # --------------------------------------------------------------------------- engines
@@ -149,6 +167,7 @@ class Prepared:
 
     rows: Any  # numpy array or torch tensor
     norms: Any = None  # l2: squared norms (float64); cosine: True where the row is all zeros
+    values: np.ndarray | None = None  # l2: the rows as given, for re-computing near-duplicate pairs
 
 
 class DistanceEngine(Protocol):
@@ -157,74 +176,80 @@ class DistanceEngine(Protocol):
     name: str
 
     def prepare(self, values: np.ndarray, measure: str, dtype: type, shift: np.ndarray | None) -> Prepared:
-        """Rows of one operand made ready for `measure`'s products."""
+        """Rows of one operand made ready for `measure`'s products, in `dtype`."""
 
     def block(self, x: Prepared, y: Prepared, measure: str, out: np.ndarray) -> None:
-        """Write the measure between every row of x and every row of y into `out` (float64)."""
+        """Write the measure between every row of x and every row of y into `out` (of the prepared dtype)."""
 
 
 class _NumpyEngine:
-    """Blocks of distances with numpy (BLAS for the products, threads over tiles for l1)."""
+    """Blocks of distances with numpy: BLAS for the products, deepwater.l1_kernels for l1.
+
+    Products run `panel` rows of X per BLAS call, a block's last call padded with zeros: BLAS rounds a row
+    alike in calls of one shape, wherever the row sits in the call, so every block size gives the same bits
+    (a block smaller than the panel pays for the padding).
+    """
 
     name = "numpy"
 
-    def __init__(self) -> None:
-        self.workers = max(1, os.cpu_count() or 1)
+    def __init__(self, panel: int = PANEL) -> None:
+        self.panel = panel
 
     def prepare(self, values: np.ndarray, measure: str, dtype: type, shift: np.ndarray | None) -> Prepared:
         if measure == "l2":
-            rows = (values - shift).astype(dtype, copy=False)
-            return Prepared(rows, np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
+            rows = values.astype(dtype, copy=False) - shift.astype(dtype)  # one dtype: numpy's fast loop
+            return Prepared(rows, np.einsum("ij,ij->i", rows, rows, dtype=np.float64), values)
         if measure in SIMILARITIES:
             norms = np.sqrt(np.einsum("ij,ij->i", values, values, dtype=np.float64))
             zero = norms == 0
-            rows = values / np.where(zero, 1.0, norms)[:, None]
-            return Prepared(rows.astype(dtype, copy=False), zero)
+            scale = (1.0 / np.where(zero, 1.0, norms)).astype(dtype)
+            return Prepared(values.astype(dtype, copy=False) * scale[:, None], zero)
         return Prepared(values.astype(dtype, copy=False))
 
     def block(self, x: Prepared, y: Prepared, measure: str, out: np.ndarray) -> None:
-        """Write the measure between every row of x and every row of y into `out` (float64)."""
+        """Write the measure between every row of x and every row of y into `out` (of the prepared dtype)."""
         if measure == "l1":
-            self._l1(x.rows, y.rows, out)
+            l1_block(x.rows, y.rows, out)
             return
-        if x.rows.dtype == np.float64:
-            np.matmul(x.rows, y.rows.T, out=out)
-        else:
-            out[...] = x.rows @ y.rows.T
         if measure == "l2":
-            out *= -2.0
-            out += x.norms[:, None]
-            out += y.norms[None, :]
-            np.maximum(out, 0.0, out=out)
-            np.sqrt(out, out=out)
+            self._product(x.rows, -2.0 * y.rows, out)  # exact: a power of two
+            out += x.norms.astype(out.dtype)[:, None]
+            out += y.norms.astype(out.dtype)[None, :]
+            finish_l2(out, x.norms, y.norms, x.values, y.values)
             return
+        self._product(x.rows, y.rows, out)
         np.clip(out, -1.0, 1.0, out=out)
         if measure == "cosine_sq":
             np.square(out, out=out)
         _nan_where_zero(out, x.norms, y.norms)
 
-    def _l1(self, x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
-        pairs = max(1, TILE_BYTES // (x.shape[1] * x.itemsize))  # (x, y) pairs per tile
-        cols = max(1, min(len(y), int(pairs ** 0.5)))
-        rows = max(1, pairs // cols)
-        starts = range(0, len(x), rows)
+    def _product(self, x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
+        """x @ y.T into `out`, in BLAS calls of exactly `panel` rows."""
+        panel = self.panel
+        for start in range(0, len(x), panel):
+            rows = x[start:start + panel]
+            if len(rows) < panel:
+                padded = np.zeros((panel, x.shape[1]), dtype=x.dtype)
+                padded[:len(rows)] = rows
+                out[start:] = (padded @ y.T)[:len(rows)]
+            else:
+                np.matmul(rows, y.T, out=out[start:start + panel])
 
-        def tile_rows(start: int) -> None:
-            xs = x[start:start + rows]
-            buffer = np.empty((len(xs), cols, x.shape[1]), dtype=x.dtype)
-            for j in range(0, len(y), cols):
-                ys = y[j:j + cols]
-                diff = buffer[:, :len(ys)]
-                np.subtract(xs[:, None, :], ys[None, :, :], out=diff)
-                np.abs(diff, out=diff)
-                out[start:start + len(xs), j:j + len(ys)] = diff.sum(axis=2)
 
-        if self.workers == 1 or len(starts) == 1:
-            for start in starts:
-                tile_rows(start)
-            return
-        with ThreadPoolExecutor(self.workers) as pool:
-            list(pool.map(tile_rows, starts))
+def finish_l2(squared: np.ndarray, x_norms: np.ndarray, y_norms: np.ndarray, x_values: np.ndarray,
+              y_values: np.ndarray) -> None:
+    """Turn |x|^2 + |y|^2 - 2 x.y (in place) into distances, re-computing from their differences in float64 the
+    pairs where that sum cancels: d^2 below CLOSE (|x|^2 + max |y|^2), squared norms of the centred rows."""
+    limit = CLOSE * (x_norms + y_norms.max())
+    close = np.flatnonzero(squared.min(axis=1) < limit)  # one pass over the block; most rows have no such pair
+    rows, cols = np.nonzero(squared[close] < limit[close, None])
+    rows = close[rows]
+    with np.errstate(invalid="ignore"):  # a negative sum (cancellation) is among the pairs re-computed below
+        np.sqrt(squared, out=squared)
+    step = max(1, 2**21 // x_values.shape[1])  # pairs per 16 MB of float64 differences
+    for start in range(0, len(rows), step):
+        diff = x_values[rows[start:start + step]].astype(np.float64) - y_values[cols[start:start + step]]
+        squared[rows[start:start + step], cols[start:start + step]] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
 
 
 def _nan_where_zero(out: np.ndarray, x_zero: np.ndarray, y_zero: np.ndarray) -> None:
@@ -234,10 +259,11 @@ def _nan_where_zero(out: np.ndarray, x_zero: np.ndarray, y_zero: np.ndarray) -> 
         out[:, y_zero] = np.nan
 
 
-def _engine(device: Any) -> DistanceEngine:
-    """numpy for device=None or 'cpu'; for 'cuda' or 'cuda:N', the engine of an installed backend that has one."""
+def _engine(device: Any, panel: int) -> DistanceEngine:
+    """numpy for device=None or 'cpu' (products over `panel` rows of X at a time); for 'cuda' or 'cuda:N', the
+    engine of an installed backend that has one."""
     if device is None or device == "cpu":
-        return _NumpyEngine()
+        return _NumpyEngine(panel)
     if not isinstance(device, str) or not (device == "cuda" or device.startswith("cuda:")):
         raise ParameterError(f"device={device!r} is not a device; use None or 'cpu' (numpy), or 'cuda:0' (torch on a GPU).")
     return registry.distance_engine(device)
@@ -246,13 +272,16 @@ def _engine(device: Any) -> DistanceEngine:
 # --------------------------------------------------------------------------- distance
 
 def distance(X: Data, Y: Data, measure: str = "l2", *, block_rows: int | None = None,
-             device: str | None = None, out: str | os.PathLike | None = None) -> pd.DataFrame | np.memmap:
+             device: str | None = None, out: str | os.PathLike | None = None,
+             dtype: str | type | None = None) -> pd.DataFrame | np.memmap:
     """The measure between every row of X (N x d) and every row of Y (M x d), as H2O's distance().
 
-    Returns an N x M float64 DataFrame (index: X's row labels, columns: Y's row labels; 0..n-1 for
+    Returns an N x M DataFrame (index: X's row labels, columns: Y's row labels; 0..n-1 for
     arrays). `measure`: 'l1', 'l2' (distances) or 'cosine', 'cosine_sq' (similarities; see the module
-    docstring). Rows are processed `block_rows` of X at a time (default: about 64 MB of results per
-    block). `device`: None or 'cpu' computes with numpy, 'cuda:N' with torch on that GPU.
+    docstring). `dtype`: the precision computed in and returned; None (default) for the inputs'
+    (float32 when both are float32, else float64), or 'float32' / 'float64'. Rows are processed
+    `block_rows` of X at a time (default: about 64 MB of results per block; on the CPU the block size
+    never changes a value). `device`: None or 'cpu' computes with numpy, 'cuda:N' with torch on that GPU.
     `out='result.npy'` writes the matrix block by block to a .npy memory map (written to a temporary
     file in the same folder and renamed when complete) and returns it, opened read-only, instead of
     a DataFrame: for results larger than memory.
@@ -262,20 +291,22 @@ def distance(X: Data, Y: Data, measure: str = "l2", *, block_rows: int | None = 
     measure = _check_measure(measure)
     block_rows = _check_block_rows(block_rows)
     path = _check_out(out)
-    engine = _engine(device)
+    dtype = _check_dtype(dtype)
     xs, ys = _pair(X, Y)
+    dtype = _compute_dtype(xs, ys, dtype)
     n, m = len(xs.values), len(ys.values)
-    rows = block_rows or max(1, min(n, BLOCK_BYTES // (8 * m)))
+    engine = _engine(device, min(PANEL, n))
+    rows = block_rows or min(n, max(PANEL, BLOCK_BYTES // (np.dtype(dtype).itemsize * m) // PANEL * PANEL))
     if path is None:
-        result = np.empty((n, m), dtype=np.float64)
+        result = np.empty((n, m), dtype=dtype)
         _fill(engine, xs, ys, measure, rows, result)
         return pd.DataFrame(result, index=xs.labels, columns=ys.labels, copy=False)
-    return _fill_file(engine, xs, ys, measure, rows, path)
+    return _fill_file(engine, xs, ys, measure, rows, path, dtype)
 
 
 def _fill(engine, xs: _Operand, ys: _Operand, measure: str, rows: int, result: np.ndarray) -> None:
-    """Write the full N x M matrix into `result`, one block of X rows at a time."""
-    dtype = _compute_dtype(measure, xs, ys)
+    """Write the full N x M matrix into `result` (in its dtype), one block of X rows at a time."""
+    dtype = result.dtype.type
     shift = ys.values.mean(axis=0, dtype=np.float64) if measure == "l2" else None
     y = engine.prepare(ys.values, measure, dtype, shift)
     for start in range(0, len(xs.values), rows):
@@ -283,12 +314,12 @@ def _fill(engine, xs: _Operand, ys: _Operand, measure: str, rows: int, result: n
         engine.block(x, y, measure, result[start:start + rows])
 
 
-def _fill_file(engine, xs: _Operand, ys: _Operand, measure: str, rows: int, path: str) -> np.memmap:
+def _fill_file(engine, xs: _Operand, ys: _Operand, measure: str, rows: int, path: str, dtype: type) -> np.memmap:
     """Fill a .npy memory map at a temporary name beside `path`, then rename it into place."""
     folder, name = os.path.split(path)
     temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.partial.npy")
     try:
-        result = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float64,
+        result = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype,
                                            shape=(len(xs.values), len(ys.values)))
         _fill(engine, xs, ys, measure, rows, result)
         result.flush()
@@ -319,7 +350,6 @@ def nearest(X: Data, Y: Data, k: int, measure: str = "l2", *, block_rows: int | 
     """
     measure = _check_measure(measure)
     block_rows = _check_block_rows(block_rows)
-    engine = _engine(device)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ParameterError(f"k={k!r} must be a whole number >= 1 (how many neighbours per row of X).")
     xs, ys = _pair(X, Y)
@@ -330,9 +360,10 @@ def nearest(X: Data, Y: Data, k: int, measure: str = "l2", *, block_rows: int | 
     k = int(min(k, m))
     cols = min(m, Y_BLOCK_ROWS)
     rows = block_rows or max(1, min(n, 2**21 // cols))  # 16 MB of float64 scores per block
+    engine = _engine(device, rows)  # values are re-computed exactly: no need for one panel at every block size
     positions = np.empty((n, k), dtype=np.int64)
     values = np.empty((n, k), dtype=np.float64)
-    dtype = _compute_dtype(measure, xs, ys)
+    dtype = _compute_dtype(xs, ys, None)
     shift = ys.values.mean(axis=0, dtype=np.float64) if measure == "l2" else None
     y_blocks = [(j, engine.prepare(ys.values[j:j + cols], measure, dtype, shift)) for j in range(0, m, cols)]
     keep = min(m, k + CANDIDATE_SLACK)
@@ -342,12 +373,13 @@ def nearest(X: Data, Y: Data, k: int, measure: str = "l2", *, block_rows: int | 
         best_keys = np.empty((len(x_values), 0))
         best_pos = np.empty((len(x_values), 0), dtype=np.int64)
         for j, y in y_blocks:
-            block = np.empty((len(x_values), len(y.rows)), dtype=np.float64)
+            block = np.empty((len(x_values), len(y.rows)), dtype=dtype)
             engine.block(x, y, measure, block)
             keys = _keys(block, measure)
             pos = np.broadcast_to(np.arange(j, j + len(y.rows)), keys.shape)
             best_keys, best_pos = _smallest(np.concatenate([best_keys, keys], axis=1),
                                             np.concatenate([best_pos, pos], axis=1), keep)
+        best_pos = np.sort(best_pos, axis=1)  # _smallest breaks exact ties by column order: make it Y's order
         exact = _exact(x_values, ys.values, best_pos, measure)
         final_keys, final_pos = _smallest(_keys(exact, measure), best_pos, k)
         positions[start:start + rows] = final_pos

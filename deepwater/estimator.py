@@ -18,6 +18,7 @@ from . import autoencoder as unsupervised
 from . import networks
 from . import params as parameter_table
 from . import plots
+from .augment import Augmentation
 from .backends.base import configure_steps
 from .checkpoints import CheckpointWriter, check_restart_frames, restart_parameters, resolve_checkpoint
 from .cross_validation import CrossValidation, check_folds, cross_validate, main_model_settings
@@ -41,7 +42,7 @@ from .model_store import register
 from .parallel import check_parallel, data_parallel
 from .pretraining import check_pretrained, encoder_state
 from .registry import get_backend
-from .sources import Source, map_batches
+from .sources import ImageSource, Source, map_batches
 from .specs import AUTOENCODER, CLASSIFICATION, OptimizerSpec, TaskSpec, autoencoder_task, task_from_params
 from .trainer import LoopSettings, StoppingRule, Trainer, TrainingOutcome
 from .user_graphs import (
@@ -339,6 +340,7 @@ class DeepWaterEstimator:
                                            p["score_training_samples"], start.seed)
         valid_score = None if valid is None else self._scoring_subset(
             None, valid, inputs, response, weights_column, p["score_validation_samples"], start.seed + 1)
+        train_source = _augmented(train_source, p["augment"], start)
         on_scored = None if writer is None else self._checkpoints(start, predictors, writer)
         settings = LoopSettings(p["epochs"], p["mini_batch_size"], p["score_interval"], p["score_duty_cycle"],
                                 p["train_samples_per_iteration"], p["max_runtime_secs"],
@@ -788,3 +790,15 @@ def _weights(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
     if np.isnan(values).any() or (values < 0).any():
         raise FrameError(f"weights_column={column!r} holds missing or negative values; weights must be >= 0.")
     return values
+
+
+def _augmented(source: Source, augment: str | None, start: _Start) -> Source:
+    """The training source with the `augment` parameter's changes (seeded by the run's seed), or as it is."""
+    augmentation = Augmentation.parse("augment", augment)
+    if augmentation is None:
+        return source
+    if not isinstance(source, ImageSource):
+        raise ParameterError(f"augment={augment!r} changes images, but this model's inputs are columns of a dataset "
+                             f"(problem_type={start.problem_type!r}); augment applies to an image URI column: "
+                             "leave it None.")
+    return source.augmented(augmentation, start.seed)

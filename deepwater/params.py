@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import networks, registry
+from . import augment, networks, registry
 from .design import CATEGORICAL_ENCODINGS
 from .backends.base import PRECISIONS
 from .errors import ParameterError
@@ -292,6 +292,11 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("mean_image_file", None, optional_text, "Mean image (.npy, MXNet .nd or an image file) subtracted from inputs."),
     Parameter("bad_images", "error", one_of(*BAD_IMAGE_POLICIES),
               "'error': stop at a missing or corrupt image; 'skip': leave it out and count it.", True),
+    Parameter("augment", None, augment.check,
+              "Random changes to training images (image URI columns): a comma-separated list of 'flip' (mirror half the "
+              "images left-right) and 'shift' (move each by up to 2 pixels each way, zeros filling in; 'shift:N' for up "
+              "to N), e.g. 'flip,shift'. Drawn from seed on the thread that prepares batches; scoring and predict see "
+              "the images unchanged. None (default): no change. Not in Deep Water.", True),
     Parameter("image_cache_mb", 1024.0, number(0), "Memory for decoded images kept across epochs.", True),
     Parameter("standardize", True, flag, "Scale numeric columns to mean 0, variance 1 (and a numeric response)."),
     Parameter("ignore_const_cols", True, flag, "Drop columns that hold one value in the training frame."),

@@ -5,6 +5,7 @@ A source hands out Batch objects for given row numbers; `batches` walks rows in 
 """
 from __future__ import annotations
 
+import copy
 import queue
 import threading
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from .augment import Augmentation
 from .errors import FrameError
 from .images import ImageReader
 
@@ -52,13 +54,24 @@ class ImageSource:
 
     `offset` is a mean image (C, H, W), a per-channel (C, 1, 1) array or None (0); `scale` is a number
     or a per-channel (C, 1, 1) array. The defaults give Deep Water's (pixels - mean_image) / 255.
+    A training source may change its images by an Augmentation (see augmented()).
     """
+
+    augmentation: Augmentation | None = None
+    rng: np.random.Generator | None = None
 
     @property
     def prefetch_depth(self) -> int:
-        """Decode ahead on a thread while images still need decoding; once all are cached, a thread
-        would only compete with the framework for the interpreter."""
-        return 0 if self.reader.holds(self.uris) else 3
+        """Decode (and augment) ahead on a thread while there is such work; once all images are cached and
+        none is changed, a thread would only compete with the framework for the interpreter."""
+        return 0 if self.augmentation is None and self.reader.holds(self.uris) else 3
+
+    def augmented(self, augmentation: Augmentation, seed: int) -> ImageSource:
+        """This source with its batches changed by `augmentation`, drawn from a generator seeded by `seed`
+        (for training; the source itself stays as it was, for scoring)."""
+        source = copy.copy(self)
+        source.augmentation, source.rng = augmentation, augmentation.generator(seed)
+        return source
 
     def __init__(self, uris: Sequence[str], reader: ImageReader, offset: np.ndarray | None,
                  y: np.ndarray | None = None, w: np.ndarray | None = None,
@@ -72,6 +85,8 @@ class ImageSource:
 
     def batch(self, rows: np.ndarray) -> Batch:
         pixels, ok = self.reader.read_batch(list(self.uris[rows]), rows.tolist())
+        if self.augmentation is not None:
+            pixels = self.augmentation.apply(pixels, self.rng)
         x = image_input(pixels, self.offset, self.scale)
         kept = rows[ok]
         return Batch(x, None if self.y is None else self.y[kept], None if self.w is None else self.w[kept], kept)

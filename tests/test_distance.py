@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -128,6 +130,9 @@ def test_torch_engine_matches_numpy(xy):
         result = np.empty((len(x), len(y)))
         distance_module._fill(engines.TorchDistanceEngine("cpu"), xs, ys, measure, 16, result)
         np.testing.assert_allclose(result, dw.distance(x, y, measure).to_numpy(), rtol=1e-10, atol=1e-12)
+        single = np.empty((len(x), len(y)), dtype=np.float32)
+        distance_module._fill(engines.TorchDistanceEngine("cpu"), xs, ys, measure, 16, single)
+        np.testing.assert_allclose(single, dw.distance(x, y, measure, dtype="float32").to_numpy(), rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- nearest()
@@ -274,3 +279,93 @@ def test_integer_and_nullable_columns_are_numbers():
         warnings.simplefilter("error")
         result = dw.distance(x, x, "l1")
     np.testing.assert_array_equal(result.to_numpy(), [[0.0, 2.0], [2.0, 0.0]])
+
+
+# --------------------------------------------------------------------------- precision and kernels
+
+def float32_pair(seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(0.5, 1.0, size=(50, 300)).astype(np.float32), rng.normal(0.5, 1.0, size=(30, 300)).astype(np.float32)
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_float32_stays_float32_and_float64_on_request(measure):
+    x, y = float32_pair()
+    exact = reference(x.astype(np.float64), y.astype(np.float64), measure)
+    single = dw.distance(x, y, measure)
+    assert single.dtypes.unique().tolist() == [np.float32]
+    np.testing.assert_allclose(single.to_numpy(), exact, rtol=1e-4)
+    double = dw.distance(x, y, measure, dtype="float64")
+    assert double.dtypes.unique().tolist() == [np.float64]
+    np.testing.assert_allclose(double.to_numpy(), exact, rtol=1e-9)
+    asked = dw.distance(x.astype(np.float64), y, measure, dtype=np.float32)
+    assert asked.dtypes.unique().tolist() == [np.float32]
+
+
+def test_float32_near_duplicates_stay_within_1e4():
+    """|x|^2 + |y|^2 - 2x.y cancels for rows close together; those pairs are re-computed from differences."""
+    rng = np.random.default_rng(6)
+    y = rng.normal(3.0, 1.0, size=(40, 512)).astype(np.float32)
+    x = np.vstack([y, y + rng.normal(scale=1e-3, size=y.shape).astype(np.float32)])
+    result = dw.distance(x, y, "l2").to_numpy()
+    np.testing.assert_array_equal(np.diag(result[:40]), 0.0)
+    np.testing.assert_allclose(result, reference(x.astype(np.float64), y.astype(np.float64), "l2"), rtol=1e-4)
+
+
+@pytest.mark.parametrize("measure", MEASURES)
+def test_float32_blocks_give_the_one_block_result(measure, tmp_path):
+    x, y = float32_pair()
+    whole = dw.distance(x, y, measure, block_rows=len(x)).to_numpy()
+    for rows in (1, 3, 17):
+        np.testing.assert_array_equal(dw.distance(x, y, measure, block_rows=rows).to_numpy(), whole)
+    written = dw.distance(x, y, measure, block_rows=7, out=tmp_path / "d.npy")
+    assert written.dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(written), whole)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int32", 3, "double precision"])
+def test_bad_dtype_names_the_choices(xy, dtype):
+    x, y = xy
+    with pytest.raises(ParameterError, match=r"dtype=.* use None \(the inputs' precision.*'float32' or 'float64'"):
+        dw.distance(x, y, dtype=dtype)
+
+
+@pytest.fixture
+def without_numba(monkeypatch):
+    """deepwater.l1_kernels as on a machine where numba is not installed."""
+    kernels = importlib.import_module("deepwater.l1_kernels")
+    monkeypatch.setitem(sys.modules, "numba", None)
+    kernels._compiled.cache_clear()
+    yield kernels
+    kernels._compiled.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_l1_numpy_form_matches_the_compiled_kernel(without_numba, dtype):
+    x, y = (v.astype(dtype) for v in float32_pair())
+    assert without_numba.kernel_name() == "numpy"
+    numpy_form = dw.distance(x, y, "l1").to_numpy()
+    without_numba._compiled.cache_clear()
+    sys.modules.pop("numba")
+    pytest.importorskip("numba")
+    assert without_numba.kernel_name() == "numba"
+    np.testing.assert_allclose(dw.distance(x, y, "l1").to_numpy(), numpy_form, rtol=1e-6)
+    np.testing.assert_allclose(numpy_form, reference(x, y, "l1"), rtol=1e-6)
+
+
+def test_distances_run_without_torch_or_numba():
+    """The module imports no framework: l1 (numpy's form) and the products work where neither is installed."""
+    script = ("import sys\n"
+              "class Block:\n"
+              "    def find_spec(self, name, path=None, target=None):\n"
+              "        if name.partition('.')[0] in ('torch', 'numba'):\n"
+              "            raise ImportError(name + ' is blocked')\n"
+              "sys.meta_path.insert(0, Block())\n"
+              "import numpy as np, deepwater as dw\n"
+              "from scipy.spatial.distance import cdist\n"
+              "x = np.random.default_rng(0).random((9, 40)); y = x[:5] + 1\n"
+              "assert np.allclose(dw.distance(x, y, 'l1').to_numpy(), cdist(x, y, 'cityblock'), rtol=1e-12)\n"
+              "assert np.allclose(dw.distance(x, y, 'l2').to_numpy(), cdist(x, y), rtol=1e-12)\n"
+              "assert dw.l1_kernels.kernel_name() == 'numpy' and 'torch' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

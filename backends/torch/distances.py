@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deepwater.distances import SIMILARITIES, Prepared
+from deepwater.distances import SIMILARITIES, Prepared, finish_l2
 from deepwater.errors import DeviceError
 
 
@@ -36,7 +36,7 @@ class TorchDistanceEngine:
         tdtype = torch.float32 if dtype == np.float32 else torch.float64
         if measure == "l2":
             rows = (t.double() - torch.as_tensor(shift, device=self.device)).to(tdtype)
-            return Prepared(rows, (rows.double() ** 2).sum(dim=1))
+            return Prepared(rows, (rows.double() ** 2).sum(dim=1), values)
         if measure in SIMILARITIES:
             norms = t.double().norm(dim=1)
             zero = norms == 0
@@ -45,17 +45,18 @@ class TorchDistanceEngine:
         return Prepared(t.to(tdtype))
 
     def block(self, x: Prepared, y: Prepared, measure: str, out: np.ndarray) -> None:
+        """Write the measure between every row of x and every row of y into `out` (of the prepared dtype)."""
         torch = self.torch
         if measure == "l1":
-            result = torch.cdist(x.rows, y.rows, p=1).double()
-        else:
-            result = (x.rows @ y.rows.T).double()
-            if measure == "l2":
-                result = (x.norms[:, None] + y.norms[None, :] - 2.0 * result).clamp_min_(0.0).sqrt_()
-            else:
-                result = result.clamp_(-1.0, 1.0)
-                if measure == "cosine_sq":
-                    result = result.square_()
-                bad = x.norms[:, None] | y.norms[None, :]
-                result = result.masked_fill_(bad, float("nan"))
-        out[...] = result.cpu().numpy()
+            out[...] = torch.cdist(x.rows, y.rows, p=1).cpu().numpy()
+            return
+        result = x.rows @ y.rows.T
+        if measure == "l2":
+            result = x.norms.to(result.dtype)[:, None] + y.norms.to(result.dtype)[None, :] - 2.0 * result
+            out[...] = result.cpu().numpy()
+            finish_l2(out, x.norms.cpu().numpy(), y.norms.cpu().numpy(), x.values, y.values)
+            return
+        result = result.clamp_(-1.0, 1.0)
+        if measure == "cosine_sq":
+            result = result.square_()
+        out[...] = result.masked_fill_(x.norms[:, None] | y.norms[None, :], float("nan")).cpu().numpy()
