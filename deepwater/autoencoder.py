@@ -7,13 +7,12 @@ squared error ('reconstr_<name>.SE'); predict() gives the reconstruction on the 
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .errors import ParameterError
+from .errors import ParameterError, warn_user
 from .sources import Source, map_batches
 
 STOPPING_METRICS = ("AUTO", "MSE")  # H2O's: an autoencoder is scored by its reconstruction MSE only
@@ -35,9 +34,8 @@ def check_parameters(params: dict[str, Any], y: Any, fold_column: str | None) ->
                              "network_definition_file) cannot be trained as one. Use network='auto' ('mlp' for a "
                              "dataset, 'conv_autoencoder' for images).")
     if y is not None:
-        warnings.warn(f"y={y!r} is ignored: an autoencoder learns from x alone (H2O's rule); the column is not used "
-                      "as a predictor either. Call train(x=..., training_frame=...) without y.", UserWarning,
-                      stacklevel=3)
+        warn_user(f"y={y!r} is ignored: an autoencoder learns from x alone (H2O's rule); the column is not used "
+                      "as a predictor either. Call train(x=..., training_frame=...) without y.", UserWarning)
 
 
 def network_for(network: str, is_image: bool) -> str:

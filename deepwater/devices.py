@@ -7,10 +7,9 @@ path on a machine without GPUs. One CPU id (the default [0]) is the plain single
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
-from .errors import DeviceError
+from .errors import DeviceError, warn_user
 
 
 def resolve_devices(backend, gpu: bool, device_id: Sequence[int]) -> list[str]:
@@ -25,8 +24,8 @@ def resolve_devices(backend, gpu: bool, device_id: Sequence[int]) -> list[str]:
         return ["cpu"] if len(ids) == 1 else [f"cpu:{i}" for i in ids]
     gpus = [d for d in backend.devices() if d != "cpu"]
     if not gpus:
-        warnings.warn(f"gpu=True but backend {backend.name!r} sees no GPU ({backend.gpu_hint()}); training on the "
-                      "CPU. Pass gpu=False to silence this warning.", RuntimeWarning, stacklevel=3)
+        warn_user(f"gpu=True but backend {backend.name!r} sees no GPU ({backend.gpu_hint()}); training on the "
+                      "CPU. Pass gpu=False to silence this warning.", RuntimeWarning)
         return ["cpu"]
     missing = [i for i in ids if f"cuda:{i}" not in gpus]
     if missing:

@@ -1,6 +1,18 @@
 """Exceptions raised by deepwater. Each message names the parameter, the value and the fix."""
 from __future__ import annotations
 
+import sys
+import warnings
+
+
+def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
+    """Warn at the user's own line: the first caller outside the deepwater package (what Python 3.12's
+    skip_file_prefixes does), however deep inside the library the warning is raised."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "deepwater":
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level + 1)
+
 
 class DeepWaterError(Exception):
     """Base class of every error deepwater raises on purpose."""

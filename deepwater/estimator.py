@@ -5,7 +5,6 @@ import copy
 import math
 import os
 import uuid
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -24,7 +23,7 @@ from .checkpoints import CheckpointWriter, check_restart_frames, restart_paramet
 from .cross_validation import CrossValidation, check_folds, cross_validate, main_model_settings
 from .design import DatasetEncoder, Response
 from .devices import device_label, net_device, resolve_devices
-from .errors import FrameError, MissingDependencyError, NotFittedError, ParameterError
+from .errors import FrameError, MissingDependencyError, NotFittedError, ParameterError, warn_user
 from .features import deep_features, layer_names
 from .files import private_copy
 from .frames import (
@@ -297,9 +296,9 @@ class DeepWaterEstimator:
             net.set_state({**net.get_state(), **encoder_state(pretrained, len(p["hidden"]))},
                           f"pretrained_autoencoder={pretrained.model_id!r}")
         if graph is None and p["epochs"] == 0 and not p["network_parameters_file"] and pretrained is None:
-            warnings.warn(f"epochs=0 and no network_parameters_file: network={network!r} keeps the random weights it "
+            warn_user(f"epochs=0 and no network_parameters_file: network={network!r} keeps the random weights it "
                           f"was initialised with (seed {seed}), so its predictions mean nothing; train it "
-                          "(epochs > 0) or pass its weights.", UserWarning, stacklevel=3)
+                          "(epochs > 0) or pass its weights.", UserWarning)
         start = _Start(backend.name, device, network, graph, net, task, response, inputs, problem_type, seed)
         return start.with_graph_outputs() if graph is not None and graph.outputs_stand else start
 
@@ -590,8 +589,8 @@ class DeepWaterEstimator:
         each frame column's values into one row. None (as in H2O) when trained with variable_importances=False."""
         f = self._require_fitted()
         if not self._params["variable_importances"]:
-            warnings.warn(f"model {self.model_id!r} was trained with variable_importances=False, so it has none "
-                          "(H2O returns None too); train with variable_importances=True.", UserWarning, stacklevel=2)
+            warn_user(f"model {self.model_id!r} was trained with variable_importances=False, so it has none "
+                          "(H2O returns None too); train with variable_importances=True.", UserWarning)
             return None
         importance = gedeon(*mlp_weights(f.net.get_state(), f.network, self._params["hidden"]))
         return varimp_table(f.inputs.feature_names(), importance, f.inputs.feature_columns() if by_column else None,

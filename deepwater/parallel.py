@@ -8,7 +8,6 @@ when it is read after steps. With one device the estimator never makes one, so t
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,7 +16,7 @@ import numpy as np
 
 from .backends.base import DataParallel, RayDataParallel, ReplicaGroup, split_batch
 from .cluster import connected, current
-from .errors import DeviceError, ParameterError
+from .errors import DeviceError, ParameterError, warn_user
 
 
 class DataParallelNet:
@@ -111,8 +110,8 @@ def _group(backend: Any, net: Any, devices: list[str], workers: int, gpu: bool) 
         return backend.replicate(net, devices)
     cluster_gpus = current().gpus
     if gpu and not cluster_gpus:
-        warnings.warn(f"gpu=True but the Ray cluster has no GPU; num_workers={workers} train on CPUs. Pass gpu=False "
-                      "to silence this warning.", RuntimeWarning, stacklevel=4)
+        warn_user(f"gpu=True but the Ray cluster has no GPU; num_workers={workers} train on CPUs. Pass gpu=False "
+                      "to silence this warning.", RuntimeWarning)
     return backend.replicate_on_ray(net, workers, bool(gpu and cluster_gpus))
 
 

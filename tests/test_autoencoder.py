@@ -164,9 +164,10 @@ def test_varimp_sums_one_hot_levels_into_their_column(blobs):
 
 def test_an_autoencoder_warns_that_y_is_ignored(blobs):
     model = dw.H2OAutoEncoderEstimator(backend=BACKENDS[0], hidden=[4], epochs=1, **QUICK)
-    with pytest.warns(UserWarning, match="y='label' is ignored"):
+    with pytest.warns(UserWarning, match="y='label' is ignored") as caught:
         model.train(y="label", training_frame=blobs)
     assert model._fitted.predictors == X
+    assert caught[0].filename == __file__  # the warning points at the user's train() line, not inside deepwater
 
 
 @pytest.mark.parametrize("params,message", [

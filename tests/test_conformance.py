@@ -117,6 +117,7 @@ def test_gpu_fallback_warning_says_why_there_is_no_gpu(backend, monkeypatch):
     with pytest.warns(RuntimeWarning, match=f"backend '{backend}' sees no GPU") as caught:
         assert resolve_device(instance, True, [0]) == "cpu"
     assert hint in str(caught[0].message)
+    assert caught[0].filename == __file__  # at the caller's line, however deep in deepwater it was raised
 
 
 def _grouped_graph():
