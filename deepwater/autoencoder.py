@@ -35,7 +35,7 @@ def check_parameters(params: dict[str, Any], y: Any, fold_column: str | None) ->
                              "dataset, 'conv_autoencoder' for images).")
     if y is not None:
         warn_user(f"y={y!r} is ignored: an autoencoder learns from x alone (H2O's rule); the column is not used "
-                      "as a predictor either. Call train(x=..., training_frame=...) without y.", UserWarning)
+                  "as a predictor either. Call train(x=..., training_frame=...) without y.", UserWarning)
 
 
 def network_for(network: str, is_image: bool) -> str:

@@ -25,7 +25,7 @@ def resolve_devices(backend, gpu: bool, device_id: Sequence[int]) -> list[str]:
     gpus = [d for d in backend.devices() if d != "cpu"]
     if not gpus:
         warn_user(f"gpu=True but backend {backend.name!r} sees no GPU ({backend.gpu_hint()}); training on the "
-                      "CPU. Pass gpu=False to silence this warning.", RuntimeWarning)
+                  "CPU. Pass gpu=False to silence this warning.", RuntimeWarning)
         return ["cpu"]
     missing = [i for i in ids if f"cuda:{i}" not in gpus]
     if missing:

@@ -297,8 +297,8 @@ class DeepWaterEstimator:
                           f"pretrained_autoencoder={pretrained.model_id!r}")
         if graph is None and p["epochs"] == 0 and not p["network_parameters_file"] and pretrained is None:
             warn_user(f"epochs=0 and no network_parameters_file: network={network!r} keeps the random weights it "
-                          f"was initialised with (seed {seed}), so its predictions mean nothing; train it "
-                          "(epochs > 0) or pass its weights.", UserWarning)
+                      f"was initialised with (seed {seed}), so its predictions mean nothing; train it "
+                      "(epochs > 0) or pass its weights.", UserWarning)
         start = _Start(backend.name, device, network, graph, net, task, response, inputs, problem_type, seed)
         return start.with_graph_outputs() if graph is not None and graph.outputs_stand else start
 
@@ -590,7 +590,7 @@ class DeepWaterEstimator:
         f = self._require_fitted()
         if not self._params["variable_importances"]:
             warn_user(f"model {self.model_id!r} was trained with variable_importances=False, so it has none "
-                          "(H2O returns None too); train with variable_importances=True.", UserWarning)
+                      "(H2O returns None too); train with variable_importances=True.", UserWarning)
             return None
         importance = gedeon(*mlp_weights(f.net.get_state(), f.network, self._params["hidden"]))
         return varimp_table(f.inputs.feature_names(), importance, f.inputs.feature_columns() if by_column else None,

@@ -111,7 +111,7 @@ def _group(backend: Any, net: Any, devices: list[str], workers: int, gpu: bool) 
     cluster_gpus = current().gpus
     if gpu and not cluster_gpus:
         warn_user(f"gpu=True but the Ray cluster has no GPU; num_workers={workers} train on CPUs. Pass gpu=False "
-                      "to silence this warning.", RuntimeWarning)
+                  "to silence this warning.", RuntimeWarning)
     return backend.replicate_on_ray(net, workers, bool(gpu and cluster_gpus))
 
 
