@@ -120,8 +120,9 @@ class Trainer:
                     outcome.stop_reason = f"max_runtime_secs={s.max_runtime_secs:g} reached"
                     break
                 if schedule.due(outcome.samples, now):
-                    bar.set_postfix(loss=f"{_mean(losses):.4g}", refresh=False)
-                    if self._score(outcome, schedule, start, losses):
+                    stop = self._score(outcome, schedule, start, losses)
+                    bar.set_postfix(loss=f"{outcome.history[-1]['training_loss']:.4g}", refresh=False)
+                    if stop:
                         outcome.stop_reason = "early stopping"
                         break
         if not outcome.history or outcome.history[-1]["samples"] != outcome.samples:
@@ -134,6 +135,8 @@ class Trainer:
 
     def _score(self, outcome: TrainingOutcome, schedule: ScoringSchedule, start: float, losses: list[float]) -> bool:
         """Score now, append a history row, keep the best weights; True when training should stop."""
+        training_loss = _mean(losses)  # the steps' losses read from the device once, before the scoring
+        losses.clear()
         began = time.monotonic()
         metrics = self.evaluate()
         ended = time.monotonic()
@@ -146,9 +149,8 @@ class Trainer:
             "training_speed": (outcome.samples - self._resumed.samples) / training_seconds,
             "epochs": outcome.epochs,
             "samples": outcome.samples,
-            "training_loss": _mean(losses),
+            "training_loss": training_loss,
         }
-        losses.clear()
         for part, part_metrics in metrics.items():
             row.update({f"{part}_{k}": v for k, v in part_metrics.values.items()})
         outcome.history.append(row)
