@@ -267,11 +267,12 @@ def _is_timeout(exc: BaseException) -> bool:
     )
 
 
-def _fetch(url: str, timeout: float) -> bytes:
-    """GET `url`; raise ValueError with a short reason on HTTP errors, timeouts and network errors."""
+def fetch(url: str, timeout: float, limit: int | None = None) -> bytes:
+    """GET `url` (at most `limit` bytes of it when given); raise ValueError with a short reason on HTTP errors,
+    timeouts and network errors."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.read()
+            return response.read(limit)
     except urllib.error.HTTPError as exc:
         raise ValueError(f"HTTP {exc.code}") from exc
     except Exception as exc:
@@ -381,7 +382,7 @@ class ImageReader:
         if scheme in ("http", "https"):
             target = self.download_dir / _download_name(uri)
             if not target.is_file():
-                write_atomically(target, _fetch(uri, self.http_timeout))
+                write_atomically(target, fetch(uri, self.http_timeout))
             return str(target)
         return uri
 

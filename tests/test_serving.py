@@ -194,6 +194,29 @@ def test_bodies_that_are_no_rows(mlp_client):
                    "rows[0].colour")
 
 
+def test_http_image_uris_are_fetched_and_a_failed_fetch_is_named(lenet, lenet_client):
+    """An http URL (a server on 127.0.0.1 started here) scores as the file itself; a 404 is a 422 on the field."""
+    import http.server
+    from functools import partial
+
+    path, frame = lenet
+    folder = Path(frame["uri"][0]).parent
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        rows = [{"uri": f"{base}/{Path(uri).name}"} for uri in frame["uri"]]
+        response = lenet_client.post("/predict", json={"rows": rows})
+        assert response.status_code == 200, response.text
+        assert_same(response.json()["predictions"], inference.load(path).predict(frame))
+        missing = lenet_client.post("/predict", json={"rows": [{"uri": f"{base}/no-such.png"}]})
+        assert "HTTP 404" in refused(missing, 422, "rows[0].uri")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_a_uri_to_etc_passwd_is_refused(lenet, lenet_client, mlp, tmp_path):
     assert "outside" in refused(lenet_client.post("/predict", json={"rows": [{"uri": "/etc/passwd"}]}), 403,
                                 "rows[0].uri")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DeepWaterError
-from ..images import decode_image
+from ..images import decode_image, fetch
 from ..inference import Scorer
 from ..inputs import ImageInputs
 from .config import ServeConfig
@@ -167,13 +166,9 @@ class RowEncoder:
 
     def _fetch(self, url: str, field: str) -> bytes:
         try:
-            with urllib.request.urlopen(url, timeout=self.config.http_timeout) as response:
-                return self._bounded(response.read(self.config.max_body_bytes + 1), field)
-        except urllib.error.HTTPError as error:
-            raise RequestError(422, field, f"fetching {url!r} answered HTTP {error.code}.") from None
-        except (OSError, ValueError) as error:
-            reason = getattr(error, "reason", error)
-            raise RequestError(422, field, f"cannot fetch {url!r}: {reason}.") from None
+            return self._bounded(fetch(url, self.config.http_timeout, self.config.max_body_bytes + 1), field)
+        except ValueError as error:  # HTTP errors, timeouts and network errors, with their reason
+            raise RequestError(422, field, f"cannot fetch {url!r}: {error}.") from None
 
     def _bounded(self, data: bytes, field: str) -> bytes:
         if len(data) > self.config.max_body_bytes:
