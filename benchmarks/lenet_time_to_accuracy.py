@@ -7,7 +7,8 @@ Nesterov momentum 0.9, mini-batches of 32, gradient clipping 10) and only the le
 (learning_rate_annealing) open to change. The hand-written loop is what a torch user writes: the same net
 (torch's default initialisation), the same optimiser and rate schedule, the digits as one uint8 array in
 memory. Both score the full test set once per epoch, and their clocks include that scoring; deepwater's
-clock starts at train() (so it includes building the net and decoding PNGs) and also pays for scoring 1,000
+clock starts at train() (so it includes building the net and decoding PNGs; torch is imported before either
+clock starts) and also pays for scoring 1,000
 training rows per epoch. Time to accuracy is the wall time at the end of the first epoch whose test accuracy
 reaches --target; each side runs at most --epochs epochs. They run one after the other in one process, on
 the CPU, at the same torch threads (--threads). With one seed both start from the same weights and draw
@@ -115,9 +116,9 @@ def main() -> None:
     x_train, y_train, x_test, y_test = dw.datasets.load_mnist_arrays()
     x_train, x_test = x_train[:args.rows].reshape(-1, 1, 28, 28), x_test[:args.test_rows].reshape(-1, 1, 28, 28)
     y_train, y_test = y_train[:args.rows].astype(np.int64), y_test[:args.test_rows].astype(np.int64)
-    if args.threads:
-        import torch
+    import torch  # imported before either clock starts, as a script imports its framework once at the top
 
+    if args.threads:
         torch.set_num_threads(args.threads)
     load = os.getloadavg()
 

@@ -41,7 +41,7 @@ from .model_store import register
 from .parallel import check_parallel, data_parallel
 from .pretraining import check_pretrained, encoder_state
 from .registry import get_backend
-from .sources import ImageSource, Source, map_batches
+from .sources import ImageSource, Source, map_batches, preload_images
 from .specs import AUTOENCODER, CLASSIFICATION, OptimizerSpec, TaskSpec, autoencoder_task, task_from_params
 from .trainer import LoopSettings, StoppingRule, Trainer, TrainingOutcome
 from .user_graphs import (
@@ -339,6 +339,7 @@ class DeepWaterEstimator:
                                            p["score_training_samples"], start.seed)
         valid_score = None if valid is None else self._scoring_subset(
             None, valid, inputs, response, weights_column, p["score_validation_samples"], start.seed + 1)
+        preload_images([train_source, train_score, valid_score], p["quiet_mode"])
         train_source = _augmented(train_source, p["augment"], start)
         on_scored = None if writer is None else self._checkpoints(start, predictors, writer)
         settings = LoopSettings(p["epochs"], p["mini_batch_size"], p["score_interval"], p["score_duty_cycle"],

@@ -16,6 +16,7 @@ import numpy as np
 from .augment import Augmentation
 from .errors import FrameError
 from .images import ImageReader
+from .progress import progress
 
 
 @dataclass
@@ -90,6 +91,17 @@ class ImageSource:
         x = image_input(pixels, self.offset, self.scale)
         kept = rows[ok]
         return Batch(x, None if self.y is None else self.y[kept], None if self.w is None else self.w[kept], kept)
+
+
+def preload_images(sources: Iterable[Source | None], quiet: bool = False) -> None:
+    """Decode now the images of each image source among `sources` whose images fit in its reader's cache
+    (ImageReader.preload), with a progress bar unless `quiet`; other sources are left as they are."""
+    images = [source for source in sources if isinstance(source, ImageSource)]
+    if not images:
+        return
+    with progress(desc="decoding images", unit="images", disable=quiet) as bar:
+        for source in images:
+            source.reader.preload(source.uris, bar.update)
 
 
 def image_input(pixels: np.ndarray, offset: np.ndarray | None, scale: float | np.ndarray) -> np.ndarray:

@@ -215,6 +215,65 @@ def test_cache_is_bounded(tmp_path: Path) -> None:
         assert batch[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4]
 
 
+def test_preload_decodes_a_fitting_frame_so_batches_touch_no_file(tmp_path: Path) -> None:
+    paths = [str(save(tmp_path / f"{i}.png", np.full((4, 5), i % 256, dtype=np.uint8))) for i in range(600)]
+    told = []
+    with reader(GREY, tmp_path) as r:
+        assert r.preload(paths + paths[:3], told.append) is True  # a repeated URI is decoded once
+        assert sum(told) == 600 and len(told) == 3  # one call per chunk of 256
+        assert r.cache_bytes == 600 * 20
+        for path in paths:
+            Path(path).unlink()
+        batch, mask = r.read_batch(paths[::-1], range(600))
+    assert mask.all() and batch[:, 0, 0, 0].tolist() == [i % 256 for i in range(599, -1, -1)]
+
+
+def test_preload_leaves_a_frame_that_does_not_fit_to_the_batches(tmp_path: Path) -> None:
+    paths = [str(save(tmp_path / f"{i}.png", np.full((4, 5), i, dtype=np.uint8))) for i in range(5)]
+    with reader(GREY, tmp_path, cache_mb=(4 * 20) / (1024 * 1024)) as r:  # room for four of the five
+        assert r.preload(paths) is False
+        assert r.cache_bytes == 0
+        batch, _ = r.read_batch(paths, range(5))
+    assert batch[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_preload_raises_the_first_bad_image_or_skips_it(tmp_path: Path) -> None:
+    good = str(save(tmp_path / "ok.png", rgb_pixels()))
+    missing = str(tmp_path / "gone.png")
+    with reader(RGB, tmp_path) as r:
+        with pytest.raises(ImageError, match="file not found") as info:
+            r.preload([good, missing])
+        assert info.value.row == 1
+    with reader(RGB, tmp_path, bad_images="skip") as r:
+        assert r.preload([good, missing]) is True
+        assert r.skipped == 1
+        batch, mask = r.read_batch([missing, good], [0, 1])
+    assert mask.tolist() == [False, True] and batch.shape == (1, 3, 4, 5)
+
+
+def test_preload_decodes_slow_images_on_the_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import deepwater.images as images
+
+    paths = [str(save(tmp_path / f"{i}.png", rgb_pixels())) for i in range(300)]
+    threads = set()
+    decode = images._decode_file
+
+    def recording(*args):
+        threads.add(threading.current_thread().name)
+        return decode(*args)
+
+    monkeypatch.setattr(images, "_decode_file", recording)
+    monkeypatch.setattr(images, "THREADED_DECODE_SECONDS", 0.0)  # every image counts as slow
+    with reader(RGB, tmp_path, workers=2) as r:
+        r.preload(paths)
+    assert threading.current_thread().name in threads and any(n.startswith("deepwater-images") for n in threads)
+    threads.clear()
+    monkeypatch.setattr(images, "THREADED_DECODE_SECONDS", 1e9)  # fast images stay on the calling thread
+    with reader(RGB, tmp_path, workers=2) as r:
+        r.preload(paths)
+    assert threads == {threading.current_thread().name}
+
+
 # ---------------------------------------------------------------------------
 # Bad images
 # ---------------------------------------------------------------------------

@@ -488,3 +488,23 @@ def test_image_source_prefetches_only_while_images_still_need_decoding(tmp_path)
         seen = [batch.rows.tolist() for batch in iterate_epochs(source, epochs(6, 4, total=12))]
         assert source.prefetch_depth == 0  # every image is in the decoded cache now
     assert sorted(sum(seen[:2], [])) == list(range(6)) and sorted(sum(seen[2:], [])) == list(range(6))
+
+
+def test_preload_images_decodes_image_sources_before_training(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from deepwater.images import ImageReader, ImageShape
+    from deepwater.sources import ArraySource, ImageSource, preload_images
+
+    uris = []
+    for i in range(5):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(path)
+        uris.append(str(path))
+    monkeypatch.setenv("DEEPWATER_PROGRESS", "lines")
+    with ImageReader(ImageShape(8, 8, 1)) as reader:
+        train, valid = ImageSource(uris[:3], reader, None), ImageSource(uris[2:], reader, None)
+        assert not reader.holds(uris)
+        preload_images([ArraySource(np.zeros((2, 3), np.float32)), train, None, valid])
+        assert reader.holds(uris) and train.prefetch_depth == 0
+    assert "decoding images" in capsys.readouterr().err
