@@ -230,6 +230,7 @@ def slot_arrays(slots: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # the values of the `precision` parameter
 MIXED = ("bfloat16", "float16")  # the precisions a net computes in while its weights stay float32
+LOSS_SCALE = "loss_scale"  # training_state()'s entry for float16 loss scaling, kept by checkpoints
 
 
 def resolve_precision(requested: str, device: str, supported: Sequence[str], gpu_bfloat16: bool) -> str:
@@ -407,12 +408,16 @@ class BaseNet(ABC):
         """What a checkpoint restart needs beside the weights: 'samples' (the rows seen) and the optimiser's
         arrays, in the framework's own layout (so it moves between nets of one backend, not across backends)."""
         arrays = {} if self.optimiser is None else self.optimiser.arrays()
-        return {"samples": np.asarray(self.samples, dtype=np.int64), **arrays}
+        scale = self._loss_scale_state()
+        return {"samples": np.asarray(self.samples, dtype=np.int64), **arrays,
+                **({} if scale is None else {LOSS_SCALE: scale})}
 
     def set_training_state(self, state: dict[str, np.ndarray], source: str = "set_training_state()") -> None:
         """Continue from `state` (as training_state() gives it); ModelFileError naming `source` when it does
         not fit this net's optimiser."""
-        shapes = {name: np.shape(value) for name, value in self.training_state().items()}
+        state = dict(state)
+        scale = state.pop(LOSS_SCALE, None)  # a float16 run's; a run in another precision starts without it
+        shapes = {name: np.shape(value) for name, value in self.training_state().items() if name != LOSS_SCALE}
         problems = misfit(shapes, state, True)
         if problems:
             raise ModelFileError(f"{source}: the optimiser state does not fit {self.source}'s optimiser: {problems}. "
@@ -422,6 +427,15 @@ class BaseNet(ABC):
         if self.optimiser is not None:
             self.optimiser.load_arrays({name: value for name, value in state.items() if name != "samples"},
                                        self.samples)
+        if scale is not None and self._loss_scale_state() is not None:
+            self._load_loss_scale(np.asarray(scale, dtype=np.float32))
+
+    def _loss_scale_state(self) -> np.ndarray | None:
+        """float16 steps' loss scaling as [scale, finite steps since it last grew], or None (no loss scaling)."""
+        return None
+
+    def _load_loss_scale(self, values: np.ndarray) -> None:
+        """Continue float16 loss scaling from _loss_scale_state()'s values."""
 
     def check_state(self, state: dict[str, np.ndarray], source: str, complete: bool = True) -> None:
         """ModelFileError naming `source` when `state` has unknown names, wrong shapes, or (when `complete`)

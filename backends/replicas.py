@@ -40,18 +40,21 @@ class Channel(Protocol):
 
 @dataclass(frozen=True)
 class ReplicaSetup:
-    """What a worker builds its replica from: the net's graph, task and optimiser, and its current state."""
+    """What a worker builds its replica from: the net's graph, task and optimiser, its current state, and how
+    its steps compute (precision and compile, as configure_steps() gave them)."""
 
     graph: Graph
     task: TaskSpec
     spec: OptimizerSpec
     state: dict[str, np.ndarray]
     training: dict[str, np.ndarray]
+    precision: str = "float32"
+    compiled: bool = False
 
     @classmethod
     def of(cls, net: Any) -> ReplicaSetup:
         """The setup of a built-in network's net (it has .graph and .spec)."""
-        return cls(net.graph, net.task, net.spec, net.get_state(), net.training_state())
+        return cls(net.graph, net.task, net.spec, net.get_state(), net.training_state(), net.precision, net.compiled)
 
 
 class Replica(Protocol):

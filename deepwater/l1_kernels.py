@@ -50,15 +50,30 @@ def _compiled() -> Callable | None:
         return None
 
     def l1(x, y, out, zero):  # pragma: no cover - compiled by numba, so coverage cannot see it run
+        # 4 rows of x against 2 rows of y per pass over the features: each value loaded serves 2 or 4 sums.
+        # Past the last row the indices repeat it, so that every pair is summed by the same instructions
+        # wherever it falls in a block (a repeated sum writes the same value twice).
         n, d = x.shape
         m = y.shape[0]
         for j0 in range(0, m, Y_TILE):
-            for i in range(n):
-                for j in range(j0, min(m, j0 + Y_TILE)):
-                    total = zero
+            for i in range(0, n, 4):
+                a, b, c, e = i, min(i + 1, n - 1), min(i + 2, n - 1), min(i + 3, n - 1)
+                for j in range(j0, min(m, j0 + Y_TILE), 2):
+                    g = min(j + 1, m - 1)
+                    aj = bj = cj = ej = ag = bg = cg = eg = zero
                     for k in range(d):
-                        total += abs(x[i, k] - y[j, k])
-                    out[i, j] = total
+                        v, w = y[j, k], y[g, k]
+                        p, q, r, u = x[a, k], x[b, k], x[c, k], x[e, k]
+                        aj += abs(p - v)
+                        bj += abs(q - v)
+                        cj += abs(r - v)
+                        ej += abs(u - v)
+                        ag += abs(p - w)
+                        bg += abs(q - w)
+                        cg += abs(r - w)
+                        eg += abs(u - w)
+                    out[a, j], out[b, j], out[c, j], out[e, j] = aj, bj, cj, ej
+                    out[a, g], out[b, g], out[c, g], out[e, g] = ag, bg, cg, eg
 
     options = {"fastmath": True, "nogil": True}  # nogil: the threads of _over_rows run it side by side
     try:

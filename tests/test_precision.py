@@ -87,6 +87,24 @@ def test_a_mixed_precision_model_saves_float32_and_predicts_float32(backend, tmp
     np.testing.assert_allclose(probabilities, model.predict(TEST)[["a", "b", "c"]].to_numpy(), atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_float16_checkpoint_keeps_its_loss_scale(backend, tmp_path):
+    if "float16" not in mixed_precisions(backend):
+        pytest.skip(f"{backend} trains in float32 only (test_bfloat16_... checks its error)")
+    model = fit(backend, precision="float16", epochs=1)
+    steps = -(-len(TRAIN) // FAST["mini_batch_size"])
+    assert model._fitted.net.training_state()["loss_scale"].tolist() == [2.0 ** 16, steps]  # no overflow here
+    model._fitted.net.set_training_state({**model._fitted.net.training_state(), "loss_scale": np.float32([1024, 5])})
+    path = dw.save_model(model, str(tmp_path))
+    loaded = dw.load_model(path)
+    assert loaded._fitted.net.training_state()["loss_scale"].tolist() == [1024.0, 5.0]
+    restarted = dw.DeepWaterEstimator(checkpoint=loaded, backend=backend, precision="float16", **{**FAST, "epochs": 2})
+    restarted.train(y="label", training_frame=TRAIN)
+    assert restarted._fitted.net.training_state()["loss_scale"].tolist() == [1024.0, 5 + steps]
+    in_float32 = dw.DeepWaterEstimator(checkpoint=loaded, backend=backend, precision="float32", **{**FAST, "epochs": 2})
+    assert "loss_scale" not in in_float32.train(y="label", training_frame=TRAIN)._fitted.net.training_state()
+
+
 def test_bad_values_name_the_parameter_and_the_choices():
     with pytest.raises(ParameterError, match=r"precision='half'.*'auto', 'float32', 'bfloat16', 'float16'"):
         dw.DeepWaterEstimator(precision="half")

@@ -134,6 +134,14 @@ class TensorflowNet(BaseNet):
         self.jit_compile = compile
         self._compile_all()
 
+    def _loss_scale_state(self) -> np.ndarray | None:
+        scale = self._loss_scale
+        return None if scale is None else np.asarray([scale.scale.numpy(), scale.good_steps.numpy()], np.float32)
+
+    def _load_loss_scale(self, values: np.ndarray) -> None:
+        self._loss_scale.scale.assign(float(values[0]))
+        self._loss_scale.good_steps.assign(int(values[1]))
+
     # --- compiled functions ---------------------------------------------------------------
     def _x_spec(self) -> tf.TensorSpec:
         return tf.TensorSpec((None,) + tuple(self.graph.input.shape), tf.float32)
@@ -154,17 +162,28 @@ class TensorflowNet(BaseNet):
         return self._steps[weighted]
 
     def _train_graph(self, x: tf.Tensor, y: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
-        scale = self._loss_scale
+        loss, grads = self.loss_and_gradients(x, y, weights)
+        self.apply_gradients(grads, tf.shape(x)[0])
+        return loss
+
+    def loss_and_gradients(self, x: tf.Tensor, y: tf.Tensor, weights: tf.Tensor | None,
+                           share: tf.Tensor | float = 1.0) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """share * the batch's mean loss (float32, whatever the precision), and the gradients of that loss
+        times the float16 loss scale (apply_gradients() takes them)."""
         with tf.GradientTape() as tape:
-            loss = batch_loss(self.task.loss, tf.cast(self.model(x, training=True), tf.float32), y, weights)
-            scaled = loss if scale is None else loss * scale.scale
-        grads, rows = tape.gradient(scaled, self._variables), tf.shape(x)[0]
+            loss = share * batch_loss(self.task.loss, tf.cast(self.model(x, training=True), tf.float32), y, weights)
+            scaled = loss if self._loss_scale is None else loss * self._loss_scale.scale
+        return loss, tape.gradient(scaled, self._variables)
+
+    def apply_gradients(self, grads: list[tf.Tensor], rows: tf.Tensor) -> None:
+        """The optimiser's update of `rows` rows from loss_and_gradients()' gradients: unscaled first under
+        float16, and skipped (the loss scale halved) when they overflowed."""
+        scale = self._loss_scale
         if scale is None:
             self.optimiser.apply(grads, rows)
-        else:
-            grads = scale.unscale(grads)
-            scale.apply_if_finite(grads, lambda: self.optimiser.apply(grads, rows), lambda: self.optimiser.skip(rows))
-        return loss
+            return
+        grads = scale.unscale(grads)
+        scale.apply_if_finite(grads, lambda: self.optimiser.apply(grads, rows), lambda: self.optimiser.skip(rows))
 
     def _feature_fn(self, layer: str) -> Callable:
         """A compiled function returning `layer`'s activations, canonical and flat; cached per layer."""

@@ -17,7 +17,6 @@ from deepwater.errors import DeviceError
 
 from ..base import Shard
 from .net import TensorflowNet, tf_device
-from .optimizers import batch_loss
 
 
 def replica_devices(devices: list[str]) -> list[str]:
@@ -64,7 +63,7 @@ class MirroredStep:
             def step(x, y, w, bounds, shares, rows):
                 losses, grads = strategy.run(self._replica, args=(x, y, w if weighted else None, bounds, shares))
                 total = [strategy.reduce(tf.distribute.ReduceOp.SUM, g, axis=None) for g in grads]
-                net.optimiser.apply(total, rows)
+                net.apply_gradients(total, rows)
                 if self.local:
                     return tf.add_n(strategy.experimental_local_results(losses))
                 return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
@@ -76,10 +75,7 @@ class MirroredStep:
         """One replica's share-weighted loss on its rows of the batch, and its gradients."""
         i = tf.distribute.get_replica_context().replica_id_in_sync_group
         rows = slice(bounds[i], bounds[i + 1])
-        with tf.GradientTape() as tape:
-            out = self.net.model(x[rows], training=True)
-            loss = shares[i] * batch_loss(self.net.task.loss, out, y[rows], None if w is None else w[rows])
-        return loss, tape.gradient(loss, self.net._variables)
+        return self.net.loss_and_gradients(x[rows], y[rows], None if w is None else w[rows], shares[i])
 
     def __call__(self, x: np.ndarray, y: np.ndarray, w: np.ndarray | None, bounds: list[int], shares: list[float],
                  rows: int) -> float:

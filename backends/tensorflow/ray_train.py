@@ -28,6 +28,7 @@ class WorkerReplica:
         self.rank, self.world = strategy.cluster_resolver.task_id, strategy.num_replicas_in_sync
         device = "cuda:0" if tf.config.list_physical_devices("GPU") else "cpu"
         self.net = TensorflowNet(setup.graph, setup.task, setup.spec, device, seed=0)
+        self.net.configure_steps(setup.precision, setup.compiled)
         self.load(writable_state(setup.state), writable_state(setup.training))
         self.run = MirroredStep(self.net, strategy, local=True)
 

@@ -34,12 +34,14 @@ class Replica:
 
     def __init__(self, setup: ReplicaSetup, device: str) -> None:
         self.net = TorchNet(setup.graph, setup.task, setup.spec, device, seed=0)
+        self.net.configure_steps(setup.precision)  # the net's own forward pass is not the one that trains here
         self.load(writable_state(setup.state), writable_state(setup.training))
         self.device = torch.device(device)
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.ddp = DistributedDataParallel(self.net.module, device_ids=ids)
         self.ddp.register_comm_hook(self, _share_allreduce)
         self.ddp.train()
+        self.forward = torch.compile(self.ddp) if setup.compiled else self.ddp
         self.share = 1.0
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -50,7 +52,7 @@ class Replica:
         self.share = shard.share
         weights = None if shard.weights is None else self._tensor(shard.weights)
         x, y = self._tensor(shard.x), self._tensor(shard.y)
-        return shard.share * float(self.net.optimiser.step(self.ddp, x, y, weights, samples))
+        return shard.share * float(self.net.optimiser.step(self.forward, x, y, weights, samples))
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         return self.net.get_state(), self.net.training_state()

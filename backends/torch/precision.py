@@ -7,6 +7,8 @@ whose gradients overflow (the GradScaler reads one flag from the device per step
 from __future__ import annotations
 
 import contextlib
+
+import numpy as np
 import torch
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -68,6 +70,17 @@ class TorchPrecision:
 
     def _compile(self, compile: bool) -> None:
         """Compile the training forward pass when asked (a TorchScript or torch.export graph is one already)."""
+
+    def _loss_scale_state(self) -> np.ndarray | None:
+        scaler = self.optimiser.mixed.scaler
+        if scaler is None:
+            return None
+        state = scaler.state_dict()
+        return np.asarray([state["scale"], state["_growth_tracker"]], dtype=np.float32)
+
+    def _load_loss_scale(self, values: np.ndarray) -> None:
+        scaler = self.optimiser.mixed.scaler
+        scaler.load_state_dict({**scaler.state_dict(), "scale": float(values[0]), "_growth_tracker": int(values[1])})
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """The training precision's autocast, for forward passes outside a step (predictions)."""
