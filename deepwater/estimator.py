@@ -706,7 +706,8 @@ class DeepWaterEstimator:
                                           metric, save_plot_path)
 
     def summary(self) -> dict[str, Any]:
-        """The model in a few facts: backend and device that ran, network, size, run length, stop reason."""
+        """The model in a few facts: backend and device that ran, network, size, precision, run length, stop
+        reason."""
         f = self._require_fitted()
         return {
             "model_id": self.model_id,
@@ -716,6 +717,8 @@ class DeepWaterEstimator:
             "problem_type": f.problem_type,
             "input_shape": f.inputs.input_shape,
             "parameters": f.net.parameter_count(),
+            "precision": getattr(f.net, "precision", "float32"),  # what the steps computed in ("auto" resolved)
+            "compiled": getattr(f.net, "compiled", False),
             "response": f"{f.response.name} ({f.task.kind}, {f.task.distribution})",
             "epochs": round(f.outcome.epochs, 4),
             "samples": f.outcome.samples,

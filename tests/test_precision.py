@@ -64,7 +64,8 @@ def test_bfloat16_trains_as_well_as_float32_or_names_the_limit(backend):
         with pytest.raises(ParameterError, match=f"precision='bfloat16' is not available.*{backend}"):
             fit(backend, precision="bfloat16")
         return
-    full, mixed = fit(backend, precision="float32"), fit(backend, precision="bfloat16")
+    full, mixed = fit(backend, precision="auto"), fit(backend, precision="bfloat16")
+    assert (full.summary()["precision"], mixed.summary()["precision"]) == ("float32", "bfloat16")  # auto: the CPU's
     losses = mixed.scoring_history()["training_loss"].to_numpy()
     assert len(losses) >= 3 and losses[-1] < losses[0], losses
     assert accuracy(full) > 0.6  # the task is learnable, so the comparison means something
