@@ -39,11 +39,6 @@ def net_device(devices: Sequence[str]) -> str:
     return "cpu" if devices[0].startswith("cpu") else devices[0]
 
 
-def resolve_device(backend, gpu: bool, device_id: Sequence[int]) -> str:
-    """The one device a net is built on: net_device() of resolve_devices()."""
-    return net_device(resolve_devices(backend, gpu, device_id))
-
-
 def device_label(devices: Sequence[str]) -> str:
     """How a model names the devices it trained on: 'cuda:0', or 'cuda:0,cuda:1' for several."""
     return ",".join(devices)

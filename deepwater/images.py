@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import socket
-import itertools
 import threading
 import time
 import urllib.error
@@ -293,7 +293,7 @@ def _uri_key(uri: object) -> str:
     return uri if isinstance(uri, str) else repr(uri)
 
 
-def _file_url_to_path(url: str) -> str:
+def file_url_to_path(url: str) -> str:
     """Local path of a file:// URL."""
     parts = urllib.parse.urlsplit(url)
     path = parts.path
@@ -384,7 +384,7 @@ class ImageReader:
         """Local file for `uri`, downloading http(s) URLs into download_dir once."""
         scheme = _url_scheme(uri)
         if scheme == "file":
-            return _file_url_to_path(uri)
+            return file_url_to_path(uri)
         if scheme in ("http", "https"):
             target = self.download_dir / _download_name(uri)
             if not target.is_file():
@@ -423,6 +423,13 @@ class ImageReader:
         futures = {uri: self._executor().submit(self._try_load, uri, row) for uri, row in jobs.items()}
         return {uri: future.result() for uri, future in futures.items()}
 
+    def _failed(self, error: ImageError) -> None:
+        """An image that could not be read: raised in 'error' mode, recorded (and left out) in 'skip' mode."""
+        if self.bad_images == "error":
+            raise error
+        with self._lock:
+            self._bad.add(error.uri)
+
     def _load_chunk(self, jobs: list[tuple[str, int]]) -> list[np.ndarray | ImageError]:
         """_try_load for each (uri, row) in turn (one thread's share of a preload)."""
         return [self._try_load(uri, row) for uri, row in jobs]
@@ -460,14 +467,10 @@ class ImageReader:
         for chunk in itertools.chain([first], rest):
             for result in chunk:
                 if isinstance(result, ImageError):
-                    if self.bad_images == "error":
-                        raise result
-                    with self._lock:
-                        self._bad.add(result.uri)
+                    self._failed(result)
             if advance is not None:
                 advance(len(chunk))
         return True
-
 
     def read_batch(self, uris: Sequence[str], rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Read `uris`; return (uint8 (n_ok, C, H, W) in input order, bool mask of decoded URIs)."""
@@ -507,10 +510,7 @@ class ImageReader:
         for i, uri in enumerate(uris):
             result = found[_uri_key(uri)]
             if isinstance(result, ImageError):
-                if self.bad_images == "error":
-                    raise result
-                with self._lock:
-                    self._bad.add(result.uri)
+                self._failed(result)
                 continue
             mask[i] = True
             arrays.append(result)

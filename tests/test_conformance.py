@@ -108,14 +108,14 @@ def test_a_plugin_runs_every_check_on_itself():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_gpu_fallback_warning_says_why_there_is_no_gpu(backend, monkeypatch):
-    from deepwater.devices import resolve_device
+    from deepwater.devices import resolve_devices
 
     instance = get_backend(backend)
     monkeypatch.setattr(type(instance), "devices", lambda self: ["cpu"])
     hint = instance.gpu_hint()
     assert isinstance(hint, str) and hint
     with pytest.warns(RuntimeWarning, match=f"backend '{backend}' sees no GPU") as caught:
-        assert resolve_device(instance, True, [0]) == "cpu"
+        assert resolve_devices(instance, True, [0]) == ["cpu"]
     assert hint in str(caught[0].message)
     assert caught[0].filename == __file__  # at the caller's line, however deep in deepwater it was raised
 

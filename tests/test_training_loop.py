@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_png
 
 from deepwater import DeepWaterEstimator
 from deepwater.metrics import ModelMetrics
@@ -472,16 +473,10 @@ def test_iterate_array_source_batches():
 
 
 def test_image_source_prefetches_only_while_images_still_need_decoding(tmp_path):
-    from PIL import Image
-
     from deepwater.images import ImageReader, ImageShape
     from deepwater.sources import ImageSource, epochs, iterate_epochs
 
-    uris = []
-    for i in range(6):
-        path = tmp_path / f"{i}.png"
-        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(path)
-        uris.append(str(path))
+    uris = [str(write_png(tmp_path / f"{i}.png", 40 * i, size=8)) for i in range(6)]
     with ImageReader(ImageShape(8, 8, 1)) as reader:
         source = ImageSource(uris, reader, None, y=np.arange(6))
         assert source.prefetch_depth > 0
@@ -491,16 +486,10 @@ def test_image_source_prefetches_only_while_images_still_need_decoding(tmp_path)
 
 
 def test_preload_images_decodes_image_sources_before_training(tmp_path, capsys, monkeypatch):
-    from PIL import Image
-
     from deepwater.images import ImageReader, ImageShape
     from deepwater.sources import ArraySource, ImageSource, preload_images
 
-    uris = []
-    for i in range(5):
-        path = tmp_path / f"{i}.png"
-        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(path)
-        uris.append(str(path))
+    uris = [str(write_png(tmp_path / f"{i}.png", 40 * i, size=8)) for i in range(5)]
     monkeypatch.setenv("DEEPWATER_PROGRESS", "lines")
     with ImageReader(ImageShape(8, 8, 1)) as reader:
         train, valid = ImageSource(uris[:3], reader, None), ImageSource(uris[2:], reader, None)

@@ -10,7 +10,6 @@ import base64
 import binascii
 import os
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DeepWaterError
-from ..images import decode_image, fetch
+from ..images import decode_image, fetch, file_url_to_path
 from ..inference import Scorer
 from ..inputs import ImageInputs
 from .config import ServeConfig
@@ -142,7 +141,7 @@ class RowEncoder:
         if scheme in ("http", "https"):
             return self._fetch(uri, field)
         if scheme == "file":
-            return self._read_local(urllib.request.url2pathname(urllib.parse.urlsplit(uri).path), field)
+            return self._read_local(file_url_to_path(uri), field)
         if scheme and len(scheme) > 1:  # one letter: a Windows drive
             raise RequestError(422, field, f"scheme {scheme!r} is not served; give an http(s) URL, a path or the "
                                            "image as base64 in 'image'.")
