@@ -24,8 +24,8 @@ from deepwater.specs import OptimizerSpec, TaskSpec
 from deepwater.state_fit import misfit
 
 if TYPE_CHECKING:  # the core's types for what backends give it; imported for annotations only
-    from deepwater.distances import DistanceEngine
-    from deepwater.user_graphs import GraphFormat, UserGraph
+    from deepwater.analysis.distances import DistanceEngine
+    from deepwater.runtime.user_graphs import GraphFormat, UserGraph
 
 
 @runtime_checkable

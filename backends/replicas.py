@@ -24,7 +24,7 @@ from deepwater.errors import ReplicaError
 from deepwater.networks import Graph
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from .base import Shard
+from deepwater.backends.base import Shard
 
 READY, STEP, PULL, PUSH, STOP, FAILED = "ready", "step", "pull", "push", "stop", "failed"
 POLL_S = 1.0  # how often a wait for a Ray worker's answer checks that Ray Train still runs

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import deepwater as dw
-from deepwater.registry import installed_backends
+from deepwater.runtime.registry import installed_backends
 
 LEARNING_RATE, ANNEALING, MOMENTUM, CLIP = 0.01, 1e-6, 0.9, 10.0
 

@@ -28,7 +28,7 @@ from PIL import Image
 
 import deepwater as dw
 from deepwater.networks import build_graph
-from deepwater.registry import get_backend
+from deepwater.runtime.registry import get_backend
 from deepwater.specs import OptimizerSpec, TaskSpec
 
 BATCH, CLASSES = 64, 10

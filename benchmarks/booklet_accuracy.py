@@ -16,7 +16,7 @@ import pandas as pd
 from common import timed, write_result
 
 import deepwater as dw
-from deepwater.registry import installed_backends
+from deepwater.runtime.registry import installed_backends
 
 MLP = {"hidden": [200, 200], "epochs": 10}
 LENET = {"network": "lenet", "epochs": 2, "channels": 1, "image_shape": [28, 28]}

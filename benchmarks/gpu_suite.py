@@ -37,13 +37,13 @@ from lenet_images import epoch_speeds
 from PIL import Image
 
 import deepwater as dw
-import deepwater.trainer as trainer_module
-from deepwater.metrics import ModelMetrics
+import deepwater.training.trainer as trainer_module
+from deepwater.analysis.metrics import ModelMetrics
 from deepwater.networks import build_graph
-from deepwater.registry import get_backend
-from deepwater.sources import ArraySource
+from deepwater.runtime.registry import get_backend
+from deepwater.data.sources import ArraySource
 from deepwater.specs import OptimizerSpec, TaskSpec
-from deepwater.trainer import LoopSettings, StoppingRule, Trainer
+from deepwater.training.trainer import LoopSettings, StoppingRule, Trainer
 
 CLASSES, LEARNING_RATE, MOMENTUM = 10, 0.01, 0.9
 TASK = TaskSpec("classification", CLASSES, "cross_entropy", "multinomial")

@@ -29,8 +29,8 @@ import torch
 from common import alternate, timed, write_result
 
 import deepwater as dw
-from deepwater import execution
-from deepwater.ray_tasks import RayRunner
+from deepwater.model import jobs as execution
+from deepwater.model.ray_jobs import RayRunner
 
 HYPER = {"hidden": [[64], [128]], "learning_rate": [0.005, 0.02], "activation": ["Rectifier", "Tanh"]}
 BASE = {"epochs": 2, "mini_batch_size": 128, "gpu": False, "quiet_mode": True, "seed": 1, "stopping_rounds": 0,

@@ -3,10 +3,11 @@
 Importing deepwater imports no deep learning framework; a backend loads its framework when a
 model is built.
 """
-from . import accessor, datasets, models_zoo  # accessor registers the `frame.dw` pandas accessor
-from .cluster import ClusterError, init, shutdown
-from .distances import distance, nearest
-from .errors import (
+from deepwater import datasets, models_zoo  # accessor registers the `frame.dw` pandas accessor
+from deepwater.analysis import accessor
+from deepwater.runtime.cluster import ClusterError, init, shutdown
+from deepwater.analysis.distances import distance, nearest
+from deepwater.errors import (
                      DeepWaterError,
                      DeviceError,
                      FrameError,
@@ -16,12 +17,12 @@ from .errors import (
                      NotFittedError,
                      ParameterError,
 )
-from .ensemble import H2OStackedEnsembleEstimator, StackedEnsembleEstimator
-from .estimator import DeepWaterEstimator, H2OAutoEncoderEstimator, H2ODeepWaterEstimator
-from .frames import import_file
-from .grid import GridSearch, H2OGridSearch
-from .model_files import load_model, save_model
-from .model_store import get_model, ls, remove
+from deepwater.selection.stacked_ensemble import H2OStackedEnsembleEstimator, StackedEnsembleEstimator
+from deepwater.model.estimator import DeepWaterEstimator, H2OAutoEncoderEstimator, H2ODeepWaterEstimator
+from deepwater.data.frames import import_file
+from deepwater.selection.grid_search import GridSearch, H2OGridSearch
+from deepwater.storage.saved_models import load_model, save_model
+from deepwater.storage.model_store import get_model, ls, remove
 
 __version__ = "0.1.0"
 __all__ = [

@@ -1,6 +1,6 @@
 """python -m deepwater: the `deepwater` command (deepwater/cli.py)."""
 import sys
 
-from .cli import main
+from deepwater.cli import main
 
 sys.exit(main())

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from tqdm.std import tqdm as _std_tqdm
 
-from .errors import ParameterError
+from deepwater.errors import ParameterError
 
 LINE_INTERVAL = 5.0  # seconds between two lines in a log
 MODES = ("bar", "lines")

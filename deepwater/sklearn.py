@@ -1,6 +1,6 @@
 """scikit-learn estimators over DeepWaterEstimator: DeepWaterClassifier and DeepWaterRegressor.
 
-Their parameters are the parameter table's (deepwater.params.PARAMETERS), so they work in Pipeline,
+Their parameters are the parameter table's (deepwater.training.parameters.PARAMETERS), so they work in Pipeline,
 GridSearchCV, cross_val_score and StackingClassifier. X is a numpy array or a pandas frame (categorical
 and image URI columns included: a frame goes to the estimator as it is); y is a vector.
 """
@@ -17,8 +17,8 @@ from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import params as parameter_table
-from .estimator import DeepWaterEstimator
+from deepwater.training import parameters as parameter_table
+from deepwater.model.estimator import DeepWaterEstimator
 
 TARGET = "__deepwater_target__"
 QUIET = {"quiet_mode": True}  # scikit-learn fits many models: no progress bars unless asked for

@@ -46,7 +46,7 @@ def autoencoder_task(width: int) -> TaskSpec:
 
 def task_from_params(kind: str, n_classes: int, distribution: str, loss: str) -> TaskSpec:
     """Resolve AUTO distribution and Automatic loss; refuse combinations that do not fit the response."""
-    from .errors import ParameterError
+    from deepwater.errors import ParameterError
 
     if distribution == "AUTO":
         if kind == CLASSIFICATION:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from deepwater.errors import ModelFileError
-from deepwater.weight_files import read_torch_state
+from deepwater.runtime.weight_files import read_torch_state
 
 
 def torchvision_mobilenet_v2_names() -> dict[str, str]:

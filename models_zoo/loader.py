@@ -5,12 +5,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from deepwater.errors import ModelFileError
-from deepwater.estimator import DeepWaterEstimator
+from deepwater.model.estimator import DeepWaterEstimator
 from deepwater.networks import build_graph, check_state
 
-from .convert import canonical_state
-from .manifest import MANIFEST, ZooEntry, get_entry
-from .weights import DOWNLOAD_TIMEOUT, find_weights
+from deepwater.models_zoo.convert import canonical_state
+from deepwater.models_zoo.manifest import MANIFEST, ZooEntry, get_entry
+from deepwater.models_zoo.weights import DOWNLOAD_TIMEOUT, find_weights
 
 
 def list_models() -> list[ZooEntry]:

@@ -18,7 +18,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 def installed_backends() -> list[str]:
     """The shipped backends whose framework imports here, in backend='auto' order."""
-    from deepwater.registry import installed_backends as installed  # after OMP_NUM_THREADS is set
+    from deepwater.runtime.registry import installed_backends as installed  # after OMP_NUM_THREADS is set
 
     return installed()
 

@@ -6,9 +6,9 @@ import pytest
 from conftest import installed_backends
 
 from deepwater import DeepWaterEstimator, ParameterError
-from deepwater.augment import Augmentation
-from deepwater.images import ImageReader, ImageShape
-from deepwater.sources import ImageSource
+from deepwater.data.augment import Augmentation
+from deepwater.data.images import ImageReader, ImageShape
+from deepwater.data.sources import ImageSource
 
 BACKENDS = installed_backends()
 

@@ -10,7 +10,7 @@ from conftest import installed_backends, make_blobs
 
 import deepwater as dw
 from deepwater.errors import ParameterError
-from deepwater.varimp import gedeon
+from deepwater.analysis.variable_importance import gedeon
 
 BACKENDS = installed_backends()
 backends = pytest.mark.parametrize("backend", BACKENDS)

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 import deepwater as dw
-from deepwater import design
-from deepwater.design import DatasetEncoder
+from deepwater.data import encoders as design
+from deepwater.data.encoders import DatasetEncoder
 from deepwater.errors import ParameterError
 
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import installed_backends, make_blobs
 
 import deepwater as dw
-from deepwater import params as parameter_table
+from deepwater.training import parameters as parameter_table
 from deepwater.errors import ModelFileError, NotFittedError, ParameterError
 
 BACKENDS = installed_backends()

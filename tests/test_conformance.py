@@ -14,7 +14,7 @@ from conftest import installed_backends
 
 from deepwater.backends import testing
 from deepwater.backends.testing import CLASSIFY, NETWORKS, SGD
-from deepwater.registry import get_backend
+from deepwater.runtime.registry import get_backend
 
 BACKENDS = installed_backends()
 
@@ -108,7 +108,7 @@ def test_a_plugin_runs_every_check_on_itself():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_gpu_fallback_warning_says_why_there_is_no_gpu(backend, monkeypatch):
-    from deepwater.devices import resolve_devices
+    from deepwater.runtime.devices import resolve_devices
 
     instance = get_backend(backend)
     monkeypatch.setattr(type(instance), "devices", lambda self: ["cpu"])

@@ -9,9 +9,9 @@ import pytest
 from conftest import installed_backends, make_blobs, make_linear
 
 import deepwater as dw
-from deepwater.design import Response
+from deepwater.data.encoders import Response
 from deepwater.errors import FrameError, ParameterError
-from deepwater.sources import ArraySource, map_batches
+from deepwater.data.sources import ArraySource, map_batches
 
 BACKENDS = installed_backends()
 BAD_NUMBERS = [np.inf, -np.inf, 1e39]  # 1e39 is finite in float64 but beyond float32's 3.4e38

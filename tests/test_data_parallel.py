@@ -101,7 +101,7 @@ def test_replicas_train_in_the_models_precision(backend, tmp_path):
 
 
 def gpus(backend: str) -> int:
-    from deepwater.registry import get_backend
+    from deepwater.runtime.registry import get_backend
 
     return len([d for d in get_backend(backend).devices() if d != "cpu"])
 
@@ -134,7 +134,7 @@ def test_a_device_listed_twice_is_an_error(blobs):
 
 def test_gpus_that_do_not_exist_are_named(blobs, monkeypatch):
     backend = installed_backends()[0]
-    from deepwater.registry import get_backend
+    from deepwater.runtime.registry import get_backend
 
     monkeypatch.setattr(type(get_backend(backend)), "devices", lambda self: ["cpu", "cuda:0", "cuda:1"])
     with pytest.raises(DeviceError, match=r"device_id=\[0, 1, 2\] asks for GPU 2.*sees 2 GPU"):

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from deepwater import DeepWaterEstimator, FrameError, MissingDependencyError, NotFittedError, ParameterError
-from deepwater.registry import backend_targets, get_backend
+from deepwater.runtime.registry import backend_targets, get_backend
 
 TINY = {"hidden": [8], "epochs": 1, "gpu": False, "quiet_mode": True, "seed": 7, "mini_batch_size": 16}
 LENET = {"network": "lenet", "problem_type": "image", "image_shape": [28, 28], "channels": 1, "epochs": 1,
@@ -167,8 +167,8 @@ class _ShapeShifter:
 
 def test_a_backend_returning_unsteady_feature_widths_is_reported():
     from deepwater.errors import DeepWaterError
-    from deepwater.features import deep_features
-    from deepwater.sources import ArraySource
+    from deepwater.analysis.deep_features import deep_features
+    from deepwater.data.sources import ArraySource
 
     x = np.repeat(np.array([[0.0], [1.0]], dtype=np.float32), 4, axis=0)
     with pytest.raises(DeepWaterError, match=r"shape \(4, 4\).*'hidden'.*\(4, 3\).*bug in the backend"):

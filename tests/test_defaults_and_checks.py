@@ -13,8 +13,8 @@ import pytest
 from conftest import installed_backends
 
 from deepwater import DeepWaterEstimator, ParameterError, networks
-from deepwater import params as table
-from deepwater import registry
+from deepwater.training import parameters as table
+from deepwater.runtime import registry
 from deepwater.backends.mxnet.runtime import SUBGRAPH_NOTICE, stderr_without
 
 FAST = {"gpu": False, "quiet_mode": True, "hidden": [8], "epochs": 1, "seed": 3}

@@ -15,7 +15,7 @@ from scipy.spatial.distance import cdist
 import deepwater as dw
 from deepwater import DeviceError, FrameError, ParameterError
 
-distance_module = importlib.import_module("deepwater.distances")
+distance_module = importlib.import_module("deepwater.analysis.distances")
 MEASURES = ["l1", "l2", "cosine", "cosine_sq"]
 
 
@@ -332,8 +332,8 @@ def test_bad_dtype_names_the_choices(xy, dtype):
 
 @pytest.fixture
 def without_numba(monkeypatch):
-    """deepwater.l1_kernels as on a machine where numba is not installed."""
-    kernels = importlib.import_module("deepwater.l1_kernels")
+    """deepwater.analysis.l1_kernels as on a machine where numba is not installed."""
+    kernels = importlib.import_module("deepwater.analysis.l1_kernels")
     monkeypatch.setitem(sys.modules, "numba", None)
     kernels._compiled.cache_clear()
     yield kernels

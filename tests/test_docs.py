@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deepwater import params
+from deepwater.training import parameters as params
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ from deepwater import (
     ParameterError,
 )
 from deepwater.backends.torch.backend import TorchBackend
-from deepwater.params import ACTIVATIONS
+from deepwater.training.parameters import ACTIVATIONS
 
 FAST = {"gpu": False, "quiet_mode": True, "hidden": [16], "mini_batch_size": 32, "seed": 1234}
 CLASSES = ["a", "b", "c"]

@@ -11,7 +11,7 @@ from sklearn.base import clone
 
 import deepwater
 from deepwater import DeepWaterEstimator, DeepWaterError, MissingDependencyError, NotFittedError, ParameterError
-from deepwater.params import PARAMETERS
+from deepwater.training.parameters import PARAMETERS
 
 TINY = {"hidden": [4], "backend": "torch", "gpu": False, "seed": 1, "quiet_mode": True}
 
@@ -192,5 +192,5 @@ def test_not_available_when_no_backend_runs(monkeypatch):
     def no_backend(name):
         raise MissingDependencyError("No deep learning framework", "torch")
 
-    monkeypatch.setattr("deepwater.estimator.get_backend", no_backend)
+    monkeypatch.setattr("deepwater.model.estimator.get_backend", no_backend)
     assert DeepWaterEstimator.available() is False

@@ -13,8 +13,8 @@ from deepwater import (
     MissingDependencyError,
     ParameterError,
 )
-from deepwater.design import DatasetEncoder, Response
-from deepwater.frames import (
+from deepwater.data.encoders import DatasetEncoder, Response
+from deepwater.data.frames import (
     check_frame,
     detect_problem_type,
     import_file,

@@ -16,8 +16,8 @@ import pytest
 from conftest import make_blobs, make_linear
 
 import deepwater as dw
-from deepwater import execution
-from deepwater import grid as grid_module
+from deepwater.model import jobs as execution
+from deepwater.selection import grid_search as grid_module
 from deepwater.errors import DeepWaterError, ParameterError
 
 HYPER = {"hidden": [[8], [16]], "learning_rate": [0.01, 0.1]}
@@ -287,7 +287,7 @@ import os, signal, sys
 sys.path.insert(0, {tests!r})
 from conftest import make_blobs, make_linear
 import deepwater as dw
-from deepwater import execution
+from deepwater.model import jobs as execution
 fit = execution.fit
 def crash_at_the_third(job, training, validation):
     if job.model_id.endswith("_model_3"):

@@ -1,4 +1,4 @@
-"""Tests for deepwater.images: URI recognition, decoding, caching, downloads and mean images."""
+"""Tests for deepwater.data.images: URI recognition, decoding, caching, downloads and mean images."""
 from __future__ import annotations
 
 import http.server
@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from deepwater.errors import ImageError, ParameterError
-from deepwater.images import (
+from deepwater.data.images import (
     ImageReader,
     ImageShape,
     is_image_uri,
@@ -252,7 +252,7 @@ def test_preload_raises_the_first_bad_image_or_skips_it(tmp_path: Path) -> None:
 
 
 def test_preload_decodes_slow_images_on_the_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import deepwater.images as images
+    import deepwater.data.images as images
 
     paths = [str(save(tmp_path / f"{i}.png", rgb_pixels())) for i in range(300)]
     threads = set()

@@ -15,7 +15,7 @@ from conftest import installed_backends, make_blobs
 from user_graph_cases import all_cases, fit_case
 
 import deepwater as dw
-from deepwater import model_files
+from deepwater.storage import saved_models as model_files
 from deepwater.errors import ModelFileError, NotFittedError, ParameterError
 
 BACKENDS = installed_backends()

@@ -26,8 +26,8 @@ from deepwater.errors import ModelFileError, ParameterError
 from deepwater.models_zoo import convert, weights
 from deepwater.models_zoo.manifest import MANIFEST, WeightsSource, read_labels
 from deepwater.networks import build_graph
-from deepwater.registry import backend_targets, get_backend
-from deepwater.weight_files import read_torch_state
+from deepwater.runtime.registry import backend_targets, get_backend
+from deepwater.runtime.weight_files import read_torch_state
 
 ENTRY = MANIFEST["mobilenet_v2"]
 TORCHVISION_PARAMETERS = 3_504_872

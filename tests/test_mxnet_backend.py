@@ -18,7 +18,7 @@ from deepwater import (
 )
 from deepwater.backends.mxnet.backend import MXNetBackend
 from deepwater.networks import GraphBuilder, build_graph
-from deepwater.registry import get_backend
+from deepwater.runtime.registry import get_backend
 from deepwater.specs import OptimizerSpec, task_from_params
 
 if not MXNetBackend().available():

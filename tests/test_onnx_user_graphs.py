@@ -28,7 +28,7 @@ from PIL import Image
 
 from deepwater.errors import MissingDependencyError, ModelFileError
 from deepwater.specs import CLASSIFICATION, REGRESSION, OptimizerSpec, task_from_params
-from deepwater.user_graphs import graph_loader, user_graph
+from deepwater.runtime.user_graphs import graph_loader, user_graph
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -210,7 +210,7 @@ def test_devices_follow_onnxruntimes_providers(monkeypatch) -> None:
     import onnxruntime as ort
 
     from deepwater.backends.onnx.backend import OnnxRuntime
-    from deepwater.onnx_runtime import CUDA, execution_providers
+    from deepwater.runtime.onnx_sessions import CUDA, execution_providers
     from deepwater.errors import DeviceError
 
     runtime = OnnxRuntime()

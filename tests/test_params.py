@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from deepwater import DeepWaterEstimator, ParameterError
-from deepwater import params as table
+from deepwater.training import parameters as table
 
 
 def error_of(**given) -> str:

@@ -13,11 +13,11 @@ import deepwater as dw
 from deepwater.backends import testing
 from deepwater.backends.base import resolve_precision
 from deepwater.errors import ParameterError
-from deepwater.metrics import ModelMetrics
-from deepwater.registry import get_backend
-from deepwater.sources import ArraySource, ahead, iterate_epochs
+from deepwater.analysis.metrics import ModelMetrics
+from deepwater.runtime.registry import get_backend
+from deepwater.data.sources import ArraySource, ahead, iterate_epochs
 from deepwater.specs import OptimizerSpec
-from deepwater.trainer import LoopSettings, StoppingRule, Trainer
+from deepwater.training.trainer import LoopSettings, StoppingRule, Trainer
 
 BACKENDS = installed_backends()
 FAST = {"gpu": False, "quiet_mode": True, "hidden": [32], "mini_batch_size": 32, "learning_rate": 0.05,

@@ -15,8 +15,8 @@ import pytest
 from conftest import make_blobs
 
 import deepwater as dw
-from deepwater import execution
-from deepwater.execution import Job
+from deepwater.model import jobs as execution
+from deepwater.model.jobs import Job
 
 # Ray's switch for a runtime that stays on this machine: it then runs on 127.0.0.1 (read when ray is imported)
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -177,7 +177,7 @@ def test_a_failing_combination_on_ray_is_listed_and_the_grid_goes_on(cluster, fr
 
 
 def test_a_task_returns_the_saved_model_files_and_its_worker_forgets_the_model(frame):
-    from deepwater.ray_tasks import load_files, train_task
+    from deepwater.model.ray_jobs import load_files, train_task
 
     job = Job(dw.DeepWaterEstimator, {"hidden": [8], "epochs": 1, "gpu": False, "quiet_mode": True, "seed": 2,
                                       "model_id": "in_a_task"}, None, "label", np.arange(60))
@@ -193,7 +193,7 @@ def test_a_task_returns_the_saved_model_files_and_its_worker_forgets_the_model(f
 
 
 def test_a_gpu_job_asks_ray_for_a_gpu_where_the_cluster_has_one(cluster, frame):
-    from deepwater.ray_tasks import RayRunner
+    from deepwater.model.ray_jobs import RayRunner
 
     class Recorder:
         def __init__(self):

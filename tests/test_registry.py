@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from deepwater import registry
+from deepwater.runtime import registry
 from deepwater.backends.base import Backend, UserGraphLoader
 from deepwater.errors import BackendError, ParameterError
 

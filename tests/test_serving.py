@@ -27,7 +27,7 @@ httpx2 = pytest.importorskip("httpx2")
 
 import deepwater as dw  # noqa: E402
 from deepwater import inference  # noqa: E402
-from deepwater.design import Response  # noqa: E402
+from deepwater.data.encoders import Response  # noqa: E402
 from deepwater.errors import ParameterError  # noqa: E402
 from deepwater.serving import ServeConfig, create_app  # noqa: E402
 

@@ -22,7 +22,7 @@ from deepwater.backends.tensorflow.net import TensorflowNet
 from deepwater.backends.torch.net import TorchNet
 from deepwater.errors import ModelFileError, ParameterError
 from deepwater.networks import Graph, GraphBuilder
-from deepwater.registry import get_backend
+from deepwater.runtime.registry import get_backend
 from deepwater.specs import OptimizerSpec, TaskSpec
 
 CLASSES3 = TaskSpec("classification", 3, "cross_entropy", "multinomial")

@@ -20,7 +20,7 @@ from torch import nn
 from deepwater import DeepWaterEstimator
 from deepwater.errors import ModelFileError
 from deepwater.specs import CLASSIFICATION, REGRESSION, OptimizerSpec, task_from_params
-from deepwater.user_graphs import graph_loader, user_graph
+from deepwater.runtime.user_graphs import graph_loader, user_graph
 
 
 

@@ -10,10 +10,10 @@ import pytest
 from conftest import write_png
 
 from deepwater import DeepWaterEstimator
-from deepwater.metrics import ModelMetrics
-from deepwater.scoring import ScoringSchedule, should_stop
-from deepwater.sources import ArraySource, batches, iterate, prefetch
-from deepwater.trainer import LoopSettings, StoppingRule, Trainer
+from deepwater.analysis.metrics import ModelMetrics
+from deepwater.training.schedule import ScoringSchedule, should_stop
+from deepwater.data.sources import ArraySource, batches, iterate, prefetch
+from deepwater.training.trainer import LoopSettings, StoppingRule, Trainer
 
 FAST = {"gpu": False, "quiet_mode": True, "hidden": [16], "mini_batch_size": 32, "learning_rate": 0.05}
 TIMING_COLUMNS = ["timestamp", "duration", "training_speed"]
@@ -473,8 +473,8 @@ def test_iterate_array_source_batches():
 
 
 def test_image_source_prefetches_only_while_images_still_need_decoding(tmp_path):
-    from deepwater.images import ImageReader, ImageShape
-    from deepwater.sources import ImageSource, epochs, iterate_epochs
+    from deepwater.data.images import ImageReader, ImageShape
+    from deepwater.data.sources import ImageSource, epochs, iterate_epochs
 
     uris = [str(write_png(tmp_path / f"{i}.png", 40 * i, size=8)) for i in range(6)]
     with ImageReader(ImageShape(8, 8, 1)) as reader:
@@ -486,8 +486,8 @@ def test_image_source_prefetches_only_while_images_still_need_decoding(tmp_path)
 
 
 def test_preload_images_decodes_image_sources_before_training(tmp_path, capsys, monkeypatch):
-    from deepwater.images import ImageReader, ImageShape
-    from deepwater.sources import ArraySource, ImageSource, preload_images
+    from deepwater.data.images import ImageReader, ImageShape
+    from deepwater.data.sources import ArraySource, ImageSource, preload_images
 
     uris = [str(write_png(tmp_path / f"{i}.png", 40 * i, size=8)) for i in range(5)]
     monkeypatch.setenv("DEEPWATER_PROGRESS", "lines")

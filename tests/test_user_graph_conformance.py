@@ -9,7 +9,7 @@ from user_graph_cases import GraphCase, all_cases
 
 from deepwater.errors import ModelFileError, ParameterError
 from deepwater.specs import CLASSIFICATION, OptimizerSpec, task_from_params
-from deepwater.user_graphs import graph_loader, user_graph
+from deepwater.runtime.user_graphs import graph_loader, user_graph
 
 CASES = all_cases()
 CLASSES = 3

@@ -13,7 +13,7 @@ from deepwater.backends.mxnet.backend import MXNetBackend
 from deepwater.backends.mxnet.runtime import load_mxnet
 from deepwater.datasets import mnist_images
 from deepwater.errors import ModelFileError, ParameterError
-from deepwater.images import ImageShape, load_mean_image
+from deepwater.data.images import ImageShape, load_mean_image
 
 if not MXNetBackend().available():
     pytest.skip("mxnet is not installed", allow_module_level=True)

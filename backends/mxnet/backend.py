@@ -8,9 +8,9 @@ import numpy as np
 from deepwater.errors import ModelFileError
 from deepwater.networks import Graph
 from deepwater.specs import OptimizerSpec, TaskSpec
-from deepwater.user_graphs import GraphFormat, UserGraph
+from deepwater.runtime.user_graphs import GraphFormat, UserGraph
 
-from .runtime import EXTRA, load_mxnet, torch_threads_kept
+from deepwater.backends.mxnet.runtime import EXTRA, load_mxnet, torch_threads_kept
 
 MXNET_SYMBOL = GraphFormat("mxnet-symbol", "mxnet", "MXNet symbol JSON (.json), weights in a .params file",
                            suffixes=(".json",))
@@ -50,7 +50,7 @@ class MXNetBackend:
     def build(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
         load_mxnet()
         with torch_threads_kept():
-            from .net import MXNetNet
+            from deepwater.backends.mxnet.net import MXNetNet
 
             return MXNetNet(graph, task, optimizer, device, seed)
 
@@ -58,7 +58,7 @@ class MXNetBackend:
         """A Net from an MXNet symbol JSON file and optional .params weights (see user.py)."""
         load_mxnet()
         with torch_threads_kept():
-            from .user import MXNetUserNet
+            from deepwater.backends.mxnet.user import MXNetUserNet
 
             return MXNetUserNet(graph, task, optimizer, device, seed)
 
@@ -68,7 +68,7 @@ class MXNetBackend:
     def replicate(self, net, devices: list[str]):
         """Replicas of the MXNetNet `net` on the contexts of `devices`, summing gradients in a kvstore."""
         with torch_threads_kept():
-            from .parallel import KVStoreGroup
+            from deepwater.backends.mxnet.parallel import KVStoreGroup
 
             return KVStoreGroup(net, devices)
 

@@ -23,11 +23,11 @@ import numpy as np
 
 from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
-from deepwater.user_graphs import UserGraph, check_outputs, no_replacement
+from deepwater.runtime.user_graphs import UserGraph, check_outputs, no_replacement
 
-from .net import LABEL, ROW_WEIGHT, ExecutorCache, SymbolNet, bind_arrays, loss_symbol, mx_context
-from .optimizers import Slot, make_optimizer
-from .runtime import load_mxnet
+from deepwater.backends.mxnet.net import LABEL, ROW_WEIGHT, ExecutorCache, SymbolNet, bind_arrays, loss_symbol, mx_context
+from deepwater.backends.mxnet.optimizers import Slot, make_optimizer
+from deepwater.backends.mxnet.runtime import load_mxnet
 
 mx = load_mxnet()
 

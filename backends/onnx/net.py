@@ -25,11 +25,11 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 from deepwater.errors import ModelFileError
-from deepwater.onnx_runtime import reason, run_rows, start_session
+from deepwater.runtime.onnx_sessions import reason, run_rows, start_session
 from deepwater.specs import TaskSpec
-from deepwater.user_graphs import UserGraph, check_outputs, training_refused
+from deepwater.runtime.user_graphs import UserGraph, check_outputs, training_refused
 
-from ..base import BaseNet, OnnxGraph
+from deepwater.backends.base import BaseNet, OnnxGraph
 
 
 def _is_float(elem_type: int) -> bool:

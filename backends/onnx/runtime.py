@@ -1,10 +1,10 @@
 """onnxruntime's GPUs for the ONNX graph loader. Importing this module imports neither onnx nor onnxruntime; calling
-its function does. Sessions and providers are deepwater.onnx_runtime's, which deepwater.inference shares."""
+its function does. Sessions and providers are deepwater.runtime.onnx_sessions's, which deepwater.deploy.inference shares."""
 from __future__ import annotations
 
 import importlib.util
 
-from deepwater.onnx_runtime import CUDA
+from deepwater.runtime.onnx_sessions import CUDA
 
 
 def cuda_device_count() -> int:

@@ -13,8 +13,8 @@ import tensorflow as tf
 
 from deepwater.errors import MissingDependencyError, ModelFileError
 
-from ..base import ONNX_INPUT, ONNX_OPSET, OnnxGraph
-from .user import reason
+from deepwater.backends.base import ONNX_INPUT, ONNX_OPSET, OnnxGraph
+from deepwater.backends.tensorflow.user import reason
 
 # canonical batch -> [the network's output (logits or values), then the activations of each layer asked for]
 Compute = Callable[[tf.Tensor], list[tf.Tensor]]

@@ -1,6 +1,6 @@
 """What the TensorFlow readers of user graph files (network='user') share.
 
-Three formats reach the TensorFlow backend (deepwater.user_graphs): Keras `.keras` files
+Three formats reach the TensorFlow backend (deepwater.runtime.user_graphs): Keras `.keras` files
 (user_keras.py), SavedModel directories (user_saved.py) and TF1 `.meta` MetaGraphs with Deep
 Water's `meta` collection (user_meta.py). Whatever the format, rows arrive in deepwater's canonical
 layout, images (n, C, H, W) and numeric rows (n, F); input_layout() finds how the graph wants them:
@@ -23,9 +23,9 @@ import tensorflow as tf
 from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from ..base import BaseNet, OnnxGraph
-from .net import channels_first_rows, tf_device
-from .optimizers import Update, batch_loss
+from deepwater.backends.base import BaseNet, OnnxGraph
+from deepwater.backends.tensorflow.net import channels_first_rows, tf_device
+from deepwater.backends.tensorflow.optimizers import Update, batch_loss
 
 # A graph's forward pass: input in the graph's own layout, training flag -> (n, k) logits or values
 Forward = Callable[[tf.Tensor, bool], tf.Tensor]
@@ -176,7 +176,7 @@ class EagerUserNet(BaseNet):
 
     def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
         """The graph's probabilities (or values) and the activations of `layers`, through tf2onnx."""
-        from .to_onnx import write_onnx  # here: it imports this module
+        from deepwater.backends.tensorflow.to_onnx import write_onnx  # here: it imports this module
 
         def compute(x: tf.Tensor) -> list[tf.Tensor]:
             graph_x = self._layout.tensor(x)

@@ -22,10 +22,10 @@ import tensorflow as tf
 
 from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
-from deepwater.user_graphs import UserGraph, check_outputs, no_replacement
+from deepwater.runtime.user_graphs import UserGraph, check_outputs, no_replacement
 
-from .net import tf_device
-from .user import EagerUserNet, input_layout, reason
+from deepwater.backends.tensorflow.net import tf_device
+from deepwater.backends.tensorflow.user import EagerUserNet, input_layout, reason
 
 
 def read_keras(path: str) -> keras.Model:

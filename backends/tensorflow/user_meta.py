@@ -31,11 +31,11 @@ import tensorflow as tf
 
 from deepwater.errors import ModelFileError, ParameterError
 from deepwater.specs import OptimizerSpec, TaskSpec
-from deepwater.user_graphs import UserGraph, check_outputs, no_replacement
+from deepwater.runtime.user_graphs import UserGraph, check_outputs, no_replacement
 
-from .net import tf_device
-from ..base import BaseNet
-from .user import input_layout, reason, variable_names
+from deepwater.backends.tensorflow.net import tf_device
+from deepwater.backends.base import BaseNet
+from deepwater.backends.tensorflow.user import input_layout, reason, variable_names
 
 PROBE_ROWS = 2  # rows per tower of the batch that finds which ops give one row per input row
 

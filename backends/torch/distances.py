@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deepwater.distances import SIMILARITIES, Prepared, finish_l2
+from deepwater.analysis.distances import SIMILARITIES, Prepared, finish_l2
 from deepwater.errors import DeviceError
 
 
@@ -22,7 +22,7 @@ def check_gpu(device: str) -> str:
 
 
 class TorchDistanceEngine:
-    """The numpy engine's blocks with torch on a GPU (or any torch device): a deepwater.distances.DistanceEngine."""
+    """The numpy engine's blocks with torch on a GPU (or any torch device): a deepwater.analysis.distances.DistanceEngine."""
 
     name = "torch"
 

@@ -11,9 +11,9 @@ from torch import nn
 from deepwater.networks import Graph, Node
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from ..base import BaseNet, OnnxGraph
-from .optimizers import Optimiser
-from .precision import TorchPrecision
+from deepwater.backends.base import BaseNet, OnnxGraph
+from deepwater.backends.torch.optimizers import Optimiser
+from deepwater.backends.torch.precision import TorchPrecision
 
 _ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 _POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
@@ -228,7 +228,7 @@ class TorchNet(TorchPrecision, BaseNet):
 
     def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
         """The network's probabilities (or values) and the activations of `layers`, through torch.onnx.export."""
-        from .to_onnx import write_onnx  # here: to_onnx imports user.py, which imports this module
+        from deepwater.backends.torch.to_onnx import write_onnx  # here: to_onnx imports user.py, which imports this module
 
         self._set_mode(False)
 

@@ -16,8 +16,8 @@ from torch import nn
 
 from deepwater.errors import ModelFileError
 
-from ..base import ONNX_INPUT, ONNX_OPSET, OnnxGraph
-from .user import error_reason
+from deepwater.backends.base import ONNX_INPUT, ONNX_OPSET, OnnxGraph
+from deepwater.backends.torch.user import error_reason
 
 OUTPUT = "predictions"
 # The exporter logs a warning per torchvision operator it cannot register when torchvision is absent

@@ -30,12 +30,12 @@ from torch import nn
 
 from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
-from deepwater.user_graphs import UserGraph, check_outputs, no_replacement
+from deepwater.runtime.user_graphs import UserGraph, check_outputs, no_replacement
 
-from ..base import BaseNet, OnnxGraph
-from .net import to_tensor
-from .optimizers import Optimiser
-from .precision import TorchPrecision
+from deepwater.backends.base import BaseNet, OnnxGraph
+from deepwater.backends.torch.net import to_tensor
+from deepwater.backends.torch.optimizers import Optimiser
+from deepwater.backends.torch.precision import TorchPrecision
 
 PROBE_ROWS = 2  # rows of zeros run through a graph to find its output width
 
@@ -171,7 +171,7 @@ class TorchUserNet(TorchPrecision, BaseNet):
 
     def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
         """The graph's probabilities (or values) and the activations of `layers`, through torch.onnx.export."""
-        from .to_onnx import write_onnx  # here: it imports this module
+        from deepwater.backends.torch.to_onnx import write_onnx  # here: it imports this module
 
         self._set_mode(False)
 

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from deepwater.errors import ModelFileError
-from deepwater.user_graphs import UserGraph, no_replacement
+from deepwater.runtime.user_graphs import UserGraph, no_replacement
 
-from .user import error_reason
+from deepwater.backends.torch.user import error_reason
 
 SOFTMAX_OPS = ("aten::softmax", "aten::log_softmax")
 SOFTMAX_MODULES = ("Softmax", "LogSoftmax")

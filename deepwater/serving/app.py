@@ -21,13 +21,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from .. import __version__, inference
-from ..inference import Scorer
-from ..model_files import plain
-from .batcher import MicroBatcher
-from .config import ServeConfig
-from .limits import BodyLimit
-from .rows import RequestError, RowEncoder, check_rows
+from deepwater.version import __version__
+from deepwater.deploy import inference
+from deepwater.deploy.inference import Scorer
+from deepwater.storage.saved_models import plain
+from deepwater.serving.batcher import MicroBatcher
+from deepwater.serving.config import ServeConfig
+from deepwater.serving.limits import BodyLimit
+from deepwater.serving.rows import RequestError, RowEncoder, check_rows
 
 log = logging.getLogger("deepwater.serving")
 

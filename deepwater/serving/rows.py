@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DeepWaterError
-from ..images import decode_image, fetch, file_url_to_path
-from ..inference import Scorer
-from ..inputs import ImageInputs
-from .config import ServeConfig
+from deepwater.errors import DeepWaterError
+from deepwater.data.images import decode_image, fetch, file_url_to_path
+from deepwater.deploy.inference import Scorer
+from deepwater.data.inputs import ImageInputs
+from deepwater.serving.config import ServeConfig
 
 IMAGE_KEY = "image"
 URI_KEY = "uri"

@@ -3,18 +3,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MissingDependencyError, ParameterError
-from .config import ServeConfig
+from deepwater.errors import MissingDependencyError, ParameterError
+from deepwater.serving.config import ServeConfig
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from ..inference import Scorer
+    from deepwater.deploy.inference import Scorer
 
 
 def _app_module() -> Any:
     try:
-        from . import app
+        from deepwater.serving import app
     except ImportError as error:
         raise MissingDependencyError(f"{error.name or 'fastapi'} (for the prediction service)", "serve") from error
     return app

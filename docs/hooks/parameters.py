@@ -1,4 +1,4 @@
-"""MkDocs hook: the parameter table page, generated from deepwater.params.PARAMETERS (never written by hand).
+"""MkDocs hook: the parameter table page, generated from deepwater.training.parameters.PARAMETERS (never written by hand).
 
 reference/parameters.md holds the marker PARAMETERS_TABLE; this hook replaces it with one row per parameter:
 its name, default, whether a checkpoint restart may change it, and its doc. A parameter without a doc fails
@@ -20,7 +20,7 @@ def _cell(text: str) -> str:
 
 def parameters_table() -> str:
     """The Markdown table of every parameter in the table, in its order."""
-    from deepwater.params import PARAMETERS
+    from deepwater.training.parameters import PARAMETERS
 
     missing = [name for name, parameter in PARAMETERS.items() if not parameter.doc.strip()]
     if missing:

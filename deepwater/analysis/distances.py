@@ -1,0 +1,459 @@
+"""Distances between the rows of two frames, and nearest-neighbour search, as H2O's distance().
+
+`distance(X, Y, measure)` gives the N x M matrix of a measure between every row of X and every row
+of Y; `nearest(X, Y, k, measure)` gives each row of X its k best rows of Y without building that
+matrix. The measures are the Deep Water booklet's:
+
+    l1         sum |x - y|                        (a distance: smaller is closer)
+    l2         sqrt(sum (x - y)^2), Euclidean     (a distance)
+    cosine     x.y / (|x| |y|)                    (a SIMILARITY, as H2O returns it: larger is closer)
+    cosine_sq  (x.y)^2 / (|x|^2 |y|^2)            (a similarity)
+
+Everything is computed in the inputs' precision unless `dtype=` says otherwise: float32 when both
+inputs are float32 (deep features are), else float64; the result has that dtype. l2, cosine and
+cosine_sq run as matrix products over row blocks, at BLAS speed in bounded memory: l2 as
+|x|^2 + |y|^2 - 2 x.y on rows centred on Y's mean, cosine as products of unit rows. Norms are
+accumulated in float64 whatever the dtype, and the l2 pairs whose distance is small against their
+norms (near-duplicates, where the subtraction cancels) are re-computed from their differences in
+float64, so float32 results stay within 1e-4 relative of float64 ones (cosines within 1e-6 absolute).
+l1 has no matrix-product form; it runs through a compiled kernel (deepwater.analysis.l1_kernels).
+A row of zeros has no direction: its cosine similarities are NaN.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from dataclasses import dataclass
+from typing import Any, Protocol, Union
+
+import numpy as np
+import pandas as pd
+
+from deepwater.runtime import registry
+from deepwater.errors import FrameError, ParameterError
+from deepwater.analysis.l1_kernels import l1_block
+
+MEASURES = ("l1", "l2", "cosine", "cosine_sq")
+SIMILARITIES = ("cosine", "cosine_sq")
+DTYPES = {"float32": np.float32, "float64": np.float64}
+BLOCK_BYTES = 64 * 2**20  # bytes of results one block may hold
+PANEL = 2048  # most rows of X per BLAS call (fewer make BLAS slower); see _NumpyEngine
+CLOSE = 2.0**-8  # l2 pairs with d^2 below this fraction of |x|^2 + |y|^2 are re-computed from differences
+Y_BLOCK_ROWS = 8192  # rows of Y nearest() scores at a time, keeping a running best-k between blocks
+CANDIDATE_SLACK = 16  # extra candidates nearest() re-scores exactly, to absorb rounding near the k-th
+
+Data = Union[pd.DataFrame, np.ndarray]
+
+
+# --------------------------------------------------------------------------- inputs
+
+@dataclass
+class _Operand:
+    """A checked input: finite float32 or float64 values (C order) and the row labels."""
+
+    values: np.ndarray
+    labels: pd.Index
+
+
+def _operand(data: Any, name: str) -> _Operand:
+    """The rows of `data` (a DataFrame or a 2-D numeric array) as a checked _Operand."""
+    if isinstance(data, pd.DataFrame):
+        values, labels = _frame_values(data, name), data.index
+    elif isinstance(data, (pd.Series, np.ndarray, list, tuple)):
+        values = _array_values(np.asarray(data), name)
+        labels = pd.RangeIndex(len(values))
+    else:
+        raise FrameError(f"{name} must be a pandas DataFrame or a 2-D numpy array, got {type(data).__name__}; "
+                         f"convert it with pd.DataFrame({name}) or np.asarray({name}).")
+    finite = np.isfinite(values).all(axis=1)
+    if not finite.all():
+        bad = labels[~finite]
+        shown = ", ".join(map(repr, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        raise FrameError(f"{name} has missing (NaN) or infinite values in {len(bad)} row(s): {shown}; "
+                         f"drop those rows (e.g. {name}.dropna()) or fill them before computing distances.")
+    return _Operand(np.ascontiguousarray(values), labels)
+
+
+def _frame_values(frame: pd.DataFrame, name: str) -> np.ndarray:
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise FrameError(f"{name} is empty ({frame.shape[0]} rows, {frame.shape[1]} columns); "
+                         "give it at least one row and one column.")
+    dtypes = list(frame.dtypes)
+    bad = [str(c) for c, t in zip(frame.columns, dtypes) if not pd.api.types.is_numeric_dtype(t)]
+    if bad:
+        shown = ", ".join(map(repr, bad[:10])) + (", ..." if len(bad) > 10 else "")
+        raise FrameError(f"{name} has {len(bad)} non-numeric column(s): {shown}; distances need numbers. "
+                         f"Drop them ({name}.drop(columns=[...])), or convert them with pd.to_numeric.")
+    dtype = np.float32 if all(t == np.float32 for t in dtypes) else np.float64
+    return frame.to_numpy(dtype=dtype, na_value=np.nan)
+
+
+def _array_values(array: np.ndarray, name: str) -> np.ndarray:
+    if array.ndim != 2:
+        raise FrameError(f"{name} must be 2-D (rows x features), got an array of shape {array.shape}; "
+                         "reshape it, e.g. array.reshape(1, -1) for one row.")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise FrameError(f"{name} is empty (shape {array.shape}); give it at least one row and one column.")
+    if array.dtype.kind not in "biuf":
+        raise FrameError(f"{name} has dtype {array.dtype}, which is not numeric; "
+                         f"convert it, e.g. np.asarray({name}, dtype=float).")
+    return array if array.dtype in (np.float32, np.float64) else array.astype(np.float64)
+
+
+def _pair(x: Any, y: Any) -> tuple[_Operand, _Operand]:
+    xs, ys = _operand(x, "X"), _operand(y, "Y")
+    if xs.values.shape[1] != ys.values.shape[1]:
+        raise FrameError(f"X has {xs.values.shape[1]} columns but Y has {ys.values.shape[1]}; distances compare "
+                         "rows feature by feature, so give both the same columns (e.g. Y[X.columns]).")
+    return xs, ys
+
+
+def _check_measure(measure: Any) -> str:
+    if measure not in MEASURES:
+        raise ParameterError(f"measure={measure!r} is not a known measure; use one of {', '.join(map(repr, MEASURES))}.")
+    return measure
+
+
+def _check_block_rows(block_rows: Any) -> int | None:
+    if block_rows is None:
+        return None
+    if isinstance(block_rows, bool) or not isinstance(block_rows, (int, np.integer)) or block_rows < 1:
+        raise ParameterError(f"block_rows={block_rows!r} must be a whole number >= 1 "
+                             "(rows of X per block), or None to size blocks automatically.")
+    return int(block_rows)
+
+
+def _check_out(out: Any) -> str | None:
+    if out is None:
+        return None
+    if not isinstance(out, (str, os.PathLike)):
+        raise ParameterError(f"out={out!r} must be a path ending in '.npy', or None for an in-memory DataFrame.")
+    path = os.path.abspath(os.fspath(out))
+    if not path.endswith(".npy"):
+        raise ParameterError(f"out={os.fspath(out)!r} must end in '.npy' (a numpy memory map is written there).")
+    if not os.path.isdir(os.path.dirname(path)):
+        raise ParameterError(f"out={os.fspath(out)!r}: the folder {os.path.dirname(path)!r} does not exist; "
+                             "create it first.")
+    return path
+
+
+def _check_dtype(dtype: Any) -> type | None:
+    """None (the inputs' precision), or np.float32 / np.float64 from a name or a numpy dtype."""
+    if dtype is None:
+        return None
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise ParameterError(f"dtype={dtype!r} is not a precision distances are computed in; use None (the inputs' "
+                             "precision: float32 when both inputs are float32, else float64), 'float32' or 'float64'.")
+    return DTYPES[name]
+
+
+def _compute_dtype(xs: _Operand, ys: _Operand, dtype: type | None) -> type:
+    """The dtype asked for, else the inputs' precision: float32 when both are float32, else float64."""
+    if dtype is not None:
+        return dtype
+    return np.float32 if xs.values.dtype == np.float32 and ys.values.dtype == np.float32 else np.float64
+
+
+# --------------------------------------------------------------------------- engines
+
+@dataclass
+class Prepared:
+    """Rows ready for one measure's products: shifted (l2) or unit (cosine) rows, and per-row numbers."""
+
+    rows: Any  # numpy array or torch tensor
+    norms: Any = None  # l2: squared norms (float64); cosine: True where the row is all zeros
+    values: np.ndarray | None = None  # l2: the rows as given, for re-computing near-duplicate pairs
+
+
+class DistanceEngine(Protocol):
+    """Computes blocks of a measure: the numpy engine here, or a backend's on a GPU (registry.distance_engine)."""
+
+    name: str
+
+    def prepare(self, values: np.ndarray, measure: str, dtype: type, shift: np.ndarray | None) -> Prepared:
+        """Rows of one operand made ready for `measure`'s products, in `dtype`."""
+
+    def block(self, x: Prepared, y: Prepared, measure: str, out: np.ndarray) -> None:
+        """Write the measure between every row of x and every row of y into `out` (of the prepared dtype)."""
+
+
+class _NumpyEngine:
+    """Blocks of distances with numpy: BLAS for the products, deepwater.analysis.l1_kernels for l1.
+
+    Products run `panel` rows of X per BLAS call, a block's last call padded with zeros: BLAS rounds a row
+    alike in calls of one shape, wherever the row sits in the call, so every block size gives the same bits
+    (a block smaller than the panel pays for the padding).
+    """
+
+    name = "numpy"
+
+    def __init__(self, panel: int = PANEL) -> None:
+        self.panel = panel
+
+    def prepare(self, values: np.ndarray, measure: str, dtype: type, shift: np.ndarray | None) -> Prepared:
+        if measure == "l2":
+            rows = values.astype(dtype, copy=False) - shift.astype(dtype)  # one dtype: numpy's fast loop
+            return Prepared(rows, np.einsum("ij,ij->i", rows, rows, dtype=np.float64), values)
+        if measure in SIMILARITIES:
+            norms = np.sqrt(np.einsum("ij,ij->i", values, values, dtype=np.float64))
+            zero = norms == 0
+            scale = (1.0 / np.where(zero, 1.0, norms)).astype(dtype)
+            return Prepared(values.astype(dtype, copy=False) * scale[:, None], zero)
+        return Prepared(values.astype(dtype, copy=False))
+
+    def block(self, x: Prepared, y: Prepared, measure: str, out: np.ndarray) -> None:
+        """Write the measure between every row of x and every row of y into `out` (of the prepared dtype)."""
+        if measure == "l1":
+            l1_block(x.rows, y.rows, out)
+            return
+        if measure == "l2":
+            self._product(x.rows, -2.0 * y.rows, out)  # exact: a power of two
+            out += x.norms.astype(out.dtype)[:, None]
+            out += y.norms.astype(out.dtype)[None, :]
+            finish_l2(out, x.norms, y.norms, x.values, y.values)
+            return
+        self._product(x.rows, y.rows, out)
+        if measure == "cosine_sq":  # the square of the product clipped to [-1, 1]
+            np.square(out, out=out)
+        else:  # clipped to [-1, 1] (np.clip takes over 3x as long as these two passes)
+            np.maximum(out, -1.0, out=out)
+        np.minimum(out, 1.0, out=out)
+        _nan_where_zero(out, x.norms, y.norms)
+
+    def _product(self, x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
+        """x @ y.T into `out`, in BLAS calls of exactly `panel` rows."""
+        panel = self.panel
+        for start in range(0, len(x), panel):
+            rows = x[start:start + panel]
+            if len(rows) < panel:
+                padded = np.zeros((panel, x.shape[1]), dtype=x.dtype)
+                padded[:len(rows)] = rows
+                out[start:] = (padded @ y.T)[:len(rows)]
+            else:
+                np.matmul(rows, y.T, out=out[start:start + panel])
+
+
+def finish_l2(squared: np.ndarray, x_norms: np.ndarray, y_norms: np.ndarray, x_values: np.ndarray,
+              y_values: np.ndarray) -> None:
+    """Turn |x|^2 + |y|^2 - 2 x.y (in place) into distances, re-computing from their differences in float64 the
+    pairs where that sum cancels: d^2 below CLOSE (|x|^2 + max |y|^2), squared norms of the centred rows."""
+    limit = CLOSE * (x_norms + y_norms.max())
+    close = np.flatnonzero(squared.min(axis=1) < limit)  # one pass over the block; most rows have no such pair
+    rows, cols = np.nonzero(squared[close] < limit[close, None])
+    rows = close[rows]
+    with np.errstate(invalid="ignore"):  # a negative sum (cancellation) is among the pairs re-computed below
+        np.sqrt(squared, out=squared)
+    step = max(1, 2**21 // x_values.shape[1])  # pairs per 16 MB of float64 differences
+    for start in range(0, len(rows), step):
+        diff = x_values[rows[start:start + step]].astype(np.float64) - y_values[cols[start:start + step]]
+        squared[rows[start:start + step], cols[start:start + step]] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+
+
+def _nan_where_zero(out: np.ndarray, x_zero: np.ndarray, y_zero: np.ndarray) -> None:
+    if x_zero.any():
+        out[x_zero] = np.nan
+    if y_zero.any():
+        out[:, y_zero] = np.nan
+
+
+def _engine(device: Any, panel: int) -> DistanceEngine:
+    """numpy for device=None or 'cpu' (products over `panel` rows of X at a time); for 'cuda' or 'cuda:N', the
+    engine of an installed backend that has one."""
+    if device is None or device == "cpu":
+        return _NumpyEngine(panel)
+    if not isinstance(device, str) or not (device == "cuda" or device.startswith("cuda:")):
+        raise ParameterError(f"device={device!r} is not a device; use None or 'cpu' (numpy), or 'cuda:0' (torch on a GPU).")
+    return registry.distance_engine(device)
+
+
+# --------------------------------------------------------------------------- distance
+
+def distance(X: Data, Y: Data, measure: str = "l2", *, block_rows: int | None = None,
+             device: str | None = None, out: str | os.PathLike | None = None,
+             dtype: str | type | None = None) -> pd.DataFrame | np.memmap:
+    """The measure between every row of X (N x d) and every row of Y (M x d), as H2O's distance().
+
+    Returns an N x M DataFrame (index: X's row labels, columns: Y's row labels; 0..n-1 for
+    arrays). `measure`: 'l1', 'l2' (distances) or 'cosine', 'cosine_sq' (similarities; see the module
+    docstring). `dtype`: the precision computed in and returned; None (default) for the inputs'
+    (float32 when both are float32, else float64), or 'float32' / 'float64'. Rows are processed
+    `block_rows` of X at a time (default: about 64 MB of results per block; on the CPU the block size
+    never changes a value). `device`: None or 'cpu' computes with numpy, 'cuda:N' with torch on that GPU.
+    `out='result.npy'` writes the matrix block by block to a .npy memory map (written to a temporary
+    file in the same folder and renamed when complete) and returns it, opened read-only, instead of
+    a DataFrame: for results larger than memory.
+
+    >>> distance(features_a, features_b, "cosine")                       # doctest: +SKIP
+    """
+    measure = _check_measure(measure)
+    block_rows = _check_block_rows(block_rows)
+    path = _check_out(out)
+    dtype = _check_dtype(dtype)
+    xs, ys = _pair(X, Y)
+    dtype = _compute_dtype(xs, ys, dtype)
+    n, m = len(xs.values), len(ys.values)
+    engine = _engine(device, min(PANEL, n))
+    rows = block_rows or min(n, max(PANEL, BLOCK_BYTES // (np.dtype(dtype).itemsize * m) // PANEL * PANEL))
+    if path is None:
+        result = np.empty((n, m), dtype=dtype)
+        _fill(engine, xs, ys, measure, rows, result)
+        return pd.DataFrame(result, index=xs.labels, columns=ys.labels, copy=False)
+    return _fill_file(engine, xs, ys, measure, rows, path, dtype)
+
+
+def _fill(engine, xs: _Operand, ys: _Operand, measure: str, rows: int, result: np.ndarray) -> None:
+    """Write the full N x M matrix into `result` (in its dtype), one block of X rows at a time."""
+    dtype = result.dtype.type
+    shift = ys.values.mean(axis=0, dtype=np.float64) if measure == "l2" else None
+    y = engine.prepare(ys.values, measure, dtype, shift)
+    for start in range(0, len(xs.values), rows):
+        x = engine.prepare(xs.values[start:start + rows], measure, dtype, shift)
+        engine.block(x, y, measure, result[start:start + rows])
+
+
+def _fill_file(engine, xs: _Operand, ys: _Operand, measure: str, rows: int, path: str, dtype: type) -> np.memmap:
+    """Fill a .npy memory map at a temporary name beside `path`, then rename it into place."""
+    folder, name = os.path.split(path)
+    temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.partial.npy")
+    try:
+        result = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype,
+                                           shape=(len(xs.values), len(ys.values)))
+        _fill(engine, xs, ys, measure, rows, result)
+        result.flush()
+        del result
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    return np.load(path, mmap_mode="r")
+
+
+# --------------------------------------------------------------------------- nearest
+
+def nearest(X: Data, Y: Data, k: int, measure: str = "l2", *, block_rows: int | None = None,
+            device: str | None = None) -> pd.DataFrame:
+    """The k best rows of Y for each row of X, best first, without building the N x M matrix.
+
+    Best means the smallest distance for 'l1' and 'l2' and the largest similarity for 'cosine' and
+    'cosine_sq'; equal values are ordered by position in Y (the earlier row first). A row whose
+    similarities are NaN (all zeros) gets its neighbours in Y's order. Returns a wide DataFrame
+    indexed like X with columns neighbour_1..neighbour_k (Y's row labels; 0..M-1 for arrays) then
+    distance_1..distance_k (the measure's value: a similarity for the cosine measures). k larger
+    than Y's rows warns and returns all of Y's rows. The values are re-computed exactly (float64,
+    straight from the definitions) for the candidates, so near-duplicates rank and read exactly.
+
+    >>> nearest(queries, catalogue, k=5, measure="cosine")              # doctest: +SKIP
+    """
+    measure = _check_measure(measure)
+    block_rows = _check_block_rows(block_rows)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ParameterError(f"k={k!r} must be a whole number >= 1 (how many neighbours per row of X).")
+    xs, ys = _pair(X, Y)
+    n, m = len(xs.values), len(ys.values)
+    if k > m:
+        warnings.warn(f"k={k} is larger than Y's {m} rows; returning all {m} rows of Y for each row of X.",
+                      UserWarning, stacklevel=2)
+    k = int(min(k, m))
+    cols = min(m, Y_BLOCK_ROWS)
+    rows = block_rows or max(1, min(n, 2**21 // cols))  # 16 MB of float64 scores per block
+    engine = _engine(device, rows)  # values are re-computed exactly: no need for one panel at every block size
+    positions = np.empty((n, k), dtype=np.int64)
+    values = np.empty((n, k), dtype=np.float64)
+    dtype = _compute_dtype(xs, ys, None)
+    shift = ys.values.mean(axis=0, dtype=np.float64) if measure == "l2" else None
+    y_blocks = [(j, engine.prepare(ys.values[j:j + cols], measure, dtype, shift)) for j in range(0, m, cols)]
+    keep = min(m, k + CANDIDATE_SLACK)
+    for start in range(0, n, rows):
+        x_values = xs.values[start:start + rows]
+        x = engine.prepare(x_values, measure, dtype, shift)
+        best_keys = np.empty((len(x_values), 0))
+        best_pos = np.empty((len(x_values), 0), dtype=np.int64)
+        for j, y in y_blocks:
+            block = np.empty((len(x_values), len(y.rows)), dtype=dtype)
+            engine.block(x, y, measure, block)
+            keys = _keys(block, measure)
+            pos = np.broadcast_to(np.arange(j, j + len(y.rows)), keys.shape)
+            best_keys, best_pos = _smallest(np.concatenate([best_keys, keys], axis=1),
+                                            np.concatenate([best_pos, pos], axis=1), keep)
+        best_pos = np.sort(best_pos, axis=1)  # _smallest breaks exact ties by column order: make it Y's order
+        exact = _exact(x_values, ys.values, best_pos, measure)
+        final_keys, final_pos = _smallest(_keys(exact, measure), best_pos, k)
+        positions[start:start + rows] = final_pos
+        values[start:start + rows] = _values(final_keys, measure)
+    return _neighbour_frame(xs.labels, ys.labels, positions, values)
+
+
+def _keys(values: np.ndarray, measure: str) -> np.ndarray:
+    """Values turned into sort keys where smaller is better; NaN sorts last."""
+    keys = -values if measure in SIMILARITIES else values.copy()
+    keys[np.isnan(keys)] = np.inf
+    return keys
+
+
+def _values(keys: np.ndarray, measure: str) -> np.ndarray:
+    """Sort keys back to the measure's values (inverse of _keys)."""
+    if measure not in SIMILARITIES:
+        return keys
+    values = -keys
+    values[np.isinf(keys)] = np.nan
+    return values
+
+
+def _neighbour_frame(x_labels: pd.Index, y_labels: pd.Index, positions: np.ndarray,
+                     values: np.ndarray) -> pd.DataFrame:
+    """The wide result of nearest(): neighbour_1..k (Y labels) then distance_1..k."""
+    k = positions.shape[1]
+    columns: dict[str, Any] = {f"neighbour_{i + 1}": y_labels.take(positions[:, i]) for i in range(k)}
+    columns.update({f"distance_{i + 1}": values[:, i] for i in range(k)})
+    return pd.DataFrame({name: np.asarray(col) for name, col in columns.items()}, index=x_labels)
+
+
+def _smallest(keys: np.ndarray, positions: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the `count` smallest keys ordered by (key, position), and their positions.
+
+    Among equal keys, columns must already run in increasing position, so the earlier Y rows win a
+    tie at the cut as well as in the ordering.
+    """
+    b, n = keys.shape
+    if count < n:
+        cut = np.partition(keys, count - 1, axis=1)[:, count - 1:count]
+        below = keys < cut
+        at = keys == cut
+        take = below | (at & (np.cumsum(at, axis=1) <= count - below.sum(axis=1, keepdims=True)))
+        columns = np.nonzero(take)[1].reshape(b, count)
+        keys = np.take_along_axis(keys, columns, axis=1)
+        positions = np.take_along_axis(positions, columns, axis=1)
+    order = np.lexsort((positions, keys), axis=1)
+    return np.take_along_axis(keys, order, axis=1), np.take_along_axis(positions, order, axis=1)
+
+
+def _exact(x: np.ndarray, y: np.ndarray, candidates: np.ndarray, measure: str) -> np.ndarray:
+    """The measure from its definition, in float64, between each row of x and its candidate rows of y.
+
+    Plain element-wise products and numpy's pairwise sums: identical rows of y give identical values.
+    """
+    count, width = candidates.shape[1], x.shape[1]
+    rows = max(1, (16 * 2**20) // (8 * max(1, count * width)))
+    result = np.empty(candidates.shape, dtype=np.float64)
+    for start in range(0, len(x), rows):
+        xs = x[start:start + rows].astype(np.float64)
+        ys = y[candidates[start:start + rows]].astype(np.float64)  # (rows, count, width)
+        if measure in SIMILARITIES:
+            dots = (ys * xs[:, None, :]).sum(axis=2)
+            norms = np.sqrt((xs * xs).sum(axis=1))[:, None] * np.sqrt((ys * ys).sum(axis=2))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cos = np.clip(np.where(norms > 0, dots / norms, np.nan), -1.0, 1.0)
+            result[start:start + rows] = cos * cos if measure == "cosine_sq" else cos
+            continue
+        ys -= xs[:, None, :]
+        if measure == "l1":
+            result[start:start + rows] = np.abs(ys).sum(axis=2)
+        else:
+            result[start:start + rows] = np.sqrt((ys * ys).sum(axis=2))
+    return result

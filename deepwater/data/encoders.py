@@ -1,0 +1,378 @@
+"""Encoders fitted on the training frame and kept with the model, so predict sees the same columns.
+
+Response: class labels <-> integer codes, or a numeric response (standardised for training).
+DatasetEncoder: numeric columns standardised with missing values set to the training mean,
+categorical columns one-hot encoded (an unseen level encodes as all zeros), constant columns dropped.
+"""
+from __future__ import annotations
+
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from deepwater.errors import FrameError
+from deepwater.data.frames import check_plain_values, is_categorical
+from deepwater.specs import AUTOENCODER, CLASSIFICATION, REGRESSION
+
+ONE_HOT, BINARY, LABEL = "one_hot", "binary", "label"
+# H2O's categorical_encoding names -> how a categorical column becomes numbers
+CATEGORICAL_ENCODINGS = {"AUTO": ONE_HOT, "OneHotInternal": ONE_HOT, "OneHotExplicit": ONE_HOT, "Binary": BINARY,
+                         "LabelEncoder": LABEL}
+ALL_LEVELS = 2**31 - 1  # max_categorical_features' default, H2O's: no hashing
+LARGE_MATRIX_BYTES = 1 << 30  # a design matrix above this gets a warning naming the encodings that shrink it
+FEW_INTEGER_VALUES = 10  # a numeric response with at most this many distinct integers may be meant as classes
+
+
+def _levels(series: pd.Series) -> list[Any]:
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        used = set(series.dropna().unique())
+        return [c for c in series.cat.categories if c in used]
+    values = series.dropna().unique().tolist()
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=str)
+
+
+def _codes(series: pd.Series, levels: list[Any]) -> np.ndarray:
+    """Position of each value in `levels` (int64); -1 for missing values and values not in `levels`."""
+    return pd.Index(levels).get_indexer(np.array(series.astype(object), dtype=object)).astype(np.int64)
+
+
+@dataclass
+class Response:
+    """The response column: its name, task kind and how to encode and decode it."""
+
+    name: str | None  # None for an autoencoder
+    kind: str
+    classes: list[Any] = field(default_factory=list)
+    mean: float = 0.0
+    scale: float = 1.0
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, name: str, standardize: bool) -> "Response":
+        series = frame[name]
+        _check_no_missing(series, "y")
+        if is_categorical(series):
+            classes = _levels(series)
+            if len(classes) < 2:
+                raise FrameError(f"y={name!r} has a single class {classes}; classification needs at least two.")
+            return cls(name, CLASSIFICATION, classes)
+        _reject_infinite(_numeric_block(frame, [name]), frame, [name], "y")
+        values = series.to_numpy(dtype=np.float64)
+        _hint_if_classes(name, values)
+        mean, scale = (float(values.mean()), float(values.std()) or 1.0) if standardize else (0.0, 1.0)
+        return cls(name, REGRESSION, mean=mean, scale=scale)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """Integer class codes (int64) or the standardised response (float32); an autoencoder's placeholder
+        zeros (its targets are its inputs)."""
+        if self.kind == AUTOENCODER:
+            return np.zeros(len(frame), dtype=np.float32)
+        if self.name not in frame.columns:
+            raise FrameError(f"the frame has no response column {self.name!r}; add it to score the model.")
+        check_plain_values(frame, [self.name])
+        series = frame[self.name]
+        _check_no_missing(series, "y")
+        if self.kind == REGRESSION:
+            _reject_infinite(_numeric_block(frame, [self.name]), frame, [self.name], "y")
+            return ((series.to_numpy(dtype=np.float64) - self.mean) / self.scale).astype(np.float32)
+        codes = _codes(series, self.classes)
+        if (codes < 0).any():
+            unseen = sorted(set(series[codes < 0].astype(str)))[:5]
+            raise FrameError(f"y={self.name!r} holds classes the model never saw in training: {unseen}; "
+                             f"known classes: {self.classes[:20]}.")
+        return codes
+
+    def decode(self, output: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+        """Values on the original scale, or labels from class probabilities: for two classes the second when its
+        probability is >= `threshold` (H2O's rule), else the most probable class; None where a probability is NaN."""
+        if self.kind == REGRESSION:
+            return output[:, 0].astype(np.float64) * self.scale + self.mean
+        chosen = (output[:, 1] >= threshold).astype(np.int64) if self.n_classes == 2 else output.argmax(axis=1)
+        labels = np.asarray(self.classes, dtype=object)[chosen]
+        labels[np.isnan(output).any(axis=1)] = None
+        return labels
+
+
+    def predictions(self, output: np.ndarray, rows: np.ndarray, index: pd.Index,
+                    threshold: float = 0.5) -> pd.DataFrame:
+        """predict()'s frame for `index` from the network's `output` (probabilities, or standardised values) for
+        the positions `rows`: a 'predict' column (categorical labels, or values on the response's scale; two
+        classes labelled at `threshold`, see decode()) and, for classification, one probability column per
+        class; rows left out (skipped images) are missing."""
+        full = np.full((len(index), output.shape[1]), np.nan, dtype=np.float64)
+        full[rows] = output
+        if self.kind == REGRESSION:
+            return pd.DataFrame({"predict": full[:, 0] * self.scale + self.mean}, index=index)
+        labels = np.full(len(index), None, dtype=object)
+        labels[rows] = self.decode(output, threshold)
+        result = pd.DataFrame({"predict": pd.Categorical(labels, categories=self.classes)}, index=index)
+        probabilities = pd.DataFrame(full, index=index, columns=self.probability_columns)
+        return pd.concat([result, probabilities], axis=1)  # at once: a column at a time is slow for 1000 classes
+
+    @property
+    def probability_columns(self) -> list[str]:
+        """The names of predict()'s probability columns: one per class, none for a regression."""
+        return [str(name) for name in self.classes]
+
+    def records(self, output: np.ndarray, threshold: float = 0.5) -> list[dict[str, Any]]:
+        """predict()'s rows for the network's `output` as dicts, without a frame (quick for a few rows):
+        {'predict': label or value, '<class>': probability, ...}; None where a value is missing."""
+        predicted = self.decode(output, threshold).astype(object)
+        predicted[pd.isna(predicted)] = None
+        if self.kind == REGRESSION:
+            return [{"predict": value} for value in predicted.tolist()]
+        probabilities = output.astype(np.float64).astype(object)
+        probabilities[np.isnan(output)] = None
+        names = self.probability_columns
+        return [{"predict": label, **dict(zip(names, row))} for label, row in zip(predicted.tolist(),
+                                                                                 probabilities.tolist())]
+
+
+def _hint_if_classes(name: str, values: np.ndarray) -> None:
+    """Warn when a numeric response holds a few integers (0/1, 1..5): it trains a regression, as in H2O, though
+    the user may have meant classes (H2O users call asfactor(); pandas users make the column categorical)."""
+    distinct = np.unique(values)
+    if 2 <= len(distinct) <= FEW_INTEGER_VALUES and np.array_equal(distinct, np.round(distinct)):
+        warnings.warn(f"y={name!r} is numeric with {len(distinct)} integer values, so this trains a regression (as "
+                      f"H2O does); for classification make it categorical first: frame[{name!r}] = "
+                      f"frame[{name!r}].astype('category')", UserWarning,
+                      stacklevel=5)  # this <- Response.fit <- _start <- train <- the user's call
+
+
+def _check_no_missing(series: pd.Series, parameter: str) -> None:
+    missing = int(series.isna().sum())
+    if missing:
+        rows = series.index[series.isna()][:5].tolist()
+        raise FrameError(f"{parameter}={series.name!r} has {missing} missing value(s) (rows {rows}...); "
+                         "drop those rows (frame.dropna(subset=[...])) or fill them first.")
+
+
+def _numeric_block(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """The columns as a new float32 (rows, columns) array, missing values NaN; numbers too large for float32
+    become inf, and text that is no number is a FrameError naming the column, the row and the text."""
+    columns = frame[names]
+    if not all(pd.api.types.is_numeric_dtype(t) for t in set(columns.dtypes)):  # a set: 784 pixels, one dtype
+        numbers = columns.apply(pd.to_numeric, errors="coerce")
+        text = (numbers.isna() & columns.notna()).to_numpy()
+        if text.any():
+            row, col = (int(i[0]) for i in np.nonzero(text))
+            raise FrameError(f"column {names[col]!r} is numeric in the model but holds text that is no number: "
+                             f"{columns.iloc[row, col]!r} at row {frame.index[row]!r} ({int(text[:, col].sum())} such "
+                             f"value(s) in the column). Fix those values, or make them missing with "
+                             f"frame[{names[col]!r}] = pd.to_numeric(frame[{names[col]!r}], errors='coerce').")
+        columns = numbers
+    with np.errstate(over="ignore"):  # numbers beyond float32's range become inf, flagged by the callers
+        return columns.to_numpy(dtype=np.float32, copy=True, na_value=np.nan)
+
+
+def _reject_infinite(block: np.ndarray, frame: pd.DataFrame, names: Sequence[str], parameter: str) -> None:
+    """A FrameError naming the column and first row where the float32 `block` of columns `names` holds inf:
+    inf or -inf in `frame`, or a number float32 cannot hold. `parameter` is "x" or "y"."""
+    rows, cols = np.nonzero(np.isinf(block))
+    if not len(rows):
+        return
+    name, row = names[cols[0]], rows[0]
+    fix = ("drop those rows" if parameter == "y" else
+           "drop those rows, or make the values missing (NaN) so that they take the training mean; "
+           "frame.replace([np.inf, -np.inf], np.nan) does that for inf")
+    where = f"y={name!r}" if parameter == "y" else f"column {name!r}"
+    raise FrameError(f"{where} holds {frame[name].iloc[row]!r} at row {frame.index[row]!r} ({len(rows)} value(s) "
+                     f"that are inf, -inf or beyond float32's range of +-3.4e38 in all); deepwater trains in "
+                     f"float32: {fix}.")
+
+
+def _column_statistics(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each column (accumulated in float64, missing values left out),
+    and which columns hold no value at all."""
+    missing = np.isnan(block)
+    if not missing.any():
+        return block.mean(axis=0, dtype=np.float64), block.std(axis=0, dtype=np.float64), np.zeros(block.shape[1], bool)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: the caller drops them
+        means = np.nanmean(block, axis=0, dtype=np.float64)
+        stds = np.nanstd(block, axis=0, dtype=np.float64)
+    return means, stds, missing.all(axis=0)
+
+
+@dataclass
+class NumericColumn:
+    name: str
+    mean: float
+    scale: float
+
+
+@dataclass
+class CategoricalColumn:
+    """A categorical column and its encoding: one-hot (over its levels, or over `buckets` hashed buckets when
+    it has more levels than max_categorical_features), binary digits of the level's number, or that number."""
+
+    name: str
+    levels: list[Any]
+    encoding: str = ONE_HOT
+    buckets: int = 0  # > 0: one-hot over crc32(level) % buckets (H2O's max_categorical_features)
+
+    @property
+    def width(self) -> int:
+        if self.encoding == LABEL:
+            return 1
+        if self.encoding == BINARY:
+            return len(self.levels).bit_length()  # level i is written as i + 1; 0 is missing or unseen
+        return self.buckets or len(self.levels)
+
+    def feature_names(self) -> list[str]:
+        """H2O's names of the column's encoded values: '<col>.<level>' per one-hot level, '<col>.bucket<i>' per
+        hashed bucket, '<col>.bit<i>' per binary digit, or '<col>' for a label-encoded column."""
+        if self.encoding == LABEL:
+            return [self.name]
+        if self.encoding == BINARY:
+            return [f"{self.name}.bit{i}" for i in range(self.width)]
+        if self.buckets:
+            return [f"{self.name}.bucket{i}" for i in range(self.buckets)]
+        return [f"{self.name}.{level}" for level in self.levels]
+
+    def encode(self, series: pd.Series) -> np.ndarray:
+        """The column's (rows, width) float32 block; missing values and unseen levels are all zeros
+        (LabelEncoder: -1)."""
+        codes = _codes(series, self.levels)
+        known = codes >= 0
+        if self.encoding == LABEL:
+            return codes.astype(np.float32)[:, None]
+        if self.encoding == BINARY:
+            return (((codes + 1)[:, None] >> np.arange(self.width)) & 1).astype(np.float32)
+        slots = codes
+        if self.buckets:
+            hashed = np.array([zlib.crc32(str(level).encode()) % self.buckets for level in self.levels], np.int64)
+            slots = np.where(known, hashed[np.maximum(codes, 0)], -1)
+        block = np.zeros((len(codes), self.width), dtype=np.float32)
+        block[np.nonzero(known)[0], slots[known]] = 1.0
+        return block
+
+
+@dataclass
+class DatasetEncoder:
+    """Turns the predictor columns of a frame into a float32 matrix, the same way every time."""
+
+    numeric: list[NumericColumn]
+    categorical: list[CategoricalColumn]
+    dropped: list[str]
+    standardize: bool = True
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, columns: Sequence[str], standardize: bool, ignore_const_cols: bool,
+            categorical_encoding: str = "AUTO", max_categorical_features: int = ALL_LEVELS) -> "DatasetEncoder":
+        """Learn the columns' statistics and levels from `frame`; categorical_encoding and
+        max_categorical_features are H2O's (parameter table)."""
+        encoding = CATEGORICAL_ENCODINGS[categorical_encoding]
+        categorical, dropped = [], []
+        numeric_names = [name for name in columns if not is_categorical(frame[name])]
+        for name in columns:
+            if name in numeric_names:
+                continue
+            series = frame[name]
+            levels = _levels(series)
+            if ignore_const_cols and len(levels) <= 1 and not series.isna().any():
+                dropped.append(name)
+            else:
+                buckets = max_categorical_features if encoding == ONE_HOT and len(levels) > max_categorical_features \
+                    else 0
+                categorical.append(CategoricalColumn(name, levels, encoding, buckets))
+        numeric = []
+        if numeric_names:  # statistics of all numeric columns at once
+            block = _numeric_block(frame, numeric_names)
+            _reject_infinite(block, frame, numeric_names, "x")
+            means, stds, empty = _column_statistics(block)
+            for name, is_empty, mean, std in zip(numeric_names, empty, means, stds):
+                if is_empty or (ignore_const_cols and std == 0.0):
+                    dropped.append(name)
+                else:
+                    numeric.append(NumericColumn(name, float(mean), float(std) or 1.0))
+        if not numeric and not categorical:
+            raise FrameError(f"every predictor was dropped as constant or empty ({dropped[:10]}); "
+                             "give columns that vary, or ignore_const_cols=False.")
+        order = {name: i for i, name in enumerate(columns)}
+        dropped.sort(key=order.__getitem__)
+        encoder = cls(numeric, categorical, dropped, standardize)
+        encoder.warn_when_large(len(frame))
+        return encoder
+
+    def warn_when_large(self, rows: int) -> None:
+        """Warn when the float32 design matrix of `rows` rows passes LARGE_MATRIX_BYTES, naming the widest
+        categorical column and the parameters that shrink it."""
+        size = rows * self.width * 4
+        if size <= LARGE_MATRIX_BYTES or not self.categorical:
+            return
+        widest = max(self.categorical, key=lambda c: c.width)
+        warnings.warn(f"the design matrix of {rows:,} rows x {self.width:,} columns takes {size / 2**30:.1f} GiB; "
+                      f"column {widest.name!r} alone is {widest.width:,} wide ({len(widest.levels):,} levels). Pass "
+                      "categorical_encoding='Binary' or 'LabelEncoder', or max_categorical_features=N to hash the "
+                      "levels into N columns.", UserWarning, stacklevel=4)
+
+    @classmethod
+    def from_record(cls, saved: dict[str, Any]) -> "DatasetEncoder":
+        """The encoder that dataclasses.asdict() wrote."""
+        return cls([NumericColumn(**c) for c in saved["numeric"]], [CategoricalColumn(**c) for c in saved["categorical"]],
+                   saved["dropped"], saved["standardize"])
+
+    @property
+    def columns(self) -> list[str]:
+        return [c.name for c in self.numeric] + [c.name for c in self.categorical]
+
+    @property
+    def width(self) -> int:
+        return len(self.numeric) + sum(c.width for c in self.categorical)
+
+    def feature_names(self) -> list[str]:
+        """The name of each column of the design matrix, in its order (H2O's coefficient names)."""
+        return [c.name for c in self.numeric] + [n for c in self.categorical for n in c.feature_names()]
+
+    def feature_columns(self) -> list[str]:
+        """The frame column each column of the design matrix comes from, in its order."""
+        return [c.name for c in self.numeric] + [c.name for c in self.categorical for _ in range(c.width)]
+
+    def unscale(self, matrix: np.ndarray) -> np.ndarray:
+        """A design matrix (e.g. an autoencoder's reconstruction) with its numeric columns back on the frame's
+        scale (times the training standard deviation, plus the mean); encoded categorical columns as they are."""
+        out = np.array(matrix, dtype=np.float64)
+        if self.standardize and self.numeric:
+            k = len(self.numeric)
+            out[:, :k] = out[:, :k] * [c.scale for c in self.numeric] + [c.mean for c in self.numeric]
+        return out
+
+    def transform(self, frame: pd.DataFrame, keep_infinite: bool = False) -> np.ndarray:
+        """The (rows, width) float32 design matrix of `frame`.
+
+        A numeric value that is inf, -inf or beyond float32's range is a FrameError, or with `keep_infinite`
+        stays inf in the matrix, so that the row's outputs come back NaN (sources.map_batches).
+        """
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            raise FrameError(f"the frame lacks columns the model was trained on: {missing[:10]}; add them.")
+        check_plain_values(frame, self.columns)
+        parts = []
+        if self.numeric:
+            names = [c.name for c in self.numeric]
+            block = _numeric_block(frame, names)
+            if not keep_infinite:
+                _reject_infinite(block, frame, names, "x")
+            mean = np.array([c.mean for c in self.numeric], dtype=np.float32)
+            scale = np.array([c.scale for c in self.numeric], dtype=np.float32)
+            rows, cols = np.nonzero(np.isnan(block))
+            block[rows, cols] = mean[cols]  # mean imputation
+            if self.standardize:
+                block -= mean
+                block /= scale
+            parts.append(block)
+        for column in self.categorical:
+            parts.append(column.encode(frame[column.name]))
+        matrix = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        return np.ascontiguousarray(matrix)  # row-major: mini-batches gather rows

@@ -1,0 +1,147 @@
+"""pandas frames in: reading files, picking x and y by name or position, detecting the problem type."""
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from deepwater.errors import FrameError, MissingDependencyError, ParameterError
+from deepwater.data.images import IMAGE_EXTENSIONS, first_non_image, looks_like_image_column
+
+ColumnRef = str | int
+
+
+def import_file(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a .csv, .csv.gz or .parquet file into a pandas DataFrame, or an image folder laid out as
+    class/file.png into a frame of image paths ('uri') and their class ('label', categorical)."""
+    text = os.fspath(path)
+    if not os.path.exists(text):
+        raise FrameError(f"path={text!r} does not exist; check the path.")
+    if os.path.isdir(text):
+        return image_folder(text)
+    lower = text.lower()
+    if lower.endswith((".csv", ".csv.gz")):
+        return pd.read_csv(text)
+    if lower.endswith(".parquet"):
+        try:
+            return pd.read_parquet(text)
+        except ImportError as error:
+            raise MissingDependencyError("pyarrow (to read parquet)", "parquet") from error
+    raise FrameError(f"path={text!r} has a suffix import_file cannot read; use .csv, .csv.gz or .parquet.")
+
+
+def image_folder(path: str | os.PathLike) -> pd.DataFrame:
+    """The images under `path`, one subfolder per class (path/cat/1.png, path/dog/2.jpg): a frame of their paths
+    ('uri') and classes ('label', categorical), sorted by class and file name."""
+    root = Path(os.fspath(path))
+    rows = [(str(file), folder.name) for folder in sorted(p for p in root.iterdir() if p.is_dir())
+            for file in sorted(folder.iterdir()) if file.suffix.lower() in IMAGE_EXTENSIONS and file.is_file()]
+    if not rows:
+        raise FrameError(f"path={str(root)!r} is a folder without images in class subfolders; lay it out as "
+                         f"class/file.png (one subfolder per class, images {', '.join(IMAGE_EXTENSIONS)}).")
+    frame = pd.DataFrame(rows, columns=["uri", "label"])
+    frame["label"] = frame["label"].astype("category")
+    return frame
+
+
+def check_frame(frame: object, name: str) -> pd.DataFrame:
+    """The frame itself, or a clear error when it is not a non-empty DataFrame."""
+    if not isinstance(frame, pd.DataFrame):
+        raise FrameError(f"{name} must be a pandas DataFrame, got {type(frame).__name__}; "
+                         "read files with deepwater.import_file or pandas.")
+    if len(frame) == 0 or frame.shape[1] == 0:
+        raise FrameError(f"{name} is empty ({frame.shape[0]} rows, {frame.shape[1]} columns); give it data.")
+    duplicated = frame.columns[frame.columns.duplicated()].unique().tolist()
+    if duplicated:
+        raise FrameError(f"{name} has duplicate column names {duplicated[:10]}, so a name does not say which column "
+                         "it means; rename them (frame.columns = [...]) or keep the first of each "
+                         "(frame.loc[:, ~frame.columns.duplicated()]).")
+    return frame
+
+
+CONTAINERS = (list, tuple, set, frozenset, dict, np.ndarray)
+
+
+def check_plain_values(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    """A FrameError when one of `columns` holds lists, dicts or other containers instead of single values."""
+    dtypes = dict(zip(frame.columns, frame.dtypes))  # a dict: looking up 784 pixel columns one by one is slow
+    for name in columns:
+        if dtypes[name] != object:
+            continue  # numbers, categories and strings hold single values
+        series = frame[name]
+        nested = series.map(lambda value: isinstance(value, CONTAINERS)).to_numpy(dtype=bool)
+        if nested.any():
+            row = int(np.argmax(nested))
+            value = series.iloc[row]
+            raise FrameError(f"column {name!r} holds {type(value).__name__} values (first at row "
+                             f"{series.index[row]!r}: {str(value)[:60]}); a cell must hold one number, category or "
+                             "image URI: expand such values into columns of their own, or drop the column.")
+
+
+def column_name(frame: pd.DataFrame, ref: ColumnRef, parameter: str) -> str:
+    """The name of a column given by name or 0-based position."""
+    columns = frame.columns
+    if isinstance(ref, bool):
+        raise ParameterError(f"{parameter}={ref!r} is not a column; use a column name or position.")
+    if isinstance(ref, int):
+        if -len(columns) <= ref < len(columns):
+            return columns[ref]
+        raise FrameError(f"{parameter}={ref} is out of range: the frame has {len(columns)} columns "
+                         f"(positions 0..{len(columns) - 1}).")
+    if ref in frame.columns:
+        return ref
+    close = difflib.get_close_matches(str(ref), [str(c) for c in columns], n=3)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise FrameError(f"{parameter}={ref!r} is not a column of the frame.{hint}")
+
+
+def resolve_columns(frame: pd.DataFrame, x: Sequence[ColumnRef] | ColumnRef | None, y: ColumnRef | None,
+                    ignored: Sequence[str] = (), unsupervised: bool = False) -> tuple[list[str], str | None]:
+    """Predictor names and response name; x=None means every column but y and `ignored`. `unsupervised`
+    (an autoencoder): y may be None, and a y given is left out of the predictors and returned as None."""
+    if y is None and not unsupervised:
+        raise ParameterError("y=None: name the response column, e.g. y='label'.")
+    response = None if y is None else column_name(frame, y, "y")
+    if x is None:
+        predictors = [c for c in frame.columns if c != response and c not in ignored]
+    else:
+        refs = [x] if isinstance(x, (str, int)) else list(x)
+        missing = [r for r in refs if isinstance(r, str) and r not in frame.columns]
+        if missing:
+            raise FrameError(f"x names columns that are not in the frame: {missing[:10]}; "
+                             "check the names (x also takes 0-based positions).")
+        predictors = [column_name(frame, r, "x") for r in refs]
+    if response in predictors:
+        if not unsupervised:
+            raise ParameterError(f"y={response!r} is also in x; the response cannot be a predictor.")
+        predictors.remove(response)
+    if not predictors:
+        raise ParameterError("x selects no columns; give at least one predictor.")
+    if unsupervised:
+        check_plain_values(frame, predictors)
+        return predictors, None
+    check_plain_values(frame, predictors + [response])
+    return predictors, response
+
+
+def detect_problem_type(frame: pd.DataFrame, predictors: Sequence[str], problem_type: str) -> str:
+    """Deep Water's rule: 'image' when the first predictor holds image file names or URLs."""
+    if problem_type == "auto":
+        return "image" if looks_like_image_column(frame[predictors[0]]) else "dataset"
+    if problem_type == "image":
+        bad = first_non_image(frame[predictors[0]])
+        if bad is not None:
+            raise ParameterError(f"problem_type='image' needs the first x column to hold image paths or URLs; "
+                                 f"column {predictors[0]!r} holds {bad!r}, which is none. Put the URI column first "
+                                 "in x.")
+    return problem_type
+
+
+def is_categorical(series: pd.Series) -> bool:
+    """True for category, object, string and bool columns: what H2O treats as enums."""
+    return (isinstance(series.dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(series)
+            or pd.api.types.is_string_dtype(series) or pd.api.types.is_bool_dtype(series))

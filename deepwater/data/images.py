@@ -1,0 +1,531 @@
+"""Turn image URIs (local paths, file:// and http(s):// URLs) into uint8 (C, H, W) arrays."""
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from deepwater.runtime import registry
+from deepwater.errors import ImageError, ModelFileError, ParameterError
+from deepwater.files import write_atomically
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+BAD_IMAGES_CHOICES = ("error", "skip")
+_URL_SCHEMES = ("http", "https", "file")
+PRELOAD_CHUNK = 256  # images one decode thread takes at a time in ImageReader.preload
+# Mean seconds per image above which preload decodes on threads: a 28 x 28 PNG takes about 60 us (mostly Python,
+# where threads gain nothing), a 320 x 240 JPEG about 900 us (mostly in Pillow's C code, which threads share).
+THREADED_DECODE_SECONDS = 250e-6
+
+
+@dataclass(frozen=True)
+class ImageShape:
+    """Size every image is converted to: height x width pixels, 1 (grey) or 3 (RGB) channels."""
+
+    height: int
+    width: int
+    channels: int
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ParameterError(
+                f"image channels={self.channels!r} is not supported; use 1 (grey) or 3 (RGB)."
+            )
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ParameterError(f"image {name}={value!r} must be a positive integer.")
+
+    def describe(self) -> str:
+        """The shape as 'H x W x C'."""
+        return f"{self.height} x {self.width} x {self.channels}"
+
+
+# ---------------------------------------------------------------------------
+# URI recognition
+# ---------------------------------------------------------------------------
+
+def _url_scheme(value: str) -> str | None:
+    """The lower-cased scheme when `value` is an http(s):// or file:// URL, else None."""
+    head, sep, _ = value.partition("://")
+    scheme = head.lower()
+    return scheme if sep and scheme in _URL_SCHEMES else None
+
+
+def _uri_suffix(value: str) -> str:
+    """Lower-cased file suffix of a path or of a URL's path (query and fragment ignored)."""
+    path = urllib.parse.urlsplit(value).path if _url_scheme(value) else value
+    return Path(path).suffix.lower()
+
+
+def is_image_uri(value: object) -> bool:
+    """True for a string path or http(s)/file URL whose suffix is an image extension."""
+    if not isinstance(value, str):
+        return False
+    value = value.strip()
+    return bool(value) and _uri_suffix(value) in IMAGE_EXTENSIONS
+
+
+def first_non_image(series: pd.Series, sample: int = 5) -> object | None:
+    """The first of the first `sample` values that is not an image URI, None when all are: an image
+    extension, an http(s) URL (checked when fetched), or a local file that PIL recognises as an image (file
+    names without an extension included)."""
+    for value in series.dropna().head(sample):
+        text = value.strip() if isinstance(value, str) else ""
+        if not text:
+            return value
+        if is_image_uri(text) or text.lower().startswith(("http://", "https://")):
+            continue
+        try:
+            with Image.open(text[len("file://"):] if text.startswith("file://") else text) as image:
+                image.verify()
+        except (OSError, ValueError, SyntaxError):
+            return value
+    return None
+
+
+def _holds_strings(series: pd.Series) -> bool:
+    """True when the column stores strings: object/string dtype, or a categorical of those."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        dtype = dtype.categories.dtype
+    return dtype == object or pd.api.types.is_string_dtype(dtype)
+
+
+def looks_like_image_column(series: pd.Series, sample: int = 20) -> bool:
+    """True when the first `sample` non-null values of a string column are all image URIs."""
+    if not _holds_strings(series):
+        return False
+    head = series.dropna().head(sample)
+    return len(head) > 0 and all(is_image_uri(v) for v in head)
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------
+
+def _to_chw(image: Image.Image) -> np.ndarray:
+    """A contiguous uint8 (C, H, W) array from an "L" or "RGB" PIL image."""
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim == 2:
+        array = array[np.newaxis]
+    else:
+        array = array.transpose(2, 0, 1)
+    return np.ascontiguousarray(array)
+
+
+def _decode_file(path: str, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+    """Open, fully load, convert and (if `size`=(width, height) differs) resize an image file.
+
+    Raises FileNotFoundError for a missing file and ValueError for anything unreadable.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    return _decode(path, channels, size)
+
+
+def decode_image(data: bytes, shape: ImageShape, max_pixels: int | None = None) -> np.ndarray:
+    """The uint8 (C, H, W) array of an encoded image (PNG, JPEG, ... bytes) converted and resized to `shape`, as
+    an image file is read; ValueError for bytes that are no image, or one of more than `max_pixels` pixels."""
+    return _decode(io.BytesIO(data), shape.channels, (shape.width, shape.height), max_pixels)
+
+
+def _decode(source: str | io.BytesIO, channels: int, size: tuple[int, int] | None,
+            max_pixels: int | None = None) -> np.ndarray:
+    """_decode_file's work on a path or a stream of bytes."""
+    try:
+        with Image.open(source) as image:
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise ValueError(f"{image.width} x {image.height} pixels, more than the {max_pixels:,} allowed")
+            image.load()
+            image = image.convert("L" if channels == 1 else "RGB")
+            if size is not None and image.size != size:
+                image = image.resize(size, Image.BILINEAR)
+            return _to_chw(image)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # PIL raises many types for bad data
+        message = str(exc) or type(exc).__name__
+        raise ValueError(f"not a readable image: {message}") from exc
+
+
+# ---------------------------------------------------------------------------
+# Mean image
+# ---------------------------------------------------------------------------
+
+def _mean_image_error(path: object, found: str, shape: ImageShape, fix: str) -> ParameterError:
+    """A ParameterError naming mean_image_file, the path, what was found, what was expected and the fix."""
+    return ParameterError(
+        f"mean_image_file={str(path)!r}: {found}, but the images are "
+        f"{shape.describe()} (H x W x C). {fix}"
+    )
+
+
+def _mean_from_array(array: np.ndarray, path: object, shape: ImageShape) -> np.ndarray:
+    """Arrange a loaded .npy array as (C, H, W) or raise a shape-mismatch ParameterError."""
+    c, h, w = shape.channels, shape.height, shape.width
+    if array.shape == (c, h, w):
+        chw = array
+    elif array.shape == (h, w, c):
+        chw = array.transpose(2, 0, 1)
+    elif array.shape == (h, w) and c == 1:
+        chw = array[np.newaxis]
+    else:
+        raise _mean_image_error(
+            path, f"the array has shape {array.shape}", shape,
+            f"Save an array shaped ({c}, {h}, {w}) or ({h}, {w}, {c})"
+            + (f" or ({h}, {w})" if c == 1 else "")
+            + ", or change the image shape to match.",
+        )
+    return np.ascontiguousarray(chw, dtype=np.float32)
+
+
+def _read_with_backend(text: str, path: object, shape: ImageShape) -> np.ndarray | None:
+    """The array of a mean-image file in a framework's own format (MXNet .nd), read by the backend that
+    declares its suffix; None when no backend does."""
+    reader = registry.mean_image_reader(Path(text).suffix.lower())
+    if reader is None:
+        return None
+    try:
+        return reader.read_mean_image(text)
+    except ModelFileError as error:
+        raise _mean_image_error(path, str(error), shape, "") from error
+
+
+def load_mean_image(path: str | os.PathLike, shape: ImageShape) -> np.ndarray:
+    """Load a mean image (.npy, MXNet .nd or image file) as float32 (C, H, W) in pixel units 0..255."""
+    text = os.fspath(path)
+    fix_size = "Pass a .npy array or an image file of exactly that size."
+    if not os.path.isfile(text):
+        raise _mean_image_error(path, "no such file", shape, "Pass the path of an existing file.")
+    suffix = Path(text).suffix.lower()
+    if suffix == ".npy":
+        try:
+            array = np.load(text, allow_pickle=False)
+        except Exception as exc:
+            raise _mean_image_error(
+                path, f"not a readable .npy array ({exc})", shape, fix_size
+            ) from exc
+        if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number):
+            raise _mean_image_error(path, "the .npy file holds no numeric array", shape, fix_size)
+        return _mean_from_array(array, path, shape)
+    framework_array = _read_with_backend(text, path, shape)
+    if framework_array is not None:
+        return _mean_from_array(framework_array, path, shape)
+    if suffix in IMAGE_EXTENSIONS:
+        try:
+            chw = _decode_file(text, shape.channels, None)
+        except ValueError as exc:
+            raise _mean_image_error(path, str(exc), shape, fix_size) from exc
+        found = (chw.shape[1], chw.shape[2], chw.shape[0])
+        if found != (shape.height, shape.width, shape.channels):
+            raise _mean_image_error(
+                path, f"the image is {found[0]} x {found[1]} x {found[2]}", shape,
+                "Resize the mean image to that size (it is not resized for you), "
+                "or change the image shape to match.",
+            )
+        return chw.astype(np.float32)
+    raise _mean_image_error(
+        path, f"unknown file type {suffix or '(no suffix)'!r}", shape,
+        f"Use a .npy array, an MXNet .nd file or an image file ({', '.join(IMAGE_EXTENSIONS)}).",
+    )
+
+
+# ---------------------------------------------------------------------------
+# Downloads
+# ---------------------------------------------------------------------------
+
+def default_download_dir() -> Path:
+    """$DEEPWATER_CACHE/images when that variable is set, else ~/.cache/deepwater/images."""
+    root = os.environ.get("DEEPWATER_CACHE")
+    base = Path(root) if root else Path.home() / ".cache" / "deepwater"
+    return base / "images"
+
+
+def _download_name(url: str) -> str:
+    """File name of a downloaded URL: sha256 of the URL plus the URL's suffix when it is sane."""
+    suffix = _uri_suffix(url)
+    if not (1 < len(suffix) <= 6 and suffix[1:].isalnum()):
+        suffix = ""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest() + suffix
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """True when `exc` (or the reason of a URLError) is a socket timeout."""
+    reason = getattr(exc, "reason", exc)
+    return isinstance(exc, (TimeoutError, socket.timeout)) or isinstance(
+        reason, (TimeoutError, socket.timeout)
+    )
+
+
+def fetch(url: str, timeout: float, limit: int | None = None) -> bytes:
+    """GET `url` (at most `limit` bytes of it when given); raise ValueError with a short reason on HTTP errors,
+    timeouts and network errors."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read(limit)
+    except urllib.error.HTTPError as exc:
+        raise ValueError(f"HTTP {exc.code}") from exc
+    except Exception as exc:
+        if _is_timeout(exc):
+            raise ValueError(f"timed out after {timeout:g}s") from exc
+        reason = getattr(exc, "reason", exc)
+        raise ValueError(f"cannot fetch URL: {reason}") from exc
+
+
+def _uri_key(uri: object) -> str:
+    """Dictionary key of a URI: the string itself, or repr() of a non-string value."""
+    return uri if isinstance(uri, str) else repr(uri)
+
+
+def file_url_to_path(url: str) -> str:
+    """Local path of a file:// URL."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path
+    if parts.netloc and parts.netloc.lower() != "localhost":
+        path = f"//{parts.netloc}{path}"
+    return urllib.request.url2pathname(path)
+
+
+# ---------------------------------------------------------------------------
+# Reader
+# ---------------------------------------------------------------------------
+
+class ImageReader:
+    """Turns image URIs into uint8 (C, H, W) arrays: fetch, decode, convert channels, resize;
+    keeps decoded images in a bounded in-memory cache."""
+
+    def __init__(
+        self,
+        shape: ImageShape,
+        *,
+        bad_images: str = "error",
+        cache_mb: float = 1024.0,
+        http_timeout: float = 10.0,
+        download_dir: str | os.PathLike | None = None,
+        workers: int | None = None,
+    ) -> None:
+        if bad_images not in BAD_IMAGES_CHOICES:
+            raise ParameterError(
+                f"bad_images={bad_images!r} is not allowed; use one of {BAD_IMAGES_CHOICES}."
+            )
+        if not cache_mb >= 0:
+            raise ParameterError(f"cache_mb={cache_mb!r} must be >= 0 (0 turns the cache off).")
+        if not http_timeout > 0:
+            raise ParameterError(f"http_timeout={http_timeout!r} must be > 0 seconds.")
+        if workers is None:
+            workers = min(8, os.cpu_count() or 1)
+        if not isinstance(workers, int) or workers < 1:
+            raise ParameterError(f"workers={workers!r} must be a positive integer or None.")
+        self.shape = shape
+        self.bad_images = bad_images
+        self.http_timeout = float(http_timeout)
+        self.download_dir = Path(download_dir) if download_dir is not None else default_download_dir()
+        self.workers = workers
+        self._cache_limit = int(cache_mb * 1024 * 1024)
+        self._cache: dict[str, np.ndarray] = {}
+        self._cache_bytes = 0
+        self._bad: set[str] = set()
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- properties ---------------------------------------------------------
+
+    @property
+    def skipped(self) -> int:
+        """Number of distinct URIs that failed in 'skip' mode."""
+        with self._lock:
+            return len(self._bad)
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes held by the decoded-image cache."""
+        with self._lock:
+            return self._cache_bytes
+
+    # -- cache --------------------------------------------------------------
+
+    def holds(self, uris: Sequence[str]) -> bool:
+        """True when every URI is in the decoded-image cache (reading them touches no file)."""
+        with self._lock:
+            return all(_uri_key(uri) in self._cache for uri in uris)
+
+    def _cache_get(self, uri: str) -> np.ndarray | None:
+        with self._lock:
+            return self._cache.get(uri)
+
+    def _cache_put(self, uri: str, array: np.ndarray) -> None:
+        """Keep `array` if it fits within the cache budget (no eviction)."""
+        with self._lock:
+            if uri in self._cache or self._cache_bytes + array.nbytes > self._cache_limit:
+                return
+            array.setflags(write=False)
+            self._cache[uri] = array
+            self._cache_bytes += array.nbytes
+
+    # -- fetching and decoding ---------------------------------------------
+
+    def _local_path(self, uri: str) -> str:
+        """Local file for `uri`, downloading http(s) URLs into download_dir once."""
+        scheme = _url_scheme(uri)
+        if scheme == "file":
+            return file_url_to_path(uri)
+        if scheme in ("http", "https"):
+            target = self.download_dir / _download_name(uri)
+            if not target.is_file():
+                write_atomically(target, fetch(uri, self.http_timeout))
+            return str(target)
+        return uri
+
+    def _load(self, uri: str, row: int | None) -> np.ndarray:
+        """Decode one URI, caching the result; raise ImageError with a short reason on failure."""
+        size = (self.shape.width, self.shape.height)
+        try:
+            array = _decode_file(self._local_path(uri), self.shape.channels, size)
+        except FileNotFoundError:
+            raise ImageError(uri, row, "file not found") from None
+        except (ValueError, OSError) as exc:
+            raise ImageError(uri, row, str(exc)) from exc
+        self._cache_put(uri, array)
+        return array
+
+    def _try_load(self, uri: str, row: int | None) -> np.ndarray | ImageError:
+        """_load, returning the ImageError instead of raising it (for the thread pool)."""
+        try:
+            return self._load(uri, row)
+        except ImageError as exc:
+            return exc
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="deepwater-images")
+        return self._pool
+
+    def _load_many(self, jobs: dict[str, int | None]) -> dict[str, np.ndarray | ImageError]:
+        """Decode distinct URIs (uri -> first row), in parallel when there are several."""
+        if len(jobs) <= 1 or self.workers == 1:
+            return {uri: self._try_load(uri, row) for uri, row in jobs.items()}
+        futures = {uri: self._executor().submit(self._try_load, uri, row) for uri, row in jobs.items()}
+        return {uri: future.result() for uri, future in futures.items()}
+
+    def _failed(self, error: ImageError) -> None:
+        """An image that could not be read: raised in 'error' mode, recorded (and left out) in 'skip' mode."""
+        if self.bad_images == "error":
+            raise error
+        with self._lock:
+            self._bad.add(error.uri)
+
+    def _load_chunk(self, jobs: list[tuple[str, int]]) -> list[np.ndarray | ImageError]:
+        """_try_load for each (uri, row) in turn (one thread's share of a preload)."""
+        return [self._try_load(uri, row) for uri, row in jobs]
+
+    # -- public API ---------------------------------------------------------
+
+    def preload(self, uris: Sequence[str], advance: Callable[[int], object] | None = None) -> bool:
+        """Decode every URI of `uris` that is not cached yet, now, if all of them fit in the cache; True when
+        every one is cached (or has failed in 'skip' mode) afterwards, False when they do not fit (nothing is
+        decoded then: batches decode their images as they come).
+
+        Decoding a frame that fits before training keeps the decoding off the training steps, which threads
+        decoding alongside would slow down. The first chunk is decoded on this thread; the rest go to the
+        decode threads only when an image took longer than THREADED_DECODE_SECONDS (large images and http
+        downloads, whose work runs outside Python's interpreter lock): small images decode mostly in Python,
+        where threads only wait for each other. `advance(n)` (a progress bar's update) is told of each chunk
+        decoded. In 'error' mode the first unreadable image raises its ImageError.
+        """
+        with self._lock:
+            jobs = {}
+            for row, uri in enumerate(uris):
+                key = _uri_key(uri)
+                if isinstance(uri, str) and uri.strip() and key not in self._cache and key not in self._bad:
+                    jobs.setdefault(key, row)
+            fits = len(jobs) * self.shape.channels * self.shape.height * self.shape.width \
+                <= self._cache_limit - self._cache_bytes
+        if not jobs or not fits:
+            return fits
+        items = list(jobs.items())
+        chunks = [items[i:i + PRELOAD_CHUNK] for i in range(0, len(items), PRELOAD_CHUNK)]
+        began = time.perf_counter()
+        first = self._load_chunk(chunks[0])
+        threaded = self.workers > 1 and (time.perf_counter() - began) / len(first) > THREADED_DECODE_SECONDS
+        rest = (self._executor().map if threaded else map)(self._load_chunk, chunks[1:])
+        for chunk in itertools.chain([first], rest):
+            for result in chunk:
+                if isinstance(result, ImageError):
+                    self._failed(result)
+            if advance is not None:
+                advance(len(chunk))
+        return True
+
+    def read_batch(self, uris: Sequence[str], rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Read `uris`; return (uint8 (n_ok, C, H, W) in input order, bool mask of decoded URIs)."""
+        if len(uris) != len(rows):
+            raise ParameterError(
+                f"read_batch got {len(uris)} URIs but {len(rows)} row numbers; pass one row per URI."
+            )
+        with self._lock:  # the common case after the first epoch: every image is decoded already
+            cached = [self._cache.get(uri) if isinstance(uri, str) else None for uri in uris]
+        if cached and all(array is not None for array in cached):
+            return np.stack(cached), np.ones(len(uris), dtype=bool)
+        found: dict[str, np.ndarray | ImageError] = {}
+        jobs: dict[str, int | None] = {}
+        with self._lock:
+            bad = set(self._bad)
+        for uri, row in zip(uris, rows):
+            key = _uri_key(uri)
+            if key in found or key in jobs:
+                continue
+            if not isinstance(uri, str) or not uri.strip():
+                found[key] = ImageError(key, row, f"not an image URI ({type(uri).__name__})")
+            elif key in bad:
+                found[key] = ImageError(key, row, "already failed")
+            elif (cached := self._cache_get(key)) is not None:
+                found[key] = cached
+            else:
+                jobs[key] = row
+        found.update(self._load_many(jobs))
+        return self._assemble(uris, found)
+
+    def _assemble(
+        self, uris: Sequence[str], found: dict[str, np.ndarray | ImageError]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Stack results in input order; raise the first error ('error') or record it ('skip')."""
+        mask = np.zeros(len(uris), dtype=bool)
+        arrays: list[np.ndarray] = []
+        for i, uri in enumerate(uris):
+            result = found[_uri_key(uri)]
+            if isinstance(result, ImageError):
+                self._failed(result)
+                continue
+            mask[i] = True
+            arrays.append(result)
+        c, h, w = self.shape.channels, self.shape.height, self.shape.width
+        batch = np.stack(arrays) if arrays else np.empty((0, c, h, w), dtype=np.uint8)
+        return batch, mask
+
+    def close(self) -> None:
+        """Shut down the decode threads (the cache is kept)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __enter__(self) -> ImageReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,197 @@
+"""Cross-validation as H2O runs it: one model per fold, trained on the other folds and scored on its
+holdout, then the main model on every row; the holdout predictions make the cross-validated metrics.
+The fold models train in this process one after another, or side by side as Ray tasks once deepwater.init()
+has run (execution.train_models).
+
+Folds come from scikit-learn's splitters (KFold, StratifiedKFold) or a fold column; `fold_ids` turns them
+into one fold number per row.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from deepwater.data.encoders import Response
+from deepwater.errors import FrameError, ParameterError
+from deepwater.model.jobs import Job, train_models
+from deepwater.analysis.metrics import ModelMetrics
+from deepwater.storage.model_store import remove
+from deepwater.specs import task_from_params
+
+if TYPE_CHECKING:
+    from deepwater.model.estimator import DeepWaterEstimator
+
+NOT_FOR_FOLD_MODELS = {"nfolds": 0, "fold_column": None, "fold_assignment": "AUTO", "checkpoint": None,
+                       "export_checkpoints_dir": None, "overwrite_with_best_model": False}
+
+
+def check_folds(params: dict[str, Any], fold_column: str | None, rows: int) -> None:
+    """H2O's rules on nfolds, fold_column and fold_assignment (ParameterError naming the parameter)."""
+    nfolds, assignment = params["nfolds"], params["fold_assignment"]
+    if fold_column is not None and nfolds:
+        raise ParameterError(f"fold_column={fold_column!r} and nfolds={nfolds} both ask for folds; pass one of them "
+                             "(the fold column's values are the folds).")
+    if fold_column is not None and assignment != "AUTO":
+        raise ParameterError(f"fold_assignment={assignment!r} does not apply with fold_column={fold_column!r}; "
+                             "drop fold_assignment.")
+    if fold_column is None and not nfolds and assignment != "AUTO":
+        raise ParameterError(f"fold_assignment={assignment!r} needs cross-validation; pass nfolds >= 2 too.")
+    if nfolds > rows:
+        raise ParameterError(f"nfolds={nfolds} is more than the {rows} rows of the training frame; use at most "
+                             f"nfolds={rows} (leave-one-out).")
+
+
+def fold_ids(frame: pd.DataFrame, params: dict[str, Any], response: str, fold_column: str | None,
+             seed: int) -> np.ndarray:
+    """The fold (0 .. k-1) of each row: from `fold_column`'s values, or `nfolds` folds split as
+    fold_assignment says (AUTO and Random: shuffled KFold; Modulo: row i goes to fold i % k; Stratified:
+    class proportions kept, scikit-learn's StratifiedKFold)."""
+    if fold_column is not None:
+        values = frame[fold_column]
+        if values.isna().any():
+            raise FrameError(f"fold_column={fold_column!r} has missing values (rows "
+                             f"{values.index[values.isna()][:5].tolist()}); give every row a fold.")
+        codes, levels = pd.factorize(values, sort=True)
+        if len(levels) < 2:
+            raise FrameError(f"fold_column={fold_column!r} holds one fold ({levels[0]!r}); cross-validation needs "
+                             "at least two.")
+        return codes.astype(np.int64)
+    nfolds, assignment, rows = params["nfolds"], params["fold_assignment"], len(frame)
+    if assignment == "Modulo":
+        return np.arange(rows) % nfolds
+    if assignment == "Stratified":
+        labels = pd.factorize(frame[response])[0]
+        splits = StratifiedKFold(nfolds, shuffle=True, random_state=seed).split(np.zeros(rows), labels)
+    else:
+        splits = KFold(nfolds, shuffle=True, random_state=seed).split(np.zeros(rows))
+    folds = np.empty(rows, dtype=np.int64)
+    for fold, (_, holdout) in enumerate(splits):
+        folds[holdout] = fold
+    return folds
+
+
+@dataclass
+class CrossValidation:
+    """What cross-validation produced: per-fold metrics, the combined holdout predictions' metrics, and
+    (as the keep_cross_validation_* parameters ask) the fold models, their predictions, the folds."""
+
+    metrics: ModelMetrics
+    fold_metrics: list[ModelMetrics]
+    fold_epochs: list[float]
+    models: list[DeepWaterEstimator] = field(default_factory=list)
+    holdout_predictions: pd.DataFrame | None = None
+    fold_assignment: np.ndarray | None = None
+
+    def summary(self) -> pd.DataFrame:
+        """H2O's cross_validation_metrics_summary(): one row per metric; mean, sd, cv_1_valid ... cv_k_valid."""
+        per_fold = [summary_values(m) for m in self.fold_metrics]
+        names = sorted(set().union(*per_fold))
+        table = pd.DataFrame({f"cv_{i + 1}_valid": [values.get(n, np.nan) for n in names]
+                              for i, values in enumerate(per_fold)}, index=pd.Index(names, name="metric"))
+        folds = table.astype(float)
+        table.insert(0, "sd", folds.std(axis=1, ddof=1))  # pandas skips NaN (r2 of a one-row fold) quietly
+        table.insert(0, "mean", folds.mean(axis=1))
+        return table
+
+    def fold_predictions(self) -> list[pd.DataFrame]:
+        """H2O's cross_validation_predictions(): one frame per fold model, as long as the training frame,
+        holding that model's predictions on its holdout rows and 0 elsewhere."""
+        holdout = self._require(self.holdout_predictions, "keep_cross_validation_predictions")
+        folds = self._require(self.fold_assignment, "keep_cross_validation_predictions")
+        frames = []
+        for fold in range(len(self.fold_metrics)):
+            frame = holdout.copy()
+            numeric = [c for c in frame.columns if c != "predict"]
+            frame.loc[folds != fold, numeric] = 0.0
+            if "predict" in frame and isinstance(frame["predict"].dtype, pd.CategoricalDtype):
+                frame["predict"] = frame["predict"].where(folds == fold)
+            else:
+                frame.loc[folds != fold, "predict"] = 0.0
+            frames.append(frame)
+        return frames
+
+    @staticmethod
+    def _require(value: Any, parameter: str) -> Any:
+        if value is None:
+            raise ParameterError(f"this model did not keep them: train it with {parameter}=True.")
+        return value
+
+
+def summary_values(metrics: ModelMetrics) -> dict[str, float]:
+    """A fold's metrics under H2O's summary names (err, accuracy, err_count, mean_per_class_accuracy...)."""
+    values = dict(metrics.values)
+    if "classification_error" in values:
+        error = values.pop("classification_error")
+        values.update(err=error, accuracy=1.0 - error, err_count=round(error * metrics.nobs))
+    if "mean_per_class_error" in values:
+        values["mean_per_class_accuracy"] = 1.0 - values["mean_per_class_error"]
+    return values
+
+
+def cross_validate(model: DeepWaterEstimator, predictors: list[str], response_name: str, frame: pd.DataFrame,
+                   fold_column: str | None, seed: int) -> CrossValidation:
+    """Train one model per fold (named '<model_id>_cv_<k>', validated on its holdout) and collect what H2O
+    reports. The main model is trained afterwards by the caller."""
+    p = model._params
+    folds = fold_ids(frame, p, response_name, fold_column, seed)
+    response = Response.fit(frame, response_name, p["standardize"])
+    task = task_from_params(response.kind, response.n_classes, p["distribution"], p["loss"])
+    if task.is_classification:  # every fold model knows every class, even one its training rows lack
+        frame = frame.assign(**{response_name: pd.Categorical(frame[response_name], categories=response.classes)})
+    outputs = np.zeros((len(frame), task.n_outputs))
+    labels = np.empty(len(frame), dtype=object)
+    holdouts = [folds == fold for fold in range(int(folds.max()) + 1)]
+    jobs = [Job(type(model), {**p, **NOT_FOR_FOLD_MODELS, "model_id": f"{model.model_id}_cv_{fold + 1}",
+                              "seed": seed + fold + 1}, predictors, response_name, np.flatnonzero(~holdout),
+                np.flatnonzero(holdout)) for fold, holdout in enumerate(holdouts)]
+    fold_models = train_models(jobs, frame, frame)  # in this process, or side by side on Ray after deepwater.init()
+    fold_metrics, fold_epochs = [], []
+    for holdout, fold_model in zip(holdouts, fold_models):
+        predicted = fold_model.predict(frame[holdout])
+        if task.is_classification:
+            outputs[holdout] = predicted[[str(c) for c in response.classes]].to_numpy(dtype=float)
+            labels[holdout] = predicted["predict"].astype(object).to_numpy()
+        else:
+            outputs[holdout, 0] = predicted["predict"].to_numpy(dtype=float)
+        fold_metrics.append(fold_model.model_performance(valid=True))
+        fold_epochs.append(fold_model.summary()["epochs"])
+    metrics = _holdout_metrics(response, task.distribution, frame, outputs, "cross-validation")
+    holdout = _prediction_frame(response, outputs, labels, frame.index)
+    kept = fold_models if p["keep_cross_validation_models"] else []
+    for dropped in fold_models[len(kept):]:
+        remove(dropped.model_id)
+    return CrossValidation(metrics, fold_metrics, fold_epochs, kept,
+                           holdout if p["keep_cross_validation_predictions"] else None,
+                           folds if p["keep_cross_validation_fold_assignment"] or
+                           p["keep_cross_validation_predictions"] else None)
+
+
+def main_model_settings(params: dict[str, Any], cv: CrossValidation) -> dict[str, Any]:
+    """What the main model of a cross-validated run changes: no best-model overwrite (Deep Water's rule), and
+    with early stopping on, the mean epochs the fold models stopped at, with stopping off (H2O's rule)."""
+    settings: dict[str, Any] = {"overwrite_with_best_model": False}
+    if params["stopping_rounds"]:
+        settings.update(epochs=float(np.mean(cv.fold_epochs)), stopping_rounds=0)
+    return settings
+
+
+def _holdout_metrics(response: Response, distribution: str, frame: pd.DataFrame, outputs: np.ndarray,
+                     description: str) -> ModelMetrics:
+    if response.kind == "classification":  # float32 probabilities of several models: sums exactly 1 again
+        return ModelMetrics.for_classification(response.encode(frame), outputs / outputs.sum(axis=1, keepdims=True),
+                                               response.classes, description=description)
+    actual = frame[response.name].to_numpy(dtype=float)
+    return ModelMetrics.for_regression(actual, outputs[:, 0], distribution, description=description)
+
+
+def _prediction_frame(response: Response, outputs: np.ndarray, labels: np.ndarray, index: pd.Index) -> pd.DataFrame:
+    """Holdout predictions in the layout of DeepWaterEstimator.predict()."""
+    if response.kind != "classification":
+        return pd.DataFrame({"predict": outputs[:, 0]}, index=index)
+    probabilities = pd.DataFrame(outputs, index=index, columns=[str(c) for c in response.classes])
+    predict = pd.DataFrame({"predict": pd.Categorical(labels, categories=response.classes)}, index=index)
+    return pd.concat([predict, probabilities], axis=1)

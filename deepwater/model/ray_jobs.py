@@ -1,0 +1,88 @@
+"""Jobs (execution.py) as Ray tasks, imported only once deepwater.init() has run.
+
+The training and validation frames go to Ray's object store once per runner, and every task reads them
+from there. A task trains one model and returns it as deepwater's saved-model folder (save_model's files
+as bytes, so no network is ever pickled); the driver writes the files to a temporary folder and loads
+them with load_model, checksums checked, into its own model store.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import ray
+
+from deepwater.errors import ModelFileError
+from deepwater.model.jobs import Failure, Job, Outcome, fit
+from deepwater.storage.saved_models import load_model, save_model
+from deepwater.storage.model_store import held, remove
+from deepwater.training.parameters import PARAMETERS
+
+if TYPE_CHECKING:
+    from deepwater.model.estimator import DeepWaterEstimator
+
+
+def train_task(job: Job, training: pd.DataFrame, validation: pd.DataFrame | None) -> dict[str, bytes]:
+    """In a Ray worker: train `job`'s model and return its saved-model folder as {relative path: bytes}.
+    The worker's own model store forgets the model (and its fold models) afterwards."""
+    before = held()
+    try:
+        model = fit(job, training, validation)
+        with tempfile.TemporaryDirectory() as folder:
+            saved = Path(save_model(model, folder))
+            return {path.relative_to(saved).as_posix(): path.read_bytes()
+                    for path in sorted(saved.rglob("*")) if path.is_file()}
+    finally:
+        for model_id in (held() - before) | ({job.model_id} & held()):
+            remove(model_id)
+
+
+def load_files(files: dict[str, bytes]) -> DeepWaterEstimator:
+    """The model whose saved-model folder `files` holds (load_model checks every file's checksum)."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder) / "model"
+        for name, data in files.items():
+            relative = PurePosixPath(name)
+            if relative.is_absolute() or ".." in relative.parts:
+                raise ModelFileError(f"a Ray task sent back the file {name!r}, outside a saved model's folder.")
+            path = root.joinpath(*relative.parts)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return load_model(root)
+
+
+class RayRunner:
+    """Jobs as Ray tasks of one CPU each, and one GPU each when they train with gpu=True on a cluster that
+    has GPUs (inside the task that GPU is cuda:0, so such a job's device_id becomes [0])."""
+
+    def __init__(self, training: pd.DataFrame, validation: pd.DataFrame | None, width: int) -> None:
+        resources = ray.cluster_resources()
+        self.width = width or max(int(resources.get("CPU", 1)), 1)
+        self._gpus = resources.get("GPU", 0) > 0
+        self._training = ray.put(training)
+        self._validation = None if validation is None else \
+            self._training if validation is training else ray.put(validation)
+        self._task = ray.remote(train_task)
+        self._pending: dict[ray.ObjectRef, Job] = {}
+
+    def submit(self, job: Job) -> None:
+        gpu = self._gpus and job.params.get("gpu", PARAMETERS["gpu"].default)
+        if gpu:
+            job = replace(job, params={**job.params, "device_id": [0]})
+        task = self._task.options(num_cpus=1, num_gpus=1 if gpu else 0)
+        self._pending[task.remote(job, self._training, self._validation)] = job
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def next_done(self) -> tuple[Job, Outcome]:
+        ready, _ = ray.wait(list(self._pending), num_returns=1)
+        job = self._pending.pop(ready[0])
+        try:
+            files = ray.get(ready[0])
+        except ray.exceptions.RayError as error:  # the task's own error (RayTaskError, with it as cause), a lost worker
+            return job, Failure(job, error, str(error))
+        return job, load_files(files)
