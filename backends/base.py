@@ -6,7 +6,7 @@ files in the formats it declares. `BaseNet` holds what every net does the same w
 batches, softmax, the state-fit check, the device), so that each framework's net only says how to run a
 step, compute outputs and activations, and read and write its weights.
 
-Backends are found through the `deepwater.backends` entry-point group (deepwater/registry.py), which checks
+Backends are found through the `deepwater.backends` entry-point group (deepwater/runtime/registry.py), which checks
 that each is a `Backend`.
 """
 from __future__ import annotations
@@ -14,18 +14,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from deepwater.errors import ModelFileError, ParameterError
 from deepwater.networks import Graph
-from deepwater.specs import OptimizerSpec, TaskSpec
-from deepwater.state_fit import misfit
-
-if TYPE_CHECKING:  # the core's types for what backends give it; imported for annotations only
-    from deepwater.analysis.distances import DistanceEngine
-    from deepwater.runtime.user_graphs import GraphFormat, UserGraph
+from deepwater.specs import DistanceEngine, GraphFormat, OptimizerSpec, TaskSpec, UserGraph, misfit
 
 
 @runtime_checkable
@@ -229,7 +224,6 @@ def slot_arrays(slots: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # the values of the `precision` parameter
-MIXED = ("bfloat16", "float16")  # the precisions a net computes in while its weights stay float32
 LOSS_SCALE = "loss_scale"  # training_state()'s entry for float16 loss scaling, kept by checkpoints
 
 

@@ -20,11 +20,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from deepwater.errors import ReplicaError
-
 from deepwater.networks import Graph
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from deepwater.backends.base import Shard
+from .base import Shard
 
 READY, STEP, PULL, PUSH, STOP, FAILED = "ready", "step", "pull", "push", "stop", "failed"
 POLL_S = 1.0  # how often a wait for a Ray worker's answer checks that Ray Train still runs

@@ -19,7 +19,7 @@ from deepwater.errors import ModelFileError, ParameterError
 from deepwater.networks import Graph, build_graph
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from deepwater.backends.base import Backend, Net
+from .base import Backend, Net
 
 # network name -> input shape used by the checks (small, so that they stay quick)
 NETWORKS = {

@@ -39,9 +39,9 @@ from PIL import Image
 import deepwater as dw
 import deepwater.training.trainer as trainer_module
 from deepwater.analysis.metrics import ModelMetrics
+from deepwater.data.sources import ArraySource
 from deepwater.networks import build_graph
 from deepwater.runtime.registry import get_backend
-from deepwater.data.sources import ArraySource
 from deepwater.specs import OptimizerSpec, TaskSpec
 from deepwater.training.trainer import LoopSettings, StoppingRule, Trainer
 

@@ -30,6 +30,7 @@ from common import alternate, timed, write_result
 
 import deepwater as dw
 from deepwater.model import jobs as execution
+from deepwater.model import runners as job_runners
 from deepwater.model.ray_jobs import RayRunner
 
 HYPER = {"hidden": [[64], [128]], "learning_rate": [0.005, 0.02], "activation": ["Rectifier", "Tanh"]}
@@ -104,12 +105,12 @@ def cross_validation(train: pd.DataFrame, repeats: int) -> dict:
         dw.DeepWaterEstimator(nfolds=5, **params).train(y="label", training_frame=train)
 
     def cv5_here() -> None:  # the folds in the process while the Ray runtime stays up
-        connected = execution.connected
-        execution.connected = lambda: False
+        connected = job_runners.connected
+        job_runners.connected = lambda: False
         try:
             cv5()
         finally:
-            execution.connected = connected
+            job_runners.connected = connected
 
     with torch_threads(1):
         runs = alternate({"six_single": six_single, "cv5_in_process": cv5_here, "cv5_folds_on_ray": cv5}, repeats)

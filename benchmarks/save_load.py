@@ -24,10 +24,10 @@ from common import alternate, write_result
 from safetensors.torch import load_file, save_file
 
 import deepwater as dw
-from deepwater.storage.saved_models import read_model_folder
 from deepwater.networks import build_graph
 from deepwater.runtime.registry import get_backend
 from deepwater.specs import OptimizerSpec, TaskSpec
+from deepwater.storage.saved_models import read_model_folder
 
 
 def resnet50_model() -> dw.DeepWaterEstimator:

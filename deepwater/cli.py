@@ -21,13 +21,24 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from deepwater.data.frames import import_file
+from deepwater.deploy import inference
+from deepwater.deploy.inference import read_bundle
 from deepwater.errors import DeepWaterError, ParameterError
 from deepwater.files import write_atomically
-from deepwater.data.frames import import_file
-from deepwater.deploy.inference import read_bundle
-from deepwater.storage.saved_models import (BUNDLE_JSON, framework_versions, load_model, newest_model_folder, plain, read_model_folder,
-                          save_model)
+from deepwater.model.estimator import DeepWaterEstimator
+from deepwater.runtime.registry import get_backend, installed_backends
+from deepwater.serving import server
 from deepwater.serving.config import ServeConfig
+from deepwater.storage.saved_models import (
+    BUNDLE_JSON,
+    framework_versions,
+    json_values,
+    load_model,
+    newest_model_folder,
+    read_model_folder,
+    save_model,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("data", help="a .csv, .csv.gz or .parquet file, or an image folder (class/file.png)")
     predict.add_argument("--out", required=True, help="the csv file to write")
     export = commands.add_parser("export", help="write the ONNX bundle of a saved model (model.export)",
-                                 description="Write the ONNX bundle of a saved model, which deepwater.deploy.inference "
+                                 description="Write the ONNX bundle of a saved model, which deepwater.inference "
                                              "scores with onnxruntime alone; prints the bundle's folder.")
     export.add_argument("model", help="a saved model's folder (deepwater.save_model), or a folder of saved models "
                                       "(the newest is exported)")
@@ -141,9 +152,6 @@ def _value(token: str) -> Any:
 def installation() -> dict[str, Any]:
     """What this machine runs: H2ODeepWaterEstimator.available(), and each installed backend's framework versions
     and devices."""
-    from deepwater.model.estimator import DeepWaterEstimator
-    from deepwater.runtime.registry import get_backend, installed_backends
-
     versions = framework_versions()
     backends = {name: {"versions": {dist: v for dist, v in versions.items() if dist.split("-")[0] == name},
                        "devices": get_backend(name).devices()} for name in installed_backends()}
@@ -174,8 +182,6 @@ def describe(path: str) -> dict[str, Any]:
 
 def train(args: argparse.Namespace, params: dict[str, Any]) -> str:
     """Train on args.data with `params` and save the model as the folder args.out; returns the folder."""
-    from deepwater.model.estimator import DeepWaterEstimator
-
     frame = import_file(args.data)
     if Path(args.data).is_dir():
         params.setdefault("problem_type", "image")
@@ -188,8 +194,6 @@ def predict(args: argparse.Namespace) -> str:
     """Write the predictions of the model (or bundle) args.model for args.data to args.out; returns the path."""
     frame = import_file(args.data)
     if (Path(args.model) / BUNDLE_JSON).is_file():
-        from deepwater.deploy import inference
-
         predictions = inference.load(args.model).predict(frame)
     else:
         predictions = load_model(args.model).predict(frame)
@@ -198,12 +202,10 @@ def predict(args: argparse.Namespace) -> str:
 
 def serve(args: argparse.Namespace) -> None:
     """Serve args.bundle until interrupted."""
-    from deepwater.serving import serve as run
-
     config = ServeConfig(args.bundle, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_rows=args.max_rows,
                          max_body_mb=args.max_body_mb, allow_dir=args.allow_dir, device=args.device,
                          threads=args.threads)
-    run(config, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
+    server.serve(config, host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -222,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "export":
             print(load_model(args.model).export(args.bundle, args.format, args.layers, args.force))
         else:
-            print(json.dumps(plain(describe(args.path) if args.path else installation()), indent=1))
+            print(json.dumps(json_values(describe(args.path) if args.path else installation()), indent=1))
     except (DeepWaterError, OSError) as error:
         message = " ".join(str(error).split())  # one line
         print(f"deepwater {args.command}: {message}", file=sys.stderr)

@@ -1,8 +1,24 @@
 """Exceptions raised by deepwater. Each message names the parameter, the value and the fix."""
 from __future__ import annotations
 
+import difflib
 import sys
 import warnings
+from collections.abc import Iterable
+
+REASON_LENGTH = 300  # characters of a framework's message quoted in ours
+
+
+def first_lines(error: BaseException, lines: int = 1) -> str:
+    """The first `lines` non-blank lines of an exception's message joined (its type's name when it has none),
+    at most REASON_LENGTH characters: a framework's reason, quoted in one of our messages."""
+    found = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join(found[:lines])[:REASON_LENGTH] if found else type(error).__name__
+
+
+def close_matches(name: object, known: Iterable[object]) -> list[str]:
+    """Up to three of `known` (as strings) that look like `name`: the 'did you mean' of an error message."""
+    return difflib.get_close_matches(str(name), [str(k) for k in known], n=3)
 
 
 def warn_user(message: str, category: type[Warning] = UserWarning) -> None:

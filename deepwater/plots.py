@@ -1,13 +1,13 @@
-"""Plots as H2O draws them (matplotlib, the `plot` extra): the public path of deepwater.analysis.plots."""
+"""Plots as H2O draws them (matplotlib, the `plot` extra): the public path of deepwater.plots."""
 from deepwater.analysis.plots import (
     HISTORY_METRICS,
     METRICS_PLOT_TYPES,
     TIMESTEPS,
+    confusion_plot,
+    curve_plot,
     grid_plot,
-    metrics_plot,
-    model_kind,
     scoring_history_plot,
 )
 
-__all__ = ["scoring_history_plot", "metrics_plot", "grid_plot", "model_kind", "HISTORY_METRICS", "TIMESTEPS",
+__all__ = ["scoring_history_plot", "curve_plot", "confusion_plot", "grid_plot", "HISTORY_METRICS", "TIMESTEPS",
            "METRICS_PLOT_TYPES"]

@@ -17,8 +17,8 @@ from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from deepwater.training import parameters as parameter_table
 from deepwater.model.estimator import DeepWaterEstimator
+from deepwater.training import parameters as parameter_table
 
 TARGET = "__deepwater_target__"
 QUIET = {"quiet_mode": True}  # scikit-learn fits many models: no progress bars unless asked for

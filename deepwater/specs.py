@@ -1,8 +1,15 @@
-"""What the core tells a backend about the task and the optimiser (plain data, no framework)."""
+"""The contract between the core and the backends, in plain data (no framework): the task and the optimiser a
+backend builds a net for, the user graph files it reads, the distance engine it may offer, and the check that a
+state of named arrays fits a net's weights."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Protocol
+
+import numpy as np
+
+from deepwater.errors import ParameterError
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -46,8 +53,6 @@ def autoencoder_task(width: int) -> TaskSpec:
 
 def task_from_params(kind: str, n_classes: int, distribution: str, loss: str) -> TaskSpec:
     """Resolve AUTO distribution and Automatic loss; refuse combinations that do not fit the response."""
-    from deepwater.errors import ParameterError
-
     if distribution == "AUTO":
         if kind == CLASSIFICATION:
             distribution = "bernoulli" if n_classes == 2 else "multinomial"
@@ -106,3 +111,79 @@ class OptimizerSpec:
             return self.momentum_stable
         progress = minimum(samples / self.momentum_ramp, 1.0)
         return self.momentum_start + (self.momentum_stable - self.momentum_start) * progress
+
+
+# --------------------------------------------------------------------------- user graph files
+
+@dataclass(frozen=True)
+class GraphFormat:
+    """One kind of graph file, declared by the backend that reads it (its `graph_formats`).
+
+    A file is of this format when its suffix is one of `suffixes`, or, for a directory, when it holds
+    `directory_marker`; `check(path)`, when given, then refuses a file of that suffix that is not of the
+    format after all (with a ModelFileError that says what it is instead).
+    """
+
+    name: str
+    backend: str  # the backend that loads it, or ANY_BACKEND for a format every backend scores
+    description: str
+    suffixes: tuple[str, ...] = ()
+    directory_marker: str | None = None
+    check: Callable[[str], None] | None = None
+
+
+@dataclass(frozen=True)
+class UserGraph:
+    """What network='user' asks a backend to load."""
+
+    definition_file: str
+    parameters_file: str | None
+    input_shape: tuple[int, ...]  # one row without the batch axis: (channels, height, width) or (features,)
+    replace_output_layer: bool
+    format: GraphFormat
+    outputs_stand: bool = False  # epochs=0 scoring: the graph keeps its outputs whatever the response's classes
+
+
+# --------------------------------------------------------------------------- distances
+
+SIMILARITIES = ("cosine", "cosine_sq")  # the measures where larger is closer
+
+
+@dataclass
+class Prepared:
+    """Rows ready for one measure's products: shifted (l2) or unit (cosine) rows, and per-row numbers."""
+
+    rows: Any  # numpy array or torch tensor
+    norms: Any = None  # l2: squared norms (float64); cosine: True where the row is all zeros
+    values: np.ndarray | None = None  # l2: the rows as given, for re-computing near-duplicate pairs
+
+
+class DistanceEngine(Protocol):
+    """Computes blocks of a measure: the numpy engine here, or a backend's on a GPU (registry.distance_engine)."""
+
+    name: str
+
+    def prepare(self, values: np.ndarray, measure: str, dtype: type, shift: np.ndarray | None) -> Prepared:
+        """Rows of one operand made ready for `measure`'s products, in `dtype`."""
+
+    def block(self, x: Prepared, y: Prepared, measure: str, out: np.ndarray) -> None:
+        """Write the measure between every row of x and every row of y into `out` (of the prepared dtype)."""
+
+
+# --------------------------------------------------------------------------- weights
+
+SHOWN = 10  # names listed per kind of problem
+
+
+def misfit(shapes: Mapping[str, Sequence[int]], state: Mapping[str, Any], complete: bool = True) -> str:
+    """What keeps `state` from fitting weights of `shapes`, '' when it fits: unknown names, missing names
+    (when `complete`) and wrong shapes, at most SHOWN of each."""
+    expected = {name: tuple(int(d) for d in shape) for name, shape in shapes.items()}
+    unknown = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(state)) if complete else []
+    wrong = [f"{name}: {tuple(np.shape(value))} but the graph has {expected[name]}" for name, value in state.items()
+             if name in expected and tuple(np.shape(value)) != expected[name]]
+    problems = ([f"unknown names {unknown[:SHOWN]}"] if unknown else []) + \
+               ([f"missing names {missing[:SHOWN]}"] if missing else []) + \
+               ([f"wrong shapes ({', '.join(wrong[:SHOWN])})"] if wrong else [])
+    return "; ".join(problems)

@@ -7,7 +7,7 @@
 
 Importing this package imports no deep learning framework; load() does.
 """
-from deepwater.models_zoo.loader import list_models, load
-from deepwater.models_zoo.manifest import MANIFEST, Normalisation, WeightsSource, ZooEntry, get_entry
+from .loader import list_models, load
+from .manifest import MANIFEST, Normalisation, WeightsSource, ZooEntry, get_entry
 
 __all__ = ["MANIFEST", "Normalisation", "WeightsSource", "ZooEntry", "get_entry", "list_models", "load"]

@@ -8,9 +8,9 @@ from deepwater.errors import ModelFileError
 from deepwater.model.estimator import DeepWaterEstimator
 from deepwater.networks import build_graph, check_state
 
-from deepwater.models_zoo.convert import canonical_state
-from deepwater.models_zoo.manifest import MANIFEST, ZooEntry, get_entry
-from deepwater.models_zoo.weights import DOWNLOAD_TIMEOUT, find_weights
+from .convert import canonical_state
+from .manifest import MANIFEST, ZooEntry, get_entry
+from .weights import DOWNLOAD_TIMEOUT, find_weights
 
 
 def list_models() -> list[ZooEntry]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from deepwater.errors import ModelFileError
 
-from deepwater.models_zoo.manifest import WeightsSource
+from .manifest import WeightsSource
 
 DOWNLOAD_TIMEOUT = 60.0  # seconds without an answer before a download gives up
 CHUNK = 1 << 20

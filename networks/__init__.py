@@ -11,16 +11,16 @@ from typing import Any, Callable, Mapping
 
 from deepwater.errors import ParameterError
 
-from deepwater.networks.alexnet import alexnet
-from deepwater.networks.conv_autoencoder import conv_autoencoder
-from deepwater.networks.googlenet import googlenet
-from deepwater.networks.graph import Graph, GraphBuilder, Node, ShapeError, check_state
-from deepwater.networks.inception_bn import inception_bn
-from deepwater.networks.lenet import lenet
-from deepwater.networks.mlp import mlp
-from deepwater.networks.mobilenet_v2 import mobilenet_v2
-from deepwater.networks.resnet import resnet
-from deepwater.networks.vgg import vgg
+from .alexnet import alexnet
+from .conv_autoencoder import conv_autoencoder
+from .googlenet import googlenet
+from .graph import Graph, GraphBuilder, Node, ShapeError, check_state
+from .inception_bn import inception_bn
+from .lenet import lenet
+from .mlp import mlp
+from .mobilenet_v2 import mobilenet_v2
+from .resnet import resnet
+from .vgg import vgg
 
 __all__ = ["Graph", "GraphBuilder", "Node", "ShapeError", "check_state", "NetworkSpec", "NETWORKS", "get", "build_graph",
            "resolve_auto"]

@@ -11,8 +11,8 @@ A global average pool replaces the flatten of a fixed 6x6 map, so any image size
 """
 from __future__ import annotations
 
-from deepwater.networks.blocks import conv_relu, fc_relu_dropout, is_small
-from deepwater.networks.graph import GraphBuilder
+from .blocks import conv_relu, fc_relu_dropout, is_small
+from .graph import GraphBuilder
 
 
 def alexnet(b: GraphBuilder, x: str, n_outputs: int) -> str:

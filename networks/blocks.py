@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from deepwater.networks.graph import GraphBuilder
+from .graph import GraphBuilder
 
 SMALL_SIDE = 64
 

@@ -6,7 +6,7 @@ import math
 
 from deepwater.errors import ParameterError
 
-from deepwater.networks.graph import GraphBuilder
+from .graph import GraphBuilder
 
 
 def conv_autoencoder(b: GraphBuilder, x: str, n_outputs: int) -> str:

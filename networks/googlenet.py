@@ -14,8 +14,8 @@ left out. The padded pools let any image size from 1x1 through.
 """
 from __future__ import annotations
 
-from deepwater.networks.blocks import conv_relu, inception_stem
-from deepwater.networks.graph import GraphBuilder
+from .blocks import conv_relu, inception_stem
+from .graph import GraphBuilder
 
 # module -> (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection), Table 1 of the paper
 MODULES: dict[str, tuple[int, int, int, int, int, int]] = {

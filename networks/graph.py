@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepwater.errors import ModelFileError, ParameterError
-from deepwater.state_fit import misfit
+from deepwater.specs import misfit
 
 ACTIVATIONS = ("relu", "relu6", "tanh", "sigmoid")
 POOLS = ("max", "avg")

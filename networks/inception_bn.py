@@ -20,8 +20,8 @@ out. The padding everywhere lets any image size from 1x1 through.
 """
 from __future__ import annotations
 
-from deepwater.networks.blocks import conv_bn_relu, inception_stem
-from deepwater.networks.graph import GraphBuilder
+from .blocks import conv_bn_relu, inception_stem
+from .graph import GraphBuilder
 
 # module -> (1x1, 3x3 reduce, 3x3, double 3x3 reduce, double 3x3, pool projection); 1x1 = 0 marks a
 # reducing (stride 2) module, which has no 1x1 branch and no pool projection (Figure 5 of the paper)

@@ -1,7 +1,7 @@
 """LeNet as Deep Water shipped it: two 5x5 tanh convolutions with max pooling, fc 500, output."""
 from __future__ import annotations
 
-from deepwater.networks.graph import GraphBuilder
+from .graph import GraphBuilder
 
 
 def lenet(b: GraphBuilder, x: str, n_outputs: int) -> str:

@@ -5,7 +5,7 @@ from typing import Sequence
 
 from deepwater.errors import ParameterError
 
-from deepwater.networks.graph import GraphBuilder
+from .graph import GraphBuilder
 
 _ACTIVATION_KIND = {"Rectifier": "relu", "Tanh": "tanh"}
 

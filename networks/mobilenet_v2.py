@@ -17,8 +17,8 @@ Batch norm uses torchvision's epsilon 1e-5 and momentum 0.1 (0.9 in this builder
 """
 from __future__ import annotations
 
-from deepwater.networks.blocks import conv_bn
-from deepwater.networks.graph import GraphBuilder
+from .blocks import conv_bn
+from .graph import GraphBuilder
 
 # (expansion, output channels, blocks, stride of the first block): the paper's Table 2
 STAGES: tuple[tuple[int, int, int, int], ...] = (

@@ -17,8 +17,8 @@ with stride 1 and pool1 is left out. Padding everywhere lets any image size from
 """
 from __future__ import annotations
 
-from deepwater.networks.blocks import conv_bn, conv_bn_relu, is_small
-from deepwater.networks.graph import GraphBuilder
+from .blocks import conv_bn, conv_bn_relu, is_small
+from .graph import GraphBuilder
 
 # depth -> (bottleneck?, blocks per stage)
 DEPTHS: dict[int, tuple[bool, tuple[int, int, int, int]]] = {

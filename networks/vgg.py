@@ -10,8 +10,8 @@ A global average pool replaces the flatten of a fixed 7x7 map, so any image size
 """
 from __future__ import annotations
 
-from deepwater.networks.blocks import conv_relu, fc_relu_dropout, is_small
-from deepwater.networks.graph import GraphBuilder
+from .blocks import conv_relu, fc_relu_dropout, is_small
+from .graph import GraphBuilder
 
 # depth -> convolutions per stage; stage s has 64 * 2**(s-1) filters, at most 512
 STAGE_CONVS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}

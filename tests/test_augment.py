@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import installed_backends
 
+from conftest import installed_backends
 from deepwater import DeepWaterEstimator, ParameterError
 from deepwater.data.augment import Augmentation
 from deepwater.data.images import ImageReader, ImageShape

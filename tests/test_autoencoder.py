@@ -6,11 +6,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import installed_backends, make_blobs
 
 import deepwater as dw
-from deepwater.errors import ParameterError
+from conftest import installed_backends, make_blobs
 from deepwater.analysis.variable_importance import gedeon
+from deepwater.errors import ParameterError
 
 BACKENDS = installed_backends()
 backends = pytest.mark.parametrize("backend", BACKENDS)

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import installed_backends, make_blobs
 
 import deepwater as dw
-from deepwater.training import parameters as parameter_table
+from conftest import installed_backends, make_blobs
 from deepwater.errors import ModelFileError, NotFittedError, ParameterError
+from deepwater.training import parameters as parameter_table
 
 BACKENDS = installed_backends()
 EXACT = 1e-6

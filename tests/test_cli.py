@@ -12,8 +12,8 @@ import urllib.request
 
 import pandas as pd
 import pytest
-from conftest import make_blobs, write_png
 
+from conftest import make_blobs, write_png
 from deepwater import inference
 from deepwater.cli import main, parse_params
 from deepwater.errors import ParameterError

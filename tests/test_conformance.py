@@ -10,8 +10,8 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import installed_backends
 
+from conftest import installed_backends
 from deepwater.backends import testing
 from deepwater.backends.testing import CLASSIFY, NETWORKS, SGD
 from deepwater.runtime.registry import get_backend

@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import installed_backends, make_blobs, make_linear
 
 import deepwater as dw
+from conftest import installed_backends, make_blobs, make_linear
 from deepwater.errors import ParameterError
+from deepwater.model import jobs
 
 BACKENDS = installed_backends()
 
@@ -164,9 +165,7 @@ def test_cross_validation_runs_on_every_backend(frame, backend):
 
 
 def test_a_fold_model_that_fails_stops_the_folds_after_it(frame, monkeypatch):
-    from deepwater import execution
-
-    trained, fit = [], execution.fit
+    trained, fit = [], jobs.fit
 
     def failing_first(job, training, validation):
         trained.append(job.model_id)
@@ -174,7 +173,7 @@ def test_a_fold_model_that_fails_stops_the_folds_after_it(frame, monkeypatch):
             raise ParameterError("fold 1 cannot be built")
         return fit(job, training, validation)
 
-    monkeypatch.setattr(execution, "fit", failing_first)
+    monkeypatch.setattr(jobs, "fit", failing_first)
     with pytest.raises(ParameterError, match="fold 1 cannot be built"):
         model(nfolds=3, model_id="stops").train(y="label", training_frame=frame)
     assert trained == ["stops_cv_1"]

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import installed_backends, make_blobs, make_linear
 
 import deepwater as dw
+from conftest import installed_backends, make_blobs, make_linear
 from deepwater.data.encoders import Response
-from deepwater.errors import FrameError, ParameterError
 from deepwater.data.sources import ArraySource, map_batches
+from deepwater.errors import FrameError, ParameterError
 
 BACKENDS = installed_backends()
 BAD_NUMBERS = [np.inf, -np.inf, 1e39]  # 1e39 is finite in float64 but beyond float32's 3.4e38

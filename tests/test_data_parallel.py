@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import installed_backends, make_blobs
 
 import deepwater as dw
+from conftest import installed_backends, make_blobs
 from deepwater.backends.base import split_batch
 from deepwater.errors import DeviceError
 

@@ -166,9 +166,9 @@ class _ShapeShifter:
 
 
 def test_a_backend_returning_unsteady_feature_widths_is_reported():
-    from deepwater.errors import DeepWaterError
     from deepwater.analysis.deep_features import deep_features
     from deepwater.data.sources import ArraySource
+    from deepwater.errors import DeepWaterError
 
     x = np.repeat(np.array([[0.0], [1.0]], dtype=np.float32), 4, axis=0)
     with pytest.raises(DeepWaterError, match=r"shape \(4, 4\).*'hidden'.*\(4, 3\).*bug in the backend"):

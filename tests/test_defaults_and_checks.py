@@ -10,12 +10,12 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import installed_backends
 
+from conftest import installed_backends
 from deepwater import DeepWaterEstimator, ParameterError, networks
-from deepwater.training import parameters as table
-from deepwater.runtime import registry
 from deepwater.backends.mxnet.runtime import SUBGRAPH_NOTICE, stderr_without
+from deepwater.runtime import registry
+from deepwater.training import parameters as table
 
 FAST = {"gpu": False, "quiet_mode": True, "hidden": [8], "epochs": 1, "seed": 3}
 

@@ -16,6 +16,7 @@ import deepwater as dw
 from deepwater import DeviceError, FrameError, ParameterError
 
 distance_module = importlib.import_module("deepwater.analysis.distances")
+distance_engines = importlib.import_module("deepwater.runtime.distance_engines")
 MEASURES = ["l1", "l2", "cosine", "cosine_sq"]
 
 
@@ -115,7 +116,7 @@ def test_out_leaves_no_file_when_it_fails(xy, tmp_path, monkeypatch):
             raise KeyboardInterrupt  # interrupted half way
         out[...] = 0.0
 
-    monkeypatch.setattr(distance_module._NumpyEngine, "block", failing_block)
+    monkeypatch.setattr(distance_engines.NumpyEngine, "block", failing_block)
     with pytest.raises(KeyboardInterrupt):
         dw.distance(x, y, "l2", out=tmp_path / "d.npy", block_rows=10)
     assert os.listdir(tmp_path) == []
@@ -332,8 +333,8 @@ def test_bad_dtype_names_the_choices(xy, dtype):
 
 @pytest.fixture
 def without_numba(monkeypatch):
-    """deepwater.analysis.l1_kernels as on a machine where numba is not installed."""
-    kernels = importlib.import_module("deepwater.analysis.l1_kernels")
+    """deepwater.runtime.l1_kernels as on a machine where numba is not installed."""
+    kernels = importlib.import_module("deepwater.runtime.l1_kernels")
     monkeypatch.setitem(sys.modules, "numba", None)
     kernels._compiled.cache_clear()
     yield kernels
@@ -366,6 +367,7 @@ def test_distances_run_without_torch_or_numba():
               "x = np.random.default_rng(0).random((9, 40)); y = x[:5] + 1\n"
               "assert np.allclose(dw.distance(x, y, 'l1').to_numpy(), cdist(x, y, 'cityblock'), rtol=1e-12)\n"
               "assert np.allclose(dw.distance(x, y, 'l2').to_numpy(), cdist(x, y), rtol=1e-12)\n"
-              "assert dw.l1_kernels.kernel_name() == 'numpy' and 'torch' not in sys.modules\n")
+              "from deepwater.runtime import l1_kernels\n"
+              "assert l1_kernels.kernel_name() == 'numpy' and 'torch' not in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

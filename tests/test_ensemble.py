@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_blobs, make_linear
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 
 import deepwater as dw
+from conftest import make_blobs, make_linear
 from deepwater.errors import ParameterError
 
 

@@ -203,7 +203,7 @@ def test_backend_without_its_framework_names_the_extra(blobs, monkeypatch):
 
 
 def test_auto_backend_without_any_framework_names_an_extra(blobs, monkeypatch):
-    from deepwater import registry
+    from deepwater.runtime import registry
 
     for target in registry.backend_targets().values():
         module_name, _, class_name = target.partition(":")
@@ -214,7 +214,7 @@ def test_auto_backend_without_any_framework_names_an_extra(blobs, monkeypatch):
 
 
 def test_auto_backend_takes_the_first_installed_in_deepwater_order(blobs, monkeypatch):
-    from deepwater import registry
+    from deepwater.runtime import registry
 
     installed = [name for name in registry.AUTO_ORDER if name in registry.backend_targets()]
     if len(installed) < 2:

@@ -10,7 +10,7 @@ import pytest
 from sklearn.base import clone
 
 import deepwater
-from deepwater import DeepWaterEstimator, DeepWaterError, MissingDependencyError, NotFittedError, ParameterError
+from deepwater import DeepWaterError, DeepWaterEstimator, MissingDependencyError, NotFittedError, ParameterError
 from deepwater.training.parameters import PARAMETERS
 
 TINY = {"hidden": [4], "backend": "torch", "gpu": False, "seed": 1, "quiet_mode": True}

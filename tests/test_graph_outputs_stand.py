@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import installed_backends, make_blobs
 
 import deepwater as dw
+from conftest import installed_backends, make_blobs
 from deepwater.errors import FrameError
 
 BACKENDS = installed_backends()

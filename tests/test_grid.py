@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_blobs, make_linear
 
 import deepwater as dw
+from conftest import make_blobs, make_linear
+from deepwater.errors import DeepWaterError, ParameterError
 from deepwater.model import jobs as execution
 from deepwater.selection import grid_search as grid_module
-from deepwater.errors import DeepWaterError, ParameterError
 
 HYPER = {"hidden": [[8], [16]], "learning_rate": [0.01, 0.1]}
 CLASSES = ["a", "b", "c"]

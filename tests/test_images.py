@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from deepwater.errors import ImageError, ParameterError
 from deepwater.data.images import (
     ImageReader,
     ImageShape,
@@ -23,6 +22,7 @@ from deepwater.data.images import (
     load_mean_image,
     looks_like_image_column,
 )
+from deepwater.errors import ImageError, ParameterError
 
 GREY = ImageShape(4, 5, 1)
 RGB = ImageShape(4, 5, 3)

@@ -9,9 +9,9 @@ import pytest
 from sklearn import metrics as skm
 
 import deepwater as dw
-from deepwater.storage import saved_models as model_files
-from deepwater.errors import ParameterError
 from deepwater.analysis.metrics import THRESHOLD_TABLE_COLUMNS, ModelMetrics
+from deepwater.errors import ParameterError
+from deepwater.storage import saved_models as model_files
 
 CLASSES = ["no", "yes"]
 FAST = {"hidden": [8], "gpu": False, "quiet_mode": True, "seed": 5, "learning_rate": 0.05, "epochs": 2}

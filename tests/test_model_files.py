@@ -11,12 +11,12 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import installed_backends, make_blobs
 from user_graph_cases import all_cases, fit_case
 
 import deepwater as dw
-from deepwater.storage import saved_models as model_files
+from conftest import installed_backends, make_blobs
 from deepwater.errors import ModelFileError, NotFittedError, ParameterError
+from deepwater.storage import saved_models as model_files
 
 BACKENDS = installed_backends()
 EXACT = 1e-6

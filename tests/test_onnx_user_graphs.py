@@ -27,8 +27,8 @@ from graph_files_onnx import (
 from PIL import Image
 
 from deepwater.errors import MissingDependencyError, ModelFileError
-from deepwater.specs import CLASSIFICATION, REGRESSION, OptimizerSpec, task_from_params
 from deepwater.runtime.user_graphs import graph_loader, user_graph
+from deepwater.specs import CLASSIFICATION, REGRESSION, OptimizerSpec, task_from_params
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -210,8 +210,8 @@ def test_devices_follow_onnxruntimes_providers(monkeypatch) -> None:
     import onnxruntime as ort
 
     from deepwater.backends.onnx.backend import OnnxRuntime
-    from deepwater.runtime.onnx_sessions import CUDA, execution_providers
     from deepwater.errors import DeviceError
+    from deepwater.runtime.onnx_sessions import CUDA, execution_providers
 
     runtime = OnnxRuntime()
     if CUDA not in ort.get_available_providers():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import installed_backends
 
 import deepwater as dw
+from conftest import installed_backends
 from deepwater.errors import FrameError
 
 BACKENDS = installed_backends()

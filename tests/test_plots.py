@@ -6,9 +6,9 @@ import builtins
 import matplotlib
 import numpy as np
 import pytest
-from conftest import installed_backends, make_blobs, make_linear
 
 import deepwater as dw
+from conftest import installed_backends, make_blobs, make_linear
 from deepwater.errors import MissingDependencyError, ParameterError
 
 matplotlib.use("Agg")

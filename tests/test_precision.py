@@ -6,16 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import installed_backends
 from safetensors.numpy import load_file
 
 import deepwater as dw
+from conftest import installed_backends
+from deepwater.analysis.metrics import ModelMetrics
 from deepwater.backends import testing
 from deepwater.backends.base import resolve_precision
-from deepwater.errors import ParameterError
-from deepwater.analysis.metrics import ModelMetrics
-from deepwater.runtime.registry import get_backend
 from deepwater.data.sources import ArraySource, ahead, iterate_epochs
+from deepwater.errors import ParameterError
+from deepwater.runtime.registry import get_backend
 from deepwater.specs import OptimizerSpec
 from deepwater.training.trainer import LoopSettings, StoppingRule, Trainer
 

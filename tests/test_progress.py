@@ -4,9 +4,9 @@ from __future__ import annotations
 import io
 
 import pytest
-from conftest import installed_backends, make_blobs
 
 import deepwater as dw
+from conftest import installed_backends, make_blobs
 from deepwater import progress as progress_module
 from deepwater.errors import ParameterError
 from deepwater.progress import progress, progress_mode

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_blobs
 
 import deepwater as dw
-from deepwater.model import jobs as execution
+from conftest import make_blobs
+from deepwater.model import runners
 from deepwater.model.jobs import Job
 
 # Ray's switch for a runtime that stays on this machine: it then runs on 127.0.0.1 (read when ray is imported)
@@ -153,7 +153,7 @@ def test_cross_validation_folds_on_ray_match_those_in_the_process(cluster, frame
               "keep_cross_validation_predictions": True}
     there = dw.DeepWaterEstimator(model_id="cv_ray", **params).train(y="label", training_frame=frame)
     with monkeypatch.context() as patch:
-        patch.setattr(execution, "connected", lambda: False)
+        patch.setattr(runners, "connected", lambda: False)
         here = dw.DeepWaterEstimator(model_id="cv_here", **params).train(y="label", training_frame=frame)
     pd.testing.assert_frame_equal(there.cross_validation_metrics_summary(), here.cross_validation_metrics_summary(),
                                   atol=EXACT)

@@ -7,9 +7,9 @@ import types
 
 import pytest
 
-from deepwater.runtime import registry
 from deepwater.backends.base import Backend, UserGraphLoader
 from deepwater.errors import BackendError, ParameterError
+from deepwater.runtime import registry
 
 
 class NotABackend:
@@ -53,15 +53,3 @@ def test_graph_formats_come_from_the_backends_that_read_them():
 def test_mean_image_files_in_a_framework_format_are_read_by_its_backend():
     assert registry.mean_image_reader(".nd").name == "mxnet"
     assert registry.mean_image_reader(".npy") is None
-
-
-def test_the_core_imports_no_backend_module_by_path():
-    """Only the protocol (deepwater.backends.base) is imported by the core; backends come from the registry."""
-    import pathlib
-    import re
-
-    core = pathlib.Path(registry.__file__).parent
-    for path in core.glob("*.py"):
-        imports = re.findall(r"^\s*(?:from|import)\s+(\S+)", path.read_text(), flags=re.MULTILINE)
-        reaching = [name for name in imports if "backends" in name and not name.endswith("backends.base")]
-        assert not reaching, f"{path.name} imports {reaching}"

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from conftest import make_blobs, write_png
 
 pytest.importorskip("torch")  # the bundles are exported through torch; the service itself never imports it

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_blobs
 from sklearn.datasets import make_blobs as sk_blobs
 from sklearn.ensemble import StackingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -13,6 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
+from conftest import make_blobs
 from deepwater.sklearn import DeepWaterClassifier, DeepWaterRegressor
 
 SMALL = {"hidden": (16,), "epochs": 20, "gpu": False, "seed": 1, "learning_rate": 0.05}

@@ -17,8 +17,8 @@ from deepwater import DeepWaterEstimator
 from deepwater.backends.tensorflow.backend import TensorflowBackend
 from deepwater.datasets import mnist_images
 from deepwater.errors import ModelFileError
-from deepwater.specs import CLASSIFICATION, OptimizerSpec, task_from_params
 from deepwater.runtime.user_graphs import graph_loader, user_graph
+from deepwater.specs import CLASSIFICATION, OptimizerSpec, task_from_params
 
 if not TensorflowBackend().available():
     pytest.skip("tensorflow is not installed", allow_module_level=True)

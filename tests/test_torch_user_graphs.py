@@ -19,9 +19,8 @@ from torch import nn
 
 from deepwater import DeepWaterEstimator
 from deepwater.errors import ModelFileError
-from deepwater.specs import CLASSIFICATION, REGRESSION, OptimizerSpec, task_from_params
 from deepwater.runtime.user_graphs import graph_loader, user_graph
-
+from deepwater.specs import CLASSIFICATION, REGRESSION, OptimizerSpec, task_from_params
 
 
 def write(path: Path, data: bytes) -> str:

@@ -7,12 +7,12 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_png
 
+from conftest import write_png
 from deepwater import DeepWaterEstimator
 from deepwater.analysis.metrics import ModelMetrics
-from deepwater.training.schedule import ScoringSchedule, should_stop
 from deepwater.data.sources import ArraySource, batches, iterate, prefetch
+from deepwater.training.schedule import ScoringSchedule, should_stop
 from deepwater.training.trainer import LoopSettings, StoppingRule, Trainer
 
 FAST = {"gpu": False, "quiet_mode": True, "hidden": [16], "mini_batch_size": 32, "learning_rate": 0.05}

@@ -8,15 +8,15 @@ import pytest
 from user_graph_cases import GraphCase, all_cases
 
 from deepwater.errors import ModelFileError, ParameterError
-from deepwater.specs import CLASSIFICATION, OptimizerSpec, task_from_params
 from deepwater.runtime.user_graphs import graph_loader, user_graph
+from deepwater.specs import CLASSIFICATION, OptimizerSpec, task_from_params
 
 CASES = all_cases()
 CLASSES = 3
 
 
 def optimizer() -> OptimizerSpec:
-    from deepwater import params
+    from deepwater.training import parameters as params
 
     return OptimizerSpec.from_params(params.resolve({"learning_rate": 0.05, "momentum_start": 0.5,
                                                      "momentum_stable": 0.5}))

@@ -11,9 +11,9 @@ from PIL import Image
 from deepwater import DeepWaterEstimator
 from deepwater.backends.mxnet.backend import MXNetBackend
 from deepwater.backends.mxnet.runtime import load_mxnet
+from deepwater.data.images import ImageShape, load_mean_image
 from deepwater.datasets import mnist_images
 from deepwater.errors import ModelFileError, ParameterError
-from deepwater.data.images import ImageShape, load_mean_image
 
 if not MXNetBackend().available():
     pytest.skip("mxnet is not installed", allow_module_level=True)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import installed_backends, make_blobs
 
+from conftest import installed_backends, make_blobs
 from deepwater import DeepWaterEstimator
 from deepwater.errors import ModelFileError
 

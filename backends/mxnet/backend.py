@@ -7,10 +7,10 @@ import numpy as np
 
 from deepwater.errors import ModelFileError
 from deepwater.networks import Graph
-from deepwater.specs import OptimizerSpec, TaskSpec
 from deepwater.runtime.user_graphs import GraphFormat, UserGraph
+from deepwater.specs import OptimizerSpec, TaskSpec
 
-from deepwater.backends.mxnet.runtime import EXTRA, load_mxnet, torch_threads_kept
+from .runtime import EXTRA, load_mxnet, torch_threads_kept
 
 MXNET_SYMBOL = GraphFormat("mxnet-symbol", "mxnet", "MXNet symbol JSON (.json), weights in a .params file",
                            suffixes=(".json",))
@@ -23,7 +23,7 @@ class MXNetBackend:
     extra = EXTRA
     graph_formats = (MXNET_SYMBOL,)
     mean_image_suffixes = (".nd",)
-    # num_workers: why this backend cannot train over Ray workers (deepwater/parallel.py names it)
+    # num_workers: why this backend cannot train over Ray workers (deepwater/runtime/parallel.py names it)
     ray_train_limit = ("MXNet 1.9 trains across machines only through its own distributed kvstore ('dist_sync'), "
                        "which needs ps-lite scheduler and server processes that Ray does not start, and Ray Train "
                        "has no MXNet trainer; on one machine use device_id=[0, 1, ...]")
@@ -50,7 +50,7 @@ class MXNetBackend:
     def build(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
         load_mxnet()
         with torch_threads_kept():
-            from deepwater.backends.mxnet.net import MXNetNet
+            from .net import MXNetNet
 
             return MXNetNet(graph, task, optimizer, device, seed)
 
@@ -58,7 +58,7 @@ class MXNetBackend:
         """A Net from an MXNet symbol JSON file and optional .params weights (see user.py)."""
         load_mxnet()
         with torch_threads_kept():
-            from deepwater.backends.mxnet.user import MXNetUserNet
+            from .user import MXNetUserNet
 
             return MXNetUserNet(graph, task, optimizer, device, seed)
 
@@ -68,7 +68,7 @@ class MXNetBackend:
     def replicate(self, net, devices: list[str]):
         """Replicas of the MXNetNet `net` on the contexts of `devices`, summing gradients in a kvstore."""
         with torch_threads_kept():
-            from deepwater.backends.mxnet.parallel import KVStoreGroup
+            from .parallel import KVStoreGroup
 
             return KVStoreGroup(net, devices)
 

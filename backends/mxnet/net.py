@@ -35,9 +35,9 @@ import numpy as np
 from deepwater.networks import Graph, Node
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from deepwater.backends.base import BaseNet, LazyLoss
-from deepwater.backends.mxnet.optimizers import Slot, make_optimizer, schedule
-from deepwater.backends.mxnet.runtime import load_mxnet, unfused_binding
+from ..base import BaseNet, LazyLoss
+from .optimizers import Slot, make_optimizer, schedule
+from .runtime import load_mxnet, unfused_binding
 
 mx = load_mxnet()
 

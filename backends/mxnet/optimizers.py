@@ -10,7 +10,7 @@ import numpy as np
 from deepwater.backends.base import slot_arrays
 from deepwater.specs import OptimizerSpec
 
-from deepwater.backends.mxnet.runtime import load_mxnet, unfused_binding
+from .runtime import load_mxnet, unfused_binding
 
 mx = load_mxnet()
 

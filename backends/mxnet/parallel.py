@@ -9,10 +9,10 @@ statistics are each replica's own; the first replica's are the model's.
 """
 from __future__ import annotations
 
-from deepwater.backends.base import Shard
-from deepwater.backends.mxnet.net import MXNetNet
-from deepwater.backends.mxnet.optimizers import schedule
-from deepwater.backends.mxnet.runtime import load_mxnet
+from ..base import Shard
+from .net import MXNetNet
+from .optimizers import schedule
+from .runtime import load_mxnet
 
 mx = load_mxnet()
 

@@ -21,13 +21,21 @@ import os
 
 import numpy as np
 
-from deepwater.errors import ModelFileError
-from deepwater.specs import OptimizerSpec, TaskSpec
+from deepwater.errors import ModelFileError, first_lines
 from deepwater.runtime.user_graphs import UserGraph, check_outputs, no_replacement
+from deepwater.specs import OptimizerSpec, TaskSpec
 
-from deepwater.backends.mxnet.net import LABEL, ROW_WEIGHT, ExecutorCache, SymbolNet, bind_arrays, loss_symbol, mx_context
-from deepwater.backends.mxnet.optimizers import Slot, make_optimizer
-from deepwater.backends.mxnet.runtime import load_mxnet
+from .net import (
+    LABEL,
+    ROW_WEIGHT,
+    ExecutorCache,
+    SymbolNet,
+    bind_arrays,
+    loss_symbol,
+    mx_context,
+)
+from .optimizers import Slot, make_optimizer
+from .runtime import load_mxnet
 
 mx = load_mxnet()
 
@@ -50,9 +58,8 @@ def load_symbol(path: str):
             json.load(handle)
         return mx.sym.load(path)
     except (ValueError, UnicodeDecodeError, mx.base.MXNetError) as error:
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise ModelFileError(f"network_definition_file={path!r} is not a readable MXNet symbol JSON file "
-                             f"(truncated or not JSON?): {reason}") from error
+                             f"(truncated or not JSON?): {first_lines(error)}") from error
 
 
 def head_op(symbol) -> str:

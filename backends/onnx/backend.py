@@ -13,10 +13,10 @@ import importlib.util
 
 from deepwater.errors import ModelFileError
 from deepwater.runtime.onnx_sessions import has_cuda
-from deepwater.specs import OptimizerSpec, TaskSpec
 from deepwater.runtime.user_graphs import ANY_BACKEND, GraphFormat, UserGraph, no_replacement
+from deepwater.specs import OptimizerSpec, TaskSpec
 
-from deepwater.backends.onnx.runtime import cuda_device_count
+from .runtime import cuda_device_count
 
 ONNX = GraphFormat("onnx", ANY_BACKEND, "ONNX graph (.onnx), scored through onnxruntime (epochs=0)", suffixes=(".onnx",))
 
@@ -57,6 +57,6 @@ class OnnxRuntime:
         if graph.replace_output_layer:
             raise no_replacement(graph, "ONNX graphs are only scored here, and fine-tuning a new output layer needs "
                                         "training; load the network in its framework's own format to fine-tune it")
-        from deepwater.backends.onnx.net import OnnxNet
+        from .net import OnnxNet
 
         return OnnxNet(graph, task, device)

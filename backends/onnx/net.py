@@ -24,12 +24,12 @@ import onnxruntime as ort
 from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
-from deepwater.errors import ModelFileError
-from deepwater.runtime.onnx_sessions import reason, run_rows, start_session
-from deepwater.specs import TaskSpec
+from deepwater.errors import ModelFileError, first_lines
+from deepwater.runtime.onnx_sessions import run_rows, start_session
 from deepwater.runtime.user_graphs import UserGraph, check_outputs, training_refused
+from deepwater.specs import TaskSpec
 
-from deepwater.backends.base import BaseNet, OnnxGraph
+from ..base import BaseNet, OnnxGraph
 
 
 def _is_float(elem_type: int) -> bool:
@@ -46,12 +46,12 @@ def read_model(path: str) -> onnx.ModelProto:
         model = onnx.load(path)
     except (DecodeError, OSError, ValueError, onnx.checker.ValidationError) as error:  # the last: external data
         raise ModelFileError(f"network_definition_file={path!r} is not a readable ONNX model (truncated, another "
-                             f"format, or external weight files missing?): {reason(error)}") from error
+                             f"format, or external weight files missing?): {first_lines(error)}") from error
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as error:
         raise ModelFileError(f"network_definition_file={path!r} is not a valid ONNX model (onnx.checker: "
-                             f"{reason(error)}); export it again with your framework's ONNX exporter.") from error
+                             f"{first_lines(error)}); export it again with your framework's ONNX exporter.") from error
     if not model.graph.output:
         raise ModelFileError(f"network_definition_file={path!r} has no graph output; export it with its output.")
     return model

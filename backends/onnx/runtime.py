@@ -1,5 +1,5 @@
 """onnxruntime's GPUs for the ONNX graph loader. Importing this module imports neither onnx nor onnxruntime; calling
-its function does. Sessions and providers are deepwater.runtime.onnx_sessions's, which deepwater.deploy.inference shares."""
+its function does. Sessions and providers are deepwater.runtime.onnx_sessions's, which deepwater.inference shares."""
 from __future__ import annotations
 
 import importlib.util

@@ -4,8 +4,8 @@ from __future__ import annotations
 import importlib.util
 
 from deepwater.networks import Graph
-from deepwater.specs import OptimizerSpec, TaskSpec
 from deepwater.runtime.user_graphs import GraphFormat, UserGraph
+from deepwater.specs import OptimizerSpec, TaskSpec
 
 KERAS = GraphFormat("keras", "tensorflow", "Keras model (.keras)", suffixes=(".keras",))
 SAVED_MODEL = GraphFormat("saved-model", "tensorflow", "TensorFlow SavedModel directory (saved_model.pb)",
@@ -38,39 +38,39 @@ class TensorflowBackend:
         return "TensorFlow sees no GPU"
 
     def build(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
-        from deepwater.backends.tensorflow.net import TensorflowNet
+        from .net import TensorflowNet
 
         return TensorflowNet(graph, task, optimizer, device, seed)
 
     def load_user_network(self, graph: UserGraph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
         """A Net from a Keras .keras file, a SavedModel directory or a TF1 .meta graph (see user*.py)."""
         if graph.format == KERAS:
-            from deepwater.backends.tensorflow.user_keras import load_keras
+            from .user_keras import load_keras
 
             return load_keras(graph, task, optimizer, device, seed)
         if graph.format == SAVED_MODEL:
-            from deepwater.backends.tensorflow.user_saved import load_saved_model
+            from .user_saved import load_saved_model
 
             return load_saved_model(graph, task, optimizer, device, seed)
-        from deepwater.backends.tensorflow.user_meta import MetaGraphNet
+        from .user_meta import MetaGraphNet
 
         return MetaGraphNet(graph, task, optimizer, device, seed)
 
     def prepare_devices(self, devices: list[str]) -> None:
         """CPU replicas become logical CPU devices, before TensorFlow starts (see parallel.py)."""
         if devices[0].startswith("cpu"):
-            from deepwater.backends.tensorflow.parallel import split_cpu
+            from .parallel import split_cpu
 
             split_cpu(len(devices))
 
     def replicate(self, net, devices: list[str]):
         """A MirroredStrategy over `devices` stepping the TensorflowNet `net` (see parallel.py)."""
-        from deepwater.backends.tensorflow.parallel import MirroredGroup
+        from .parallel import MirroredGroup
 
         return MirroredGroup(net, devices)
 
     def replicate_on_ray(self, net, workers: int, gpu: bool):
         """MultiWorkerMirroredStrategy replicas of the TensorflowNet `net` in Ray Train workers (ray_train.py)."""
-        from deepwater.backends.tensorflow.ray_train import ray_group
+        from .ray_train import ray_group
 
         return ray_group(net, workers, gpu)

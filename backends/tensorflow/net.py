@@ -17,11 +17,10 @@ import tensorflow as tf
 from deepwater.networks import Graph
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from deepwater.backends.base import BaseNet
-from deepwater.backends.tensorflow.layers import build_model, is_depthwise
-from deepwater.backends.tensorflow.optimizers import Update, batch_loss
-from deepwater.backends.tensorflow.precision import LossScale, gpu_has_bfloat16, set_policy
-
+from ..base import BaseNet
+from .layers import build_model, is_depthwise
+from .optimizers import Update, batch_loss
+from .precision import LossScale, gpu_has_bfloat16, set_policy
 
 # ----------------------------------------------------------------------------- canonical state
 

@@ -9,7 +9,6 @@ import tensorflow as tf
 from deepwater.backends.base import slot_arrays
 from deepwater.specs import OptimizerSpec
 
-
 # ----------------------------------------------------------------------------- losses
 
 def _rowwise_loss(kind: str, out: tf.Tensor, y: tf.Tensor) -> tf.Tensor:

@@ -15,8 +15,8 @@ import tensorflow as tf
 
 from deepwater.errors import DeviceError
 
-from deepwater.backends.base import Shard
-from deepwater.backends.tensorflow.net import TensorflowNet, tf_device
+from ..base import Shard
+from .net import TensorflowNet, tf_device
 
 
 def replica_devices(devices: list[str]) -> list[str]:

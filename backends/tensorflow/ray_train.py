@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepwater.backends.base import Shard
-from deepwater.backends.replicas import RayTrainGroup, ReplicaSetup, writable_state
+from ..base import Shard
+from ..replicas import RayTrainGroup, ReplicaSetup, writable_state
 
 
 class WorkerReplica:
@@ -22,8 +22,8 @@ class WorkerReplica:
         import tensorflow as tf
 
         strategy = tf.distribute.MultiWorkerMirroredStrategy()  # first: it fixes the devices of this process
-        from deepwater.backends.tensorflow.net import TensorflowNet
-        from deepwater.backends.tensorflow.parallel import MirroredStep
+        from .net import TensorflowNet
+        from .parallel import MirroredStep
 
         self.rank, self.world = strategy.cluster_resolver.task_id, strategy.num_replicas_in_sync
         device = "cuda:0" if tf.config.list_physical_devices("GPU") else "cpu"

@@ -11,10 +11,9 @@ from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-from deepwater.errors import MissingDependencyError, ModelFileError
+from deepwater.errors import MissingDependencyError, ModelFileError, first_lines
 
-from deepwater.backends.base import ONNX_INPUT, ONNX_OPSET, OnnxGraph
-from deepwater.backends.tensorflow.user import reason
+from ..base import ONNX_INPUT, ONNX_OPSET, OnnxGraph
 
 # canonical batch -> [the network's output (logits or values), then the activations of each layer asked for]
 Compute = Callable[[tf.Tensor], list[tf.Tensor]]
@@ -39,7 +38,7 @@ def write_onnx(compute: Compute, softmax: bool, layers: Sequence[str], input_sha
         model, _ = tf2onnx.convert.from_function(tf.function(graph, input_signature=[spec]), input_signature=[spec],
                                                  opset=ONNX_OPSET, output_path=path)
     except Exception as error:  # tf2onnx raises many kinds of errors on operators it cannot convert
-        raise ModelFileError(f"tf2onnx cannot export {source}: {reason(error)}. Convert the network yourself "
+        raise ModelFileError(f"tf2onnx cannot export {source}: {first_lines(error)}. Convert the network yourself "
                              "(python -m tf2onnx.convert) and load the .onnx file as network='user', or export "
                              "without layers=.") from error
     names = [value.name for value in model.graph.output]

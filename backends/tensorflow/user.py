@@ -20,21 +20,16 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from deepwater.backends.tensorflow.to_onnx import write_onnx
 from deepwater.errors import ModelFileError
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from deepwater.backends.base import BaseNet, OnnxGraph
-from deepwater.backends.tensorflow.net import channels_first_rows, tf_device
-from deepwater.backends.tensorflow.optimizers import Update, batch_loss
+from ..base import BaseNet, OnnxGraph
+from .net import channels_first_rows, tf_device
+from .optimizers import Update, batch_loss
 
 # A graph's forward pass: input in the graph's own layout, training flag -> (n, k) logits or values
 Forward = Callable[[tf.Tensor, bool], tf.Tensor]
-
-
-def reason(error: BaseException, lines: int = 1) -> str:
-    """The first `lines` lines of an exception's message (its type when it has none), at most 300 characters."""
-    found = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return " ".join(found[:lines])[:300] if found else type(error).__name__
 
 
 # ----------------------------------------------------------------------------- input layouts
@@ -176,8 +171,6 @@ class EagerUserNet(BaseNet):
 
     def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
         """The graph's probabilities (or values) and the activations of `layers`, through tf2onnx."""
-        from deepwater.backends.tensorflow.to_onnx import write_onnx  # here: it imports this module
-
         def compute(x: tf.Tensor) -> list[tf.Tensor]:
             graph_x = self._layout.tensor(x)
             return [self._forward(graph_x, False),

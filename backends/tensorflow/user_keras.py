@@ -20,12 +20,12 @@ import zipfile
 import keras
 import tensorflow as tf
 
-from deepwater.errors import ModelFileError
-from deepwater.specs import OptimizerSpec, TaskSpec
+from deepwater.errors import ModelFileError, first_lines
 from deepwater.runtime.user_graphs import UserGraph, check_outputs, no_replacement
+from deepwater.specs import OptimizerSpec, TaskSpec
 
-from deepwater.backends.tensorflow.net import tf_device
-from deepwater.backends.tensorflow.user import EagerUserNet, input_layout, reason
+from .net import tf_device
+from .user import EagerUserNet, input_layout
 
 
 def read_keras(path: str) -> keras.Model:
@@ -38,7 +38,7 @@ def read_keras(path: str) -> keras.Model:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as error:  # Keras raises many types for bad archives; each means the same to the user
         raise ModelFileError(f"{name} cannot be loaded as a Keras model with safe_mode=True (which refuses "
-                             f"Python lambdas and unregistered custom layers): {reason(error)}") from error
+                             f"Python lambdas and unregistered custom layers): {first_lines(error)}") from error
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ModelFileError(f"{name} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; a user "
                              "network takes one input (images or rows) and gives one output.")
@@ -56,7 +56,8 @@ def load_weights_file(model: keras.Model, path: str, definition_file: str) -> No
             warnings.simplefilter("always")
             model.load_weights(path)
     except Exception as error:  # wrong shapes, other layers, a broken HDF5 file
-        raise ModelFileError(f"{name} does not fit the model in {definition_file!r}: {reason(error, 2)}") from error
+        raise ModelFileError(f"{name} does not fit the model in {definition_file!r}: "
+                             f"{first_lines(error, 2)}") from error
     skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
     if skipped:
         raise ModelFileError(f"{name} does not fit the model in {definition_file!r}: {skipped[0][:300]}")

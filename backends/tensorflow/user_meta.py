@@ -29,13 +29,13 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from deepwater.errors import ModelFileError, ParameterError
-from deepwater.specs import OptimizerSpec, TaskSpec
+from deepwater.errors import ModelFileError, ParameterError, first_lines
 from deepwater.runtime.user_graphs import UserGraph, check_outputs, no_replacement
+from deepwater.specs import OptimizerSpec, TaskSpec
 
-from deepwater.backends.tensorflow.net import tf_device
-from deepwater.backends.base import BaseNet
-from deepwater.backends.tensorflow.user import input_layout, reason, variable_names
+from ..base import BaseNet
+from .net import tf_device
+from .user import input_layout, variable_names
 
 PROBE_ROWS = 2  # rows per tower of the batch that finds which ops give one row per input row
 
@@ -55,7 +55,7 @@ def read_meta_graph(path: str, seed: int):
         return tf.compat.v1.train.import_meta_graph(meta_graph, clear_devices=True)
     except Exception as error:  # protobuf and graph-import errors alike mean an unreadable file
         raise ModelFileError(f"network_definition_file={path!r} is not a readable TF1 MetaGraph (truncated, or "
-                             f"not written by export_meta_graph?): {reason(error)}") from error
+                             f"not written by export_meta_graph?): {first_lines(error)}") from error
 
 
 def read_contract(graph: tf.Graph, path: str) -> dict:
@@ -72,7 +72,7 @@ def read_contract(graph: tf.Graph, path: str) -> dict:
             graph.get_tensor_by_name(meta[section][key])
     except (ValueError, KeyError, TypeError) as error:
         raise ModelFileError(f"network_definition_file={path!r}: its 'meta' collection does not name the tensors "
-                             f"of Deep Water's contract: {reason(error)}") from error
+                             f"of Deep Water's contract: {first_lines(error)}") from error
     return meta
 
 
@@ -173,7 +173,7 @@ class MetaGraphNet(BaseNet):
                 saver.restore(self._session, checkpoint_prefix(parameters_file))
         except (ValueError, tf.errors.OpError) as error:
             raise ModelFileError(f"network_parameters_file={parameters_file!r} is not a checkpoint of the graph in "
-                                 f"{self.definition_file!r}: {reason(error)}") from error
+                                 f"{self.definition_file!r}: {first_lines(error)}") from error
 
     # --- running the graph ----------------------------------------------------------------
     def _feed(self, x: np.ndarray, training: bool) -> dict:
@@ -195,7 +195,7 @@ class MetaGraphNet(BaseNet):
             return self._session.run(fetches, feed)
         except tf.errors.OpError as error:
             raise ModelFileError(f"network_definition_file={self.definition_file!r} failed to run: "
-                                 f"{reason(error)}") from error
+                                 f"{first_lines(error)}") from error
 
     def _outputs(self, tensor: tf.Tensor, x: np.ndarray) -> np.ndarray:
         """`tensor` for the rows of x (padded for the towers, cut back), as float32."""

@@ -18,12 +18,12 @@ import os
 
 import tensorflow as tf
 
-from deepwater.errors import ModelFileError
-from deepwater.specs import OptimizerSpec, TaskSpec
+from deepwater.errors import ModelFileError, first_lines
 from deepwater.runtime.user_graphs import UserGraph, check_outputs, no_replacement
+from deepwater.specs import OptimizerSpec, TaskSpec
 
-from deepwater.backends.tensorflow.net import tf_device
-from deepwater.backends.tensorflow.user import EagerUserNet, input_layout, reason
+from .net import tf_device
+from .user import EagerUserNet, input_layout
 
 SERVING = "serving_default"
 _PASS_THROUGH = {"Identity", "IdentityN"}
@@ -38,7 +38,7 @@ def read_saved_model(path: str):
     except Exception as error:  # protobuf, checkpoint and IO errors alike mean an unreadable directory
         pb = os.path.join(path, "saved_model.pb")
         raise ModelFileError(f"network_definition_file={path!r} is not a loadable SavedModel ({pb} truncated, "
-                             f"or variables/ missing?): {reason(error)}") from error
+                             f"or variables/ missing?): {first_lines(error)}") from error
 
 
 def serving_function(loaded, path: str):

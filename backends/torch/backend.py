@@ -6,8 +6,8 @@ import zipfile
 
 from deepwater.errors import ModelFileError
 from deepwater.networks import Graph
-from deepwater.specs import OptimizerSpec, TaskSpec
 from deepwater.runtime.user_graphs import GraphFormat, UserGraph
+from deepwater.specs import OptimizerSpec, TaskSpec
 
 
 def check_torchscript(path: str) -> None:
@@ -55,40 +55,40 @@ class TorchBackend:
         return "torch sees no CUDA device"
 
     def build(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
-        from deepwater.backends.torch.net import TorchNet
+        from .net import TorchNet
 
         return TorchNet(graph, task, optimizer, device, seed)
 
     def load_user_network(self, graph: UserGraph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int):
         """A Net from a TorchScript archive or a torch.export program (see user.py)."""
-        from deepwater.backends.torch.user import TorchUserNet
+        from .user import TorchUserNet
 
         if graph.format == TORCHSCRIPT:
-            from deepwater.backends.torch.user_script import ScriptProgram as Program
+            from .user_script import ScriptProgram as Program
         else:
-            from deepwater.backends.torch.user_export import ExportProgram as Program
+            from .user_export import ExportProgram as Program
         return TorchUserNet(Program(graph, device), graph, task, optimizer, device, seed)
 
     def prepare_devices(self, devices: list[str]) -> None:
         """DeviceError when torch.distributed cannot join `devices` (see parallel.py)."""
-        from deepwater.backends.torch.parallel import check_devices
+        from .parallel import check_devices
 
         check_devices(devices)
 
     def replicate(self, net, devices: list[str]):
         """DistributedDataParallel replicas of the TorchNet `net` in one spawned process per device."""
-        from deepwater.backends.torch.parallel import SpawnedGroup
+        from .parallel import SpawnedGroup
 
         return SpawnedGroup(net, devices)
 
     def replicate_on_ray(self, net, workers: int, gpu: bool):
         """DistributedDataParallel replicas of the TorchNet `net` in Ray Train workers (see ray_train.py)."""
-        from deepwater.backends.torch.ray_train import ray_group
+        from .ray_train import ray_group
 
         return ray_group(net, workers, gpu)
 
     def distance_engine(self, device: str):
         """deepwater.distance()'s engine on the GPU `device` (see distances.py); DeviceError when torch lacks it."""
-        from deepwater.backends.torch.distances import TorchDistanceEngine, check_gpu
+        from .distances import TorchDistanceEngine, check_gpu
 
         return TorchDistanceEngine(check_gpu(device))

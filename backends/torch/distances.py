@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deepwater.analysis.distances import SIMILARITIES, Prepared, finish_l2
 from deepwater.errors import DeviceError
+from deepwater.runtime.distance_engines import finish_l2
+from deepwater.specs import SIMILARITIES, Prepared
 
 
 def check_gpu(device: str) -> str:
@@ -22,7 +23,7 @@ def check_gpu(device: str) -> str:
 
 
 class TorchDistanceEngine:
-    """The numpy engine's blocks with torch on a GPU (or any torch device): a deepwater.analysis.distances.DistanceEngine."""
+    """The numpy engine's blocks with torch on a GPU (or any torch device): a deepwater.specs.DistanceEngine."""
 
     name = "torch"
 

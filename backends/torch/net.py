@@ -8,12 +8,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepwater.backends.torch.to_onnx import write_onnx
 from deepwater.networks import Graph, Node
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from deepwater.backends.base import BaseNet, OnnxGraph
-from deepwater.backends.torch.optimizers import Optimiser
-from deepwater.backends.torch.precision import TorchPrecision
+from ..base import BaseNet, OnnxGraph
+from .optimizers import Optimiser
+from .precision import TorchPrecision
 
 _ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 _POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
@@ -228,8 +229,6 @@ class TorchNet(TorchPrecision, BaseNet):
 
     def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
         """The network's probabilities (or values) and the activations of `layers`, through torch.onnx.export."""
-        from deepwater.backends.torch.to_onnx import write_onnx  # here: to_onnx imports user.py, which imports this module
-
         self._set_mode(False)
 
         def compute(x: torch.Tensor) -> list[torch.Tensor]:

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from deepwater.backends.base import slot_arrays
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from deepwater.backends.torch.precision import Mixed
+from .precision import Mixed
 
 
 def task_loss(task: TaskSpec, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:

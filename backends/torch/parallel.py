@@ -18,9 +18,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from deepwater.errors import DeviceError, ReplicaError
 
-from deepwater.backends.base import Shard
-from deepwater.backends.replicas import Channel, ChannelGroup, ReplicaSetup, serve, writable, writable_state
-from deepwater.backends.torch.net import TorchNet, to_tensor
+from ..base import Shard
+from ..replicas import Channel, ChannelGroup, ReplicaSetup, serve, writable, writable_state
+from .net import TorchNet, to_tensor
 
 
 def _share_allreduce(replica, bucket):  # no annotations: DDP checks them, and this module's are strings

@@ -7,9 +7,9 @@ device_id=[0, 1, ...] on one machine.
 """
 from __future__ import annotations
 
-from deepwater.backends.replicas import RayTrainGroup, ReplicaSetup
-from deepwater.backends.torch.net import TorchNet
-from deepwater.backends.torch.parallel import Replica
+from ..replicas import RayTrainGroup, ReplicaSetup
+from .net import TorchNet
+from .parallel import Replica
 
 
 def _replica(setup: ReplicaSetup) -> Replica:

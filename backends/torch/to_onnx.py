@@ -14,10 +14,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from deepwater.errors import ModelFileError
+from deepwater.errors import ModelFileError, first_lines
 
-from deepwater.backends.base import ONNX_INPUT, ONNX_OPSET, OnnxGraph
-from deepwater.backends.torch.user import error_reason
+from ..base import ONNX_INPUT, ONNX_OPSET, OnnxGraph
 
 OUTPUT = "predictions"
 # The exporter logs a warning per torchvision operator it cannot register when torchvision is absent
@@ -67,7 +66,8 @@ def write_onnx(owner: nn.Module, compute: Compute, softmax: bool, layers: Sequen
                               opset_version=ONNX_OPSET, input_names=[ONNX_INPUT], output_names=names,
                               dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False, verbose=False)
     except Exception as error:  # the exporter raises many kinds of errors on what it cannot trace
-        raise ModelFileError(f"torch.onnx.export cannot export {source}: {error_reason(error)}. Export the network "
+        # (never TorchScript's interpreter traceback: ScriptModules are refused above)
+        raise ModelFileError(f"torch.onnx.export cannot export {source}: {first_lines(error)}. Export the network "
                              "yourself with torch.onnx.export and load the .onnx file as network='user', or export "
                              "without layers=.") from error
     finally:

@@ -28,14 +28,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepwater.errors import ModelFileError
-from deepwater.specs import OptimizerSpec, TaskSpec
+from deepwater.backends.torch.to_onnx import write_onnx
+from deepwater.errors import REASON_LENGTH, ModelFileError, first_lines
 from deepwater.runtime.user_graphs import UserGraph, check_outputs, no_replacement
+from deepwater.specs import OptimizerSpec, TaskSpec
 
-from deepwater.backends.base import BaseNet, OnnxGraph
-from deepwater.backends.torch.net import to_tensor
-from deepwater.backends.torch.optimizers import Optimiser
-from deepwater.backends.torch.precision import TorchPrecision
+from ..base import BaseNet, OnnxGraph
+from .net import to_tensor
+from .optimizers import Optimiser
+from .precision import TorchPrecision
 
 PROBE_ROWS = 2  # rows of zeros run through a graph to find its output width
 
@@ -63,12 +64,12 @@ class Program(Protocol):
 
 
 def error_reason(error: BaseException) -> str:
-    """The first line of a framework's error message (its type when it has none), for a ModelFileError."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if not lines:
-        return type(error).__name__
-    # TorchScript's interpreter puts its own traceback first and the error itself last
-    return (lines[-1] if lines[0].startswith("The following operation failed") else lines[0])[:300]
+    """deepwater.errors.first_lines(error), except for an error of TorchScript's interpreter, which puts its own
+    traceback first and the error itself on the last line: that line then."""
+    reason = first_lines(error)
+    if reason.startswith("The following operation failed"):
+        return str(error).strip().splitlines()[-1].strip()[:REASON_LENGTH]
+    return reason
 
 
 def flat(out: torch.Tensor) -> torch.Tensor:
@@ -171,8 +172,6 @@ class TorchUserNet(TorchPrecision, BaseNet):
 
     def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
         """The graph's probabilities (or values) and the activations of `layers`, through torch.onnx.export."""
-        from deepwater.backends.torch.to_onnx import write_onnx  # here: it imports this module
-
         self._set_mode(False)
 
         def compute(x: torch.Tensor) -> list[torch.Tensor]:

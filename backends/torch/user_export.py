@@ -27,7 +27,7 @@ from torch import fx, nn
 from deepwater.errors import ModelFileError
 from deepwater.runtime.user_graphs import UserGraph, no_replacement
 
-from deepwater.backends.torch.user import error_reason
+from .user import error_reason
 
 aten = torch.ops.aten
 SOFTMAX_OPS = (aten.softmax.int, aten._softmax.default, aten.log_softmax.int, aten._log_softmax.default)

@@ -16,7 +16,7 @@ from torch import nn
 from deepwater.errors import ModelFileError
 from deepwater.runtime.user_graphs import UserGraph, no_replacement
 
-from deepwater.backends.torch.user import error_reason
+from .user import error_reason
 
 SOFTMAX_OPS = ("aten::softmax", "aten::log_softmax")
 SOFTMAX_MODULES = ("Softmax", "LogSoftmax")

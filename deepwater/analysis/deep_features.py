@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from deepwater.data.sources import Source, map_batches
 from deepwater.errors import DeepWaterError, ParameterError
 from deepwater.progress import progress
-from deepwater.data.sources import Source, map_batches
 
 PROGRESS_MIN_BATCHES = 10  # more batches than this show a progress bar (unless quiet)
 

@@ -16,7 +16,7 @@ cosine_sq run as matrix products over row blocks, at BLAS speed in bounded memor
 accumulated in float64 whatever the dtype, and the l2 pairs whose distance is small against their
 norms (near-duplicates, where the subtraction cancels) are re-computed from their differences in
 float64, so float32 results stay within 1e-4 relative of float64 ones (cosines within 1e-6 absolute).
-l1 has no matrix-product form; it runs through a compiled kernel (deepwater.analysis.l1_kernels).
+l1 has no matrix-product form; it runs through a compiled kernel (deepwater.runtime.l1_kernels).
 A row of zeros has no direction: its cosine similarities are NaN.
 """
 from __future__ import annotations
@@ -25,21 +25,18 @@ import os
 import uuid
 import warnings
 from dataclasses import dataclass
-from typing import Any, Protocol, Union
+from typing import Any, Union
 
 import numpy as np
 import pandas as pd
 
-from deepwater.runtime import registry
 from deepwater.errors import FrameError, ParameterError
-from deepwater.analysis.l1_kernels import l1_block
+from deepwater.runtime.distance_engines import PANEL, engine_for
+from deepwater.specs import SIMILARITIES
 
 MEASURES = ("l1", "l2", "cosine", "cosine_sq")
-SIMILARITIES = ("cosine", "cosine_sq")
 DTYPES = {"float32": np.float32, "float64": np.float64}
 BLOCK_BYTES = 64 * 2**20  # bytes of results one block may hold
-PANEL = 2048  # most rows of X per BLAS call (fewer make BLAS slower); see _NumpyEngine
-CLOSE = 2.0**-8  # l2 pairs with d^2 below this fraction of |x|^2 + |y|^2 are re-computed from differences
 Y_BLOCK_ROWS = 8192  # rows of Y nearest() scores at a time, keeping a running best-k between blocks
 CANDIDATE_SLACK = 16  # extra candidates nearest() re-scores exactly, to absorb rounding near the k-th
 
@@ -159,118 +156,6 @@ def _compute_dtype(xs: _Operand, ys: _Operand, dtype: type | None) -> type:
     return np.float32 if xs.values.dtype == np.float32 and ys.values.dtype == np.float32 else np.float64
 
 
-# --------------------------------------------------------------------------- engines
-
-@dataclass
-class Prepared:
-    """Rows ready for one measure's products: shifted (l2) or unit (cosine) rows, and per-row numbers."""
-
-    rows: Any  # numpy array or torch tensor
-    norms: Any = None  # l2: squared norms (float64); cosine: True where the row is all zeros
-    values: np.ndarray | None = None  # l2: the rows as given, for re-computing near-duplicate pairs
-
-
-class DistanceEngine(Protocol):
-    """Computes blocks of a measure: the numpy engine here, or a backend's on a GPU (registry.distance_engine)."""
-
-    name: str
-
-    def prepare(self, values: np.ndarray, measure: str, dtype: type, shift: np.ndarray | None) -> Prepared:
-        """Rows of one operand made ready for `measure`'s products, in `dtype`."""
-
-    def block(self, x: Prepared, y: Prepared, measure: str, out: np.ndarray) -> None:
-        """Write the measure between every row of x and every row of y into `out` (of the prepared dtype)."""
-
-
-class _NumpyEngine:
-    """Blocks of distances with numpy: BLAS for the products, deepwater.analysis.l1_kernels for l1.
-
-    Products run `panel` rows of X per BLAS call, a block's last call padded with zeros: BLAS rounds a row
-    alike in calls of one shape, wherever the row sits in the call, so every block size gives the same bits
-    (a block smaller than the panel pays for the padding).
-    """
-
-    name = "numpy"
-
-    def __init__(self, panel: int = PANEL) -> None:
-        self.panel = panel
-
-    def prepare(self, values: np.ndarray, measure: str, dtype: type, shift: np.ndarray | None) -> Prepared:
-        if measure == "l2":
-            rows = values.astype(dtype, copy=False) - shift.astype(dtype)  # one dtype: numpy's fast loop
-            return Prepared(rows, np.einsum("ij,ij->i", rows, rows, dtype=np.float64), values)
-        if measure in SIMILARITIES:
-            norms = np.sqrt(np.einsum("ij,ij->i", values, values, dtype=np.float64))
-            zero = norms == 0
-            scale = (1.0 / np.where(zero, 1.0, norms)).astype(dtype)
-            return Prepared(values.astype(dtype, copy=False) * scale[:, None], zero)
-        return Prepared(values.astype(dtype, copy=False))
-
-    def block(self, x: Prepared, y: Prepared, measure: str, out: np.ndarray) -> None:
-        """Write the measure between every row of x and every row of y into `out` (of the prepared dtype)."""
-        if measure == "l1":
-            l1_block(x.rows, y.rows, out)
-            return
-        if measure == "l2":
-            self._product(x.rows, -2.0 * y.rows, out)  # exact: a power of two
-            out += x.norms.astype(out.dtype)[:, None]
-            out += y.norms.astype(out.dtype)[None, :]
-            finish_l2(out, x.norms, y.norms, x.values, y.values)
-            return
-        self._product(x.rows, y.rows, out)
-        if measure == "cosine_sq":  # the square of the product clipped to [-1, 1]
-            np.square(out, out=out)
-        else:  # clipped to [-1, 1] (np.clip takes over 3x as long as these two passes)
-            np.maximum(out, -1.0, out=out)
-        np.minimum(out, 1.0, out=out)
-        _nan_where_zero(out, x.norms, y.norms)
-
-    def _product(self, x: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
-        """x @ y.T into `out`, in BLAS calls of exactly `panel` rows."""
-        panel = self.panel
-        for start in range(0, len(x), panel):
-            rows = x[start:start + panel]
-            if len(rows) < panel:
-                padded = np.zeros((panel, x.shape[1]), dtype=x.dtype)
-                padded[:len(rows)] = rows
-                out[start:] = (padded @ y.T)[:len(rows)]
-            else:
-                np.matmul(rows, y.T, out=out[start:start + panel])
-
-
-def finish_l2(squared: np.ndarray, x_norms: np.ndarray, y_norms: np.ndarray, x_values: np.ndarray,
-              y_values: np.ndarray) -> None:
-    """Turn |x|^2 + |y|^2 - 2 x.y (in place) into distances, re-computing from their differences in float64 the
-    pairs where that sum cancels: d^2 below CLOSE (|x|^2 + max |y|^2), squared norms of the centred rows."""
-    limit = CLOSE * (x_norms + y_norms.max())
-    close = np.flatnonzero(squared.min(axis=1) < limit)  # one pass over the block; most rows have no such pair
-    rows, cols = np.nonzero(squared[close] < limit[close, None])
-    rows = close[rows]
-    with np.errstate(invalid="ignore"):  # a negative sum (cancellation) is among the pairs re-computed below
-        np.sqrt(squared, out=squared)
-    step = max(1, 2**21 // x_values.shape[1])  # pairs per 16 MB of float64 differences
-    for start in range(0, len(rows), step):
-        diff = x_values[rows[start:start + step]].astype(np.float64) - y_values[cols[start:start + step]]
-        squared[rows[start:start + step], cols[start:start + step]] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-
-
-def _nan_where_zero(out: np.ndarray, x_zero: np.ndarray, y_zero: np.ndarray) -> None:
-    if x_zero.any():
-        out[x_zero] = np.nan
-    if y_zero.any():
-        out[:, y_zero] = np.nan
-
-
-def _engine(device: Any, panel: int) -> DistanceEngine:
-    """numpy for device=None or 'cpu' (products over `panel` rows of X at a time); for 'cuda' or 'cuda:N', the
-    engine of an installed backend that has one."""
-    if device is None or device == "cpu":
-        return _NumpyEngine(panel)
-    if not isinstance(device, str) or not (device == "cuda" or device.startswith("cuda:")):
-        raise ParameterError(f"device={device!r} is not a device; use None or 'cpu' (numpy), or 'cuda:0' (torch on a GPU).")
-    return registry.distance_engine(device)
-
-
 # --------------------------------------------------------------------------- distance
 
 def distance(X: Data, Y: Data, measure: str = "l2", *, block_rows: int | None = None,
@@ -297,7 +182,7 @@ def distance(X: Data, Y: Data, measure: str = "l2", *, block_rows: int | None = 
     xs, ys = _pair(X, Y)
     dtype = _compute_dtype(xs, ys, dtype)
     n, m = len(xs.values), len(ys.values)
-    engine = _engine(device, min(PANEL, n))
+    engine = engine_for(device, min(PANEL, n))
     rows = block_rows or min(n, max(PANEL, BLOCK_BYTES // (np.dtype(dtype).itemsize * m) // PANEL * PANEL))
     if path is None:
         result = np.empty((n, m), dtype=dtype)
@@ -362,7 +247,7 @@ def nearest(X: Data, Y: Data, k: int, measure: str = "l2", *, block_rows: int | 
     k = int(min(k, m))
     cols = min(m, Y_BLOCK_ROWS)
     rows = block_rows or max(1, min(n, 2**21 // cols))  # 16 MB of float64 scores per block
-    engine = _engine(device, rows)  # values are re-computed exactly: no need for one panel at every block size
+    engine = engine_for(device, rows)  # values are re-computed exactly: no need for one panel at every block size
     positions = np.empty((n, k), dtype=np.int64)
     values = np.empty((n, k), dtype=np.float64)
     dtype = _compute_dtype(xs, ys, None)

@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn import metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning
 
+from deepwater.analysis import plots
 from deepwater.errors import ParameterError
 from deepwater.specs import AUTOENCODER, REGRESSION
 
@@ -402,6 +403,26 @@ class ModelMetrics:
         """H2O's metrics plot, as a matplotlib Figure: the ROC curve of a model with two classes (type="pr": the
         precision-recall curve), the confusion matrix of one with more; regression metrics raise ParameterError.
         Needs matplotlib (pip install 'deepwater[plot]')."""
-        from deepwater.analysis.plots import metrics_plot
+        kind = self.model_kind
+        if kind == "regression":
+            raise ParameterError("model_performance(...).plot() draws a ROC curve (two classes) or a confusion matrix "
+                                 "(more classes); these are a regression model's metrics, which have neither. Plot "
+                                 "the scoring history with model.plot(metric='rmse'), or predictions against the "
+                                 "response with matplotlib.")
+        if kind == "multinomial":
+            return plots.confusion_plot(self.confusion, self.classes, save_plot_path)
+        type = plots.choice("type", type, plots.METRICS_PLOT_TYPES)
+        curve = self._binomial("plot()")
+        scores = threshold_scores(curve, curve["threshold"])
+        if type == "roc":
+            return plots.curve_plot(type, np.concatenate([[0.0], scores["fpr"]]),
+                                    np.concatenate([[0.0], scores["tpr"]]), self.auc(), save_plot_path)
+        return plots.curve_plot(type, scores["recall"], np.nan_to_num(scores["precision"], nan=1.0), self.aucpr(),
+                                save_plot_path)
 
-        return metrics_plot(self, type, save_plot_path)
+    @property
+    def model_kind(self) -> str:
+        """'binomial', 'multinomial' or 'regression', as H2O names a model's metrics."""
+        if self.kind != "classification":
+            return "regression"
+        return "binomial" if len(self.classes) == 2 else "multinomial"

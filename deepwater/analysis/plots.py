@@ -1,4 +1,5 @@
-"""Plots as H2O draws them: a model's scoring history, a ROC curve or confusion matrix, a grid's models.
+"""Plots as H2O draws them, from plain numbers: a scoring history, a ROC or precision-recall curve, a confusion
+matrix, a grid's models. ModelMetrics.plot() and the models' plot() methods pick what to draw.
 
 matplotlib (the `plot` extra) is imported only when a plot is drawn. Each function returns the matplotlib
 Figure, closed to pyplot so that Jupyter shows it once (as the cell's value) and a script saves it with
@@ -13,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from deepwater.errors import MissingDependencyError, ParameterError
-from deepwater.analysis.metrics import ModelMetrics, threshold_scores
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -48,14 +48,8 @@ def _finish(figure: Figure, save_plot_path: str | os.PathLike | None) -> Figure:
     return figure
 
 
-def model_kind(metrics: ModelMetrics) -> str:
-    """'binomial', 'multinomial' or 'regression', as H2O names a model's metrics."""
-    if metrics.kind != "classification":
-        return "regression"
-    return "binomial" if len(metrics.classes) == 2 else "multinomial"
-
-
-def _choice(name: str, value: str, allowed: Sequence[str]) -> str:
+def choice(name: str, value: str, allowed: Sequence[str]) -> str:
+    """`value` of the parameter `name` when it is one of `allowed` ("AUTO": the first); a ParameterError if not."""
     if value == "AUTO":
         return allowed[0]
     if value not in allowed:
@@ -67,11 +61,11 @@ def scoring_history_plot(history: pd.DataFrame, kind: str, timestep: str = "AUTO
                          save_plot_path: str | os.PathLike | None = None) -> Figure:
     """The training (and validation, where the model has it) `metric` of each scoring against `timestep`.
 
-    `kind` is model_kind()'s; `metric` "AUTO" is H2O's default for it (logloss for two classes,
+    `kind` is 'binomial', 'multinomial' or 'regression' (ModelMetrics.model_kind); `metric` "AUTO" is H2O's default for it (logloss for two classes,
     classification_error for more, rmse for regression); `timestep` "AUTO" is epochs.
     """
-    metric = _choice("metric", metric, HISTORY_METRICS[kind])
-    timestep = _choice("timestep", timestep, TIMESTEPS)
+    metric = choice("metric", metric, HISTORY_METRICS[kind])
+    timestep = choice("timestep", timestep, TIMESTEPS)
     column = _HISTORY_KEYS.get(metric, metric)
     figure, axes = _new_figure()
     x = history[timestep].to_numpy(dtype=float)
@@ -85,30 +79,21 @@ def scoring_history_plot(history: pd.DataFrame, kind: str, timestep: str = "AUTO
     return _finish(figure, save_plot_path)
 
 
-def metrics_plot(metrics: ModelMetrics, type: str = "roc", save_plot_path: str | os.PathLike | None = None) -> Figure:
-    """Two classes: the ROC curve (type="roc") or the precision-recall curve (type="pr"), as H2O's binomial
-    metrics plot(); more classes: the confusion matrix as a heat map. Regression has neither (ParameterError)."""
-    kind = model_kind(metrics)
-    if kind == "regression":
-        raise ParameterError("model_performance(...).plot() draws a ROC curve (two classes) or a confusion matrix "
-                             "(more classes); these are a regression model's metrics, which have neither. Plot the "
-                             "scoring history with model.plot(metric='rmse'), or predictions against the response "
-                             "with matplotlib.")
-    if kind == "multinomial":
-        return _confusion_plot(metrics, save_plot_path)
-    type = _choice("type", type, METRICS_PLOT_TYPES)
-    curve = metrics._binomial("plot()")
-    scores = threshold_scores(curve, curve["threshold"])
+def curve_plot(type: str, x: np.ndarray, y: np.ndarray, area: float,
+               save_plot_path: str | os.PathLike | None = None) -> Figure:
+    """A binomial model's curve, as H2O draws it: type="roc" plots the true positive rate `y` against the false
+    positive rate `x` with the diagonal of a random guess; type="pr" the precision `y` against the recall `x`.
+    `area` (AUC or AUCPR) goes in the legend."""
+    type = choice("type", type, METRICS_PLOT_TYPES)
     figure, axes = _new_figure()
     if type == "roc":
-        fpr, tpr = np.concatenate([[0.0], scores["fpr"]]), np.concatenate([[0.0], scores["tpr"]])
-        axes.plot(fpr, tpr, label=f"AUC = {metrics.auc():.4f}")
+        axes.plot(x, y, label=f"AUC = {area:.4f}")
         axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="random")
         axes.set_xlabel("False Positive Rate")
         axes.set_ylabel("True Positive Rate")
         axes.set_title("ROC Curve")
     else:
-        axes.plot(scores["recall"], np.nan_to_num(scores["precision"], nan=1.0), label=f"AUCPR = {metrics.aucpr():.4f}")
+        axes.plot(x, y, label=f"AUCPR = {area:.4f}")
         axes.set_xlabel("Recall")
         axes.set_ylabel("Precision")
         axes.set_title("Precision Recall Curve")
@@ -118,10 +103,11 @@ def metrics_plot(metrics: ModelMetrics, type: str = "roc", save_plot_path: str |
     return _finish(figure, save_plot_path)
 
 
-def _confusion_plot(metrics: ModelMetrics, save_plot_path: str | os.PathLike | None) -> Figure:
-    """The confusion matrix (rows actual, columns predicted) as a heat map with the counts written in."""
-    labels = [str(c) for c in metrics.classes]
-    matrix = np.asarray(metrics.confusion, dtype=float)
+def confusion_plot(matrix: Sequence[Sequence[float]], classes: Sequence[Any],
+                   save_plot_path: str | os.PathLike | None = None) -> Figure:
+    """A confusion matrix (rows actual, columns predicted) as a heat map with the counts written in."""
+    labels = [str(c) for c in classes]
+    matrix = np.asarray(matrix, dtype=float)
     size = max(4.0, 0.5 * len(labels) + 2)
     figure, axes = _new_figure(figsize=(size, size))
     image = axes.imshow(matrix, cmap="Blues")

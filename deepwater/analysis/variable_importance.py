@@ -16,8 +16,6 @@ import pandas as pd
 
 from deepwater.errors import ParameterError
 
-COLUMNS = ("variable", "relative_importance", "scaled_importance", "percentage")  # H2O's varimp table
-
 
 def gedeon(w1: np.ndarray, w2: np.ndarray) -> np.ndarray:
     """Each input's importance (max 1) from the first two weight matrices, W1 (hidden, inputs) and W2 (next, hidden)."""

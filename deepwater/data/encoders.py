@@ -14,8 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from deepwater.errors import FrameError
 from deepwater.data.frames import check_plain_values, is_categorical
+from deepwater.errors import FrameError, warn_user
 from deepwater.specs import AUTOENCODER, CLASSIFICATION, REGRESSION
 
 ONE_HOT, BINARY, LABEL = "one_hot", "binary", "label"
@@ -143,10 +143,9 @@ def _hint_if_classes(name: str, values: np.ndarray) -> None:
     the user may have meant classes (H2O users call asfactor(); pandas users make the column categorical)."""
     distinct = np.unique(values)
     if 2 <= len(distinct) <= FEW_INTEGER_VALUES and np.array_equal(distinct, np.round(distinct)):
-        warnings.warn(f"y={name!r} is numeric with {len(distinct)} integer values, so this trains a regression (as "
-                      f"H2O does); for classification make it categorical first: frame[{name!r}] = "
-                      f"frame[{name!r}].astype('category')", UserWarning,
-                      stacklevel=5)  # this <- Response.fit <- _start <- train <- the user's call
+        warn_user(f"y={name!r} is numeric with {len(distinct)} integer values, so this trains a regression (as H2O "
+                  f"does); for classification make it categorical first: frame[{name!r}] = "
+                  f"frame[{name!r}].astype('category')", UserWarning)
 
 
 def _check_no_missing(series: pd.Series, parameter: str) -> None:
@@ -312,10 +311,10 @@ class DatasetEncoder:
         if size <= LARGE_MATRIX_BYTES or not self.categorical:
             return
         widest = max(self.categorical, key=lambda c: c.width)
-        warnings.warn(f"the design matrix of {rows:,} rows x {self.width:,} columns takes {size / 2**30:.1f} GiB; "
-                      f"column {widest.name!r} alone is {widest.width:,} wide ({len(widest.levels):,} levels). Pass "
-                      "categorical_encoding='Binary' or 'LabelEncoder', or max_categorical_features=N to hash the "
-                      "levels into N columns.", UserWarning, stacklevel=4)
+        warn_user(f"the design matrix of {rows:,} rows x {self.width:,} columns takes {size / 2**30:.1f} GiB; "
+                  f"column {widest.name!r} alone is {widest.width:,} wide ({len(widest.levels):,} levels). Pass "
+                  "categorical_encoding='Binary' or 'LabelEncoder', or max_categorical_features=N to hash the "
+                  "levels into N columns.", UserWarning)
 
     @classmethod
     def from_record(cls, saved: dict[str, Any]) -> "DatasetEncoder":

@@ -1,7 +1,6 @@
 """pandas frames in: reading files, picking x and y by name or position, detecting the problem type."""
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Sequence
@@ -9,8 +8,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from deepwater.errors import FrameError, MissingDependencyError, ParameterError
 from deepwater.data.images import IMAGE_EXTENSIONS, first_non_image, looks_like_image_column
+from deepwater.errors import FrameError, MissingDependencyError, ParameterError, close_matches
 
 ColumnRef = str | int
 
@@ -94,7 +93,7 @@ def column_name(frame: pd.DataFrame, ref: ColumnRef, parameter: str) -> str:
                          f"(positions 0..{len(columns) - 1}).")
     if ref in frame.columns:
         return ref
-    close = difflib.get_close_matches(str(ref), [str(c) for c in columns], n=3)
+    close = close_matches(ref, columns)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
     raise FrameError(f"{parameter}={ref!r} is not a column of the frame.{hint}")
 

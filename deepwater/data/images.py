@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from deepwater.runtime import registry
 from deepwater.errors import ImageError, ModelFileError, ParameterError
 from deepwater.files import write_atomically
+from deepwater.runtime import registry
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 BAD_IMAGES_CHOICES = ("error", "skip")

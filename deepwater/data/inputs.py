@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 
 from deepwater.data.encoders import DatasetEncoder
-from deepwater.errors import FrameError
 from deepwater.data.frames import check_plain_values
 from deepwater.data.images import ImageReader, ImageShape
 from deepwater.data.sources import ArraySource, ImageSource
+from deepwater.errors import FrameError
 
 
 @dataclass

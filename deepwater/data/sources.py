@@ -14,8 +14,8 @@ from typing import Callable, Iterable, Iterator, Protocol, Sequence
 import numpy as np
 
 from deepwater.data.augment import Augmentation
-from deepwater.errors import FrameError
 from deepwater.data.images import ImageReader
+from deepwater.errors import FrameError
 from deepwater.progress import progress
 
 

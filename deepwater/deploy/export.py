@@ -1,4 +1,4 @@
-"""model.export(path, format="onnx"): a deployment bundle that deepwater.deploy.inference scores with onnxruntime alone.
+"""model.export(path, format="onnx"): a deployment bundle that deepwater.inference scores with onnxruntime alone.
 
 A bundle is the folder `path` holding
 
@@ -30,55 +30,54 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
-from deepwater.backends.base import OnnxExporter
-from deepwater.errors import ModelFileError, ParameterError
-from deepwater.model.estimator import _build_net
 from deepwater.analysis.deep_features import resolve_layer
+from deepwater.backends.base import OnnxExporter
 from deepwater.deploy.inference import ARRAYS_DIR, BUNDLE_FORMAT, BUNDLE_VERSION, MODEL_ONNX
-from deepwater.storage.saved_models import BUNDLE_JSON, framework_versions, plain, write_folder
-
-if TYPE_CHECKING:
-    from deepwater.model.estimator import DeepWaterEstimator, _Fitted
+from deepwater.errors import ModelFileError, ParameterError
+from deepwater.runtime.build import build_net
+from deepwater.storage.saved_models import BUNDLE_JSON, framework_versions, json_values, write_folder
+from deepwater.training.fitted import FittedModel
 
 FORMATS = ("onnx",)
 CANONICAL_BACKEND = "torch"  # the backend that rebuilds and exports built-in networks
 
 
-def export_bundle(model: DeepWaterEstimator, path: str | os.PathLike, format: str = "onnx",
-                  layers: Sequence[str | int] | None = None, force: bool = False) -> str:
-    """Write the bundle folder `path` of the trained `model` (see the module docstring); returns its path.
+def export_bundle(model_id: str, params: dict[str, Any], fitted: FittedModel, path: str | os.PathLike,
+                  format: str = "onnx", layers: Sequence[str | int] | None = None, force: bool = False) -> str:
+    """Write the bundle folder `path` of the trained model `model_id` (its parameters and fitted parts; see the
+    module docstring); returns its path.
 
     `layers` (names or positions from model.layers()) become extra graph outputs, so that the bundle's
     Scorer.deepfeatures() gives them. An existing `path` is replaced only with `force=True`.
     """
     if format not in FORMATS:
         raise ParameterError(f"format={format!r} is not an export format; use format='onnx' (a folder with the "
-                             "network as model.onnx, scored by deepwater.deploy.inference with onnxruntime).")
+                             "network as model.onnx, scored by deepwater.inference with onnxruntime).")
     if isinstance(layers, (str, int)):
         raise ParameterError(f"layers={layers!r} must be a list of layer names (or positions), e.g. "
                              f"layers=[{layers!r}].")
-    fitted = model._require_fitted()
     if fitted.task.is_autoencoder:
-        raise ParameterError(f"model {model.model_id!r} is an autoencoder, which deepwater.deploy.inference cannot score yet "
+        raise ParameterError(f"model {model_id!r} is an autoencoder, which deepwater.inference cannot score yet "
                              "(its bundles hold classifiers and regressions); score it with the model's anomaly() "
                              "and predict(), or save it with deepwater.save_model().")
     names = list(dict.fromkeys(resolve_layer(fitted.net, layer) for layer in layers or ()))
     target = Path(os.fspath(path))  # write_folder refuses an existing target before the network is rebuilt
-    write_folder(target, lambda folder: _write_bundle(model, fitted, _exporter(model, fitted), names, folder), force)
+    exporter = _exporter(model_id, params, fitted)
+    write_folder(target, lambda folder: _write_bundle(model_id, params, fitted, exporter, names, folder), force)
     return str(target)
 
 
-def _exporter(model: DeepWaterEstimator, fitted: _Fitted) -> OnnxExporter:
+def _exporter(model_id: str, params: dict[str, Any], fitted: FittedModel) -> OnnxExporter:
     """The net that writes the ONNX graph: a built-in network rebuilt in torch on the CPU from its canonical
     weights, or the user graph's own net when its format can be exported."""
     if fitted.graph is None:
-        _, _, net = _build_net(fitted.network, None, CANONICAL_BACKEND, fitted.inputs.input_shape, fitted.task,
-                               {**model._params, "gpu": False, "precision": "float32", "compile": False}, fitted.seed)
-        net.set_state(fitted.net.get_state(), f"model {model.model_id!r}")
+        _, _, net = build_net(fitted.network, None, CANONICAL_BACKEND, fitted.inputs.input_shape, fitted.task,
+                              {**params, "gpu": False, "precision": "float32", "compile": False}, fitted.seed)
+        net.set_state(fitted.net.get_state(), f"model {model_id!r}")
         return net
     if not isinstance(fitted.net, OnnxExporter):
         raise ModelFileError(
@@ -89,8 +88,8 @@ def _exporter(model: DeepWaterEstimator, fitted: _Fitted) -> OnnxExporter:
     return fitted.net
 
 
-def _write_bundle(model: DeepWaterEstimator, fitted: _Fitted, exporter: OnnxExporter, layers: list[str],
-                  folder: Path) -> None:
+def _write_bundle(model_id: str, p: dict[str, Any], fitted: FittedModel, exporter: OnnxExporter,
+                  layers: list[str], folder: Path) -> None:
     """Write model.onnx, the inputs' arrays and bundle.json into `folder`."""
     graph = exporter.export_onnx(str(folder / MODEL_ONNX), layers)
     inputs, arrays = fitted.inputs.to_record()
@@ -98,14 +97,13 @@ def _write_bundle(model: DeepWaterEstimator, fitted: _Fitted, exporter: OnnxExpo
     for name, file in files.items():
         (folder / ARRAYS_DIR).mkdir(exist_ok=True)
         np.save(folder / file, arrays[name], allow_pickle=False)
-    p = model._params
     bundle = {
         "format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "versions": framework_versions(),
-        "model_id": model.model_id, "backend": fitted.backend, "network": fitted.network,
+        "model_id": model_id, "backend": fitted.backend, "network": fitted.network,
         "graph_format": None if fitted.graph is None else fitted.graph.format.name,
         "problem_type": fitted.problem_type, "predictors": fitted.predictors, "inputs": inputs, "arrays": files,
         "reader": {"bad_images": p["bad_images"], "image_cache_mb": p["image_cache_mb"]},
-        "response": asdict(fitted.response), "task": asdict(fitted.task), "threshold": model._threshold(),
+        "response": asdict(fitted.response), "task": asdict(fitted.task), "threshold": fitted.threshold(),
         "graph": {"file": MODEL_ONNX, **asdict(graph)},
     }
-    (folder / BUNDLE_JSON).write_text(json.dumps(plain(bundle), indent=1))
+    (folder / BUNDLE_JSON).write_text(json.dumps(json_values(bundle), indent=1))

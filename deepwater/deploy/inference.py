@@ -13,22 +13,21 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from deepwater.analysis.deep_features import deep_features
 from deepwater.backends.base import softmax
 from deepwater.data.encoders import Response
-from deepwater.errors import DeviceError, ModelFileError, ParameterError
-from deepwater.analysis.deep_features import deep_features
 from deepwater.data.frames import check_frame
 from deepwater.data.inputs import DatasetInputs, ImageInputs, inputs_from_record
-from deepwater.storage.saved_models import BUNDLE_JSON, CHECKSUMS, MODEL_JSON, check_files
-from deepwater.runtime.onnx_sessions import has_cuda, run_rows, start_session
 from deepwater.data.sources import ArraySource, image_input, map_batches
+from deepwater.errors import DeviceError, ModelFileError, ParameterError, warn_user
+from deepwater.runtime.onnx_sessions import has_cuda, run_rows, start_session
+from deepwater.storage.saved_models import BUNDLE_JSON, CHECKSUMS, MODEL_JSON, check_files
 
 BUNDLE_FORMAT = "deepwater-onnx-bundle"
 BUNDLE_VERSION = 1
@@ -98,7 +97,7 @@ class Scorer:
             try:
                 return start_session(model, "cuda:0", self._source, "pass device='cpu'", threads), "cuda:0"
             except DeviceError as error:
-                warnings.warn(f"{error} Scoring on the CPU.", stacklevel=3)
+                warn_user(f"{error} Scoring on the CPU.", UserWarning)
         return start_session(model, "cpu", self._source, "", threads), "cpu"
 
     # --- what deep_features() and map_batches() call ----------------------------------------

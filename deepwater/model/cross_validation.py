@@ -1,29 +1,27 @@
 """Cross-validation as H2O runs it: one model per fold, trained on the other folds and scored on its
 holdout, then the main model on every row; the holdout predictions make the cross-validated metrics.
 The fold models train in this process one after another, or side by side as Ray tasks once deepwater.init()
-has run (execution.train_models).
+has run (runners.train_models).
 
 Folds come from scikit-learn's splitters (KFold, StratifiedKFold) or a fold column; `fold_ids` turns them
 into one fold number per row.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold
 
+from deepwater.analysis.metrics import ModelMetrics
 from deepwater.data.encoders import Response
 from deepwater.errors import FrameError, ParameterError
-from deepwater.model.jobs import Job, train_models
-from deepwater.analysis.metrics import ModelMetrics
-from deepwater.storage.model_store import remove
+from deepwater.model.jobs import Job
+from deepwater.model.runners import train_models
 from deepwater.specs import task_from_params
-
-if TYPE_CHECKING:
-    from deepwater.model.estimator import DeepWaterEstimator
+from deepwater.storage.model_store import remove
+from deepwater.training.fitted import CrossValidation
 
 NOT_FOR_FOLD_MODELS = {"nfolds": 0, "fold_column": None, "fold_assignment": "AUTO", "checkpoint": None,
                        "export_checkpoints_dir": None, "overwrite_with_best_model": False}
@@ -74,78 +72,19 @@ def fold_ids(frame: pd.DataFrame, params: dict[str, Any], response: str, fold_co
     return folds
 
 
-@dataclass
-class CrossValidation:
-    """What cross-validation produced: per-fold metrics, the combined holdout predictions' metrics, and
-    (as the keep_cross_validation_* parameters ask) the fold models, their predictions, the folds."""
-
-    metrics: ModelMetrics
-    fold_metrics: list[ModelMetrics]
-    fold_epochs: list[float]
-    models: list[DeepWaterEstimator] = field(default_factory=list)
-    holdout_predictions: pd.DataFrame | None = None
-    fold_assignment: np.ndarray | None = None
-
-    def summary(self) -> pd.DataFrame:
-        """H2O's cross_validation_metrics_summary(): one row per metric; mean, sd, cv_1_valid ... cv_k_valid."""
-        per_fold = [summary_values(m) for m in self.fold_metrics]
-        names = sorted(set().union(*per_fold))
-        table = pd.DataFrame({f"cv_{i + 1}_valid": [values.get(n, np.nan) for n in names]
-                              for i, values in enumerate(per_fold)}, index=pd.Index(names, name="metric"))
-        folds = table.astype(float)
-        table.insert(0, "sd", folds.std(axis=1, ddof=1))  # pandas skips NaN (r2 of a one-row fold) quietly
-        table.insert(0, "mean", folds.mean(axis=1))
-        return table
-
-    def fold_predictions(self) -> list[pd.DataFrame]:
-        """H2O's cross_validation_predictions(): one frame per fold model, as long as the training frame,
-        holding that model's predictions on its holdout rows and 0 elsewhere."""
-        holdout = self._require(self.holdout_predictions, "keep_cross_validation_predictions")
-        folds = self._require(self.fold_assignment, "keep_cross_validation_predictions")
-        frames = []
-        for fold in range(len(self.fold_metrics)):
-            frame = holdout.copy()
-            numeric = [c for c in frame.columns if c != "predict"]
-            frame.loc[folds != fold, numeric] = 0.0
-            if "predict" in frame and isinstance(frame["predict"].dtype, pd.CategoricalDtype):
-                frame["predict"] = frame["predict"].where(folds == fold)
-            else:
-                frame.loc[folds != fold, "predict"] = 0.0
-            frames.append(frame)
-        return frames
-
-    @staticmethod
-    def _require(value: Any, parameter: str) -> Any:
-        if value is None:
-            raise ParameterError(f"this model did not keep them: train it with {parameter}=True.")
-        return value
-
-
-def summary_values(metrics: ModelMetrics) -> dict[str, float]:
-    """A fold's metrics under H2O's summary names (err, accuracy, err_count, mean_per_class_accuracy...)."""
-    values = dict(metrics.values)
-    if "classification_error" in values:
-        error = values.pop("classification_error")
-        values.update(err=error, accuracy=1.0 - error, err_count=round(error * metrics.nobs))
-    if "mean_per_class_error" in values:
-        values["mean_per_class_accuracy"] = 1.0 - values["mean_per_class_error"]
-    return values
-
-
-def cross_validate(model: DeepWaterEstimator, predictors: list[str], response_name: str, frame: pd.DataFrame,
-                   fold_column: str | None, seed: int) -> CrossValidation:
-    """Train one model per fold (named '<model_id>_cv_<k>', validated on its holdout) and collect what H2O
-    reports. The main model is trained afterwards by the caller."""
-    p = model._params
+def cross_validate(estimator: type, p: dict[str, Any], predictors: list[str], response_name: str,
+                   frame: pd.DataFrame, fold_column: str | None, response: Response, seed: int) -> CrossValidation:
+    """Train one `estimator` per fold with the main model's parameters `p` (named '<model_id>_cv_<k>',
+    validated on its holdout) and collect what H2O reports; `response` is the main model's, fitted on `frame`.
+    The main model is trained afterwards by the caller."""
     folds = fold_ids(frame, p, response_name, fold_column, seed)
-    response = Response.fit(frame, response_name, p["standardize"])
     task = task_from_params(response.kind, response.n_classes, p["distribution"], p["loss"])
     if task.is_classification:  # every fold model knows every class, even one its training rows lack
         frame = frame.assign(**{response_name: pd.Categorical(frame[response_name], categories=response.classes)})
     outputs = np.zeros((len(frame), task.n_outputs))
     labels = np.empty(len(frame), dtype=object)
     holdouts = [folds == fold for fold in range(int(folds.max()) + 1)]
-    jobs = [Job(type(model), {**p, **NOT_FOR_FOLD_MODELS, "model_id": f"{model.model_id}_cv_{fold + 1}",
+    jobs = [Job(estimator, {**p, **NOT_FOR_FOLD_MODELS, "model_id": f"{p['model_id']}_cv_{fold + 1}",
                               "seed": seed + fold + 1}, predictors, response_name, np.flatnonzero(~holdout),
                 np.flatnonzero(holdout)) for fold, holdout in enumerate(holdouts)]
     fold_models = train_models(jobs, frame, frame)  # in this process, or side by side on Ray after deepwater.init()

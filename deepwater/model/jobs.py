@@ -3,23 +3,20 @@
 Cross-validation's fold models and a grid's models are `Job`s: an estimator class, its parameters, the
 columns, and which rows of the shared training and validation frames the model trains and validates on.
 A runner takes jobs and hands back each one's model or its `Failure`. In this process (`InProcess`) a
-job runs when its result is asked for; on Ray (deepwater/cluster.py) the frames go to the object store
-once and the jobs run as tasks side by side (deepwater/ray_tasks.py).
+job runs when its result is asked for; on Ray (runtime/cluster.py) the frames go to the object store
+once and the jobs run as tasks side by side (ray_jobs.py); runners.py picks the runner.
 """
 from __future__ import annotations
 
 import traceback
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import Any, Protocol, Union
 
 import numpy as np
 import pandas as pd
 
-from deepwater.runtime.cluster import connected
-
-if TYPE_CHECKING:
-    from deepwater.model.estimator import DeepWaterEstimator
+from deepwater.storage.model_classes import Model
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,7 +51,7 @@ class Failure:
         return f"{type(cause).__name__}: {cause}"
 
 
-Outcome = Union["DeepWaterEstimator", Failure]
+Outcome = Union[Model, Failure]
 
 
 class Runner(Protocol):
@@ -69,7 +66,7 @@ class Runner(Protocol):
     def next_done(self) -> tuple[Job, Outcome]: ...
 
 
-def fit(job: Job, training: pd.DataFrame, validation: pd.DataFrame | None) -> DeepWaterEstimator:
+def fit(job: Job, training: pd.DataFrame, validation: pd.DataFrame | None) -> Model:
     """Train `job`'s model here, on its rows of `training` (and `validation`)."""
     frame = _rows(training, job.train_rows)
     valid = None if validation is None else _rows(validation, job.valid_rows)
@@ -101,28 +98,3 @@ class InProcess:
             return job, fit(job, self.training, self.validation)
         except Exception as error:  # the caller decides: a grid lists it, cross-validation raises it
             return job, Failure(job, error, traceback.format_exc())
-
-
-def runner(training: pd.DataFrame, validation: pd.DataFrame | None, width: int) -> Runner:
-    """Ray tasks, at most `width` at a time (0: one per CPU of the cluster), once deepwater.init() has run;
-    else this process, one job after another."""
-    if connected():
-        from deepwater.model.ray_jobs import RayRunner  # imports ray, which only a deepwater.init() has brought in
-
-        return RayRunner(training, validation, width)
-    return InProcess(training, validation)
-
-
-def train_models(jobs: list[Job], training: pd.DataFrame, validation: pd.DataFrame | None) -> list[DeepWaterEstimator]:
-    """Every job's model, in the order of `jobs`, all side by side on Ray after deepwater.init(); the first
-    failure to come back is raised (in the process, before the later jobs train)."""
-    run = runner(training, validation, len(jobs))
-    for job in jobs:
-        run.submit(job)
-    models = {}
-    while len(run):
-        job, outcome = run.next_done()
-        if isinstance(outcome, Failure):
-            raise outcome.error
-        models[job.model_id] = outcome
-    return [models[job.model_id] for job in jobs]

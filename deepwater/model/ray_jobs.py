@@ -1,4 +1,4 @@
-"""Jobs (execution.py) as Ray tasks, imported only once deepwater.init() has run.
+"""Jobs (jobs.py) as Ray tasks, imported only once deepwater.init() has run.
 
 The training and validation frames go to Ray's object store once per runner, and every task reads them
 from there. A task trains one model and returns it as deepwater's saved-model folder (save_model's files
@@ -10,19 +10,16 @@ from __future__ import annotations
 import tempfile
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import ray
 
 from deepwater.errors import ModelFileError
 from deepwater.model.jobs import Failure, Job, Outcome, fit
-from deepwater.storage.saved_models import load_model, save_model
+from deepwater.storage.model_classes import Model
 from deepwater.storage.model_store import held, remove
+from deepwater.storage.saved_models import load_model, save_model
 from deepwater.training.parameters import PARAMETERS
-
-if TYPE_CHECKING:
-    from deepwater.model.estimator import DeepWaterEstimator
 
 
 def train_task(job: Job, training: pd.DataFrame, validation: pd.DataFrame | None) -> dict[str, bytes]:
@@ -40,7 +37,7 @@ def train_task(job: Job, training: pd.DataFrame, validation: pd.DataFrame | None
             remove(model_id)
 
 
-def load_files(files: dict[str, bytes]) -> DeepWaterEstimator:
+def load_files(files: dict[str, bytes]) -> Model:
     """The model whose saved-model folder `files` holds (load_model checks every file's checksum)."""
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder) / "model"

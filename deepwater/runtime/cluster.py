@@ -1,7 +1,7 @@
 """deepwater.init(): start a local Ray runtime or join a Ray cluster, as h2o.init() did for H2O.
 
 Until init() runs, deepwater trains every model in this process and does not import Ray. After it, a
-grid's models (parallelism > 1) and cross-validation's fold models run as Ray tasks (ray_tasks.py).
+grid's models (parallelism > 1) and cross-validation's fold models run as Ray tasks (model/ray_jobs.py).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 running rows through a graph. Importing this module imports neither onnx nor onnxruntime; calling its functions
 does.
 
-deepwater.deploy.inference scores exported bundles with these functions alone (onnxruntime, numpy), and the loader of
+deepwater.inference scores exported bundles with these functions alone (onnxruntime, numpy), and the loader of
 ONNX user graphs (deepwater.backends.onnx) runs its graphs on them too.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from deepwater.errors import DeviceError, ModelFileError
+from deepwater.errors import DeviceError, ModelFileError, first_lines
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -47,12 +47,6 @@ def ort_errors() -> tuple[type[Exception], ...]:
             state.RuntimeException, state.EPFail)
 
 
-def reason(error: Exception) -> str:
-    """The first line of an error's message, short enough for ours."""
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
-
-
 def start_session(model: bytes | str, device: str, source: str, cpu_fix: str, threads: int = 0) -> ort.InferenceSession:
     """An onnxruntime session for `model` (a serialised ModelProto or a file's path) on `device`, computing with
     `threads` CPU threads (0: onnxruntime's default, one per core).
@@ -68,7 +62,7 @@ def start_session(model: bytes | str, device: str, source: str, cpu_fix: str, th
     try:
         session = ort.InferenceSession(model, sess_options=options, providers=execution_providers(device))
     except ort_errors() as error:
-        raise ModelFileError(f"onnxruntime cannot load {source}: {reason(error)}") from error
+        raise ModelFileError(f"onnxruntime cannot load {source}: {first_lines(error)}") from error
     if device != "cpu" and CUDA not in session.get_providers():
         raise DeviceError(f"onnxruntime could not start {CUDA} on {device!r} (CUDA or cuDNN libraries missing?); "
                           f"{cpu_fix}.")
@@ -92,7 +86,7 @@ def run_rows(session: ort.InferenceSession, input_name: str, output: str, x: np.
             values = session.run([output], {input_name: chunk})[0]
         except ort_errors() as error:
             raise ModelFileError(f"onnxruntime could not run {source} on a batch of shape {chunk.shape}: "
-                                 f"{reason(error)}") from error
+                                 f"{first_lines(error)}") from error
         if values.ndim == 0 or values.shape[0] != size:
             raise ModelFileError(f"{output!r} of {source} has shape {values.shape} for a batch of {size} rows: it "
                                  "has no batch axis, so it cannot be scored per row.")

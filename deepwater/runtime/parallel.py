@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from deepwater.backends.base import DataParallel, RayDataParallel, ReplicaGroup, split_batch
-from deepwater.runtime.cluster import connected, current
 from deepwater.errors import DeviceError, ParameterError, warn_user
+from deepwater.runtime.cluster import connected, current
 
 
 class DataParallelNet:

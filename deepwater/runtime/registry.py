@@ -9,14 +9,10 @@ from __future__ import annotations
 import importlib
 from functools import cache
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
 
 from deepwater.backends.base import Backend, DistanceEngineProvider, MeanImageReader, UserGraphLoader
 from deepwater.errors import BackendError, MissingDependencyError, ParameterError
-
-if TYPE_CHECKING:
-    from deepwater.analysis.distances import DistanceEngine
-    from deepwater.runtime.user_graphs import GraphFormat
+from deepwater.specs import DistanceEngine, GraphFormat
 
 ENTRY_POINT_GROUP = "deepwater.backends"
 # Shipped backends, in the order backend="auto" tries them.

@@ -9,55 +9,14 @@ ANY_BACKEND (ONNX) is scored by its loader whichever backend was asked for.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from deepwater.runtime import registry
+from deepwater.backends.base import UserGraphLoader
 from deepwater.errors import MissingDependencyError, ModelFileError
-from deepwater.specs import TaskSpec
-
-if TYPE_CHECKING:
-    from deepwater.backends.base import UserGraphLoader
+from deepwater.runtime import registry
+from deepwater.specs import GraphFormat, TaskSpec, UserGraph
 
 ANY_BACKEND = "any"  # a format that every backend scores through a common runtime (ONNX)
-
-
-@dataclass(frozen=True)
-class GraphFormat:
-    """One kind of graph file, declared by the backend that reads it (its `graph_formats`).
-
-    A file is of this format when its suffix is one of `suffixes`, or, for a directory, when it holds
-    `directory_marker`; `check(path)`, when given, then refuses a file of that suffix that is not of the
-    format after all (with a ModelFileError that says what it is instead).
-    """
-
-    name: str
-    backend: str  # the backend that loads it, or ANY_BACKEND for a format every backend scores
-    description: str
-    suffixes: tuple[str, ...] = ()
-    directory_marker: str | None = None
-    check: Callable[[str], None] | None = None
-
-
-@dataclass(frozen=True)
-class UserGraph:
-    """What network='user' asks a backend to load."""
-
-    definition_file: str
-    parameters_file: str | None
-    input_shape: tuple[int, ...]  # one row without the batch axis: (channels, height, width) or (features,)
-    replace_output_layer: bool
-    format: GraphFormat
-    outputs_stand: bool = False  # epochs=0 scoring: the graph keeps its outputs whatever the response's classes
-
-
 SYNSET = "synset.txt"
-
-
-def formats_for(backend: str) -> list[GraphFormat]:
-    """The graph formats `backend` loads (formats scored on every backend included)."""
-    return [f for f in registry.graph_formats() if f.backend in (backend, ANY_BACKEND)]
 
 
 def describe_formats() -> str:

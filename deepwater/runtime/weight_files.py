@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from deepwater.errors import MissingDependencyError, ModelFileError
-from deepwater.state_fit import misfit
+from deepwater.specs import misfit
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
 OUTPUT_LAYER = "output"

@@ -15,12 +15,11 @@ has from this process's model store, or, after a crash, from its export folder, 
 as it finishes, beside a manifest '<grid_id>.grid.json'.
 
 parallelism=1 trains one model after another in this process; parallelism > 1 (0: one per CPU) trains that
-many at once as Ray tasks once deepwater.init() has run (execution.py, ray_tasks.py).
+many at once as Ray tasks once deepwater.init() has run (model/jobs.py, model/ray_jobs.py).
 """
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import itertools
 import json
@@ -38,16 +37,17 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from deepwater.training import parameters as parameter_table
 from deepwater.analysis import plots
-from deepwater.runtime.cluster import connected
-from deepwater.errors import DeepWaterError, ModelFileError, ParameterError
-from deepwater.model.estimator import DeepWaterEstimator
-from deepwater.model.jobs import Failure, InProcess, Job, Runner, runner
-from deepwater.data.frames import check_frame
 from deepwater.analysis.metrics import ModelMetrics
-from deepwater.storage.saved_models import CHECKSUMS, load_model, plain, save_model
+from deepwater.data.frames import check_frame
+from deepwater.errors import DeepWaterError, ModelFileError, ParameterError, close_matches
+from deepwater.model.estimator import DeepWaterEstimator
+from deepwater.model.jobs import Failure, InProcess, Job, Runner
+from deepwater.model.runners import runner
+from deepwater.runtime.cluster import connected
 from deepwater.storage.model_store import get_model, held
+from deepwater.storage.saved_models import CHECKSUMS, json_values, load_model, save_model
+from deepwater.training import parameters as parameter_table
 from deepwater.training.schedule import should_stop
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ _MANIFESTS: dict[str, dict[str, str]] = {}  # grid_id -> {model_id: fingerprint}
 
 
 def _close(name: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(str(name), list(known), n=3)
+    close = close_matches(name, known)
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
@@ -254,7 +254,7 @@ def fingerprint(params: dict[str, Any], x: Any, y: Any, data: str) -> str:
     """What decides a model, as H2O's parameter checksum does: every parameter but model_id (defaults
     filled in), the columns and the frames' digest `data`."""
     resolved = {name: value for name, value in parameter_table.resolve(params).items() if name not in NOT_SEARCHED}
-    text = json.dumps(plain({"params": resolved, "x": x, "y": y, "data": data}), sort_keys=True, default=str)
+    text = json.dumps(json_values({"params": resolved, "x": x, "y": y, "data": data}), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -339,7 +339,7 @@ class H2OGridSearch:
         validation = None if validation_frame is None else check_frame(validation_frame, "validation_frame")
         base = self._base_params(params)
         folder = self.export_checkpoints_dir or base.get("export_checkpoints_dir")
-        walk = _Walk(self, base, x, y, training, validation, None if folder is None else Path(folder))
+        walk = _SearchRun(self, base, x, y, training, validation, None if folder is None else Path(folder))
         built, failures = walk.run(self._runner(training, validation))
         self._hyper_of = walk.hyper_of
         self.failures, self.models = failures, built
@@ -508,7 +508,7 @@ class H2OGridSearch:
 GridSearch = H2OGridSearch
 
 
-class _Walk:
+class _SearchRun:
     """One train() of a grid: walks the hyper-space, reuses the models it already has, keeps up to the
     runner's width of jobs in flight, and stops where the search criteria say."""
 

@@ -20,13 +20,14 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
-from deepwater.data.encoders import DatasetEncoder, Response
-from deepwater.errors import MissingDependencyError, ModelFileError, NotFittedError, ParameterError
-from deepwater.data.frames import ColumnRef, check_frame, resolve_columns
 from deepwater.analysis.metrics import ModelMetrics
-from deepwater.storage.saved_models import metrics_from_record, record_of
-from deepwater.storage.model_store import get_model, register
+from deepwater.data.encoders import DatasetEncoder, Response
+from deepwater.data.frames import ColumnRef, check_frame, resolve_columns
+from deepwater.errors import MissingDependencyError, ModelFileError, NotFittedError, ParameterError
 from deepwater.specs import CLASSIFICATION
+from deepwater.storage.model_classes import saved_as_algo
+from deepwater.storage.model_store import get_model, register
+from deepwater.storage.saved_models import metrics_from_record, record_of
 
 METALEARNERS = ("AUTO", "glm", "gbm")
 SKLEARN_DIR = "sklearn"
@@ -40,6 +41,7 @@ def _is_sklearn(model: Any) -> bool:
     return hasattr(model, "fit") and hasattr(model, "get_params") and not _is_deepwater(model)
 
 
+@saved_as_algo
 class StackedEnsembleEstimator:
     """A metalearner on the holdout predictions of `base_models` (deepwater models or their model_ids, and
     scikit-learn estimators). `metalearner_algorithm`: 'AUTO' or 'glm' (scikit-learn's LinearRegression
@@ -198,7 +200,7 @@ class StackedEnsembleEstimator:
         return ModelMetrics.for_regression(frame[response.name].to_numpy(float), out, "gaussian",
                                            description="stacked ensemble")
 
-    # --- saving and loading (model_files.py) ------------------------------------------------
+    # --- saving and loading (storage/saved_models.py) ------------------------------------
     def _to_record(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
         f = self._require_fitted()
         members = [m.model_id if _is_deepwater(m) else None for m in f["models"]]
@@ -223,7 +225,8 @@ class StackedEnsembleEstimator:
         return {name: _skops().dumps(obj) for name, obj in objects.items()}
 
     @classmethod
-    def _from_record(cls, record: dict[str, Any], members: dict[str, Any], folder: Path) -> StackedEnsembleEstimator:
+    def _from_record(cls, record: dict[str, Any], arrays: dict[str, np.ndarray], folder: Path, members: dict[str, Any],
+                     backend: str | None) -> StackedEnsembleEstimator:
         models = []
         for i, member in enumerate(record["members"]):
             models.append(members[member] if member is not None else

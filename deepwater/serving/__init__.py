@@ -1,5 +1,5 @@
 """The prediction service over an exported bundle (`deepwater serve`, extra `deepwater[serve]`): FastAPI on uvicorn,
-scoring with deepwater.deploy.inference (onnxruntime), so it imports no deep learning framework.
+scoring with deepwater.inference (onnxruntime), so it imports no deep learning framework.
 
 >>> from deepwater.serving import ServeConfig, create_app       # doctest: +SKIP
 >>> app = create_app(ServeConfig("bundles/mnist", max_batch=64))  # an ASGI app: uvicorn.run(app)   # doctest: +SKIP

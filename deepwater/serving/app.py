@@ -21,14 +21,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from deepwater.version import __version__
 from deepwater.deploy import inference
 from deepwater.deploy.inference import Scorer
-from deepwater.storage.saved_models import plain
 from deepwater.serving.batcher import MicroBatcher
 from deepwater.serving.config import ServeConfig
 from deepwater.serving.limits import BodyLimit
 from deepwater.serving.rows import RequestError, RowEncoder, check_rows
+from deepwater.storage.saved_models import json_values
+from deepwater.version import __version__
 
 log = logging.getLogger("deepwater.serving")
 
@@ -110,7 +110,7 @@ def describe(scorer: Scorer, encoder: RowEncoder, config: ServeConfig) -> dict[s
     """GET /model's answer: the model, its inputs and response, the versions and the service's limits."""
     bundle, inputs = scorer.bundle, scorer.inputs
     if encoder.images:
-        described = {"kind": "image", "column": inputs.column, "shape": plain(vars(inputs.shape)),
+        described = {"kind": "image", "column": inputs.column, "shape": json_values(vars(inputs.shape)),
                      "row_keys": ["image", *encoder.uri_keys], "upload": "/predict/images"}
     else:
         described = {"kind": "dataset",
@@ -118,7 +118,7 @@ def describe(scorer: Scorer, encoder: RowEncoder, config: ServeConfig) -> dict[s
                      + [{"name": c.name, "type": "category", "levels": c.levels} for c in inputs.encoder.categorical],
                      "ignored": inputs.encoder.dropped}
     response = scorer.response
-    return plain({
+    return json_values({
         "model_id": bundle["model_id"], "network": bundle["network"], "backend": bundle["backend"],
         "problem_type": bundle["problem_type"], "inputs": described,
         "response": {"name": response.name, "kind": response.kind, "classes": response.classes},
@@ -141,7 +141,7 @@ def _encode_body(encoder: RowEncoder, body: bytes, max_rows: int) -> np.ndarray:
 
 def _predictions_json(scorer: Scorer, out: np.ndarray) -> bytes:
     """{"predictions": [...]} of the outputs, with scorer.predict()'s columns; missing values null."""
-    return json.dumps({"predictions": plain(scorer.records(out))}, allow_nan=False).encode()
+    return json.dumps({"predictions": json_values(scorer.records(out))}, allow_nan=False).encode()
 
 
 def _add_error_handlers(app: FastAPI) -> None:

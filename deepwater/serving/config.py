@@ -19,7 +19,7 @@ class ServeConfig:
     request may carry. max_body_mb: the largest request body. allow_dir: the only folder (and its subfolders)
     whose files image rows may name as a local "uri" (None: no local file at all). max_image_pixels: the largest
     image (width x height) decoded. http_timeout: seconds to fetch an http(s) image. device, threads: as
-    deepwater.deploy.inference.load().
+    deepwater.inference.load().
     """
 
     bundle: str

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepwater.errors import DeepWaterError
 from deepwater.data.images import decode_image, fetch, file_url_to_path
-from deepwater.deploy.inference import Scorer
 from deepwater.data.inputs import ImageInputs
+from deepwater.deploy.inference import Scorer
+from deepwater.errors import DeepWaterError
 from deepwater.serving.config import ServeConfig
 
 IMAGE_KEY = "image"

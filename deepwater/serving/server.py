@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from deepwater.deploy.inference import Scorer
 from deepwater.errors import MissingDependencyError, ParameterError
 from deepwater.serving.config import ServeConfig
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-
-    from deepwater.deploy.inference import Scorer
 
 
 def _app_module() -> Any:

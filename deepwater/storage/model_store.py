@@ -1,19 +1,15 @@
 """The models held in this process by model_id, as H2O's cluster held them: dw.get_model(), dw.ls()."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pandas as pd
 
 from deepwater.errors import ParameterError
+from deepwater.storage.model_classes import Model
 
-if TYPE_CHECKING:
-    from deepwater.model.estimator import DeepWaterEstimator
-
-_MODELS: dict[str, DeepWaterEstimator] = {}
+_MODELS: dict[str, Model] = {}
 
 
-def register(model: DeepWaterEstimator) -> DeepWaterEstimator:
+def register(model: Model) -> Model:
     """Hold `model` under its model_id (a later model of the same id replaces it); returns it."""
     _MODELS[model.model_id] = model
     return model
@@ -24,7 +20,7 @@ def held() -> set[str]:
     return set(_MODELS)
 
 
-def get_model(model_id: str) -> DeepWaterEstimator:
+def get_model(model_id: str) -> Model:
     """The trained or loaded model called `model_id` in this process (h2o.get_model)."""
     if model_id not in _MODELS:
         known = ", ".join(repr(k) for k in sorted(_MODELS)[:10]) or "none yet"

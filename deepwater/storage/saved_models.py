@@ -27,19 +27,18 @@ from dataclasses import asdict
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import blake3
 import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from deepwater.errors import ModelFileError, NotFittedError, ParameterError
 from deepwater.analysis.metrics import ModelMetrics
+from deepwater.errors import ModelFileError, NotFittedError, ParameterError
+from deepwater.storage.model_classes import Model, model_class
+from deepwater.storage.model_store import register
 from deepwater.training.trainer import TrainingOutcome
-
-if TYPE_CHECKING:
-    from deepwater.model.estimator import DeepWaterEstimator
 
 FORMAT_VERSION = 2  # 2 added the optimiser state (training/<name>) and the shuffler's state; 1 still loads
 MODEL_JSON = "model.json"
@@ -56,14 +55,14 @@ DISTRIBUTIONS = ("deepwater", "torch", "tensorflow", "tensorflow-cpu", "keras", 
 
 # --------------------------------------------------------------------------- JSON values
 
-def plain(value: Any) -> Any:
+def json_values(value: Any) -> Any:
     """`value` with numpy scalars and arrays, tuples and datetimes made JSON values (datetimes as ISO text)."""
     if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
+        return {str(k): json_values(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
+        return [json_values(v) for v in value]
     if isinstance(value, np.ndarray):
-        return plain(value.tolist())
+        return json_values(value.tolist())
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, datetime):
@@ -95,7 +94,7 @@ def digest(path: Path, algorithm: str = DIGEST) -> str:
 
 # --------------------------------------------------------------------------- saving
 
-def save_model(model: DeepWaterEstimator, path: str | os.PathLike = ".", force: bool = False,
+def save_model(model: Model, path: str | os.PathLike = ".", force: bool = False,
                filename: str | None = None) -> str:
     """Save a trained model as the folder `<path>/<filename or model_id>`; returns that folder's path.
 
@@ -138,7 +137,7 @@ def _write_checksums(folder: Path) -> None:
     (folder / CHECKSUMS).write_text(json.dumps({"algorithm": DIGEST, "files": sums}, indent=1))
 
 
-def _write_folder(model: DeepWaterEstimator, folder: Path) -> None:
+def _write_folder(model: Model, folder: Path) -> None:
     """Write `model` into `folder`: its record, arrays and graph files, and for a model made of models (an
     ensemble) each member as a saved model under members/ and its other parts as files (`_blobs`)."""
     for name, member in getattr(model, "_members", dict)().items():
@@ -155,7 +154,7 @@ def _write_folder(model: DeepWaterEstimator, folder: Path) -> None:
         (shutil.copytree if Path(source).is_dir() else shutil.copyfile)(source, copy)
         record["graph_files"][key] = f"{GRAPH_DIR}/{copy.name}"
     record = {"format_version": FORMAT_VERSION, "versions": framework_versions(), **record}
-    (folder / MODEL_JSON).write_text(json.dumps(plain(record), indent=1))
+    (folder / MODEL_JSON).write_text(json.dumps(json_values(record), indent=1))
     save_file({name: np.require(value, requirements="C") for name, value in arrays.items()}, str(folder / ARRAYS))
 
 
@@ -185,7 +184,7 @@ def read_model_folder(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarr
                              "unpickles files; save the model with deepwater.save_model.")
     if (folder / BUNDLE_JSON).is_file() and not (folder / MODEL_JSON).exists():
         raise ModelFileError(f"path={os.fspath(path)!r} is a bundle that model.export() wrote, not a saved model: "
-                             "score it with deepwater.deploy.inference.load(path), or pass the saved model's folder.")
+                             "score it with deepwater.inference.load(path), or pass the saved model's folder.")
     check_files(folder, MODEL_JSON, "saved model", "save the model again")
     record = json.loads((folder / MODEL_JSON).read_text())
     version = record.get("format_version")
@@ -246,34 +245,28 @@ def newest_model_folder(path: Path) -> Path:
     return max(models, key=lambda p: (p.stat().st_mtime_ns, p.name)) if models else path
 
 
-def load_model(path: str | os.PathLike, backend: str | None = None) -> DeepWaterEstimator:
+def load_model(path: str | os.PathLike, backend: str | None = None) -> Model:
     """The model saved at `path` (or the newest saved model in the folder `path`), ready to predict.
 
     `backend` moves a built-in network to another installed backend (its weights are canonical); None
     keeps the backend it was trained on. A model trained on a GPU loads on a machine without one.
     """
-    from deepwater.storage.model_store import register
-
     return register(_model_from_folder(newest_model_folder(Path(os.fspath(path))), backend))
 
 
-def _model_from_folder(folder: Path, backend: str | None):
-    """The model saved in `folder`, of the class its record's algo names (members loaded first)."""
-    from deepwater.selection.stacked_ensemble import StackedEnsembleEstimator
-    from deepwater.model.estimator import DeepWaterEstimator
-
+def _model_from_folder(folder: Path, backend: str | None) -> Model:
+    """The model saved in `folder`, of the class its record's algo names (its members loaded first)."""
     record, arrays, folder = read_model_folder(folder)
-    if record.get("algo") == StackedEnsembleEstimator.algo:
-        members = {name: _model_from_folder(folder / MEMBERS / name, backend) for name in record["members"] if name}
-        return StackedEnsembleEstimator._from_record(record, members, folder)
-    return DeepWaterEstimator._from_record(record, arrays, folder, backend)
+    members = {name: _model_from_folder(folder / MEMBERS / name, backend) for name in record.get("members", ())
+               if name}
+    return model_class(record.get("algo", "deepwater"))._from_record(record, arrays, folder, members, backend)
 
 
 # --------------------------------------------------------------------------- records of the model's parts
 
 def record_of(metrics: ModelMetrics | None) -> dict | None:
     """A ModelMetrics as JSON values (None stays None)."""
-    return None if metrics is None else plain(asdict(metrics))
+    return None if metrics is None else json_values(asdict(metrics))
 
 
 def metrics_from_record(record: dict | None) -> ModelMetrics | None:
@@ -286,7 +279,7 @@ def metrics_from_record(record: dict | None) -> ModelMetrics | None:
 
 def outcome_record(outcome: TrainingOutcome) -> dict:
     """A run's history and ending as JSON values (the final metrics are saved on their own)."""
-    return plain({key: value for key, value in asdict(outcome).items() if key != "final_metrics"})
+    return json_values({key: value for key, value in asdict(outcome).items() if key != "final_metrics"})
 
 
 def outcome_from_record(record: dict) -> TrainingOutcome:

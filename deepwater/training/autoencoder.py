@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepwater.errors import ParameterError, warn_user
 from deepwater.data.sources import Source, map_batches
+from deepwater.errors import ParameterError, warn_user
 
 STOPPING_METRICS = ("AUTO", "MSE")  # H2O's: an autoencoder is scored by its reconstruction MSE only
 ANOMALY_COLUMN = "Reconstruction.MSE"

@@ -2,11 +2,10 @@
 
 Every parameter the estimator accepts is a row of PARAMETERS. A row says its default, how a
 value is checked, and whether a checkpoint restart may change it (H2O Deep Water's
-DeepWaterParameters.Sanity; deepwater/checkpoints.py reads it).
+DeepWaterParameters.Sanity; training/restart.py reads it).
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 import textwrap
@@ -15,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepwater import networks
-from deepwater.data import augment
-from deepwater.runtime import registry
-from deepwater.data.encoders import CATEGORICAL_ENCODINGS
 from deepwater.backends.base import PRECISIONS
-from deepwater.errors import ParameterError
+from deepwater.data import augment
+from deepwater.data.encoders import CATEGORICAL_ENCODINGS
+from deepwater.errors import ParameterError, close_matches
+from deepwater.runtime import registry
 
 Check = Callable[[str, Any], Any]  # returns the normalised value or raises ParameterError
 
@@ -337,7 +336,7 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
 
 def unknown_parameter(name: str, known: Iterable[str]) -> ParameterError:
     """The error for a parameter name the table does not hold, with the closest known names."""
-    close = difflib.get_close_matches(name, list(known), n=3)
+    close = close_matches(name, known)
     hint = f" Did you mean {', '.join(close)}?" if close else " See deepwater.training.parameters.PARAMETERS for the list."
     return ParameterError(f"unknown parameter {name!r}.{hint}")
 

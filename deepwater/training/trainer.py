@@ -9,10 +9,11 @@ from datetime import datetime
 from typing import Callable
 
 import numpy as np
+
 from deepwater.analysis.metrics import ModelMetrics
+from deepwater.data.sources import Source, epochs, iterate_epochs
 from deepwater.progress import progress
 from deepwater.training.schedule import ScoringSchedule, should_stop
-from deepwater.data.sources import Source, epochs, iterate_epochs
 
 Evaluate = Callable[[], dict[str, ModelMetrics]]  # {"training": ..., "validation": ...}
 Scored = Callable[["TrainingOutcome"], None]        # told the outcome so far after each scoring

@@ -24,7 +24,7 @@ def parameters_table() -> str:
 
     missing = [name for name, parameter in PARAMETERS.items() if not parameter.doc.strip()]
     if missing:
-        raise PluginError(f"parameters without a doc in deepwater/params.py: {', '.join(missing)}; write one.")
+        raise PluginError(f"parameters without a doc in deepwater/training/parameters.py: {', '.join(missing)}; write one.")
     rows = ["| parameter | default | checkpoint restart may change it | what it does |", "|---|---|---|---|"]
     rows += [f"| `{p.name}` | `{_cell(repr(p.default))}` | {'yes' if p.checkpoint_mutable else 'no'} | {_cell(p.doc)} |"
              for p in PARAMETERS.values()]

@@ -1,0 +1,169 @@
+"""Where training starts: a new model's encoders, task and net, or a checkpoint's net continued.
+
+settle_parameters() applies the checks that span parameters; new_start() and continue_start() build the
+TrainingStart that the fit step (fitting.py) trains.
+"""
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from deepwater import networks
+from deepwater.data.encoders import DatasetEncoder, Response
+from deepwater.data.frames import detect_problem_type
+from deepwater.data.images import ImageReader, ImageShape, load_mean_image
+from deepwater.data.inputs import DatasetInputs, ImageInputs, PixelInputs
+from deepwater.data.training_data import TrainingData
+from deepwater.errors import ParameterError, warn_user
+from deepwater.runtime.build import build_net, draw_seed
+from deepwater.runtime.user_graphs import ANY_BACKEND, describe_formats, output_labels, training_refused, user_graph
+from deepwater.runtime.weight_files import load_network_weights
+from deepwater.specs import AUTOENCODER, CLASSIFICATION, TaskSpec, UserGraph, autoencoder_task, task_from_params
+from deepwater.training import autoencoder as unsupervised
+from deepwater.training.fitted import FittedModel
+from deepwater.training.pretraining import check_pretrained, encoder_state
+from deepwater.training.trainer import TrainingOutcome
+
+USER = "user"  # network="user": the graph comes from network_definition_file
+
+
+def is_user(network: str) -> bool:
+    """True for network='user' (any case): the net is the user's graph file."""
+    return network.lower() == USER
+
+
+def settle_parameters(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` after the checks that span parameters, with Deep Water's network='auto' -> 'user' for a graph
+    file and a model_id generated when none is given."""
+    network, definition = values["network"], values["network_definition_file"]
+    if definition and network == "auto":
+        network = USER
+    if definition and not is_user(network):
+        raise ParameterError(f"network={network!r} is a built-in network, so network_definition_file={definition!r} "
+                             "cannot be used with it. Pass network='user' (or 'auto') to train the graph file, or "
+                             "drop network_definition_file to train the built-in network.")
+    if is_user(network) and not definition:
+        raise ParameterError("network='user' needs network_definition_file: pass the path of your graph file "
+                             f"({describe_formats()}), optionally with network_parameters_file for its "
+                             "weights; or pick a built-in network.")
+    if math.isinf(values["epochs"]) and not values["max_runtime_secs"]:
+        raise ParameterError("epochs=inf trains until max_runtime_secs, but max_runtime_secs=0 (no limit). Pass "
+                             "max_runtime_secs > 0 in the same call, or a finite number of epochs.")
+    return {**values, "network": network,
+            "model_id": values["model_id"] or f"DeepWater_model_{uuid.uuid4().hex[:8]}"}
+
+
+@dataclass
+class TrainingStart:
+    """What training starts from: a new model's net, or a checkpoint's net continued."""
+
+    backend: str
+    device: str
+    network: str
+    graph: UserGraph | None
+    net: Any
+    task: TaskSpec
+    response: Response
+    inputs: DatasetInputs | ImageInputs
+    problem_type: str
+    seed: int
+
+    scores_only: bool = False  # a graph scored with its own outputs: no training, no metrics
+
+    def fitted(self, predictors: list[str], outcome: TrainingOutcome) -> FittedModel:
+        """The trained model's parts once `outcome` is the run (or the run so far)."""
+        return FittedModel(self.backend, self.device, self.network, self.net, self.task, self.response, self.inputs,
+                           predictors, self.problem_type, self.seed, outcome, outcome.final_metrics.get("training"),
+                           outcome.final_metrics.get("validation"), self.graph)
+
+    def with_graph_outputs(self) -> TrainingStart:
+        """This start, scoring with the user graph's own classes when they are not the response's (epochs=0):
+        predict names them by output_labels(), and there is nothing to train or score against."""
+        outputs = self.net.predict(np.zeros((1,) + self.inputs.input_shape, dtype=np.float32)).shape[1]
+        if outputs == self.task.n_outputs:
+            return self
+        task = TaskSpec(CLASSIFICATION, outputs, "cross_entropy", "bernoulli" if outputs == 2 else "multinomial")
+        self.net.task = task
+        return replace(self, task=task, response=Response(self.response.name, CLASSIFICATION,
+                                                          output_labels(self.graph, outputs)), scores_only=True)
+
+
+def new_start(p: dict[str, Any], data: TrainingData, response: Response | None,
+              pretrained: Any | None) -> TrainingStart:
+    """A new model's encoders, task and untrained net (or the net of `p`'s weights file, or the encoder of the
+    `pretrained` autoencoder model); `response` was fitted on the training frame (None: an autoencoder)."""
+    train, predictors = data.frame, data.predictors
+    problem_type = detect_problem_type(train, predictors, p["problem_type"])
+    if p["autoencoder"]:
+        network = unsupervised.network_for(p["network"], problem_type == "image")
+        inputs = make_inputs(p, train, predictors, problem_type, network)
+        task, response = autoencoder_task(math.prod(inputs.input_shape)), Response(None, AUTOENCODER)
+    else:
+        task = task_from_params(response.kind, response.n_classes, p["distribution"], p["loss"])
+        network = USER if is_user(p["network"]) else networks.resolve_auto(p["network"], problem_type == "image")
+        if pretrained is not None:  # its encoder too: the weights see the inputs they were trained on
+            check_pretrained(pretrained, predictors, network, p)
+        inputs = pretrained._fitted.inputs if pretrained is not None else \
+            make_inputs(p, train, predictors, problem_type, network)
+    graph = user_graph_for(p, inputs.input_shape, task.is_classification) if network == USER else None
+    seed = draw_seed(p)
+    backend, device, net = build_net(network, graph, p["backend"], inputs.input_shape, task, p, seed)
+    if graph is None and p["network_parameters_file"]:
+        load_network_weights(net, p["network_parameters_file"], p["replace_output_layer"])
+    if pretrained is not None:
+        net.set_state({**net.get_state(), **encoder_state(pretrained, len(p["hidden"]))},
+                      f"pretrained_autoencoder={pretrained.model_id!r}")
+    if graph is None and p["epochs"] == 0 and not p["network_parameters_file"] and pretrained is None:
+        warn_user(f"epochs=0 and no network_parameters_file: network={network!r} keeps the random weights it "
+                  f"was initialised with (seed {seed}), so its predictions mean nothing; train it "
+                  "(epochs > 0) or pass its weights.", UserWarning)
+    start = TrainingStart(backend.name, device, network, graph, net, task, response, inputs, problem_type, seed)
+    return start.with_graph_outputs() if graph is not None and graph.outputs_stand else start
+
+
+def continue_start(p: dict[str, Any], previous_params: dict[str, Any], f: FittedModel, checkpoint_id: str,
+                   data: TrainingData) -> TrainingStart:
+    """A restart's net: the checkpoint's (`f`) network, encoders, weights and optimiser state, on a fresh net
+    (the checkpoint model itself is left as it was), built with this restart's parameters `p`."""
+    inputs = f.inputs
+    if f.problem_type == "image" and p["image_shape"] != previous_params["image_shape"]:
+        inputs = make_inputs(p, data.frame, data.predictors, "image", f.network)
+    graph = None if f.graph is None else replace(f.graph, parameters_file=None, input_shape=inputs.input_shape)
+    seed = draw_seed(p)
+    backend, device, net = build_net(f.network, graph, f.backend, inputs.input_shape, f.task, p, seed)
+    source = f"checkpoint={checkpoint_id!r}"
+    net.set_state(f.net.get_state(), source)
+    net.set_training_state(f.net.training_state(), source)
+    return TrainingStart(backend.name, device, f.network, graph, net, f.task, f.response, inputs, f.problem_type,
+                         seed)
+
+
+def user_graph_for(p: dict[str, Any], input_shape: tuple[int, ...], classification: bool) -> UserGraph:
+    """The user's graph file, its format detected; ONNX graphs only score, so they need epochs=0. A classifier
+    scored with epochs=0 keeps its own outputs (Deep Water's booklet scores ImageNet graphs on any frame)."""
+    graph = user_graph(p["network_definition_file"], p["network_parameters_file"], input_shape,
+                       p["replace_output_layer"])
+    if graph.format.backend == ANY_BACKEND and p["epochs"] > 0:
+        raise training_refused(graph.definition_file)
+    return replace(graph, outputs_stand=classification and p["epochs"] == 0 and not p["replace_output_layer"])
+
+
+def make_inputs(p: dict[str, Any], frame: Any, predictors: list[str], problem_type: str,
+                network: str) -> DatasetInputs | ImageInputs:
+    """Columns and their encoders, a built-in image network's pixel columns, or an image URI column."""
+    pixels = problem_type == "dataset" and network != USER and networks.get(network).needs_image
+    if problem_type == "dataset" and not pixels:
+        return DatasetInputs(DatasetEncoder.fit(frame, predictors, p["standardize"], p["ignore_const_cols"],
+                                                p["categorical_encoding"], p["max_categorical_features"]))
+    default = (None if network == USER else networks.get(network).default_image_shape) or (224, 224)
+    height, width = p["image_shape"] or default
+    shape = ImageShape(height, width, p["channels"])
+    if pixels:  # an image network on pixel columns (Deep Water's booklet, section 10)
+        return PixelInputs.fit(frame, predictors, shape, p["standardize"])
+    mean = None if p["mean_image_file"] is None else load_mean_image(p["mean_image_file"], shape)
+    reader = ImageReader(shape, bad_images=p["bad_images"], cache_mb=p["image_cache_mb"])
+    return ImageInputs(predictors[0], shape, mean, reader)
