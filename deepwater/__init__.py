@@ -11,6 +11,7 @@ from deepwater.errors import (
     BackendError,
     DeepWaterError,
     DeviceError,
+    DivergenceError,
     FrameError,
     ImageError,
     MissingDependencyError,
@@ -38,5 +39,5 @@ __all__ = [
     "import_file", "datasets", "models_zoo", "distance", "nearest",
     "save_model", "load_model", "get_model", "ls", "remove", "init", "shutdown",
     "DeepWaterError", "ParameterError", "FrameError", "ImageError", "MissingDependencyError", "DeviceError",
-    "ModelFileError", "NotFittedError", "BackendError", "ReplicaError", "ClusterError", "__version__",
+    "ModelFileError", "NotFittedError", "DivergenceError", "BackendError", "ReplicaError", "ClusterError", "__version__",
 ]

@@ -8,7 +8,9 @@
     deepwater info bundles/mnist                              # what a bundle or a saved model holds, as JSON
     deepwater info                                            # the installed backends, versions and devices
 
-`info`, `serve` and `predict` with a bundle check the folder's checksums and import no deep learning framework.
+A parameter takes a value (--epochs 2); a True/False one alone means True (--compile). `train` refuses an --out
+that exists unless --force is given. `info`, `serve` and `predict` with a bundle check the folder's checksums and
+import no deep learning framework.
 An error deepwater raises on purpose (a bad parameter, file or value) is printed as one line on stderr, with exit
 status 2.
 """
@@ -32,6 +34,7 @@ from deepwater.serving import server
 from deepwater.serving.config import ServeConfig
 from deepwater.storage.saved_models import (
     BUNDLE_JSON,
+    MODEL_JSON,
     framework_versions,
     json_values,
     load_model,
@@ -39,6 +42,9 @@ from deepwater.storage.saved_models import (
     read_model_folder,
     save_model,
 )
+from deepwater.training.parameters import PARAMETERS
+
+PORTS = range(1, 65536)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,13 +65,15 @@ def _parser() -> argparse.ArgumentParser:
         "train", help="train a model on a file or an image folder and save it",
         description="Train a model on DATA and save it (deepwater.save_model). Any estimator parameter follows as "
                     "--name value, the value read as JSON where it is JSON (--epochs 2 --hidden [32,32] "
-                    "--gpu false), else as text (--activation Tanh); each is checked by the parameter table.")
+                    "--gpu false), else as text (--activation Tanh); a True/False parameter alone means True "
+                    "(--compile); each is checked by the parameter table.")
     train.add_argument("data", help="a .csv, .csv.gz or .parquet file, or an image folder laid out as class/file.png "
                                     "(a frame of 'uri' and 'label', problem_type='image')")
     train.add_argument("--y", required=True, help="the response column ('label' for an image folder)")
     train.add_argument("--x", nargs="+", metavar="COLUMN", help="the predictor columns (default: all but y)")
     train.add_argument("--out", required=True, help="the saved model's folder to write")
-    train.add_argument("--force", action="store_true", help="replace an existing model folder")
+    train.add_argument("--force", action="store_true", help="replace an existing model folder (without it, an "
+                                                             "existing --out is refused before training)")
     predict = commands.add_parser("predict", help="score a file or an image folder with a saved model or a bundle",
                                   description="Write MODEL's predictions for DATA as csv: a 'predict' column and, for "
                                               "classification, one probability column per class.")
@@ -100,7 +108,7 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
                     "(multipart), GET /health, GET /model, docs at /docs.")
     serve.add_argument("bundle", help="the bundle folder (model.export, deepwater export)")
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: %(default)s)")
-    serve.add_argument("--port", type=int, default=8080, help="the port (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="the port, 1-65535 (default: %(default)s)")
     serve.add_argument("--workers", type=int, default=1, help="server processes, each with the bundle (default: 1)")
     serve.add_argument("--max-batch", type=int, default=defaults.max_batch,
                        help="the most rows gathered into one network call; 1 turns batching off (default: "
@@ -122,7 +130,8 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
 
 def parse_params(tokens: Sequence[str]) -> dict[str, Any]:
     """Estimator parameters from `--name value ...` tokens: a value is JSON where it parses as JSON (2, [32,32],
-    false), True/False/None as Python writes them, else text; several values make a list, none means True."""
+    false), True/False/None as Python writes them, else text; several values make a list. A bare --name means True
+    for a True/False parameter, and is a ParameterError for one of the table that needs a value (--epochs)."""
     params: dict[str, Any] = {}
     name = None
     for token in tokens:
@@ -135,7 +144,37 @@ def parse_params(tokens: Sequence[str]) -> dict[str, Any]:
             raise ParameterError(f"{token!r} is not a parameter: give parameters as --name value (e.g. --epochs 2).")
         else:
             params[name].append(_value(token))
-    return {key: True if not values else values[0] if len(values) == 1 else values for key, values in params.items()}
+    return {key: _bare_flag(key) if not values else values[0] if len(values) == 1 else values
+            for key, values in params.items()}
+
+
+def _bare_flag(name: str) -> bool:
+    """True for `--name` given alone, where the parameter table lets `name` be True (or does not hold it: the
+    estimator then refuses the name); a ParameterError naming the value it needs, where it does not."""
+    row = PARAMETERS.get(name)
+    if row is None:
+        return True
+    try:
+        return row.check(name, True)
+    except ParameterError as error:
+        need = str(error).partition(" is not allowed: ")[2].rstrip(".") or "give a value"
+        example = _example(row.default)
+        hint = f", e.g. --{name} {example}" if example else ""
+        raise ParameterError(f"--{name} is given without a value, but it needs one: {need}{hint}.") from None
+
+
+def _example(default: Any) -> str | None:
+    """A parameter's default as it is written on the command line (10, [200,200], Rectifier), None for None."""
+    if default is None:
+        return None
+    if isinstance(default, str):
+        return default
+    if isinstance(default, float) and default.is_integer():
+        default = int(default)  # --epochs 10, not 10.0
+    try:
+        return json.dumps(default, separators=(",", ":"))
+    except TypeError:
+        return None
 
 
 def _value(token: str) -> Any:
@@ -182,12 +221,24 @@ def describe(path: str) -> dict[str, Any]:
 
 def train(args: argparse.Namespace, params: dict[str, Any]) -> str:
     """Train on args.data with `params` and save the model as the folder args.out; returns the folder."""
+    check_out(Path(args.out), args.force)
     frame = import_file(args.data)
     if Path(args.data).is_dir():
         params.setdefault("problem_type", "image")
     model = DeepWaterEstimator(**params).train(x=args.x, y=args.y, training_frame=frame)
     out = Path(args.out)
     return save_model(model, out.parent, force=args.force, filename=out.name)
+
+
+def check_out(out: Path, force: bool) -> None:
+    """A ParameterError, before any training, when the model folder `out` cannot be written: it exists and `force`
+    is False, or its parent is a file."""
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ParameterError(f"--out {str(out)!r} is inside {str(out.parent)!r}, which is a file; give --out a "
+                             "path in a folder.")
+    if out.exists() and not force:
+        what = "holds a saved model" if (out / MODEL_JSON).exists() else "already exists"
+        raise ParameterError(f"--out {str(out)!r} {what}; pass --force to replace it, or give another --out.")
 
 
 def predict(args: argparse.Namespace) -> str:
@@ -201,7 +252,10 @@ def predict(args: argparse.Namespace) -> str:
 
 
 def serve(args: argparse.Namespace) -> None:
-    """Serve args.bundle until interrupted."""
+    """Serve args.bundle until interrupted; a bad --port is refused before the bundle is read."""
+    if args.port not in PORTS:
+        raise ParameterError(f"--port {args.port} is out of range; give a port in {PORTS.start}-{PORTS.stop - 1}, "
+                             "e.g. --port 8080.")
     config = ServeConfig(args.bundle, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_rows=args.max_rows,
                          max_body_mb=args.max_body_mb, allow_dir=args.allow_dir, device=args.device,
                          threads=args.threads)

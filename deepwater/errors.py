@@ -82,3 +82,14 @@ class BackendError(DeepWaterError, TypeError):
 
 class ReplicaError(DeepWaterError, RuntimeError):
     """A replica of a model trained on several devices or workers failed; the message holds its error."""
+
+
+class DivergenceError(DeepWaterError, ArithmeticError):
+    """The training loss became NaN or infinite: the weights are lost, nothing more can be learnt from them."""
+
+    def __init__(self, loss: float, epochs: float, samples: int) -> None:
+        super().__init__(f"training diverged: the training loss became {loss} by epoch {epochs:.4g} ({samples} "
+                         "samples), so the network's weights are no longer numbers. Lower learning_rate (or use "
+                         "adaptive_rate=True), keep clip_gradient on, standardize the inputs and a numeric response "
+                         "(standardize=True), or check the frame for extreme values.")
+        self.loss, self.epochs, self.samples = loss, epochs, samples

@@ -9,14 +9,28 @@ import tempfile
 from pathlib import Path
 
 
+def default_file_mode() -> int:
+    """The mode open() gives a new file under this process's umask (0o644 under the usual 022)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def give_default_mode(path: str | os.PathLike) -> None:
+    """Give the file at `path` the mode open() would have (a temporary file starts private, 0o600)."""
+    os.chmod(path, default_file_mode())
+
+
 def write_atomically(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` through a temporary file in the same folder and os.replace."""
+    """Write `data` to `path` through a temporary file in the same folder and os.replace; the file gets the
+    mode open() would give it."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+        give_default_mode(temp_name)
         os.replace(temp_name, target)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

@@ -2,11 +2,13 @@
 
 Their parameters are the parameter table's (deepwater.training.parameters.PARAMETERS), so they work in Pipeline,
 GridSearchCV, cross_val_score and StackingClassifier. X is a numpy array or a pandas frame (categorical
-and image URI columns included: a frame goes to the estimator as it is); y is a vector.
+and image URI columns included: a frame goes to the estimator as it is); y is a vector. random_state is
+scikit-learn's name for the table's seed (see _seed); a seeded fit is a function of its data and parameters alone.
 """
 from __future__ import annotations
 
 import inspect
+import numbers
 import warnings
 from typing import Any
 
@@ -17,11 +19,14 @@ from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from deepwater.errors import ParameterError
 from deepwater.model.estimator import DeepWaterEstimator
 from deepwater.training import parameters as parameter_table
 
 TARGET = "__deepwater_target__"
 QUIET = {"quiet_mode": True}  # scikit-learn fits many models: no progress bars unless asked for
+SEED_HIGH = 2**32 - 1  # the table's seed range is [0, SEED_HIGH]; -1 draws one
+BY_TIME = (-2, -1, 0)  # the train_samples_per_iteration values that score by the clock (score_interval)
 
 
 def _default(name: str) -> Any:
@@ -30,8 +35,9 @@ def _default(name: str) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _table_init(self, **params: Any) -> None:
+def _table_init(self, *, random_state: Any = None, **params: Any) -> None:
     """Store every parameter as given (scikit-learn's rule: no checks before fit)."""
+    self.random_state = random_state
     for name in parameter_table.PARAMETERS:
         setattr(self, name, params.pop(name, _default(name)))
     if params:
@@ -41,7 +47,61 @@ def _table_init(self, **params: Any) -> None:
 _table_init.__signature__ = inspect.Signature(
     [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=_default(name))
-       for name in parameter_table.PARAMETERS])
+       for name in parameter_table.PARAMETERS]
+    + [inspect.Parameter("random_state", inspect.Parameter.KEYWORD_ONLY, default=None)])
+
+
+def _is_int(value: Any) -> bool:
+    """An integer, not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _seed(random_state: Any, seed: Any) -> Any:
+    """The seed a fit trains with (scikit-learn's check_random_state semantics for random_state).
+
+    None: the seed parameter as it is (-1, its default, draws one per fit); an int in [0, 2**32 - 1]: that
+    seed; a numpy RandomState or Generator: one seed drawn from it per fit. random_state and a seed other
+    than -1 that disagree are a ParameterError naming both."""
+    if random_state is None:
+        return seed
+    if _is_int(random_state):
+        if not 0 <= random_state <= SEED_HIGH:
+            raise ParameterError(f"random_state={random_state!r} is out of range; use an int in [0, 2**32 - 1], a "
+                                 "numpy RandomState or Generator, or None.")
+        chosen = int(random_state)
+    elif not isinstance(random_state, (np.random.RandomState, np.random.Generator)):
+        raise ParameterError(f"random_state={random_state!r} cannot seed a fit; use None, an int in [0, 2**32 - 1], "
+                             "a numpy RandomState or Generator.")
+    else:
+        chosen = None
+    if not (_is_int(seed) and seed in (-1, chosen)):
+        raise ParameterError(f"random_state={random_state!r} and seed={seed!r} both set the seed and disagree "
+                             "(random_state is scikit-learn's name for seed); give one of them, leaving seed at -1.")
+    if chosen is not None:
+        return chosen
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(SEED_HIGH + 1, dtype=np.int64))
+    return int(random_state.integers(SEED_HIGH + 1))
+
+
+def _changed(name: str, value: Any) -> bool:
+    """Whether `value` is not the table's default for `name` (a tuple compared as the list it stands for)."""
+    default = parameter_table.PARAMETERS[name].default
+    value = list(value) if isinstance(value, tuple) and isinstance(default, list) else value
+    return type(value) is not type(default) or bool(value != default)
+
+
+def _fit_parameters(estimator: BaseEstimator, rows: int) -> dict[str, Any]:
+    """The parameters one fit gives the estimator: those not at the table's default (so that the estimator's
+    warnings about settings given but unused stay quiet for the rest), with the seed resolved, and a seeded fit
+    scored every `rows` samples (once an epoch) where train_samples_per_iteration would score by the clock, so
+    that the best model kept and early stopping do not depend on the machine's speed."""
+    params = {name: getattr(estimator, name) for name in parameter_table.PARAMETERS}
+    params["seed"] = seed = _seed(estimator.random_state, params["seed"])
+    every = params["train_samples_per_iteration"]
+    if _is_int(seed) and seed >= 0 and _is_int(every) and every in BY_TIME:
+        params["train_samples_per_iteration"] = rows
+    return {name: value for name, value in params.items() if _changed(name, value)}
 
 
 def _target(estimator: BaseEstimator, y: Any, dtype: Any = None) -> np.ndarray:
@@ -84,7 +144,7 @@ class _DeepWaterModel(BaseEstimator):
         if len(frame) < 2:
             raise ValueError(f"{type(self).__name__} needs at least 2 samples to train; got 1 sample.")
         frame[TARGET] = target.array  # the array keeps a categorical target categorical
-        params = {name: getattr(self, name) for name in parameter_table.PARAMETERS}
+        params = _fit_parameters(self, len(frame))
         self.model_ = DeepWaterEstimator(**params).train(x=list(frame.columns[:-1]), y=TARGET, training_frame=frame)
         return self
 

@@ -17,13 +17,13 @@ from .googlenet import googlenet
 from .graph import Graph, GraphBuilder, Node, ShapeError, check_state
 from .inception_bn import inception_bn
 from .lenet import lenet
-from .mlp import mlp
+from .mlp import hidden_layer, mlp
 from .mobilenet_v2 import mobilenet_v2
 from .resnet import resnet
 from .vgg import vgg
 
 __all__ = ["Graph", "GraphBuilder", "Node", "ShapeError", "check_state", "NetworkSpec", "NETWORKS", "get", "build_graph",
-           "resolve_auto"]
+           "resolve_auto", "hidden_layer"]
 
 
 @dataclass(frozen=True)

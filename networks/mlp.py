@@ -30,6 +30,17 @@ def mlp(b: GraphBuilder, x: str, n_outputs: int, *, hidden: Sequence[int] = (200
     return b.dense("output", x, n_outputs)
 
 
+def hidden_layer(index: int, hidden: Sequence[int], activation: str) -> str:
+    """The name of H2O's hidden layer `index` (0-based, as h2o-py's deepfeatures(frame, layer) counts): the
+    output of its activation, act{index + 1} (maxout{index + 1} for Maxout)."""
+    if not -len(hidden) <= index < len(hidden):
+        raise ParameterError(f"layer={index} is not a hidden layer of this MLP: hidden={list(hidden)} has "
+                             f"{len(hidden)} (0..{len(hidden) - 1}, as in H2O); pass one of those, or a layer name "
+                             "from model.layers().")
+    number = index % len(hidden) + 1
+    return f"maxout{number}" if activation.startswith("Maxout") else f"act{number}"
+
+
 def _hidden_dropouts(activation: str, hidden: Sequence[int], ratios: Sequence[float] | None) -> list[float]:
     if ratios is None:
         return [0.5 if activation.endswith("WithDropout") else 0.0] * len(hidden)

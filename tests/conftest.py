@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +101,36 @@ def image_frame(tmp_path: Path) -> pd.DataFrame:
         uris.append(str(path))
         labels.append(label)
     return pd.DataFrame({"uri": uris, "label": pd.Categorical(labels)})
+
+
+GUARD_SECONDS = 60  # a hang guard, far above the milliseconds a refusal takes: no timing is asserted
+
+
+def release(fifo: Path) -> None:
+    """Give a FIFO's blocked readers a writer that closes at once (they read an empty file and go on)."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:  # no reader waiting
+        pass
+
+
+def outcome(call: Callable[[], object], fifo: Path) -> object:
+    """What call() returns or raises, run on a thread; the test fails, instead of hanging, while the call is still
+    blocked (on `fifo`) after GUARD_SECONDS, and the FIFO is then released so that the thread ends."""
+    result: list[object] = []
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except BaseException as error:  # noqa: BLE001 (handed to the test)
+            result.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(GUARD_SECONDS)
+    if thread.is_alive():
+        for _ in range(100):
+            release(fifo)
+            thread.join(0.1)
+        pytest.fail(f"the call was still blocked on the FIFO {fifo} after {GUARD_SECONDS}s")
+    return result[0]

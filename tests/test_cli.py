@@ -161,3 +161,132 @@ def test_help_everywhere(command, capsys):
     with pytest.raises(SystemExit) as stop:
         main([*command, "--help"])
     assert stop.value.code == 0 and "usage: deepwater" in capsys.readouterr().out
+
+
+BAD_FILES = {  # name: (the bytes of data.csv, words the error says about them)
+    "empty": (b"", "empty"),
+    "header only": (b"x1,x2,label\n", "no rows"),
+    "ragged": (b"x1,x2,label\n1,2,a\n3,4,b,extra\n", "line 3 has 4 fields where the header has 3"),
+    "ragged first row": (b"x1,x2,label\n0,1,2,a\n1,3,4,b\n", "first row has more fields than the header"),
+    "random bytes": (bytes(range(256)) * 8, "binary"),
+    "png": (None, "PNG image"),  # a PNG image named data.csv
+}
+
+
+def bad_file(tmp_path, kind: str):
+    content, words = BAD_FILES[kind]
+    path = tmp_path / "data.csv"
+    if content is None:
+        path.write_bytes(write_png(tmp_path / "image.png", 128).read_bytes())
+    else:
+        path.write_bytes(content)
+    return path, words
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("saved")
+    make_blobs(30).to_csv(folder / "train.csv", index=False)
+    assert main(["train", str(folder / "train.csv"), "--y", "label", *TINY, "--out", str(folder / "m")]) == 0
+    return folder / "m"
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+@pytest.mark.parametrize("command", ["train", "predict"])
+def test_a_bad_data_file_is_one_line_naming_the_file(command, kind, saved_model, tmp_path, capsys):
+    path, words = bad_file(tmp_path, kind)
+    if command == "train":
+        argv = ["train", path, "--y", "label", *TINY, "--out", tmp_path / "m"]
+    else:
+        argv = ["predict", saved_model, path, "--out", tmp_path / "p.csv"]
+    status, out, err = run(capsys, *argv)
+    assert status == 2 and not out
+    assert len(err.splitlines()) == 1 and err.startswith(f"deepwater {command}: path={str(path)!r}")
+    assert words in err and any(fix in err for fix in ("give", "save it", "name it"))
+    assert not (tmp_path / "m").exists() and not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize("kind", ["png", "ragged"])
+def test_the_real_command_says_a_bad_file_in_one_line_without_a_traceback(kind, tmp_path):
+    path, words = bad_file(tmp_path, kind)
+    done = subprocess.run([sys.executable, "-m", "deepwater", "train", str(path), "--y", "label", "--out",
+                           str(tmp_path / "m")], capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert done.returncode == 2 and not done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert "data.csv" in done.stderr and words in done.stderr
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "0", "-1"])
+def test_serve_refuses_a_port_out_of_range_before_anything_starts(port, tmp_path, capsys, monkeypatch):
+    from deepwater import cli
+
+    monkeypatch.setattr(cli.server, "serve", lambda *a, **k: pytest.fail("the server started"))
+    status, out, err = run(capsys, "serve", tmp_path / "no_bundle", "--port", port)
+    assert status == 2 and not out
+    assert len(err.splitlines()) == 1 and err.startswith("deepwater serve: --port")
+    assert port in err and "1-65535" in err and "no_bundle" not in err  # refused before the bundle is read
+
+
+def test_the_real_serve_command_refuses_port_99999(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "deepwater", "serve", str(tmp_path), "--port", "99999"],
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "--port 99999" in done.stderr and "1-65535" in done.stderr
+
+
+def test_parse_params_refuses_a_bare_option_that_needs_a_value():
+    with pytest.raises(ParameterError, match=r"--epochs is given without a value.*a number.*--epochs 10\b"):
+        parse_params(["--epochs"])
+    with pytest.raises(ParameterError, match=r"--hidden .* needs one: use a list.*--hidden \[200,200\]"):
+        parse_params(["--hidden", "--epochs", "2"])
+    with pytest.raises(ParameterError, match=r"--activation .* needs one: use one of"):
+        parse_params(["--epochs", "2", "--activation"])
+    # a True/False parameter alone means True, as the help says; a name the table lacks is refused by the estimator
+    assert parse_params(["--compile", "--standardize", "--epochs", "1"]) == {
+        "compile": True, "standardize": True, "epochs": 1}
+    assert parse_params(["--no_such_thing"]) == {"no_such_thing": True}
+
+
+@pytest.mark.parametrize("argv", [["--epochs"], ["--epochs", "--hidden", "[8]"]])
+def test_train_refuses_epochs_without_a_value(argv, tmp_path, capsys):
+    make_blobs(30).to_csv(tmp_path / "data.csv", index=False)
+    status, out, err = run(capsys, "train", tmp_path / "data.csv", "--y", "label", *argv, "--out", tmp_path / "m")
+    assert status == 2 and not out and not (tmp_path / "m").exists()
+    assert len(err.splitlines()) == 1 and err.startswith("deepwater train: --epochs is given without a value")
+    assert "needs one: use a number" in err
+
+
+def test_the_real_command_refuses_a_bare_epochs(tmp_path):
+    make_blobs(30).to_csv(tmp_path / "data.csv", index=False)
+    done = subprocess.run([sys.executable, "-m", "deepwater", "train", str(tmp_path / "data.csv"), "--y", "label",
+                           "--epochs", "--out", str(tmp_path / "m")], capture_output=True, text=True, timeout=300,
+                          check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "--epochs" in done.stderr and "number" in done.stderr and not (tmp_path / "m").exists()
+
+
+def test_train_refuses_an_existing_out_before_training_and_replaces_it_with_force(tmp_path, capsys, monkeypatch):
+    from deepwater import cli
+
+    make_blobs(30).to_csv(tmp_path / "data.csv", index=False)
+    out = tmp_path / "models" / "m"
+    first = ["train", tmp_path / "data.csv", "--y", "label", *TINY, "--out", out]
+    assert run(capsys, *first, "--model_id", "first")[0] == 0
+    with monkeypatch.context() as patch:  # the refusal comes before the data is even read
+        patch.setattr(cli, "import_file", lambda path: pytest.fail("read the data before checking --out"))
+        status, out_text, err = run(capsys, *first, "--model_id", "second")
+    assert status == 2 and not out_text
+    assert len(err.splitlines()) == 1 and str(out) in err and "holds a saved model" in err and "--force" in err
+    assert cli.describe(str(out))["model_id"] == "first"
+    status, out_text, err = run(capsys, *first, "--model_id", "second", "--force")
+    assert status == 0, err
+    assert out_text == str(out) and cli.describe(str(out))["model_id"] == "second"
+
+
+def test_train_refuses_an_out_inside_a_file(tmp_path, capsys):
+    make_blobs(30).to_csv(tmp_path / "data.csv", index=False)
+    status, _, err = run(capsys, "train", tmp_path / "data.csv", "--y", "label", *TINY, "--out",
+                         tmp_path / "data.csv" / "m")
+    assert status == 2 and len(err.splitlines()) == 1 and "which is a file" in err and "--out" in err

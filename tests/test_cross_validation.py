@@ -133,7 +133,9 @@ def test_h2os_cross_validation_errors(frame, params, train_args, message):
 def test_outputs_that_were_not_kept_or_not_computed_say_how_to_get_them(frame):
     plain = model().train(y="label", training_frame=frame)
     with pytest.raises(ParameterError, match="not cross-validated"):
-        plain.model_performance(xval=True)
+        plain.cross_validation_metrics_summary()
+    with pytest.warns(UserWarning, match="not cross-validated"):  # H2O's answer: None
+        assert plain.model_performance(xval=True) is None
     unkept = model(nfolds=2, keep_cross_validation_models=False).train(y="label", training_frame=frame)
     with pytest.raises(ParameterError, match="keep_cross_validation_models=True"):
         unkept.cross_validation_models()

@@ -3,6 +3,8 @@ cells, text in numeric columns, and model_performance arguments that conflict, e
 column, value and row; rows predict() cannot score come back NaN, label included, on every backend."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -172,3 +174,83 @@ def test_decode_gives_no_label_where_a_probability_is_nan():
 def test_model_performance_arguments_that_conflict(classifier, blobs, arguments, named):
     with pytest.raises(ParameterError, match=rf"model_performance\({named}\): these arguments conflict"):
         classifier.model_performance(**{"frame": blobs, **arguments})
+
+
+# --------------------------------------------------------------------------- columns used twice or not at all
+
+QUIET = {"hidden": [4], "epochs": 1, "gpu": False, "quiet_mode": True, "seed": 1}
+
+
+@pytest.mark.parametrize("parameter", ["weights_column", "fold_column"])
+def test_a_weights_or_fold_column_listed_in_x_is_refused_as_y_is(parameter):
+    frame = make_blobs(60).assign(w=1.0, f=np.arange(60) % 3)
+    column = {"weights_column": "w", "fold_column": "f"}[parameter]
+    with pytest.raises(ParameterError, match=rf"{parameter}='{column}' is also in x.*Drop '{column}' from x"):
+        dw.DeepWaterEstimator(**QUIET, **{parameter: column}).train(x=["x1", "x2", column], y="label",
+                                                                     training_frame=frame)
+
+
+def test_an_image_model_given_more_columns_in_x_refuses_and_by_default_says_what_it_leaves(image_frame):
+    frame = image_frame.assign(brightness=np.arange(len(image_frame), dtype=float))
+    image = {**QUIET, "network": "lenet", "image_shape": [16, 16], "channels": 1}
+    with pytest.raises(ParameterError, match=r"an image model reads one column of image URIs, 'uri', and cannot use "
+                                             r"\['brightness'\] too"):
+        dw.DeepWaterEstimator(**image).train(x=["uri", "brightness"], y="label", training_frame=frame)
+    with pytest.warns(UserWarning, match=r"x=None: an image model reads one column of image URIs, 'uri'; the frame's "
+                                         r"other columns \['brightness'\] are not used"):
+        dw.DeepWaterEstimator(**image).train(y="label", training_frame=frame)
+
+
+def test_image_settings_given_for_a_dataset_network_warn():
+    with pytest.warns(UserWarning, match=r"channels, image_shape given, but network='mlp' reads this frame's columns "
+                                         r"as a dataset.*they are not used"):
+        dw.DeepWaterEstimator(**QUIET, image_shape=[8, 8], channels=1).train(y="label", training_frame=make_blobs(60))
+
+
+# --------------------------------------------------------------------------- columns that do not say what they are
+
+def blobs_with(column: str, values: list) -> pd.DataFrame:
+    frame = make_blobs(60)
+    frame[column] = pd.Series(values * (60 // len(values)), dtype=object)
+    return frame
+
+
+@pytest.mark.parametrize("values, words", [
+    ([1.5, 2.5, "oops"], r"column 'z' mixes numbers and text: 'oops' at row 2 \(20 text value\(s\)\) among numbers "
+                         r"such as 1.5.*pd.to_numeric\(frame\['z'\], errors='coerce'\)"),
+    ([1.0, "N/A", None, 3.0], r"column 'z' mixes numbers and text: 'N/A' at row 1"),
+    ([Decimal("1.5"), Decimal("2.25")], r"column 'z' holds numbers stored as Python objects \(Decimal "
+                                        r"Decimal\('1.5'\) at row 0\).*pd.to_numeric\(frame\['z'\]\)"),
+])
+def test_numbers_and_text_in_one_predictor_column_are_refused_naming_the_first_text(values, words):
+    with pytest.raises(FrameError, match=words):
+        dw.DeepWaterEstimator(**QUIET).train(y="label", training_frame=blobs_with("z", values))
+
+
+def test_a_text_predictor_column_stays_categorical():
+    model = dw.DeepWaterEstimator(**QUIET).train(y="label", training_frame=blobs_with("z", ["red", "blue", None]))
+    assert any(name.startswith("z.") for name in model._fitted.inputs.feature_names())
+
+
+def test_a_response_of_mixed_numbers_and_text_is_refused():
+    frame = make_blobs(60).assign(label=pd.Series([1, "1", 2] * 20, dtype=object))
+    with pytest.raises(FrameError, match=r"y='label' mixes numbers and text: '1' at row 1"):
+        dw.DeepWaterEstimator(**QUIET).train(y="label", training_frame=frame)
+
+
+def test_classes_that_print_alike_are_refused():
+    frame = make_blobs(60).assign(label=pd.Categorical([1, "1", 2] * 20))
+    with pytest.raises(FrameError, match=r"y='label' has classes that print alike: \['1'\]"):
+        dw.DeepWaterEstimator(**QUIET).train(y="label", training_frame=frame)
+
+
+def test_a_text_response_of_many_numbers_warns_that_it_trains_classes():
+    frame = make_blobs(80).assign(label=[str(i % 40 + 1) for i in range(80)])
+    with pytest.warns(UserWarning, match=r"y='label' holds text that reads as numbers .* 40-class classification.*"
+                                         r"pd.to_numeric\(frame\['label'\]\)"):
+        dw.DeepWaterEstimator(**QUIET).train(y="label", training_frame=frame)
+
+
+def test_a_constant_numeric_response_is_refused():
+    with pytest.raises(FrameError, match=r"y='y' is constant \(every row is 3\), so there is nothing to learn"):
+        dw.DeepWaterEstimator(**QUIET).train(y="y", training_frame=make_blobs(60).assign(y=3.0))

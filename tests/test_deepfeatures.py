@@ -91,8 +91,23 @@ def test_mlp_output_softmax_is_predict(mlp, frame):
     np.testing.assert_allclose(softmax, mlp.predict(frame)[["a", "b", "c"]].to_numpy(), rtol=1e-4, atol=1e-6)
 
 
-def test_layer_by_position_is_the_same_as_by_name(mlp, frame):
-    pd.testing.assert_frame_equal(mlp.deepfeatures(frame.head(10), 1), mlp.deepfeatures(frame.head(10), "act1"))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_number_is_h2os_hidden_layer_index_on_an_mlp(backend, frame):
+    """h2o-py's deepfeatures(frame, layer): the 0-based hidden layer, its activations."""
+    model = DeepWaterEstimator(backend=backend, **{**TINY, "hidden": [6, 3, 5]}).train(y="label", training_frame=frame)
+    head = frame.head(10)
+    for index, name, width in [(0, "act1", 6), (1, "act2", 3), (2, "act3", 5), (-1, "act3", 5)]:
+        features = model.deepfeatures(head, index)
+        assert features.shape == (10, width)
+        pd.testing.assert_frame_equal(features, model.deepfeatures(head, name))
+
+
+def test_a_number_is_the_bottleneck_of_an_autoencoder(frame):
+    """H2O's booklet: deepfeatures(frame, 1) of hidden=[64, 16, 64] gives the 16 bottleneck units."""
+    model = DeepWaterEstimator(**{**TINY, "hidden": [6, 2, 6], "autoencoder": True})
+    model.train(x=["x1", "x2"], training_frame=frame)
+    assert model.deepfeatures(frame, 1).shape == (len(frame), 2)
+    assert list(model.deepfeatures(frame, 1).columns) == ["DF.act2.C1", "DF.act2.C2"]
 
 
 @pytest.mark.parametrize("layer", ["fc9", "input", "", None, 3.5])
@@ -104,8 +119,8 @@ def test_wrong_layer_lists_the_valid_ones(mlp, frame, layer):
     assert "'fc1', 'act1', 'output'" in message
 
 
-def test_layer_position_out_of_range(mlp, frame):
-    with pytest.raises(ParameterError, match=r"layer=7 is out of range"):
+def test_a_hidden_layer_index_out_of_range_names_the_hidden_layers(mlp, frame):
+    with pytest.raises(ParameterError, match=r"layer=7 is not a hidden layer of this MLP: hidden=\[8\] has 1"):
         mlp.deepfeatures(frame, 7)
 
 
@@ -118,6 +133,7 @@ def test_lenet_pool2_features_and_skipped_images(backend, pngs):
     assert model.layers() == ["conv1", "tanh1", "pool1", "conv2", "tanh2", "pool2", "flatten", "fc1", "tanh3",
                               "output"]
     features = model.deepfeatures(pngs, "pool2")
+    pd.testing.assert_frame_equal(model.deepfeatures(pngs, 5), features)  # a number: a position in layers()
     assert features.shape == (len(pngs), 50 * 4 * 4)
     assert features.columns[0] == "DF.pool2.C1" and features.columns[-1] == "DF.pool2.C800"
     assert features.iloc[5].isna().all()  # the broken file: a row of NaN, as predict gives

@@ -45,6 +45,12 @@ def test_an_ensemble_of_deepwater_and_sklearn_models_predicts_and_scores(frames,
     assert dw.get_model(ensemble.model_id) is ensemble
 
 
+def test_an_ensemble_without_a_validation_frame_has_no_validation_metrics(frames, bases):
+    ensemble = dw.H2OStackedEnsembleEstimator(base_models=bases).train(y="label", training_frame=frames[0])
+    with pytest.warns(UserWarning, match=r"model_performance\(valid=True\) is None: .* without a validation_frame"):
+        assert ensemble.model_performance(valid=True) is None
+
+
 def test_the_metalearner_learns_from_holdout_predictions(frames, bases):
     """With one base model, the level-one data are exactly its holdout probabilities (2nd and 3rd... all classes)."""
     train, _ = frames
@@ -89,3 +95,15 @@ def test_base_models_with_other_folds_another_response_or_no_predictions_are_ref
         dw.StackedEnsembleEstimator([Ridge()]).train(y="label", training_frame=train)
     with pytest.raises(ParameterError, match="metalearner_algorithm='deep'"):
         dw.StackedEnsembleEstimator(bases, metalearner_algorithm="deep")
+
+
+def test_base_models_cross_validated_on_another_frame_of_as_many_rows_are_refused(frames, tmp_path):
+    """H2O compares the training frames, not only their row counts."""
+    train, _ = frames
+    member = base(hidden=[8]).train(y="label", training_frame=train)
+    other = train.assign(x1=train["x1"] + 1.0)  # the same rows in number and index, other values
+    with pytest.raises(ParameterError, match=rf"base model '{member.model_id}' was cross-validated on another "
+                                             r"training_frame"):
+        dw.H2OStackedEnsembleEstimator(base_models=[member]).train(y="label", training_frame=other)
+    saved = dw.load_model(dw.save_model(member, tmp_path))  # the digest is saved with the model
+    assert saved._fitted.cross_validation.frame_digest == member._fitted.cross_validation.frame_digest

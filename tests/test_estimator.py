@@ -122,11 +122,15 @@ def test_model_performance_train_valid_and_frame(blobs, blobs_valid):
         matrix[CLASSES].to_numpy(), skm.confusion_matrix(codes_valid, probabilities.argmax(axis=1)))
 
 
-def test_valid_performance_without_validation_frame_is_an_error(blobs):
+def test_valid_or_xval_performance_the_model_lacks_is_none_with_a_warning(blobs):
+    """H2O's model_performance(valid=True) without a validation frame, or xval=True without folds: None."""
     model = fit(blobs, epochs=0.5)
-    with pytest.raises(ParameterError) as info:
-        model.model_performance(valid=True)
-    assert "validation_frame" in str(info.value)
+    with pytest.warns(UserWarning, match=r"model_performance\(valid=True\) is None: .* without a validation_frame"):
+        assert model.model_performance(valid=True) is None
+    with pytest.warns(UserWarning, match=r"model_performance\(xval=True\) is None: .* not cross-validated; train it "
+                                         r"with nfolds >= 2"):
+        assert model.model_performance(xval=True) is None
+    assert model.model_performance(train=True) is not None
 
 
 def test_score_training_samples_limits_the_scored_rows(blobs):

@@ -102,6 +102,54 @@ def test_import_file_missing_path(tmp_path):
     assert "does not exist" in str(info.value)
 
 
+def gzipped(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data)
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("data.csv", b"", "is empty (0 bytes"),
+    ("data.csv", b"\n\n", "is empty"),
+    ("data.csv", b"a,b,label\n", "has a header (3 columns: 'a', 'b', 'label') but no rows"),
+    ("data.csv.gz", gzipped(b"a,b\n"), "but no rows"),
+    ("data.csv", b"a,b\n1,2\n3,4,5\n", "line 3 has 3 fields where the header has 2; give every row as many"),
+    ("data.csv", b"a,b\n0,1,2\n1,3,4\n", "its first row has more fields than the header"),  # not an index
+    ("data.csv", b'a,b\n1,"2\n', "not a well-formed csv"),  # a quote never closed
+    ("data.csv", bytes(range(256)) * 4, "a binary file (it holds NUL bytes), not csv text"),
+    ("data.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "a PNG image, not csv text"),
+    ("data.csv", gzipped(b"a,b\n1,2\n"), "gzip-compressed, not csv text; name it .csv.gz"),
+    ("data.csv", "a,b\n1,caf\u00e9\n".encode("latin-1"), "not UTF-8 text (byte 0xe9"),
+    ("data.csv.gz", b"a,b\n1,2\n", "not a readable gzip file"),
+    ("data.csv.gz", gzipped(b"a,b\n" + b"".join(b"%d,%d\n" % (i, i * i) for i in range(5000)))[:4000],
+     "not a readable gzip file"),  # cut short
+], ids=["empty", "blank lines", "header only", "gzip header only", "ragged", "ragged first row", "open quote",
+        "binary", "png", "gzip named csv", "latin-1", "plain text named gz", "truncated gzip"])
+def test_import_file_refuses_a_bad_csv_naming_it(tmp_path, name, content, words):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(FrameError) as info:  # never pandas' ParserError, EmptyDataError or UnicodeDecodeError
+        import_file(path)
+    message = str(info.value)
+    assert message.startswith(f"path={str(path)!r}") and words in message
+    assert len(message.splitlines()) == 1
+
+
+def test_import_file_refuses_a_file_that_is_not_parquet(tmp_path):
+    path = tmp_path / "data.parquet"
+    path.write_text("a,b\n1,2\n")
+    pytest.importorskip("pyarrow")
+    with pytest.raises(FrameError, match="data.parquet.*is not a readable parquet file"):
+        import_file(path)
+
+
+def test_import_file_still_reads_ragged_short_rows_and_quoted_commas(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text('a,b\n1,"x,y"\n2\n')  # a short row is missing values, not malformed
+    read = import_file(path)
+    assert read["b"].tolist()[0] == "x,y" and read["b"].isna().tolist() == [False, True]
+
+
 def test_import_file_is_exported_at_top_level():
     assert dw.import_file is import_file
 

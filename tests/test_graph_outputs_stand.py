@@ -63,3 +63,11 @@ def test_epochs_0_on_a_built_in_network_without_weights_warns():
     with pytest.warns(UserWarning, match="epochs=0 and no network_parameters_file"):
         dw.DeepWaterEstimator(epochs=0, hidden=[4], gpu=False, quiet_mode=True).train(
             y="label", training_frame=make_blobs(30))
+
+
+def test_epochs_too_few_to_train_one_row_warns_as_epochs_0_does():
+    with pytest.warns(UserWarning, match=r"epochs=0.01 trains round\(0.01 x 30 rows\) = 0 samples, so nothing is "
+                                         r"trained.*epochs >= 0.0333"):
+        model = dw.DeepWaterEstimator(epochs=0.01, hidden=[4], gpu=False, quiet_mode=True).train(
+            y="label", training_frame=make_blobs(30))
+    assert model.summary()["samples"] == 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.server
 import io
+import os
 import socket
 import threading
 import urllib.error
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import outcome
 from deepwater.data.images import (
     ImageReader,
     ImageShape,
@@ -543,3 +545,101 @@ def test_problem_type_image_names_the_first_value_that_is_no_image(tmp_path, ima
     with pytest.raises(ParameterError, match=f"holds '{notes}', which is none"):
         dw.DeepWaterEstimator(problem_type="image", network="lenet", epochs=1, gpu=False).train(
             x=["uri"], y="label", training_frame=frame)
+
+
+# ---------------------------------------------------------------------------
+# Files that are not regular files: refused at once, never opened
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def fifo(tmp_path: Path) -> Path:
+    """A FIFO named like an image: opening it for reading blocks until a writer comes."""
+    path = tmp_path / "pipe.png"
+    os.mkfifo(path)
+    return path
+
+
+def special_uris(fifo: Path) -> dict[str, str]:
+    """URIs of files that are not regular files, by what they are: the FIFO (as a path and a file:// URL), a
+    directory, and a character device reached through a symbolic link named like an image."""
+    folder = fifo.parent / "folder.png"
+    folder.mkdir()
+    device = fifo.parent / "null.png"
+    os.symlink(os.devnull, device)
+    return {"a FIFO": str(fifo), "a FIFO by file://": fifo.as_uri(), "a directory": str(folder),
+            "a character device": str(device)}
+
+
+def test_a_fifo_a_folder_or_a_device_named_like_an_image_is_refused_at_once(tmp_path: Path, fifo: Path) -> None:
+    good = str(save(tmp_path / "ok.png", rgb_pixels()))
+    for kind, uri in special_uris(fifo).items():
+        with reader(RGB, tmp_path, workers=2) as r:
+            error = outcome(partial(r.read_batch, [good, uri], [0, 7]), fifo)
+        assert isinstance(error, ImageError), (kind, error)
+        assert error.uri == uri and error.row == 7
+        assert error.reason == f"not a regular file ({kind.split(' by ')[0]})"
+        assert uri in str(error) and "row 7" in str(error) and "bad_images='skip'" in str(error)
+
+
+def test_preload_refuses_a_fifo_and_skip_mode_counts_it_like_any_bad_image(tmp_path: Path, fifo: Path) -> None:
+    good = str(save(tmp_path / "ok.png", np.full((4, 5), 50, dtype=np.uint8)))
+    garbage = tmp_path / "bad.png"
+    garbage.write_bytes(b"\x89PNG nope")
+    with reader(GREY, tmp_path) as r:
+        error = outcome(lambda: r.preload([good, str(fifo)]), fifo)
+    assert isinstance(error, ImageError) and "not a regular file (a FIFO)" in str(error)
+    uris = [good, str(fifo), str(garbage), fifo.as_uri(), good]
+    with reader(GREY, tmp_path, bad_images="skip") as r:
+        batch, mask = outcome(lambda: r.read_batch(uris, range(5)), fifo)
+        assert mask.tolist() == [True, False, False, False, True]
+        assert batch.shape == (2, 1, 4, 5) and (batch == 50).all()
+        assert r.skipped == 3
+        assert outcome(lambda: r.preload(uris), fifo) is True and r.skipped == 3
+
+
+def test_a_fifo_as_mean_image_or_extensionless_image_value_is_refused(tmp_path: Path) -> None:
+    from deepwater.data.images import first_non_image
+
+    pipe = tmp_path / "mean.npy"
+    os.mkfifo(pipe)
+    error = outcome(lambda: load_mean_image(pipe, RGB), pipe)
+    assert isinstance(error, ParameterError) and "mean_image_file" in str(error)
+    assert "not a regular file (a FIFO)" in str(error)
+    bare = tmp_path / "pipe"  # no image extension: problem_type='image' looks inside, and must not block
+    os.mkfifo(bare)
+    good = str(save(tmp_path / "ok", rgb_pixels(), format="PNG"))
+    assert outcome(lambda: first_non_image(pd.Series([good, str(bare)])), bare) == str(bare)
+
+
+def test_reasons_show_no_python_object_reprs(tmp_path: Path) -> None:
+    from deepwater.data.images import decode_image
+
+    with pytest.raises(ValueError) as info:
+        decode_image(b"no image at all", RGB)
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"\xff\xd8\xff" + b"junk" * 20)
+    with reader(RGB, tmp_path) as r, pytest.raises(ImageError) as from_file:
+        r.read_batch([str(garbage)], [0])
+    for message in (str(info.value), from_file.value.reason):
+        assert message.startswith("not a readable image: ")
+        assert "<" not in message and " at 0x" not in message and "BytesIO" not in message
+
+
+def test_predict_on_a_frame_naming_a_fifo_raises_or_skips(tmp_path: Path, image_frame: pd.DataFrame,
+                                                          fifo: Path) -> None:
+    """A model's predict() (and train() with bad_images='skip') reads the frame's FIFO row as a bad image."""
+    import deepwater as dw
+
+    settings = {"problem_type": "image", "network": "lenet", "image_shape": [28, 28], "channels": 1, "epochs": 1,
+                "gpu": False, "quiet_mode": True, "seed": 1}
+    model = dw.DeepWaterEstimator(**settings).train(x=["uri"], y="label", training_frame=image_frame)
+    with_fifo = image_frame.assign(uri=list(image_frame["uri"][:3]) + [str(fifo)] + list(image_frame["uri"][4:]))
+    error = outcome(lambda: model.predict(with_fifo), fifo)
+    assert isinstance(error, ImageError), error
+    assert error.uri == str(fifo) and error.row == 3 and "not a regular file (a FIFO)" in str(error)
+    skipping = outcome(lambda: dw.DeepWaterEstimator(bad_images="skip", **settings).train(
+        x=["uri"], y="label", training_frame=with_fifo), fifo)
+    assert isinstance(skipping, dw.DeepWaterEstimator), skipping
+    assert skipping.summary()["skipped_images"] == 1
+    predictions = outcome(lambda: skipping.predict(with_fifo), fifo)
+    assert predictions["predict"].isna().tolist() == [i == 3 for i in range(len(with_fifo))]

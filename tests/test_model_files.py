@@ -229,3 +229,59 @@ def test_a_newer_format_version_is_refused(saved):
     open(os.path.join(saved, "checksums.json"), "w").write(json.dumps(sums))
     with pytest.raises(ModelFileError, match="format version 999.*upgrade deepwater"):
         dw.load_model(saved)
+
+
+def rewrite_weights(folder: str, change) -> None:
+    """Apply `change` to the saved arrays and re-write them with consistent checksums: damage the checksums
+    cannot see, as a buggy or hostile writer would leave it."""
+    from safetensors.numpy import load_file, save_file
+
+    path = os.path.join(folder, "arrays.safetensors")
+    arrays = load_file(path)
+    change(arrays)
+    save_file(arrays, path)
+    sums = json.load(open(os.path.join(folder, "checksums.json")))
+    sums["files"]["arrays.safetensors"] = model_files.digest(model_files.Path(path))
+    open(os.path.join(folder, "checksums.json"), "w").write(json.dumps(sums))
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda a: a["net/fc1.weight"].__setitem__((0, 0), np.nan), "net/fc1.weight holds NaN or infinite values"),
+    (lambda a: a.__setitem__("net/fc1.weight", a["net/fc1.weight"].astype(np.int64)),
+     "net/fc1.weight holds dtype int64"),
+])
+def test_weights_with_nan_or_another_dtype_are_refused_as_corrupt(saved, damage, words):
+    rewrite_weights(saved, damage)
+    with pytest.raises(ModelFileError, match=f"is corrupt: its weight {words}"):
+        dw.load_model(saved)
+
+
+def test_saved_files_get_the_mode_of_the_folders_other_files(saved):
+    """arrays.safetensors is not private when model.json is not (safetensors writes a new file 0o600)."""
+    modes = {name: os.stat(os.path.join(saved, name)).st_mode & 0o777 for name in os.listdir(saved)}
+    assert len(set(modes.values())) == 1, modes
+    assert modes["model.json"] == 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_parameters_changed_after_training_apply_to_the_next_train_not_to_what_is_saved(frame, tmp_path, backend):
+    """m.hidden = [16] or m.activation = 'Tanh' on a trained model: save_model and export keep the fitted model."""
+    from deepwater import inference
+
+    model = mlp(backend, model_id=f"changed_{backend}").train(y="label", training_frame=frame)
+    expected = probabilities(model, frame)
+    model.hidden, model.activation = [16], "Tanh"
+    loaded = dw.load_model(dw.save_model(model, tmp_path / "saved"))
+    np.testing.assert_allclose(probabilities(loaded, frame), expected, atol=EXACT)
+    assert (loaded.hidden, loaded.activation) == ([8], "Rectifier")
+    scored = inference.load(model.export(tmp_path / "bundle")).predict(frame)
+    np.testing.assert_allclose(scored.iloc[:, 1:].to_numpy(), expected, atol=1e-5)
+    model.train(y="label", training_frame=frame)  # the next train() takes them
+    assert model.layers() == ["fc1", "act1", "output"] and model._fitted.params["hidden"] == [16]
+    assert model.varimp(use_pandas=True) is not None or not model.variable_importances

@@ -12,13 +12,14 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_blobs, write_png
+from conftest import make_blobs, outcome, write_png
 
 pytest.importorskip("torch")  # the bundles are exported through torch; the service itself never imports it
 pytest.importorskip("onnxruntime")
@@ -198,7 +199,6 @@ def test_bodies_that_are_no_rows(mlp_client):
 def test_http_image_uris_are_fetched_and_a_failed_fetch_is_named(lenet, lenet_client):
     """An http URL (a server on 127.0.0.1 started here) scores as the file itself; a 404 is a 422 on the field."""
     import http.server
-    from functools import partial
 
     path, frame = lenet
     folder = Path(frame["uri"][0]).parent
@@ -350,3 +350,93 @@ print(answer.status_code, sorted(m for m in sys.modules if m.partition(".")[0] i
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.split() == ["200", "[]"]
+
+
+# --------------------------------------------------------------------------- files that are no regular files
+
+@pytest.fixture
+def special_files(lenet, tmp_path):
+    """(client, FIFO, {uri: what it is}) of a service whose allow_dir holds a FIFO and a folder named like images,
+    and an image."""
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "ok.png").write_bytes(Path(lenet[1]["uri"][0]).read_bytes())
+    uris = {str(tmp_path / "pipe.png"): "a FIFO", (tmp_path / "pipe.png").as_uri(): "a FIFO", "pipe.png": "a FIFO",
+            str(tmp_path / "folder.png"): "a directory"}
+    with TestClient(create_app(ServeConfig(lenet[0], allow_dir=str(tmp_path)))) as client:
+        yield client, tmp_path / "pipe.png", uris
+
+
+def test_a_fifo_or_a_folder_uri_is_a_422_at_once(special_files):
+    client, fifo, uris = special_files
+    for uri, kind in uris.items():
+        good = {"uri": str(Path(fifo).parent / "ok.png")}
+        response = outcome(partial(client.post, "/predict", json={"rows": [good, {"uri": uri}]}), fifo)
+        message = refused(response, 422, "rows[1].uri")
+        assert repr(uri) in message and f"not a regular file ({kind})" in message
+    mine = {"uri": str(Path(fifo).parent / "ok.png")}  # the service still reads the folder's images
+    assert outcome(lambda: client.post("/predict", json={"rows": [mine]}), fifo).status_code == 200
+
+
+def test_45_fifo_requests_leave_later_image_requests_answered(lenet, special_files):
+    """Each FIFO request is refused without taking a worker thread for ever: later requests (by URI, base64 and
+    upload) are answered."""
+    client, fifo, _ = special_files
+    data = Path(lenet[1]["uri"][0]).read_bytes()
+
+    def requests():
+        with ThreadPoolExecutor(45) as pool:
+            refusals = list(pool.map(lambda i: client.post("/predict", json={"rows": [{"uri": str(fifo)}]}),
+                                     range(45)))
+        later = [client.post("/predict", json={"rows": [{"uri": str(fifo.parent / "ok.png")}]}),
+                 client.post("/predict", json={"rows": [{"image": base64.b64encode(data).decode()}]}),
+                 client.post("/predict/images", files=[("images", ("ok.png", data, "image/png"))])]
+        return refusals, later
+
+    refusals, later = outcome(requests, fifo)
+    for response in refusals:
+        assert "not a regular file (a FIFO)" in refused(response, 422, "rows[0].uri")
+    assert [response.status_code for response in later] == [200, 200, 200]
+    assert later[0].json() == later[1].json() == later[2].json()
+
+
+# --------------------------------------------------------------------------- deep bodies, image reasons in words
+
+@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, '{"a":' * 100_000 + "1" + "}" * 100_000,
+                                  '{"rows": [{"x1": ' + "[" * 100_000 + "]" * 100_000 + "}]}"])
+def test_a_deeply_nested_body_is_a_422_not_a_500(mlp, body):
+    with TestClient(create_app(ServeConfig(mlp[0])), raise_server_exceptions=False) as client:
+        message = refused(client.post("/predict", content=body.encode(),
+                                      headers={"content-type": "application/json"}), 422, "body")
+        assert "too deeply" in message and '{"rows": [{column: value' in message
+        assert client.post("/predict", json={"rows": json_rows(mlp[1].head(2))}).status_code == 200
+
+
+def test_a_nested_value_is_named_by_its_field_by_kind_not_repr(mlp):
+    """Arrays nested as deep as the parser reads are refused on their field, quoted by kind, never by repr(); deeper
+    ones on the body."""
+    with TestClient(create_app(ServeConfig(mlp[0])), raise_server_exceptions=False) as client:
+        for depth, field in ((10, "rows[0].x1"), (500, "rows[0].x1"), (900, "rows[0].x1"), (1200, "body")):
+            value = "[" * depth + "1" + "]" * depth
+            response = client.post("/predict", content=('{"rows": [{"x1": ' + value + ', "x2": 1, "colour": "red"}]}'
+                                                        ).encode(), headers={"content-type": "application/json"})
+            message = refused(response, 422, field)
+            expected = "too deeply" if field == "body" else "a JSON array is not a number"
+            assert expected in message and "[[" not in message
+
+
+def test_image_errors_show_no_python_object_reprs(lenet_client, lenet):
+    junk = b"GIF89a" + b"\x00" * 40
+    folder = Path(lenet[1]["uri"][0]).parent
+    (folder / "junk.png").write_bytes(junk)
+    answers = {"rows[0].image": lenet_client.post("/predict", json={"rows": [{"image": base64.b64encode(junk)
+                                                                                         .decode()}]}),
+               "rows[0].uri": lenet_client.post("/predict", json={"rows": [{"uri": str(folder / "junk.png")}]}),
+               "images[0] (junk.png)": lenet_client.post("/predict/images",
+                                                         files=[("images", ("junk.png", junk, "image/png"))]),
+               "images[0] (text.png)": lenet_client.post("/predict/images",
+                                                         files=[("images", ("text.png", b"hello", "image/png"))])}
+    for field, response in answers.items():
+        message = refused(response, 422, field)
+        assert "not a readable image" in message, message
+        assert "<" not in message and " at 0x" not in message and "_io." not in message and "PIL." not in message

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_png
+import deepwater as dw
+from conftest import installed_backends, write_png
 from deepwater import DeepWaterEstimator
 from deepwater.analysis.metrics import ModelMetrics
 from deepwater.data.sources import ArraySource, batches, iterate, prefetch
@@ -497,3 +498,17 @@ def test_preload_images_decodes_image_sources_before_training(tmp_path, capsys, 
         preload_images([ArraySource(np.zeros((2, 3), np.float32)), train, None, valid])
         assert reader.holds(uris) and train.prefetch_depth == 0
     assert "decoding images" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", installed_backends())
+def test_training_that_diverges_stops_with_an_error_naming_the_epoch_and_the_fix(backend):
+    """A NaN loss stops training at the next scoring, never as scikit-learn's 'Input contains NaN' from the metrics."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(200, 3))
+    frame = pd.DataFrame(values, columns=["a", "b", "c"]).assign(y=values @ [1e6, 2e6, 3e6])
+    model = DeepWaterEstimator(backend=backend, hidden=[8], epochs=3, standardize=False, learning_rate=10.0,
+                               clip_gradient=None, gpu=False, quiet_mode=True, seed=1)
+    with pytest.raises(dw.DivergenceError, match=r"training diverged: the training loss became (nan|inf) by epoch "
+                                                 r"[0-9.]+ \(\d+ samples\).*Lower learning_rate") as info:
+        model.train(y="y", training_frame=frame)
+    assert info.value.epochs > 0 and isinstance(info.value, dw.DeepWaterError)

@@ -14,7 +14,7 @@ from sklearn import metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning
 
 from deepwater.analysis import plots
-from deepwater.errors import ParameterError
+from deepwater.errors import ParameterError, warn_user
 from deepwater.specs import AUTOENCODER, REGRESSION
 
 if TYPE_CHECKING:
@@ -426,3 +426,9 @@ class ModelMetrics:
         if self.kind != "classification":
             return "regression"
         return "binomial" if len(self.classes) == 2 else "multinomial"
+
+
+def missing_metrics(model_id: str, asked: str, why: str, fix: str) -> None:
+    """H2O's answer to model_performance(`asked`) when the model has no such metrics: None, with a warning that
+    says `why` (the model ... `why`) and the `fix`."""
+    warn_user(f"model_performance({asked}) is None: model {model_id!r} {why}; {fix}.", UserWarning)

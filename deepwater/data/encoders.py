@@ -6,6 +6,7 @@ categorical columns one-hot encoded (an unseen level encodes as all zeros), cons
 """
 from __future__ import annotations
 
+import decimal
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -58,12 +59,18 @@ class Response:
         series = frame[name]
         _check_no_missing(series, "y")
         if is_categorical(series):
+            check_one_kind(series, f"y={name!r}")
             classes = _levels(series)
             if len(classes) < 2:
                 raise FrameError(f"y={name!r} has a single class {classes}; classification needs at least two.")
+            _check_class_names(name, classes)
+            _hint_if_numbers(name, series, classes)
             return cls(name, CLASSIFICATION, classes)
         _reject_infinite(_numeric_block(frame, [name]), frame, [name], "y")
         values = series.to_numpy(dtype=np.float64)
+        if values.min() == values.max():
+            raise FrameError(f"y={name!r} is constant (every row is {values[0]:g}), so there is nothing to learn and "
+                             "its r2 means nothing; pick another response, or the rows where it varies.")
         _hint_if_classes(name, values)
         mean, scale = (float(values.mean()), float(values.std()) or 1.0) if standardize else (0.0, 1.0)
         return cls(name, REGRESSION, mean=mean, scale=scale)
@@ -136,6 +143,52 @@ class Response:
         names = self.probability_columns
         return [{"predict": label, **dict(zip(names, row))} for label, row in zip(predicted.tolist(),
                                                                                  probabilities.tolist())]
+
+
+NUMBER_TYPES = (int, float, decimal.Decimal, np.number)
+
+
+def check_one_kind(series: pd.Series, where: str) -> None:
+    """A FrameError for an object column of Python numbers (Decimal, int objects), or of numbers mixed with text:
+    deepwater would read it as categories in silence. Text alone is a categorical column, as H2O's enums."""
+    if series.dtype != object:
+        return
+    values = series.dropna()
+    numbers = values.map(lambda v: isinstance(v, NUMBER_TYPES) and not isinstance(v, (bool, np.bool_)))
+    numbers = numbers.to_numpy(dtype=bool)
+    if not numbers.any():
+        return
+    column = where.partition("=")[2] or where.removeprefix("column ")
+    if numbers.all():
+        first = values.iloc[0]
+        raise FrameError(f"{where} holds numbers stored as Python objects ({type(first).__name__} {first!r} at row "
+                         f"{values.index[0]!r}), which would be read as categories; convert them: "
+                         f"frame[{column}] = pd.to_numeric(frame[{column}]) (or .astype(str) if they are labels).")
+    text = values[~numbers]
+    raise FrameError(f"{where} mixes numbers and text: {text.iloc[0]!r} at row {text.index[0]!r} ({len(text)} text "
+                     f"value(s)) among numbers such as {values[numbers].iloc[0]!r}; a column is numeric or "
+                     f"categorical. Make the text missing with frame[{column}] = pd.to_numeric(frame[{column}], "
+                     f"errors='coerce'), or make every value text with frame[{column}].astype(str).")
+
+
+def _check_class_names(name: str, classes: list[Any]) -> None:
+    """A FrameError when two classes print alike (1 and '1'): predict's probability columns would collide."""
+    names = [str(c) for c in classes]
+    clashing = sorted({n for n in names if names.count(n) > 1})
+    if clashing:
+        raise FrameError(f"y={name!r} has classes that print alike: {clashing[:5]} (e.g. 1 and '1'); give the "
+                         f"column one type, e.g. frame[{name!r}] = frame[{name!r}].astype(str).")
+
+
+def _hint_if_numbers(name: str, series: pd.Series, classes: list[Any]) -> None:
+    """Warn when a text response reads as many numbers ('1', '2', ... '40'): it trains that many classes, though
+    the user may have meant a regression. A categorical column says it holds classes and gets no warning."""
+    if isinstance(series.dtype, pd.CategoricalDtype) or len(classes) <= FEW_INTEGER_VALUES:
+        return
+    if pd.to_numeric(pd.Series(classes, dtype=object), errors="coerce").notna().all():
+        warn_user(f"y={name!r} holds text that reads as numbers ({', '.join(map(repr, classes[:3]))}, ...), so this "
+                  f"trains a {len(classes)}-class classification; for a regression make it numeric first: "
+                  f"frame[{name!r}] = pd.to_numeric(frame[{name!r}])", UserWarning)
 
 
 def _hint_if_classes(name: str, values: np.ndarray) -> None:
@@ -278,6 +331,7 @@ class DatasetEncoder:
             if name in numeric_names:
                 continue
             series = frame[name]
+            check_one_kind(series, f"column {name!r}")
             levels = _levels(series)
             if ignore_const_cols and len(levels) <= 1 and not series.isna().any():
                 dropped.append(name)

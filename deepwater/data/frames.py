@@ -1,7 +1,11 @@
 """pandas frames in: reading files, picking x and y by name or position, detecting the problem type."""
 from __future__ import annotations
 
+import gzip
 import os
+import re
+import warnings
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -9,14 +13,15 @@ import numpy as np
 import pandas as pd
 
 from deepwater.data.images import IMAGE_EXTENSIONS, first_non_image, looks_like_image_column
-from deepwater.errors import FrameError, MissingDependencyError, ParameterError, close_matches
+from deepwater.errors import FrameError, MissingDependencyError, ParameterError, close_matches, first_lines
 
 ColumnRef = str | int
 
 
 def import_file(path: str | os.PathLike) -> pd.DataFrame:
     """Read a .csv, .csv.gz or .parquet file into a pandas DataFrame, or an image folder laid out as
-    class/file.png into a frame of image paths ('uri') and their class ('label', categorical)."""
+    class/file.png into a frame of image paths ('uri') and their class ('label', categorical). A file that is
+    empty, holds only a header, has ragged rows or is not text is a FrameError naming it."""
     text = os.fspath(path)
     if not os.path.exists(text):
         raise FrameError(f"path={text!r} does not exist; check the path.")
@@ -24,13 +29,79 @@ def import_file(path: str | os.PathLike) -> pd.DataFrame:
         return image_folder(text)
     lower = text.lower()
     if lower.endswith((".csv", ".csv.gz")):
-        return pd.read_csv(text)
+        return _checked_rows(text, _read_csv(text))
     if lower.endswith(".parquet"):
         try:
-            return pd.read_parquet(text)
+            frame = pd.read_parquet(text)
         except ImportError as error:
             raise MissingDependencyError("pyarrow (to read parquet)", "parquet") from error
+        except (ValueError, OSError) as error:
+            raise FrameError(f"path={text!r} is not a readable parquet file ({first_lines(error)}); give a parquet "
+                             "file written by pandas or pyarrow, or a .csv.") from error
+        return _checked_rows(text, frame)
     raise FrameError(f"path={text!r} has a suffix import_file cannot read; use .csv, .csv.gz or .parquet.")
+
+
+SNIFF_BYTES = 8192  # how much of a csv is looked at for signs of a binary file
+TEXT_CSV = "give a UTF-8 text csv: a header line, then rows"
+ROW_FIX = "give every row as many fields as the header (quote values that hold commas, close every quote)"
+MAGIC = {b"\x89PNG": ("a PNG image", TEXT_CSV), b"\xff\xd8\xff": ("a JPEG image", TEXT_CSV),
+         b"GIF8": ("a GIF image", TEXT_CSV), b"PK\x03\x04": ("a zip archive", "unzip it"),
+         b"PAR1": ("a parquet file", "name it .parquet"), b"\x1f\x8b": ("gzip-compressed", "name it .csv.gz")}
+
+
+def _read_csv(text: str) -> pd.DataFrame:
+    """pd.read_csv of `text`, with pandas' and gzip's errors for a bad file turned into a FrameError naming it."""
+    try:
+        _refuse_binary(text)
+        with warnings.catch_warnings():  # pandas warns where index_col=False drops a first row's extra fields
+            warnings.filterwarnings("error", "Length of header", pd.errors.ParserWarning)
+            return pd.read_csv(text, index_col=False)  # never a first column silently taken as the index
+    except pd.errors.ParserWarning as error:
+        raise FrameError(f"path={text!r} is not a well-formed csv: its first row has more fields than the header; "
+                         f"{ROW_FIX}.") from error
+    except pd.errors.EmptyDataError as error:
+        raise FrameError(f"path={text!r} is empty ({os.path.getsize(text)} bytes: no header, no rows); "
+                         f"{TEXT_CSV}.") from error
+    except pd.errors.ParserError as error:
+        raise FrameError(f"path={text!r} is not a well-formed csv: {_parser_reason(error)}; {ROW_FIX}.") from error
+    except UnicodeDecodeError as error:
+        raise FrameError(f"path={text!r} is not UTF-8 text (byte 0x{error.object[error.start]:02x}: {error.reason}); "
+                         "save it as UTF-8.") from error
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise FrameError(f"path={text!r} is not a readable gzip file ({first_lines(error)}); compress it with gzip, "
+                         "or name it .csv if it is plain text.") from error
+
+
+def _refuse_binary(text: str) -> None:
+    """A FrameError when the start of the csv `text` (decompressed for .gz) is a binary file's."""
+    opener = gzip.open if text.lower().endswith(".gz") else open
+    with opener(text, "rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    found = next((found for magic, found in MAGIC.items() if head.startswith(magic)), None)
+    if found is None and b"\x00" in head:
+        found = ("a binary file (it holds NUL bytes)", TEXT_CSV)
+    if found is not None:
+        raise FrameError(f"path={text!r} is {found[0]}, not csv text; {found[1]}.")
+
+
+def _parser_reason(error: Exception) -> str:
+    """pandas' ParserError in words: 'line 3 has 3 fields where the header has 2'."""
+    reason = first_lines(error)
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", reason)
+    if found:
+        expected, line, saw = found.groups()
+        return f"line {line} has {saw} fields where the header has {expected}"
+    return reason.replace("Error tokenizing data. C error: ", "")
+
+
+def _checked_rows(text: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame read from `text`, or a FrameError when it has no rows (a header alone)."""
+    if len(frame) == 0:
+        columns = ", ".join(map(repr, list(frame.columns)[:10]))
+        raise FrameError(f"path={text!r} has a header ({frame.shape[1]} columns: {columns}) but no rows; "
+                         "give at least one data row.")
+    return frame
 
 
 def image_folder(path: str | os.PathLike) -> pd.DataFrame:

@@ -5,7 +5,9 @@ import hashlib
 import io
 import itertools
 import os
+import re
 import socket
+import stat
 import threading
 import time
 import urllib.error
@@ -14,11 +16,11 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import BinaryIO, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from deepwater.errors import ImageError, ModelFileError, ParameterError
 from deepwater.files import write_atomically
@@ -31,6 +33,11 @@ PRELOAD_CHUNK = 256  # images one decode thread takes at a time in ImageReader.p
 # Mean seconds per image above which preload decodes on threads: a 28 x 28 PNG takes about 60 us (mostly Python,
 # where threads gain nothing), a 320 x 240 JPEG about 900 us (mostly in Pillow's C code, which threads share).
 THREADED_DECODE_SECONDS = 250e-6
+# A Python object's repr in a library's message ("<_io.BytesIO object at 0x...>", "<PIL.Image.Image image mode=L
+# ...>"): left out of the reasons we quote, which name the image by its URI or field instead.
+_OBJECT_REPR = re.compile(r"\s*<[A-Za-z_][\w.]*(?:\s[^<>]*)?>")
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,8 @@ def first_non_image(series: pd.Series, sample: int = 5) -> object | None:
         if is_image_uri(text) or text.lower().startswith(("http://", "https://")):
             continue
         try:
-            with Image.open(text[len("file://"):] if text.startswith("file://") else text) as image:
+            with open_regular_file(file_url_to_path(text) if text.startswith("file://") else text) as stream, \
+                    Image.open(stream) as image:
                 image.verify()
         except (OSError, ValueError, SyntaxError):
             return value
@@ -129,14 +137,40 @@ def _to_chw(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
+def _file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words: 'a FIFO', 'a directory', ..."""
+    return next((kind for is_kind, kind in _FILE_KINDS if is_kind(mode)), "a special file")
+
+
+def open_regular_file(path: str) -> BinaryIO:
+    """`path` opened for reading in binary, when it is a regular file (symbolic links followed).
+
+    Raises FileNotFoundError for a missing file and ValueError('not a regular file (a FIFO)') for a FIFO, a
+    directory, a device or a socket, which is never opened: opening a FIFO blocks until a writer comes. The file
+    is opened without blocking and checked again, in case it was replaced in between.
+    """
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"not a regular file ({_file_kind(mode)})")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"not a regular file ({_file_kind(mode)})")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _decode_file(path: str, channels: int, size: tuple[int, int] | None) -> np.ndarray:
     """Open, fully load, convert and (if `size`=(width, height) differs) resize an image file.
 
-    Raises FileNotFoundError for a missing file and ValueError for anything unreadable.
+    Raises FileNotFoundError for a missing file and ValueError for anything unreadable, a file that is not a
+    regular one included (never opened).
     """
-    if not os.path.exists(path):
-        raise FileNotFoundError(path)
-    return _decode(path, channels, size)
+    with open_regular_file(path) as stream:
+        return _decode(stream, channels, size)
 
 
 def decode_image(data: bytes, shape: ImageShape, max_pixels: int | None = None) -> np.ndarray:
@@ -145,9 +179,9 @@ def decode_image(data: bytes, shape: ImageShape, max_pixels: int | None = None) 
     return _decode(io.BytesIO(data), shape.channels, (shape.width, shape.height), max_pixels)
 
 
-def _decode(source: str | io.BytesIO, channels: int, size: tuple[int, int] | None,
+def _decode(source: BinaryIO, channels: int, size: tuple[int, int] | None,
             max_pixels: int | None = None) -> np.ndarray:
-    """_decode_file's work on a path or a stream of bytes."""
+    """_decode_file's work on an open file or a stream of bytes."""
     try:
         with Image.open(source) as image:
             if max_pixels is not None and image.width * image.height > max_pixels:
@@ -160,8 +194,15 @@ def _decode(source: str | io.BytesIO, channels: int, size: tuple[int, int] | Non
     except FileNotFoundError:
         raise
     except Exception as exc:  # PIL raises many types for bad data
-        message = str(exc) or type(exc).__name__
-        raise ValueError(f"not a readable image: {message}") from exc
+        raise ValueError(f"not a readable image: {_reason(exc)}") from exc
+
+
+def _reason(error: Exception) -> str:
+    """Why Pillow could not read an image, in words: without the reprs of Python objects its messages hold."""
+    if isinstance(error, UnidentifiedImageError):
+        return "not in a format Pillow knows (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)"
+    message = " ".join(_OBJECT_REPR.sub("", str(error)).split()).rstrip(" :")
+    return message or type(error).__name__
 
 
 # ---------------------------------------------------------------------------
@@ -212,7 +253,8 @@ def load_mean_image(path: str | os.PathLike, shape: ImageShape) -> np.ndarray:
     text = os.fspath(path)
     fix_size = "Pass a .npy array or an image file of exactly that size."
     if not os.path.isfile(text):
-        raise _mean_image_error(path, "no such file", shape, "Pass the path of an existing file.")
+        found = f"not a regular file ({_file_kind(os.stat(text).st_mode)})" if os.path.exists(text) else "no such file"
+        raise _mean_image_error(path, found, shape, "Pass the path of an existing file.")
     suffix = Path(text).suffix.lower()
     if suffix == ".npy":
         try:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from deepwater.data.frames import ColumnRef, check_frame, column_name, resolve_columns
-from deepwater.errors import FrameError
+from deepwater.errors import FrameError, ParameterError
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class TrainingData:
     response: str | None  # None for an autoencoder
     weights_column: str | None
     fold_column: str | None
+    x_given: bool = True  # False for x=None: every column but the response, weights and folds
 
     def weights(self, frame: pd.DataFrame) -> np.ndarray | None:
         """The row weights of `frame` (this run's frame or a part of it), None without a weights column."""
@@ -39,7 +40,11 @@ def training_data(training_frame: pd.DataFrame | None, validation_frame: pd.Data
     folds = None if fold_column is None else column_name(train, fold_column, "fold_column")
     predictors, response = resolve_columns(train, x, y, ignored=[c for c in (weights, folds) if c],
                                            unsupervised=unsupervised)
-    return TrainingData(train, valid, predictors, response, weights, folds)
+    for parameter, column in (("weights_column", weights), ("fold_column", folds)):
+        if column is not None and column in predictors:
+            raise ParameterError(f"{parameter}={column!r} is also in x; a column that weighs rows or assigns folds "
+                                 f"cannot be a predictor too (as y cannot). Drop {column!r} from x.")
+    return TrainingData(train, valid, predictors, response, weights, folds, x is not None)
 
 
 def row_weights(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:

@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from deepwater.analysis.metrics import ModelMetrics
+from deepwater.data.digests import frame_digest
 from deepwater.data.encoders import Response
 from deepwater.errors import FrameError, ParameterError
 from deepwater.model.jobs import Job
@@ -78,6 +79,7 @@ def cross_validate(estimator: type, p: dict[str, Any], predictors: list[str], re
     validated on its holdout) and collect what H2O reports; `response` is the main model's, fitted on `frame`.
     The main model is trained afterwards by the caller."""
     folds = fold_ids(frame, p, response_name, fold_column, seed)
+    digest = frame_digest(frame)
     task = task_from_params(response.kind, response.n_classes, p["distribution"], p["loss"])
     if task.is_classification:  # every fold model knows every class, even one its training rows lack
         frame = frame.assign(**{response_name: pd.Categorical(frame[response_name], categories=response.classes)})
@@ -106,7 +108,7 @@ def cross_validate(estimator: type, p: dict[str, Any], predictors: list[str], re
     return CrossValidation(metrics, fold_metrics, fold_epochs, kept,
                            holdout if p["keep_cross_validation_predictions"] else None,
                            folds if p["keep_cross_validation_fold_assignment"] or
-                           p["keep_cross_validation_predictions"] else None)
+                           p["keep_cross_validation_predictions"] else None, digest)
 
 
 def main_model_settings(params: dict[str, Any], cv: CrossValidation) -> dict[str, Any]:

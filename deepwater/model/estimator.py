@@ -13,7 +13,7 @@ import pandas as pd
 from deepwater import networks
 from deepwater.analysis import plots
 from deepwater.analysis.deep_features import deep_features, layer_names
-from deepwater.analysis.metrics import ModelMetrics
+from deepwater.analysis.metrics import ModelMetrics, missing_metrics
 from deepwater.analysis.variable_importance import gedeon, mlp_weights, varimp_table
 from deepwater.data.encoders import Response
 from deepwater.data.frames import ColumnRef, check_frame
@@ -134,7 +134,7 @@ class DeepWaterEstimator:
         previous = None if self._params["checkpoint"] is None else resolve_checkpoint(self._params["checkpoint"])
         if previous is not None:  # the checkpoint's parameters, where this model gives none
             given = {name: self._params[name] for name in self._given}
-            self._params = {**restart_parameters(given, previous._params, previous._fitted, previous.model_id),
+            self._params = {**restart_parameters(given, previous._fitted.params, previous._fitted, previous.model_id),
                             "model_id": self.model_id, "checkpoint": self._params["checkpoint"]}
         p = self._params
         fold_column = p["fold_column"] if fold_column is None else fold_column
@@ -147,14 +147,14 @@ class DeepWaterEstimator:
         else:
             response = None if p["autoencoder"] else Response.fit(data.frame, data.response, p["standardize"])
             cross_validation = self._cross_validate(data, response)
-            start = new_start(self._params, data, response, self._pretrained())
+            start = new_start(self._params, data, response, self._pretrained(), frozenset(self._given))
         p = self._params
         writer = CheckpointWriter(p["export_checkpoints_dir"], self.model_id, p["export_checkpoints_keep"]) \
             if p["export_checkpoints_dir"] else None
         outcome = TrainingOutcome(stop_reason="epochs=0: the graph's own outputs") if start.scores_only else \
             run_training(p, start, data, None if previous is None else previous._fitted,
                          None if writer is None else self._checkpoints(start, data.predictors, writer))
-        self._fitted = start.fitted(data.predictors, outcome)
+        self._fitted = start.fitted(data.predictors, outcome, p, frozenset(self._given))
         self._fitted.cross_validation = cross_validation
         register(self)
         if writer is not None:  # the final model is the newest checkpoint
@@ -170,7 +170,7 @@ class DeepWaterEstimator:
                                  "is not cross-validated (H2O's rule); pass nfolds=0.")
         check_restart_frames(previous._fitted, previous.model_id, data.predictors, data.response,
                              data.validation is not None)
-        return continue_start(self._params, previous._params, previous._fitted, previous.model_id, data)
+        return continue_start(self._params, previous._fitted.params, previous._fitted, previous.model_id, data)
 
     def _cross_validate(self, data: TrainingData, response: Response | None) -> CrossValidation | None:
         """The fold models, when nfolds or a fold column ask for them (None otherwise); the main model then
@@ -199,7 +199,8 @@ class DeepWaterEstimator:
                      writer: CheckpointWriter) -> Callable[[TrainingOutcome], None]:
         """The trainer's on_scored hook: `writer` saves the run so far."""
         def on_scored(outcome: TrainingOutcome) -> None:
-            writer(self._holding(start.fitted(predictors, outcome.snapshot())), outcome.samples)
+            snapshot = start.fitted(predictors, outcome.snapshot(), self._params, frozenset(self._given))
+            writer(self._holding(snapshot), outcome.samples)
 
         return on_scored
 
@@ -235,14 +236,16 @@ class DeepWaterEstimator:
         model._fitted = FittedModel(
             chosen.name, device, networks.get(network).name, net, task, Response(y, CLASSIFICATION, list(classes)),
             ImageInputs(x, shape, offset, reader, scale), [x], "image", seed,
-            TrainingOutcome(stop_reason="pretrained weights"), None, None,
+            TrainingOutcome(stop_reason="pretrained weights"), None, None, params=dict(p),
+            given=frozenset(model._given),
         )
         return register(model)
 
     # --- saving and loading (model/records.py, storage/saved_models.py) ---------------------
     def _to_record(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
         """What a saved model holds (model/records.py): JSON values, arrays by name, the user's graph files."""
-        return model_record(self.model_id, self.algo, self._params, set(self._given), self._require_fitted())
+        f = self._require_fitted()
+        return model_record(self.model_id, self.algo, f.params, set(f.given), f)
 
     @classmethod
     def _from_record(cls, record: dict[str, Any], arrays: dict[str, np.ndarray], folder: Path,
@@ -300,11 +303,11 @@ class DeepWaterEstimator:
         `use_pandas`. Variables are the encoded inputs ('<col>.<level>' for one-hot levels); `by_column` sums
         each frame column's values into one row. None (as in H2O) when trained with variable_importances=False."""
         f = self._require_fitted()
-        if not self._params["variable_importances"]:
+        if not f.params["variable_importances"]:
             warn_user(f"model {self.model_id!r} was trained with variable_importances=False, so it has none "
                       "(H2O returns None too); train with variable_importances=True.", UserWarning)
             return None
-        importance = gedeon(*mlp_weights(f.net.get_state(), f.network, self._params["hidden"]))
+        importance = gedeon(*mlp_weights(f.net.get_state(), f.network, f.params["hidden"]))
         return varimp_table(f.inputs.feature_names(), importance, f.inputs.feature_columns() if by_column else None,
                             use_pandas)
 
@@ -313,12 +316,16 @@ class DeepWaterEstimator:
         return layer_names(self._require_fitted().net)
 
     def deepfeatures(self, frame: pd.DataFrame, layer: str | int) -> pd.DataFrame:
-        """Activations of `layer` (a name from layers(), or its position) for each row of `frame`.
+        """Activations of `layer` for each row of `frame`: a name from layers(), or a number. On an MLP (and an MLP
+        autoencoder) a number is H2O's hidden-layer index, 0-based (deepfeatures(frame, 1) on hidden=[64, 16, 64]
+        gives the 16 bottleneck units); on other networks it is a position in layers().
 
         Columns DF.<layer>.C1 ... DF.<layer>.Ck, index frame.index; skipped images and rows holding inf give NaN rows.
         """
         f = self._require_fitted()
         frame = check_frame(frame, "frame")
+        if f.network == "mlp" and isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
+            layer = networks.hidden_layer(int(layer), f.params["hidden"], f.params["activation"])
         return deep_features(f.net, f.inputs.source(frame), frame.index, layer, scoring_batch(self._params),
                              self._params["quiet_mode"])
 
@@ -327,12 +334,14 @@ class DeepWaterEstimator:
         """A deployment bundle (Keras 3's model.export): the folder `path` with the network as model.onnx and what
         scoring needs around it, which deepwater.inference.load(path) scores with onnxruntime alone; `layers`
         adds those layers' activations for deepfeatures(). Returns the folder's path (see deploy/export.py)."""
-        return export_bundle(self.model_id, self._params, self._require_fitted(), path, format, layers, force)
+        f = self._require_fitted()
+        return export_bundle(self.model_id, f.params, f, path, format, layers, force)
 
     def model_performance(self, frame: pd.DataFrame | None = None, train: bool = False,
-                          valid: bool = False, xval: bool = False) -> ModelMetrics:
+                          valid: bool = False, xval: bool = False) -> ModelMetrics | None:
         """Metrics on `frame`, or those of the training (train=True), validation (valid=True) or
-        cross-validation holdout (xval=True) predictions; one of the four at a time."""
+        cross-validation holdout (xval=True) predictions; one of the four at a time. As in H2O, valid=True on a
+        model trained without a validation frame, or xval=True on one without folds, gives None (and a warning)."""
         asked = [name for name, given in (("frame", frame is not None), ("train=True", train), ("valid=True", valid),
                                           ("xval=True", xval)) if given]
         if len(asked) > 1:
@@ -341,14 +350,15 @@ class DeepWaterEstimator:
                                  "for the training, validation or cross-validation metrics, one at a time.")
         f = self._require_fitted()
         if xval:
-            return self._cross_validation().metrics
+            return f.cross_validation.metrics if f.cross_validation is not None else missing_metrics(
+                self.model_id, "xval=True", "was not cross-validated", "train it with nfolds >= 2 or a fold_column")
         if frame is not None:
             source = scoring_source(f, check_frame(frame, "frame"), self._params["weights_column"])
             return model_metrics(f.net, f.task, f.response, source, scoring_batch(self._params), "test frame")
         if valid:
-            if f.validation_metrics is None:
-                raise ParameterError("valid=True but the model was trained without a validation_frame.")
-            return f.validation_metrics
+            return f.validation_metrics if f.validation_metrics is not None else missing_metrics(
+                self.model_id, "valid=True", "was trained without a validation_frame",
+                "train it with validation_frame=..., or pass a frame: model_performance(frame)")
         if f.training_metrics is None:
             raise ParameterError("this model holds pretrained weights and was not trained here; "
                                  "pass a frame: model_performance(frame).")

@@ -13,7 +13,7 @@ from deepwater.analysis.metrics import CLASSIFICATION_ONLY, STOPPING_KEYS, Model
 from deepwater.data.augment import Augmentation
 from deepwater.data.sources import ImageSource, Source, preload_images
 from deepwater.data.training_data import TrainingData, row_weights
-from deepwater.errors import ParameterError
+from deepwater.errors import ParameterError, warn_user
 from deepwater.model.starts import TrainingStart
 from deepwater.runtime.parallel import data_parallel
 from deepwater.runtime.registry import get_backend
@@ -36,6 +36,10 @@ def run_training(p: dict[str, Any], start: TrainingStart, data: TrainingData, pr
     is handed the run so far at each scoring (checkpoints)."""
     task, response, inputs = start.task, start.response, start.inputs
     train, valid = data.frame, data.validation
+    if previous is None and 0 < p["epochs"] * len(train) < 0.5:
+        warn_user(f"epochs={p['epochs']:g} trains round({p['epochs']:g} x {len(train)} rows) = 0 samples, so "
+                  "nothing is trained: the network keeps the weights it starts from. Pass epochs >= "
+                  f"{1 / len(train):.3g} (one row), or epochs=0 to only score.", UserWarning)
     train_source = inputs.source(train, response.encode(train), data.weights(train))
     train_score = _scoring_subset(train_source, train, start, data.weights_column, p["score_training_samples"],
                                   start.seed)

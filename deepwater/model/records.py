@@ -13,6 +13,7 @@ import numpy as np
 
 from deepwater.data.encoders import Response
 from deepwater.data.inputs import inputs_from_record
+from deepwater.errors import ModelFileError
 from deepwater.files import private_copy
 from deepwater.model.starts import USER
 from deepwater.runtime.build import build_net
@@ -43,7 +44,7 @@ def model_record(model_id: str, algo: str, params: dict[str, Any], given: set[st
         "problem_type": f.problem_type, "seed": f.seed, "outcome": outcome_record(f.outcome),
         "training_metrics": record_of(f.training_metrics), "validation_metrics": record_of(f.validation_metrics),
         "graph_files": {}, "cross_validation": None if cv is None else {
-            "metrics": record_of(cv.metrics), "fold_epochs": cv.fold_epochs,
+            "metrics": record_of(cv.metrics), "fold_epochs": cv.fold_epochs, "frame_digest": cv.frame_digest,
             "fold_metrics": [record_of(m) for m in cv.fold_metrics]},  # fold models are not saved
     }
     return record, arrays, graph_files
@@ -70,7 +71,7 @@ def fitted_from_record(p: dict[str, Any], record: dict[str, Any], arrays: dict[s
     chosen, device, net = build_net(record["network"], graph, backend_name, inputs.input_shape, task, p,
                                     record["seed"])
     source = f"the saved model {str(folder)!r}"
-    net.set_state(_under(arrays, "net"), source)
+    net.set_state(_weights(_under(arrays, "net"), source, built_in=graph is None), source)
     outcome = outcome_from_record(record["outcome"])
     training = _under(arrays, TRAINING)
     if chosen.name != record["backend"] or not training:  # another framework's optimiser, or format 1's none
@@ -80,13 +81,28 @@ def fitted_from_record(p: dict[str, Any], record: dict[str, Any], arrays: dict[s
         chosen.name, device, record["network"], net, task, Response(**record["response"]), inputs,
         record["predictors"], record["problem_type"], record["seed"], outcome,
         metrics_from_record(record["training_metrics"]), metrics_from_record(record["validation_metrics"]), graph,
+        params=dict(p), given=frozenset(record["given"]),
     )
     cv = record.get("cross_validation")
     if cv is not None:
         fitted.cross_validation = CrossValidation(
             metrics_from_record(cv["metrics"]), [metrics_from_record(m) for m in cv["fold_metrics"]],
-            cv["fold_epochs"])
+            cv["fold_epochs"], frame_digest=cv.get("frame_digest"))
     return fitted
+
+
+def _weights(state: dict[str, np.ndarray], source: str, built_in: bool) -> dict[str, np.ndarray]:
+    """The saved network weights, refused as corrupt when one holds NaN or infinity, or, for a built-in network,
+    is not float32 (what every backend's get_state() gives it): damage, never a model. A user graph's own
+    variables may have other dtypes (an integer step counter)."""
+    for name, value in state.items():
+        wrong_dtype = built_in and value.dtype != np.float32
+        if wrong_dtype or (value.dtype.kind == "f" and not np.isfinite(value).all()):
+            problem = f"dtype {value.dtype}" if wrong_dtype else "NaN or infinite values"
+            raise ModelFileError(f"{source} is corrupt: its weight net/{name} holds {problem}, where a saved network "
+                                 "holds finite float32 weights. Save the model again from a trained model (one whose "
+                                 "training did not diverge).")
+    return state
 
 
 def _under(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

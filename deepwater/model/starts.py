@@ -74,11 +74,12 @@ class TrainingStart:
 
     scores_only: bool = False  # a graph scored with its own outputs: no training, no metrics
 
-    def fitted(self, predictors: list[str], outcome: TrainingOutcome) -> FittedModel:
-        """The trained model's parts once `outcome` is the run (or the run so far)."""
+    def fitted(self, predictors: list[str], outcome: TrainingOutcome, params: dict[str, Any],
+               given: frozenset[str]) -> FittedModel:
+        """The trained model's parts once `outcome` is the run (or the run so far) with `params`."""
         return FittedModel(self.backend, self.device, self.network, self.net, self.task, self.response, self.inputs,
                            predictors, self.problem_type, self.seed, outcome, outcome.final_metrics.get("training"),
-                           outcome.final_metrics.get("validation"), self.graph)
+                           outcome.final_metrics.get("validation"), self.graph, params=dict(params), given=given)
 
     def with_graph_outputs(self) -> TrainingStart:
         """This start, scoring with the user graph's own classes when they are not the response's (epochs=0):
@@ -92,12 +93,14 @@ class TrainingStart:
                                                           output_labels(self.graph, outputs)), scores_only=True)
 
 
-def new_start(p: dict[str, Any], data: TrainingData, response: Response | None,
-              pretrained: Any | None) -> TrainingStart:
+def new_start(p: dict[str, Any], data: TrainingData, response: Response | None, pretrained: Any | None,
+              given: frozenset[str] = frozenset()) -> TrainingStart:
     """A new model's encoders, task and untrained net (or the net of `p`'s weights file, or the encoder of the
-    `pretrained` autoencoder model); `response` was fitted on the training frame (None: an autoencoder)."""
+    `pretrained` autoencoder model); `response` was fitted on the training frame (None: an autoencoder); `given`
+    names the parameters the user gave."""
     train, predictors = data.frame, data.predictors
     problem_type = detect_problem_type(train, predictors, p["problem_type"])
+    check_columns_used(p, data, problem_type, given)
     if p["autoencoder"]:
         network = unsupervised.network_for(p["network"], problem_type == "image")
         inputs = make_inputs(p, train, predictors, problem_type, network)
@@ -123,6 +126,27 @@ def new_start(p: dict[str, Any], data: TrainingData, response: Response | None,
                   "(epochs > 0) or pass its weights.", UserWarning)
     start = TrainingStart(backend.name, device, network, graph, net, task, response, inputs, problem_type, seed)
     return start.with_graph_outputs() if graph is not None and graph.outputs_stand else start
+
+
+def check_columns_used(p: dict[str, Any], data: TrainingData, problem_type: str, given: frozenset[str]) -> None:
+    """Nothing given is ignored in silence: an image model reads one URI column (more in x is an error; more by
+    x=None a warning), and image settings given for a dataset a built-in network reads as columns warn."""
+    predictors = data.predictors
+    if problem_type == "image" and len(predictors) > 1:
+        extra = predictors[1:]
+        if data.x_given:
+            raise ParameterError(f"x={predictors[:6]}: an image model reads one column of image URIs, "
+                                 f"{predictors[0]!r}, and cannot use {extra[:5]} too. Pass x=[{predictors[0]!r}], or "
+                                 "train a dataset model on the other columns.")
+        warn_user(f"x=None: an image model reads one column of image URIs, {predictors[0]!r}; the frame's other "
+                  f"columns {extra[:5]} are not used. Pass x=[{predictors[0]!r}] to say so.", UserWarning)
+    network = networks.resolve_auto(p["network"], problem_type == "image") if not is_user(p["network"]) else USER
+    ignored = sorted(given & {"image_shape", "channels", "mean_image_file"})
+    if problem_type == "dataset" and network != USER and not networks.get(network).needs_image and ignored:
+        warn_user(f"{', '.join(ignored)} given, but network={network!r} reads this frame's columns as a dataset, "
+                  f"not as images, so {'it is' if len(ignored) == 1 else 'they are'} not used; drop "
+                  f"{'it' if len(ignored) == 1 else 'them'}, or train an image network (network='lenet', ...) or "
+                  "on a column of image URIs.", UserWarning)
 
 
 def continue_start(p: dict[str, Any], previous_params: dict[str, Any], f: FittedModel, checkpoint_id: str,

@@ -39,6 +39,7 @@ import pandas as pd
 
 from deepwater.analysis import plots
 from deepwater.analysis.metrics import ModelMetrics
+from deepwater.data.digests import frame_digest
 from deepwater.data.frames import check_frame
 from deepwater.errors import DeepWaterError, ModelFileError, ParameterError, close_matches
 from deepwater.model.estimator import DeepWaterEstimator
@@ -190,12 +191,10 @@ class HyperSpace:
 
 def ranked_metrics(model: DeepWaterEstimator) -> ModelMetrics:
     """The metrics a grid ranks `model` by: cross-validated, else validation, else training (H2O's rule)."""
-    for which in ("xval", "valid"):
-        try:
-            return model.model_performance(**{which: True})
-        except ParameterError:
-            continue
-    return model.model_performance(train=True)
+    fitted = model._require_fitted()
+    if fitted.cross_validation is not None:
+        return fitted.cross_validation.metrics
+    return fitted.validation_metrics if fitted.validation_metrics is not None else model.model_performance(train=True)
 
 
 def sort_metric(name: str) -> tuple[str, bool]:
@@ -233,22 +232,6 @@ def _ordered(models: list[DeepWaterEstimator], name: str, decreasing: bool) -> l
 
 
 # --------------------------------------------------------------------------- identifying models
-
-def _frame_digest(frame: pd.DataFrame | None) -> str:
-    """A digest of a frame's column names, types, values and index (None: '')."""
-    if frame is None:
-        return ""
-    digest = hashlib.sha256(pd.util.hash_pandas_object(frame.index).to_numpy().tobytes())
-    for name in frame.columns:
-        column = frame[name]
-        try:
-            hashed = pd.util.hash_pandas_object(column, index=False)
-        except TypeError:  # unhashable cells (lists): their text; training will refuse them anyway
-            hashed = pd.util.hash_pandas_object(column.astype(str), index=False)
-        digest.update(f"{name!r}:{column.dtype}".encode())
-        digest.update(hashed.to_numpy().tobytes())
-    return digest.hexdigest()
-
 
 def fingerprint(params: dict[str, Any], x: Any, y: Any, data: str) -> str:
     """What decides a model, as H2O's parameter checksum does: every parameter but model_id (defaults
@@ -516,7 +499,7 @@ class _SearchRun:
                  validation: pd.DataFrame | None, folder: Path | None) -> None:
         self.grid, self.base, self.x, self.y, self.folder = grid, base, x, y, folder
         self.criteria = grid._criteria
-        self.data = _frame_digest(training) + _frame_digest(validation)
+        self.data = frame_digest(training) + frame_digest(validation)
         self.manifest = _MANIFESTS.setdefault(grid.grid_id, {})
         saved = {} if folder is None else _read_manifest(folder, grid.grid_id)
         self.known = {fp: model_id for model_id, fp in {**saved, **self.manifest}.items()}

@@ -20,7 +20,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
-from deepwater.analysis.metrics import ModelMetrics
+from deepwater.analysis.metrics import ModelMetrics, missing_metrics
+from deepwater.data.digests import frame_digest
 from deepwater.data.encoders import DatasetEncoder, Response
 from deepwater.data.frames import ColumnRef, check_frame, resolve_columns
 from deepwater.errors import MissingDependencyError, ModelFileError, NotFittedError, ParameterError
@@ -75,7 +76,7 @@ class StackedEnsembleEstimator:
         self.model_id = model_id or self.model_id
         frame = check_frame(training_frame, "training_frame")
         predictors, response_name = resolve_columns(frame, x, y)
-        folds = self._check_base_models(response_name, len(frame))
+        folds = self._check_base_models(response_name, frame)
         response = Response.fit(frame, response_name, standardize=False)
         target = response.encode(frame) if response.kind == CLASSIFICATION else frame[response_name].to_numpy(float)
         encoder = DatasetEncoder.fit(frame, predictors, True, True) if any(map(_is_sklearn, self.base_models)) else None
@@ -100,9 +101,10 @@ class StackedEnsembleEstimator:
         register(self)
         return self
 
-    def _check_base_models(self, response: str, rows: int) -> np.ndarray:
-        """The folds the deepwater base models share; H2O's checks (same folds, same response, holdout
-        predictions kept) as ParameterErrors naming the model and the fix."""
+    def _check_base_models(self, response: str, frame: pd.DataFrame) -> np.ndarray:
+        """The folds the deepwater base models share; H2O's checks (the same training frame, folds and response,
+        holdout predictions kept) as ParameterErrors naming the model and the fix."""
+        rows, digest = len(frame), frame_digest(frame)
         deepwater_models = [m for m in self.base_models if _is_deepwater(m)]
         if not deepwater_models:
             raise ParameterError("base_models needs at least one deepwater model trained with nfolds and "
@@ -119,6 +121,10 @@ class StackedEnsembleEstimator:
             if len(cv.fold_assignment) != rows:
                 raise ParameterError(f"base model {model.model_id!r} was cross-validated on {len(cv.fold_assignment)} "
                                      f"rows, the training_frame has {rows}; pass the frame the base models trained on.")
+            if cv.frame_digest is not None and cv.frame_digest != digest:
+                raise ParameterError(f"base model {model.model_id!r} was cross-validated on another training_frame "
+                                     f"(the same {rows} rows in number, not in values, columns or index); pass the "
+                                     "frame the base models trained on, as it was.")
             if folds is not None and not np.array_equal(folds, cv.fold_assignment):
                 raise ParameterError(f"base model {model.model_id!r} used other folds than "
                                      f"{deepwater_models[0].model_id!r}; train every base model with the same "
@@ -183,14 +189,15 @@ class StackedEnsembleEstimator:
                          axis=1)
 
     def model_performance(self, frame: pd.DataFrame | None = None, train: bool = False,
-                          valid: bool = False) -> ModelMetrics:
-        """Metrics on `frame`, or those of the training (train=True, the default) or validation frame."""
+                          valid: bool = False) -> ModelMetrics | None:
+        """Metrics on `frame`, or those of the training (train=True, the default) or validation frame; as in H2O,
+        valid=True on an ensemble trained without a validation frame gives None (and a warning)."""
         f = self._require_fitted()
         if frame is None:
-            metrics = f["validation_metrics"] if valid else f["training_metrics"]
-            if metrics is None:
-                raise ParameterError("valid=True but the ensemble was trained without a validation_frame.")
-            return metrics
+            if valid and f["validation_metrics"] is None:
+                return missing_metrics(self.model_id, "valid=True", "was trained without a validation_frame",
+                                       "train it with validation_frame=..., or pass a frame: model_performance(frame)")
+            return f["validation_metrics"] if valid else f["training_metrics"]
         frame = check_frame(frame, "frame")
         response = f["response"]
         out = self._outputs(frame)

@@ -134,6 +134,9 @@ def _encode_body(encoder: RowEncoder, body: bytes, max_rows: int) -> np.ndarray:
     except (ValueError, UnicodeDecodeError) as error:
         raise RequestError(422, "body", f"is not JSON ({error}); send {{\"rows\": [{{column: value}}, ...]}}.") \
             from None
+    except RecursionError:  # Python's parser gives up on arrays or objects nested about 1,000 deep
+        raise RequestError(422, "body", "nests arrays or objects too deeply to be read; a request is 3 levels "
+                                        'deep: send {"rows": [{column: value, ...}, ...]}.') from None
     if not isinstance(request, dict) or "rows" not in request:
         raise RequestError(422, "rows", 'missing: send {"rows": [{column: value, ...}, ...]}.')
     return encoder.encode_rows(check_rows(request["rows"], max_rows))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepwater.data.images import decode_image, fetch, file_url_to_path
+from deepwater.data.images import decode_image, fetch, file_url_to_path, open_regular_file
 from deepwater.data.inputs import ImageInputs
 from deepwater.deploy.inference import Scorer
 from deepwater.errors import DeepWaterError
@@ -26,6 +26,7 @@ IMAGE_KEY = "image"
 URI_KEY = "uri"
 _NUMBER = (int, float)
 _FLOAT_BITS = 1000  # integers longer than this overflow a float64
+_SHOWN = 200  # characters of a request's value quoted in a message
 
 
 class RequestError(Exception):
@@ -34,6 +35,15 @@ class RequestError(Exception):
     def __init__(self, status: int, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.status, self.field, self.message = status, field, message
+
+
+def shown(value: object) -> str:
+    """A request's value as a message quotes it: a string's or a number's repr (at most _SHOWN characters), an
+    array or an object by its kind alone (never its repr, however deep or long)."""
+    if isinstance(value, (list, dict)):
+        return "a JSON array" if isinstance(value, list) else "a JSON object"
+    text = repr(value)
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN - 3]}..."
 
 
 def check_rows(rows: object, max_rows: int) -> list[dict[str, Any]]:
@@ -96,8 +106,8 @@ class RowEncoder:
                 if value is None:
                     continue
                 if name in numeric and (isinstance(value, bool) or not isinstance(value, _NUMBER)):
-                    raise RequestError(422, f"rows[{i}].{name}", f"{value!r} is a {type(value).__name__}, but the "
-                                                                 "model takes a number here (null when missing).")
+                    raise RequestError(422, f"rows[{i}].{name}", f"{shown(value)} is not a number: the model "
+                                                                 "takes a number here (null when missing).")
                 if isinstance(value, int) and value.bit_length() > _FLOAT_BITS:
                     raise RequestError(422, f"rows[{i}].{name}", "is a number too large for a float.")
                 if not isinstance(value, (str, *_NUMBER)):
@@ -141,13 +151,15 @@ class RowEncoder:
         if scheme in ("http", "https"):
             return self._fetch(uri, field)
         if scheme == "file":
-            return self._read_local(file_url_to_path(uri), field)
+            return self._read_local(file_url_to_path(uri), field, uri)
         if scheme and len(scheme) > 1:  # one letter: a Windows drive
-            raise RequestError(422, field, f"scheme {scheme!r} is not served; give an http(s) URL, a path or the "
+            raise RequestError(422, field, f"scheme {shown(scheme)} is not served; give an http(s) URL, a path or the "
                                            "image as base64 in 'image'.")
         return self._read_local(uri, field)
 
-    def _read_local(self, path: str, field: str) -> bytes:
+    def _read_local(self, path: str, field: str, uri: str | None = None) -> bytes:
+        """The bytes of the regular file `path` under allow_dir; messages name it as the request did (`uri`)."""
+        given = shown(path if uri is None else uri)
         root = self.config.allow_dir
         if root is None:
             raise RequestError(403, field, "local paths are refused: this service reads no file of its own machine "
@@ -155,19 +167,22 @@ class RowEncoder:
                                            "the image as base64 in 'image'.")
         real = os.path.realpath(os.path.join(root, path))  # symbolic links and '..' resolved before the check
         if os.path.commonpath([root, real]) != root:
-            raise RequestError(403, field, f"{path!r} is outside the folder this service may read ({root!r}).")
+            raise RequestError(403, field, f"{given} is outside the folder this service may read ({root!r}).")
         try:
-            with open(real, "rb") as stream:
+            with open_regular_file(real) as stream:  # a FIFO, a folder or a device is refused, never opened
                 return self._bounded(stream.read(self.config.max_body_bytes + 1), field)
+        except ValueError as error:
+            raise RequestError(422, field, f"cannot read {given}: {error}; name an image file, or send the image "
+                                           "as base64 in 'image'.") from None
         except OSError as error:
-            raise RequestError(422, field, f"cannot read {path!r}: {error.strerror or type(error).__name__}.") \
+            raise RequestError(422, field, f"cannot read {given}: {error.strerror or type(error).__name__}.") \
                 from None
 
     def _fetch(self, url: str, field: str) -> bytes:
         try:
             return self._bounded(fetch(url, self.config.http_timeout, self.config.max_body_bytes + 1), field)
         except ValueError as error:  # HTTP errors, timeouts and network errors, with their reason
-            raise RequestError(422, field, f"cannot fetch {url!r}: {error}.") from None
+            raise RequestError(422, field, f"cannot fetch {shown(url)}: {error}.") from None
 
     def _bounded(self, data: bytes, field: str) -> bytes:
         if len(data) > self.config.max_body_bytes:

@@ -36,6 +36,7 @@ from safetensors.numpy import load_file, save_file
 
 from deepwater.analysis.metrics import ModelMetrics
 from deepwater.errors import ModelFileError, NotFittedError, ParameterError
+from deepwater.files import give_default_mode
 from deepwater.storage.model_classes import Model, model_class
 from deepwater.storage.model_store import register
 from deepwater.training.trainer import TrainingOutcome
@@ -156,6 +157,7 @@ def _write_folder(model: Model, folder: Path) -> None:
     record = {"format_version": FORMAT_VERSION, "versions": framework_versions(), **record}
     (folder / MODEL_JSON).write_text(json.dumps(json_values(record), indent=1))
     save_file({name: np.require(value, requirements="C") for name, value in arrays.items()}, str(folder / ARRAYS))
+    give_default_mode(folder / ARRAYS)  # safetensors writes it private; the folder's other files are not
 
 
 def _replace(staging: Path, target: Path) -> None:

@@ -26,6 +26,7 @@ class CrossValidation:
     models: list[Any] = field(default_factory=list)  # the fold models, when kept
     holdout_predictions: pd.DataFrame | None = None
     fold_assignment: np.ndarray | None = None
+    frame_digest: str | None = None  # data.digests.frame_digest of the frame cross-validated (None: saved before)
 
     def summary(self) -> pd.DataFrame:
         """H2O's cross_validation_metrics_summary(): one row per metric; mean, sd, cv_1_valid ... cv_k_valid."""
@@ -93,6 +94,8 @@ class FittedModel:
     validation_metrics: ModelMetrics | None
     graph: UserGraph | None = None  # network='user': the graph file the net was built from
     cross_validation: CrossValidation | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # the parameters it was trained (or loaded) with
+    given: frozenset[str] = frozenset()  # the names of those that were given, not defaults
 
     def threshold(self) -> float:
         """The probability of the second class from which predict() says that class (two classes): the max-F1

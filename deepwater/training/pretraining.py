@@ -32,13 +32,13 @@ def check_pretrained(autoencoder: Any, predictors: list[str], network: str, para
         raise ParameterError(f"{reference} was trained on other inputs: x lacks {missing[:10]} and adds "
                              f"{extra[:10]} (order matters too). Pass x={fitted.predictors[:10]}... exactly as the "
                              "autoencoder had them (H2O's rule: the same input columns).")
-    theirs = autoencoder._params["hidden"]
+    theirs = fitted.params["hidden"]
     ours = params["hidden"]
     if ours != theirs[:len(ours)]:
         raise ParameterError(f"{reference} has hidden={theirs}, which does not start with this model's hidden={ours}; "
                              f"use hidden={theirs} or its first layers (e.g. {theirs[:(len(theirs) + 1) // 2]}).")
-    if params["activation"] != autoencoder._params["activation"]:
-        raise ParameterError(f"{reference} was trained with activation={autoencoder._params['activation']!r}, this "
+    if params["activation"] != fitted.params["activation"]:
+        raise ParameterError(f"{reference} was trained with activation={fitted.params['activation']!r}, this "
                              f"model has activation={params['activation']!r}; use the autoencoder's activation.")
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from deepwater.analysis.metrics import ModelMetrics
 from deepwater.data.sources import Source, epochs, iterate_epochs
+from deepwater.errors import DivergenceError
 from deepwater.progress import progress
 from deepwater.training.schedule import ScoringSchedule, should_stop
 
@@ -137,6 +138,8 @@ class Trainer:
     def _score(self, outcome: TrainingOutcome, schedule: ScoringSchedule, start: float, losses: list[float]) -> bool:
         """Score now, append a history row, keep the best weights; True when training should stop."""
         training_loss = _mean(losses)  # the steps' losses read from the device once, before the scoring
+        if losses and not math.isfinite(training_loss):
+            raise DivergenceError(training_loss, outcome.samples / self.source.n, outcome.samples)
         losses.clear()
         began = time.monotonic()
         metrics = self.evaluate()
