@@ -118,6 +118,19 @@ def _target(estimator: BaseEstimator, y: Any, dtype: Any = None) -> np.ndarray:
     return y
 
 
+def _check_not_strings(X: Any, owner: str) -> None:
+    """scikit-learn's ValueError, naming the dtype, for an array (or nested list) of strings as X."""
+    if isinstance(X, (list, tuple)):
+        X = np.asarray(X)
+    dtype = getattr(X, "dtype", None)
+    strings = isinstance(dtype, np.dtype) and (dtype.kind in "USa" or (
+        dtype.kind == "O" and getattr(X, "ndim", 0) > 0 and any(isinstance(v, (str, bytes)) for v in X.flat)))
+    if strings:
+        raise ValueError(f"X has dtype {dtype} holding strings; {owner} takes numbers in an array. Convert it "
+                         "(np.asarray(X, dtype=float)), or pass a pandas DataFrame, whose string or categorical "
+                         "columns are read as categorical.")
+
+
 class _DeepWaterModel(BaseEstimator):
     """What the classifier and the regressor share: the table's parameters, X as a frame, the fit."""
 
@@ -134,6 +147,7 @@ class _DeepWaterModel(BaseEstimator):
                 raise ValueError(f"X has columns {list(X.columns)[:8]}, but {type(self).__name__} was fitted with "
                                  f"{list(self.feature_names_in_)[:8]}; pass the same columns.")
             return X.reset_index(drop=True)
+        _check_not_strings(X, type(self).__name__)
         array = validate_data(self, X, reset=reset, ensure_all_finite="allow-nan", dtype=np.float64)
         return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
 

@@ -12,9 +12,10 @@ from typing import Any, Callable, Mapping
 from deepwater.errors import ParameterError
 
 from .alexnet import alexnet
+from .aliases import deep_water_names, resolve_deep_water_name
 from .conv_autoencoder import conv_autoencoder
 from .googlenet import googlenet
-from .graph import Graph, GraphBuilder, Node, ShapeError, check_state
+from .graph import FLOAT32_BYTES, Graph, GraphBuilder, MemoryEstimate, Node, ShapeError, check_state
 from .inception_bn import inception_bn
 from .lenet import lenet
 from .mlp import hidden_layer, mlp
@@ -22,8 +23,9 @@ from .mobilenet_v2 import mobilenet_v2
 from .resnet import resnet
 from .vgg import vgg
 
-__all__ = ["Graph", "GraphBuilder", "Node", "ShapeError", "check_state", "NetworkSpec", "NETWORKS", "get", "build_graph",
-           "resolve_auto", "hidden_layer"]
+__all__ = ["Graph", "GraphBuilder", "MemoryEstimate", "FLOAT32_BYTES", "Node", "ShapeError", "check_state",
+           "NetworkSpec", "NETWORKS", "get", "build_graph", "resolve_auto", "hidden_layer", "deep_water_names",
+           "resolve_deep_water_name"]
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from deepwater.specs import misfit
 
 ACTIVATIONS = ("relu", "relu6", "tanh", "sigmoid")
 POOLS = ("max", "avg")
+FLOAT32_BYTES = 4
 
 
 class ShapeError(ParameterError):
@@ -48,6 +49,24 @@ class Node:
         if self.op == "batch_norm":
             return {"running_mean": (self.shape[0],), "running_var": (self.shape[0],)}
         return {}
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Values a network holds while it trains, from its shapes: its state (weights and buffers), its trainable
+    parameters (each also has a gradient and the optimiser's slots) and every node's output for one row."""
+
+    state_values: int
+    param_values: int
+    activation_values: int  # per row, the input included
+
+    def weight_bytes(self, optimizer_slots: int, value_bytes: int = FLOAT32_BYTES) -> int:
+        """Bytes of the weights and buffers, plus a gradient and `optimizer_slots` slots per parameter."""
+        return (self.state_values + self.param_values * (1 + optimizer_slots)) * value_bytes
+
+    def batch_bytes(self, rows: int, value_bytes: int = FLOAT32_BYTES) -> int:
+        """Bytes of every node's output for `rows` rows, and their gradients."""
+        return 2 * rows * self.activation_values * value_bytes
 
 
 @dataclass
@@ -101,6 +120,11 @@ class Graph:
 
     def param_count(self) -> int:
         return sum(math.prod(s) for s in self.param_shapes().values())
+
+    def memory_estimate(self) -> MemoryEstimate:
+        """What training this network holds, counted from its shapes alone (nothing is allocated)."""
+        return MemoryEstimate(sum(math.prod(s) for s in self.state_shapes().values()), self.param_count(),
+                              sum(math.prod(n.shape) for n in self.nodes))
 
 
 class GraphBuilder:

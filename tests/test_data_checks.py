@@ -3,6 +3,7 @@ cells, text in numeric columns, and model_performance arguments that conflict, e
 column, value and row; rows predict() cannot score come back NaN, label included, on every backend."""
 from __future__ import annotations
 
+import warnings
 from decimal import Decimal
 
 import numpy as np
@@ -254,3 +255,25 @@ def test_a_text_response_of_many_numbers_warns_that_it_trains_classes():
 def test_a_constant_numeric_response_is_refused():
     with pytest.raises(FrameError, match=r"y='y' is constant \(every row is 3\), so there is nothing to learn"):
         dw.DeepWaterEstimator(**QUIET).train(y="y", training_frame=make_blobs(60).assign(y=3.0))
+
+
+def test_unseen_categorical_values_of_another_type_warn_naming_the_column_and_share():
+    """Integer codes at predict for a column trained on text are a type change, not new levels."""
+    frame = make_blobs(60).assign(size=["1", "2", "3"] * 20)
+    model = dw.DeepWaterEstimator(**QUIET).train(y="label", training_frame=frame)
+    changed = frame.assign(size=[1, 2, 3] * 20)
+    with pytest.warns(UserWarning, match=r"column 'size': 100% of its values \(1 of type int64, ...\) are levels the model "
+                                         r"never saw, and of another type than the levels it learnt \(str"):
+        model.predict(changed)
+    new_levels = frame.assign(size=["1", "4", "5"] * 20)  # new text levels: unseen, but no type change
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.predict(new_levels)
+
+
+def test_a_checkpoint_restart_whose_column_changed_type_warns():
+    frame = make_blobs(60).assign(size=["1", "2", "3"] * 20)
+    first = dw.DeepWaterEstimator(**QUIET).train(y="label", training_frame=frame)
+    with pytest.warns(UserWarning, match=r"column 'size': 100% of its values \(1 of type int64"):
+        dw.DeepWaterEstimator(checkpoint=first, epochs=2).train(y="label", training_frame=frame.assign(
+            size=[1, 2, 3] * 20))

@@ -134,6 +134,8 @@ def test_lenet_pool2_features_and_skipped_images(backend, pngs):
                               "output"]
     features = model.deepfeatures(pngs, "pool2")
     pd.testing.assert_frame_equal(model.deepfeatures(pngs, 5), features)  # a number: a position in layers()
+    deep_water = model.deepfeatures(pngs, "pooling1_output")  # Deep Water's own (MXNet's) name for it
+    np.testing.assert_array_equal(deep_water.to_numpy(), features.to_numpy())
     assert features.shape == (len(pngs), 50 * 4 * 4)
     assert features.columns[0] == "DF.pool2.C1" and features.columns[-1] == "DF.pool2.C800"
     assert features.iloc[5].isna().all()  # the broken file: a row of NaN, as predict gives
@@ -191,3 +193,24 @@ def test_a_backend_returning_unsteady_feature_widths_is_reported():
         deep_features(_ShapeShifter(), ArraySource(x), pd.RangeIndex(8), "hidden", batch_size=4)
     np.testing.assert_array_equal(deep_features(_ShapeShifter(), ArraySource(x[:4]), pd.RangeIndex(4), "hidden", 2),
                                   np.zeros((4, 3)))
+
+
+LENET_SYMBOL = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "h2o-deepwater" / "mxnet" / \
+    "symbol_lenet-cpp.json"
+
+
+@pytest.mark.skipif(not LENET_SYMBOL.is_file(), reason="needs the shared fixtures of the original Deep Water")
+def test_deep_water_names_are_those_of_its_own_lenet_symbol():
+    """Every layer name in the LeNet symbol Deep Water wrote maps onto one of our LeNet's layers, in order."""
+    import json
+
+    from deepwater.networks import build_graph, deep_water_names
+    from deepwater.training.parameters import resolve
+
+    theirs = [node["name"] for node in json.loads(LENET_SYMBOL.read_text())["nodes"]
+              if node["op"] not in ("null", "SoftmaxOutput")]
+    aliases = deep_water_names(build_graph("lenet", (1, 28, 28), 10, resolve({})))
+    assert list(aliases) == theirs
+    assert [aliases[name] for name in theirs] == ["conv1", "tanh1", "pool1", "conv2", "tanh2", "pool2", "flatten",
+                                                  "fc1", "tanh3", "output"]
+

@@ -247,6 +247,13 @@ class TestBadInput:
         with pytest.raises(FrameError, match="dtype <U1, which is not numeric"):
             call(np.array([["a", "b"]]), np.zeros((1, 2)))
 
+    def test_complex_columns_are_named(self, call, xy):
+        x, y = xy
+        with pytest.raises(FrameError, match=r"Y has 1 complex-valued column\(s\): 'z'; distances need real numbers"):
+            call(x.assign(z=1.0), y.assign(z=y[0] + 1j))
+        with pytest.raises(FrameError, match=r"X has complex values \(dtype complex128, columns 0..12\).*np.abs\(X\)"):
+            call(x.to_numpy() + 0j, y)
+
     @pytest.mark.parametrize("rows", [0, -1, 2.5, True])
     def test_block_rows(self, call, xy, rows):
         x, y = xy
@@ -371,3 +378,80 @@ def test_distances_run_without_torch_or_numba():
               "assert l1_kernels.kernel_name() == 'numpy' and 'torch' not in sys.modules\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+# --------------------------------------------------------------------------- huge values, huge results
+
+HUGE = {np.float32: 1e20, np.float64: 1e160}  # their squares overflow the dtype
+
+
+def scaled_reference(x: np.ndarray, y: np.ndarray, measure: str, exponent: int) -> np.ndarray:
+    """reference() on x and y divided by 2**exponent in float64 (exact), l1 and l2 multiplied back."""
+    down = reference(np.ldexp(x.astype(np.float64), -exponent), np.ldexp(y.astype(np.float64), -exponent), measure)
+    return down if measure.startswith("cosine") else np.ldexp(down, exponent)
+
+
+def huge_pair(dtype: type, seed: int = 9) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.5, 1.0, size=(40, 24)) * HUGE[dtype]
+    y = rng.normal(0.5, 1.0, size=(30, 24)) * HUGE[dtype]
+    x[:5] = y[:5] * (1.0 + 1e-3 * rng.normal(size=(5, 24)))  # near-duplicates: their order is the fine one
+    return x.astype(dtype), y.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("measure", MEASURES)
+def test_values_whose_squares_overflow_give_finite_exact_distances(measure, dtype):
+    x, y = huge_pair(dtype)
+    expected = scaled_reference(x, y, measure, int(np.log2(HUGE[dtype])))
+    result = dw.distance(x, y, measure).to_numpy()
+    assert result.dtype == dtype and np.isfinite(result).all()
+    tolerance = {"rtol": 1e-4, "atol": 1e-6 if measure.startswith("cosine") else 0} if dtype == np.float32 else \
+        {"rtol": 1e-9}
+    np.testing.assert_allclose(result, expected, **tolerance)
+    np.testing.assert_array_equal(dw.distance(x, y, measure, block_rows=7).to_numpy(), result)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("measure", MEASURES)
+def test_nearest_orders_values_whose_squares_overflow(measure, dtype):
+    x, y = huge_pair(dtype)
+    expected = scaled_reference(x, y, measure, int(np.log2(HUGE[dtype])))
+    order = np.argsort(-expected if measure.startswith("cosine") else expected, axis=1, kind="stable")[:, :4]
+    result = dw.nearest(x, y, 4, measure)
+    np.testing.assert_array_equal(result.filter(like="neighbour").to_numpy(), order)
+    np.testing.assert_allclose(result.filter(like="distance").to_numpy(), np.take_along_axis(expected, order, axis=1),
+                               rtol=1e-9)
+
+
+def test_l1_sums_near_the_largest_float():
+    """float32 values near 1e37 sum past float32's range over 64 features: float64 holds them, float32 refuses."""
+    rng = np.random.default_rng(2)
+    x, y = (rng.uniform(-1e37, 1e37, size=(6, 64)).astype(np.float32) for _ in range(2))
+    expected = scaled_reference(x, y, "l1", 123)
+    assert expected.max() > np.finfo(np.float32).max
+    np.testing.assert_allclose(dw.distance(x, y, "l1", dtype="float64").to_numpy(), expected, rtol=1e-12)
+    with pytest.raises(FrameError, match=r"X and Y hold values up to 1e\+37: some l1 distances between them exceed "
+                                         r"the largest float32 .*dtype='float64'"):
+        dw.distance(x, y, "l1")
+    wide = rng.uniform(0.0, 1e307, size=(5, 16))  # differences below 1e307: every sum fits float64
+    np.testing.assert_allclose(dw.distance(wide, wide[::-1], "l1").to_numpy(),
+                               scaled_reference(wide, wide[::-1], "l1", 1020), rtol=1e-12)
+
+
+def test_float64_distances_past_the_largest_float_are_refused():
+    x = np.array([[1.5e308, -1.5e308]])
+    with pytest.raises(FrameError, match=r"values up to 1.5e\+308: some l2 distances .* largest float64 .*common factor"):
+        dw.distance(x, -x, "l2")
+    with pytest.raises(FrameError, match=r"l1 distances .* largest float64"):
+        dw.nearest(x, -x, 1, "l1")
+
+
+def test_a_matrix_larger_than_memory_is_refused_before_allocating(tmp_path):
+    x = np.zeros((10**6, 1), dtype=np.float32)  # 10^6 x 10^6 float32: 4 TB
+    with pytest.raises(FrameError, match=r"the 1,000,000 x 1,000,000 distance matrix of X and Y needs "
+                                         r"4,000,000,000,000 bytes .*GiB of memory available; .*out='d.npy'.*nearest"):
+        dw.distance(x, x, "l2")
+    available = distance_module._available_memory()
+    assert available is not None and 0 < available < 4 * 10**12
+    assert dw.nearest(x[:3], x[:50], 2).shape == (3, 4)  # nearest never builds the matrix

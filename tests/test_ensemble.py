@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.svm import SVC
 
 import deepwater as dw
 from conftest import make_blobs, make_linear
@@ -107,3 +108,22 @@ def test_base_models_cross_validated_on_another_frame_of_as_many_rows_are_refuse
         dw.H2OStackedEnsembleEstimator(base_models=[member]).train(y="label", training_frame=other)
     saved = dw.load_model(dw.save_model(member, tmp_path))  # the digest is saved with the model
     assert saved._fitted.cross_validation.frame_digest == member._fitted.cross_validation.frame_digest
+
+
+def test_a_regressor_member_of_a_classification_ensemble_is_refused(frames, bases):
+    train, _ = frames
+    with pytest.raises(ParameterError, match=r"base model Ridge\(\) \(base_models\[2\]\) has no predict_proba \(a "
+                                             r"regressor\), but y='label' is categorical.*LogisticRegression\(\)"):
+        dw.StackedEnsembleEstimator(bases + [Ridge()]).train(y="label", training_frame=train)
+    with pytest.raises(ParameterError, match=r"base model SVC\(\) \(base_models\[1\]\) has no predict_proba"):
+        dw.StackedEnsembleEstimator([bases[0], SVC()]).train(y="label", training_frame=train)
+
+
+def test_a_deepwater_model_of_another_kind_is_refused(frames, bases):
+    """A regression model on a numeric copy of the labels, under the ensemble's response name."""
+    train, _ = frames
+    numeric = train.assign(label=train["label"].cat.codes.astype(float))
+    regression = base().train(y="label", training_frame=numeric)
+    with pytest.raises(ParameterError, match=rf"base model '{regression.model_id}' \(base_models\[1\]\) is a "
+                                             r"regression model, but y='label' makes the ensemble a classification"):
+        dw.StackedEnsembleEstimator([bases[0], regression]).train(y="label", training_frame=train)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from user_graph_cases import all_cases, fit_case
 
 import deepwater as dw
 from conftest import installed_backends
+from deepwater.data.images import ImageReader, ImageShape
 from deepwater.errors import FrameError
 
 BACKENDS = installed_backends()
@@ -64,3 +66,37 @@ def test_a_categorical_column_is_not_a_pixel(digits):
     frame = digits[0].assign(colour=pd.Categorical(["red"] * len(digits[0])))
     with pytest.raises(FrameError, match="categorical"):
         lenet().train(y="label", training_frame=frame)
+
+
+# --------------------------------------------------------------------------- user graphs on pixel columns
+
+IMAGE_CASES = [case for case in all_cases() if len(case.input_shape) == 3 and case.input_shape[0] in (1, 3)]
+
+
+def pixel_columns(image_frame: pd.DataFrame, shape: tuple[int, int, int]) -> pd.DataFrame:
+    """The frame's images decoded as a URI model reads them, as (channels x height x width) columns of pixels / 255,
+    row-major and channels first: what ImageInputs feeds the network, so both models see the same numbers."""
+    channels, height, width = shape
+    reader = ImageReader(ImageShape(height, width, channels))
+    pixels, decoded = reader.read_batch(list(image_frame["uri"]), list(range(len(image_frame))))
+    assert decoded.all()
+    values = pixels.reshape(len(pixels), -1).astype(np.float32) / 255.0
+    frame = pd.DataFrame(values, columns=[f"p{i}" for i in range(values.shape[1])])
+    return frame.assign(label=image_frame["label"].to_numpy())
+
+
+@pytest.mark.parametrize("case", IMAGE_CASES, ids=[case.id for case in IMAGE_CASES])
+def test_a_user_graph_that_wants_images_takes_pixel_columns_with_image_shape(case, image_frame, tmp_path):
+    """H2O's dataset-as-image path for network='user': the rows reshaped to (channels, height, width), for every
+    user graph format; the graph then predicts what it predicts for the same images given as URIs."""
+    if case.missing():
+        pytest.skip(f"{case.missing()} not installed")
+    by_uri, _ = fit_case(case, tmp_path / "graph", image_frame)
+    p = by_uri._fitted.params
+    columns = pixel_columns(image_frame, case.input_shape)
+    given = {name: p[name] for name in ("network", "network_definition_file", "network_parameters_file", "epochs",
+                                        "mini_batch_size", "gpu", "quiet_mode", "seed", "image_shape", "channels")}
+    by_pixels = dw.DeepWaterEstimator(**given, standardize=False).train(y="label", training_frame=columns)
+    assert by_pixels.summary()["input_shape"] == case.input_shape
+    np.testing.assert_allclose(by_pixels.predict(columns).iloc[:, 1:].to_numpy(),
+                               by_uri.predict(image_frame).iloc[:, 1:].to_numpy(), atol=1e-5)

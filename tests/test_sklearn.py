@@ -151,3 +151,14 @@ def test_image_uris_go_through_as_a_frame(image_frame):
 def test_an_unknown_parameter_names_the_close_ones():
     with pytest.raises(ValueError, match="Did you mean hidden"):
         DeepWaterRegressor(hiden=(4,))
+
+
+@pytest.mark.parametrize("model", [DeepWaterClassifier, DeepWaterRegressor], ids=["classifier", "regressor"])
+@pytest.mark.parametrize("X", [np.array([["a", "b"], ["c", "d"]]), np.array([["a", 1.0], ["c", 2.0]], dtype=object),
+                               [["a", "b"], ["c", "d"]]], ids=["unicode", "object", "list"])
+def test_an_array_of_strings_is_a_value_error_naming_its_dtype(model, X):
+    with pytest.raises(ValueError, match=r"X has dtype (<U1|object) holding strings; .* pass a pandas DataFrame"):
+        model(**TORCH).fit(X, [0, 1])
+    fitted = model(**TORCH).fit(np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]]), [0, 1, 0])
+    with pytest.raises(ValueError, match="holding strings"):
+        fitted.predict(X)

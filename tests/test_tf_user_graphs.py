@@ -15,7 +15,7 @@ import pytest
 
 from deepwater import DeepWaterEstimator
 from deepwater.backends.tensorflow.backend import TensorflowBackend
-from deepwater.datasets import mnist_images
+from deepwater.datasets import mnist, mnist_images
 from deepwater.errors import ModelFileError
 from deepwater.runtime.user_graphs import graph_loader, user_graph
 from deepwater.specs import CLASSIFICATION, OptimizerSpec, task_from_params
@@ -59,6 +59,21 @@ def blobs(n: int, features: int, classes: int, seed: int = 0) -> pd.DataFrame:
 
 
 # --- Deep Water's own TF1 graphs ------------------------------------------------------------
+
+@needs_fixtures
+def test_lenet_meta_learns_mnist_from_784_pixel_columns() -> None:
+    """H2O's dataset-as-image path: Deep Water's LeNet graph given MNIST's pixel columns with image_shape and
+    channels takes each row as a (1, 28, 28) image."""
+    train, test = mnist()
+    train, test = train.iloc[:2000].copy(), test.iloc[:500].copy()
+    for frame in (train, test):
+        frame["label"] = frame["label"].astype("category")
+    model = user_model(LENET, image_shape=[28, 28], channels=1, epochs=3, score_training_samples=500,
+                       learning_rate=1e-3)
+    model.train(y="label", training_frame=train)
+    assert model.summary()["input_shape"] == (1, 28, 28) and model.summary()["problem_type"] == "dataset"
+    assert model.model_performance(test).accuracy() > 0.85
+
 
 @needs_fixtures
 def test_lenet_meta_learns_mnist_through_its_own_train_op(tmp_path) -> None:

@@ -1,0 +1,1 @@
+"""The analysis layer: metrics, plots, deep features, variable importances and distances."""

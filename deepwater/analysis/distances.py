@@ -18,6 +18,12 @@ norms (near-duplicates, where the subtraction cancels) are re-computed from thei
 float64, so float32 results stay within 1e-4 relative of float64 ones (cosines within 1e-6 absolute).
 l1 has no matrix-product form; it runs through a compiled kernel (deepwater.runtime.l1_kernels).
 A row of zeros has no direction: its cosine similarities are NaN.
+
+Values whose squares (or, for l1, sums) would overflow the precision computed in are scaled by a power of
+two first (exactly): one factor for both operands for l1 and l2, scaled back on the results, one per row
+for the cosines, which do not depend on a row's length. Only data that large pays for this: each operand's
+largest |value| is checked once. A distance that does not fit the result's dtype is a FrameError.
+A result larger than the memory available is refused before anything is allocated (use out= or nearest()).
 """
 from __future__ import annotations
 
@@ -77,6 +83,12 @@ def _frame_values(frame: pd.DataFrame, name: str) -> np.ndarray:
         raise FrameError(f"{name} is empty ({frame.shape[0]} rows, {frame.shape[1]} columns); "
                          "give it at least one row and one column.")
     dtypes = list(frame.dtypes)
+    complex_columns = [str(c) for c, t in zip(frame.columns, dtypes) if pd.api.types.is_complex_dtype(t)]
+    if complex_columns:
+        shown = ", ".join(map(repr, complex_columns[:10])) + (", ..." if len(complex_columns) > 10 else "")
+        raise FrameError(f"{name} has {len(complex_columns)} complex-valued column(s): {shown}; distances need real "
+                         f"numbers. Split each into its real and imaginary parts ({name}[c].to_numpy().real and .imag) "
+                         "or take its magnitude (abs), then compute distances.")
     bad = [str(c) for c, t in zip(frame.columns, dtypes) if not pd.api.types.is_numeric_dtype(t)]
     if bad:
         shown = ", ".join(map(repr, bad[:10])) + (", ..." if len(bad) > 10 else "")
@@ -92,6 +104,10 @@ def _array_values(array: np.ndarray, name: str) -> np.ndarray:
                          "reshape it, e.g. array.reshape(1, -1) for one row.")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise FrameError(f"{name} is empty (shape {array.shape}); give it at least one row and one column.")
+    if array.dtype.kind == "c":
+        raise FrameError(f"{name} has complex values (dtype {array.dtype}, columns 0..{array.shape[1] - 1}); "
+                         "distances need real numbers. Split them into real and imaginary columns "
+                         f"(np.hstack([{name}.real, {name}.imag])) or take their magnitude (np.abs({name})).")
     if array.dtype.kind not in "biuf":
         raise FrameError(f"{name} has dtype {array.dtype}, which is not numeric; "
                          f"convert it, e.g. np.asarray({name}, dtype=float).")
@@ -156,6 +172,88 @@ def _compute_dtype(xs: _Operand, ys: _Operand, dtype: type | None) -> type:
     return np.float32 if xs.values.dtype == np.float32 and ys.values.dtype == np.float32 else np.float64
 
 
+# --------------------------------------------------------------------------- magnitudes and memory
+
+@dataclass
+class _Scale:
+    """How X and Y were scaled: l1 and l2 results are multiplied back by 2**exponent."""
+
+    exponent: int = 0
+    largest: float = 0.0  # the largest |value| of X and Y as given
+
+
+def _largest(values: np.ndarray) -> float:
+    """max |value|, without an array of absolute values."""
+    return float(max(values.max(), -values.min()))
+
+
+def _limit(measure: str, dtype: type, width: int) -> float:
+    """The largest |value| whose sums (l1) or products (l2, cosines) over `width` features stay finite in `dtype`."""
+    big = float(np.finfo(dtype).max)
+    return big / (4.0 * width) if measure == "l1" else float(np.sqrt(big / (16.0 * width)))
+
+
+def _scaled(xs: _Operand, ys: _Operand, measure: str, dtype: type) -> tuple[_Operand, _Operand, _Scale]:
+    """X and Y as given when no value is too large for `measure` in `dtype` (one max |value| per operand); else
+    scaled exactly by powers of two: by one factor for l1 and l2 (their results scale back), by one per row for
+    the cosines (which ignore a row's length)."""
+    largest = max(_largest(xs.values), _largest(ys.values))
+    if largest <= _limit(measure, dtype, xs.values.shape[1]):
+        return xs, ys, _Scale(0, largest)
+    if measure in SIMILARITIES:
+        return _Operand(_rows_scaled(xs.values), xs.labels), _Operand(_rows_scaled(ys.values), ys.labels), \
+            _Scale(0, largest)
+    exponent = int(np.frexp(largest)[1])  # the largest |value| becomes one in [0.5, 1)
+    return (_Operand(np.ldexp(xs.values, -exponent), xs.labels), _Operand(np.ldexp(ys.values, -exponent), ys.labels),
+            _Scale(exponent, largest))
+
+
+def _rows_scaled(values: np.ndarray) -> np.ndarray:
+    """Each row times the power of two that brings its largest |value| into [0.5, 1) (rows of zeros stay zeros)."""
+    largest = np.maximum(values.max(axis=1), -values.min(axis=1))
+    return np.ldexp(values, -np.frexp(largest)[1][:, None])
+
+
+def _unscale(results: np.ndarray, scale: _Scale, measure: str) -> None:
+    """Multiply scaled l1 / l2 results back by 2**exponent in place; a FrameError where they overflow their dtype."""
+    if scale.exponent == 0:
+        return
+    with np.errstate(over="ignore"):
+        np.ldexp(results, scale.exponent, out=results)
+    if np.isinf(results).any():
+        dtype = results.dtype
+        fix = ("compute in float64 (dtype='float64')" if dtype == np.float32 else
+               "divide X and Y by one common factor (e.g. X / 1e300, Y / 1e300) and multiply the distances back")
+        raise FrameError(f"X and Y hold values up to {scale.largest:.3g}: some {measure} distances between them exceed "
+                         f"the largest {dtype.name} ({float(np.finfo(dtype).max):.3g}); {fix}.")
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available now (MemAvailable in /proc/meminfo), else the physical memory; None if unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _check_fits(n: int, m: int, dtype: type) -> None:
+    """A FrameError, before anything is allocated, where an n x m matrix of `dtype` exceeds the memory available."""
+    needed = n * m * np.dtype(dtype).itemsize
+    available = _available_memory()
+    if available is not None and needed > available:
+        raise FrameError(f"the {n:,} x {m:,} distance matrix of X and Y needs {needed:,} bytes "
+                         f"({needed / 2**30:,.1f} GiB of {np.dtype(dtype).name}), more than the {available / 2**30:,.1f} "
+                         "GiB of memory available; write it to disk block by block with out='d.npy' (a memory map), "
+                         "or ask nearest(X, Y, k) for each row's k best rows of Y without the full matrix.")
+
+
 # --------------------------------------------------------------------------- distance
 
 def distance(X: Data, Y: Data, measure: str = "l2", *, block_rows: int | None = None,
@@ -182,33 +280,41 @@ def distance(X: Data, Y: Data, measure: str = "l2", *, block_rows: int | None = 
     xs, ys = _pair(X, Y)
     dtype = _compute_dtype(xs, ys, dtype)
     n, m = len(xs.values), len(ys.values)
+    if path is None:
+        _check_fits(n, m, dtype)
     engine = engine_for(device, min(PANEL, n))
+    xs, ys, scale = _scaled(xs, ys, measure, dtype)
     rows = block_rows or min(n, max(PANEL, BLOCK_BYTES // (np.dtype(dtype).itemsize * m) // PANEL * PANEL))
     if path is None:
         result = np.empty((n, m), dtype=dtype)
-        _fill(engine, xs, ys, measure, rows, result)
+        _fill(engine, xs, ys, measure, rows, result, scale)
         return pd.DataFrame(result, index=xs.labels, columns=ys.labels, copy=False)
-    return _fill_file(engine, xs, ys, measure, rows, path, dtype)
+    return _fill_file(engine, xs, ys, measure, rows, path, dtype, scale)
 
 
-def _fill(engine, xs: _Operand, ys: _Operand, measure: str, rows: int, result: np.ndarray) -> None:
-    """Write the full N x M matrix into `result` (in its dtype), one block of X rows at a time."""
+def _fill(engine, xs: _Operand, ys: _Operand, measure: str, rows: int, result: np.ndarray,
+          scale: _Scale | None = None) -> None:
+    """Write the full N x M matrix into `result` (in its dtype), one block of X rows at a time; `scale`: how X and Y
+    were scaled (see _scaled), so that each block is scaled back."""
     dtype = result.dtype.type
     shift = ys.values.mean(axis=0, dtype=np.float64) if measure == "l2" else None
     y = engine.prepare(ys.values, measure, dtype, shift)
     for start in range(0, len(xs.values), rows):
         x = engine.prepare(xs.values[start:start + rows], measure, dtype, shift)
         engine.block(x, y, measure, result[start:start + rows])
+        if scale is not None:
+            _unscale(result[start:start + rows], scale, measure)
 
 
-def _fill_file(engine, xs: _Operand, ys: _Operand, measure: str, rows: int, path: str, dtype: type) -> np.memmap:
+def _fill_file(engine, xs: _Operand, ys: _Operand, measure: str, rows: int, path: str, dtype: type,
+               scale: _Scale) -> np.memmap:
     """Fill a .npy memory map at a temporary name beside `path`, then rename it into place."""
     folder, name = os.path.split(path)
     temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.partial.npy")
     try:
         result = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype,
                                            shape=(len(xs.values), len(ys.values)))
-        _fill(engine, xs, ys, measure, rows, result)
+        _fill(engine, xs, ys, measure, rows, result, scale)
         result.flush()
         del result
         os.replace(temporary, path)
@@ -251,6 +357,7 @@ def nearest(X: Data, Y: Data, k: int, measure: str = "l2", *, block_rows: int | 
     positions = np.empty((n, k), dtype=np.int64)
     values = np.empty((n, k), dtype=np.float64)
     dtype = _compute_dtype(xs, ys, None)
+    xs, ys, scale = _scaled(xs, ys, measure, dtype)
     shift = ys.values.mean(axis=0, dtype=np.float64) if measure == "l2" else None
     y_blocks = [(j, engine.prepare(ys.values[j:j + cols], measure, dtype, shift)) for j in range(0, m, cols)]
     keep = min(m, k + CANDIDATE_SLACK)
@@ -271,6 +378,7 @@ def nearest(X: Data, Y: Data, k: int, measure: str = "l2", *, block_rows: int | 
         final_keys, final_pos = _smallest(_keys(exact, measure), best_pos, k)
         positions[start:start + rows] = final_pos
         values[start:start + rows] = _values(final_keys, measure)
+    _unscale(values, scale, measure)
     return _neighbour_frame(xs.labels, ys.labels, positions, values)
 
 

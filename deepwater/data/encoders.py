@@ -297,6 +297,7 @@ class CategoricalColumn:
         (LabelEncoder: -1)."""
         codes = _codes(series, self.levels)
         known = codes >= 0
+        _warn_if_type_changed(self, series, known)
         if self.encoding == LABEL:
             return codes.astype(np.float32)[:, None]
         if self.encoding == BINARY:
@@ -308,6 +309,26 @@ class CategoricalColumn:
         block = np.zeros((len(codes), self.width), dtype=np.float32)
         block[np.nonzero(known)[0], slots[known]] = 1.0
         return block
+
+
+def _warn_if_type_changed(column: CategoricalColumn, series: pd.Series, known: np.ndarray) -> None:
+    """Warn when values the model never saw are of another type than its levels (integer codes for a column
+    trained on text, or the reverse): a type change, not new levels; they encode as unseen (all zeros)."""
+    unseen = ~known & series.notna().to_numpy()
+    if not unseen.any():
+        return
+    values = series[unseen]
+    level_types = {type(level).__name__ for level in column.levels}
+    value_types = {type(value).__name__ for value in values.iloc[:1000]}
+    if value_types & level_types:
+        return
+    share = unseen.mean()
+    first = values.iloc[0]
+    warn_user(f"column {column.name!r}: {share:.0%} of its values ({first!r} of type {type(first).__name__}, ...) "
+              f"are levels the model never saw, and of another type than the levels it learnt "
+              f"({', '.join(sorted(level_types))}, e.g. {column.levels[0]!r}); they encode as unseen levels (all "
+              f"zeros). If the column changed type, convert it back, e.g. frame[{column.name!r}] = "
+              f"frame[{column.name!r}].astype({sorted(level_types)[0]}).", UserWarning)
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The deploy layer: export bundles and scoring them without the trainer."""

@@ -318,7 +318,9 @@ class DeepWaterEstimator:
     def deepfeatures(self, frame: pd.DataFrame, layer: str | int) -> pd.DataFrame:
         """Activations of `layer` for each row of `frame`: a name from layers(), or a number. On an MLP (and an MLP
         autoencoder) a number is H2O's hidden-layer index, 0-based (deepfeatures(frame, 1) on hidden=[64, 16, 64]
-        gives the 16 bottleneck units); on other networks it is a position in layers().
+        gives the 16 bottleneck units); on other networks it is a position in layers(). A built-in network also
+        takes Deep Water's own names for its layers (MXNet's: 'pooling1_output' is LeNet's 'pool2';
+        networks.deep_water_names lists them).
 
         Columns DF.<layer>.C1 ... DF.<layer>.Ck, index frame.index; skipped images and rows holding inf give NaN rows.
         """
@@ -326,6 +328,8 @@ class DeepWaterEstimator:
         frame = check_frame(frame, "frame")
         if f.network == "mlp" and isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
             layer = networks.hidden_layer(int(layer), f.params["hidden"], f.params["activation"])
+        elif f.graph is None and isinstance(layer, str):  # a built-in network also takes Deep Water's names
+            layer = networks.resolve_deep_water_name(f.net.graph, layer)
         return deep_features(f.net, f.inputs.source(frame), frame.index, layer, scoring_batch(self._params),
                              self._params["quiet_mode"])
 

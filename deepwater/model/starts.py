@@ -114,7 +114,8 @@ def new_start(p: dict[str, Any], data: TrainingData, response: Response | None, 
             make_inputs(p, train, predictors, problem_type, network)
     graph = user_graph_for(p, inputs.input_shape, task.is_classification) if network == USER else None
     seed = draw_seed(p)
-    backend, device, net = build_net(network, graph, p["backend"], inputs.input_shape, task, p, seed)
+    backend, device, net = build_net(network, graph, p["backend"], inputs.input_shape, task, p, seed,
+                                     rows=len(train))
     if graph is None and p["network_parameters_file"]:
         load_network_weights(net, p["network_parameters_file"], p["replace_output_layer"])
     if pretrained is not None:
@@ -179,7 +180,9 @@ def user_graph_for(p: dict[str, Any], input_shape: tuple[int, ...], classificati
 def make_inputs(p: dict[str, Any], frame: Any, predictors: list[str], problem_type: str,
                 network: str) -> DatasetInputs | ImageInputs:
     """Columns and their encoders, a built-in image network's pixel columns, or an image URI column."""
-    pixels = problem_type == "dataset" and network != USER and networks.get(network).needs_image
+    # pixel columns as images: for a built-in image network, or for a user graph given image_shape (H2O's rule)
+    pixels = problem_type == "dataset" and (networks.get(network).needs_image if network != USER else
+                                            bool(p["image_shape"]))
     if problem_type == "dataset" and not pixels:
         return DatasetInputs(DatasetEncoder.fit(frame, predictors, p["standardize"], p["ignore_const_cols"],
                                                 p["categorical_encoding"], p["max_categorical_features"]))

@@ -1,0 +1,1 @@
+"""The runtime layer: backends by name, devices, building nets, Ray, weight files, ONNX sessions, distance engines."""

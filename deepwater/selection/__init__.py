@@ -1,0 +1,1 @@
+"""The selection layer: grid search and stacked ensembles over many models."""

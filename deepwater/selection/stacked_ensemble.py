@@ -76,8 +76,8 @@ class StackedEnsembleEstimator:
         self.model_id = model_id or self.model_id
         frame = check_frame(training_frame, "training_frame")
         predictors, response_name = resolve_columns(frame, x, y)
-        folds = self._check_base_models(response_name, frame)
         response = Response.fit(frame, response_name, standardize=False)
+        folds = self._check_base_models(response, frame)
         target = response.encode(frame) if response.kind == CLASSIFICATION else frame[response_name].to_numpy(float)
         encoder = DatasetEncoder.fit(frame, predictors, True, True) if any(map(_is_sklearn, self.base_models)) else None
         features = None if encoder is None else encoder.transform(frame)  # what every scikit-learn member takes
@@ -101,14 +101,15 @@ class StackedEnsembleEstimator:
         register(self)
         return self
 
-    def _check_base_models(self, response: str, frame: pd.DataFrame) -> np.ndarray:
+    def _check_base_models(self, target: Response, frame: pd.DataFrame) -> np.ndarray:
         """The folds the deepwater base models share; H2O's checks (the same training frame, folds and response,
-        holdout predictions kept) as ParameterErrors naming the model and the fix."""
-        rows, digest = len(frame), frame_digest(frame)
+        holdout predictions kept) and the members' kinds as ParameterErrors naming the model and the fix."""
+        rows, digest, response = len(frame), frame_digest(frame), target.name
         deepwater_models = [m for m in self.base_models if _is_deepwater(m)]
         if not deepwater_models:
             raise ParameterError("base_models needs at least one deepwater model trained with nfolds and "
                                  "keep_cross_validation_predictions=True: its folds are the ensemble's.")
+        self._check_member_kinds(target)
         folds = None
         for model in deepwater_models:
             cv = model._require_fitted().cross_validation
@@ -131,6 +132,25 @@ class StackedEnsembleEstimator:
                                      "nfolds, fold_assignment and seed, or the same fold_column.")
             folds = cv.fold_assignment
         return folds
+
+    def _check_member_kinds(self, response: Response) -> None:
+        """A ParameterError naming the member and the fix where a base model cannot give the level-one data of
+        `response`'s kind: class probabilities (predict_proba) for a classification, values for a regression."""
+        classify = response.kind == CLASSIFICATION
+        for index, model in enumerate(self.base_models):
+            if _is_deepwater(model):
+                member = model._require_fitted().response
+                kind = member.kind
+                if member.name == response.name and kind != response.kind:  # another name: _check_base_models
+                    raise ParameterError(
+                        f"base model {model.model_id!r} (base_models[{index}]) is a {kind} model, but y={response.name!r}"
+                        f" makes the ensemble a {response.kind}; train every base model on y as the ensemble reads it "
+                        f"({'a categorical column' if classify else 'a numeric column'}).")
+            elif classify and not hasattr(model, "predict_proba"):
+                raise ParameterError(
+                    f"base model {model!r} (base_models[{index}]) has no predict_proba (a regressor), but "
+                    f"y={response.name!r} is categorical: the ensemble stacks class probabilities. Use a scikit-learn "
+                    "classifier with predict_proba (e.g. LogisticRegression()), or drop this member.")
 
     def _metalearner(self, response: Response):
         classify = response.kind == CLASSIFICATION

@@ -1,0 +1,1 @@
+"""The storage layer: saved models, the models held in this process, checkpoints."""
