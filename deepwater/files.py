@@ -8,6 +8,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from deepwater.errors import ParameterError
+
+
+def path_text(path: object, parameter: str) -> str:
+    """`path` (a str or os.PathLike) as text; a ParameterError naming `parameter` for anything else."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParameterError(f"{parameter}={path!r} is not a path; give a file or folder path as a str or "
+                             "pathlib.Path.")
+    return os.fspath(path)
+
 
 def default_file_mode() -> int:
     """The mode open() gives a new file under this process's umask (0o644 under the usual 022)."""

@@ -17,6 +17,7 @@ from deepwater import DeviceError, FrameError, ParameterError
 
 distance_module = importlib.import_module("deepwater.analysis.distances")
 distance_engines = importlib.import_module("deepwater.runtime.distance_engines")
+available_memory = importlib.import_module("deepwater.runtime.memory").available_memory
 MEASURES = ["l1", "l2", "cosine", "cosine_sq"]
 
 
@@ -452,6 +453,6 @@ def test_a_matrix_larger_than_memory_is_refused_before_allocating(tmp_path):
     with pytest.raises(FrameError, match=r"the 1,000,000 x 1,000,000 distance matrix of X and Y needs "
                                          r"4,000,000,000,000 bytes .*GiB of memory available; .*out='d.npy'.*nearest"):
         dw.distance(x, x, "l2")
-    available = distance_module._available_memory()
+    available = available_memory()
     assert available is not None and 0 < available < 4 * 10**12
     assert dw.nearest(x[:3], x[:50], 2).shape == (3, 4)  # nearest never builds the matrix

@@ -10,7 +10,7 @@ import deepwater as dw
 from conftest import installed_backends
 from deepwater import ParameterError, networks
 from deepwater.runtime import memory
-from deepwater.runtime.devices import memory_bytes
+from deepwater.runtime.memory import memory_bytes
 from deepwater.runtime.registry import get_backend
 from deepwater.specs import OptimizerSpec, TaskSpec
 

@@ -38,6 +38,7 @@ import pandas as pd
 
 from deepwater.errors import FrameError, ParameterError
 from deepwater.runtime.distance_engines import PANEL, engine_for
+from deepwater.runtime.memory import available_memory
 from deepwater.specs import SIMILARITIES
 
 MEASURES = ("l1", "l2", "cosine", "cosine_sq")
@@ -228,25 +229,10 @@ def _unscale(results: np.ndarray, scale: _Scale, measure: str) -> None:
                          f"the largest {dtype.name} ({float(np.finfo(dtype).max):.3g}); {fix}.")
 
 
-def _available_memory() -> int | None:
-    """Bytes of memory available now (MemAvailable in /proc/meminfo), else the physical memory; None if unknown."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
 def _check_fits(n: int, m: int, dtype: type) -> None:
     """A FrameError, before anything is allocated, where an n x m matrix of `dtype` exceeds the memory available."""
     needed = n * m * np.dtype(dtype).itemsize
-    available = _available_memory()
+    available = available_memory()
     if available is not None and needed > available:
         raise FrameError(f"the {n:,} x {m:,} distance matrix of X and Y needs {needed:,} bytes "
                          f"({needed / 2**30:,.1f} GiB of {np.dtype(dtype).name}), more than the {available / 2**30:,.1f} "

@@ -6,6 +6,7 @@ import os
 import re
 import warnings
 import zlib
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Sequence
 
@@ -14,6 +15,7 @@ import pandas as pd
 
 from deepwater.data.images import IMAGE_EXTENSIONS, first_non_image, looks_like_image_column
 from deepwater.errors import FrameError, MissingDependencyError, ParameterError, close_matches, first_lines
+from deepwater.files import path_text
 
 ColumnRef = str | int
 
@@ -22,7 +24,7 @@ def import_file(path: str | os.PathLike) -> pd.DataFrame:
     """Read a .csv, .csv.gz or .parquet file into a pandas DataFrame, or an image folder laid out as
     class/file.png into a frame of image paths ('uri') and their class ('label', categorical). A file that is
     empty, holds only a header, has ragged rows or is not text is a FrameError naming it."""
-    text = os.fspath(path)
+    text = path_text(path, "path")
     if not os.path.exists(text):
         raise FrameError(f"path={text!r} does not exist; check the path.")
     if os.path.isdir(text):
@@ -155,8 +157,9 @@ def check_plain_values(frame: pd.DataFrame, columns: Sequence[str]) -> None:
 def column_name(frame: pd.DataFrame, ref: ColumnRef, parameter: str) -> str:
     """The name of a column given by name or 0-based position."""
     columns = frame.columns
-    if isinstance(ref, bool):
-        raise ParameterError(f"{parameter}={ref!r} is not a column; use a column name or position.")
+    if isinstance(ref, bool) or not isinstance(ref, Hashable):
+        raise ParameterError(f"{parameter}={ref!r} is not a column; use a column name or position"
+                             f"{' (one column: a name, not a list)' if parameter == 'y' else ''}.")
     if isinstance(ref, int):
         if -len(columns) <= ref < len(columns):
             return columns[ref]

@@ -53,7 +53,15 @@ def row_weights(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
         return None
     if column not in frame.columns:
         raise FrameError(f"weights_column={column!r} is not in the frame; add it or drop weights_column.")
-    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float32, copy=True)
+    given = frame[column]
+    values = pd.to_numeric(given, errors="coerce").to_numpy(dtype=np.float32, copy=True)
+    text = np.isnan(values) & given.notna().to_numpy()
+    if text.any():
+        raise FrameError(f"weights_column={column!r} holds text that is no number: {given[text].iloc[0]!r} at row "
+                         f"{given.index[text][0]!r}; weights are numbers >= 0.")
     if np.isnan(values).any() or (values < 0).any():
         raise FrameError(f"weights_column={column!r} holds missing or negative values; weights must be >= 0.")
+    if len(values) and not values.any():
+        raise FrameError(f"weights_column={column!r} holds only zeros, so no row counts; give some rows a weight "
+                         "> 0, or drop weights_column.")
     return values

@@ -38,6 +38,7 @@ from deepwater.analysis.deep_features import resolve_layer
 from deepwater.backends.base import OnnxExporter
 from deepwater.deploy.inference import ARRAYS_DIR, BUNDLE_FORMAT, BUNDLE_VERSION, MODEL_ONNX
 from deepwater.errors import ModelFileError, ParameterError
+from deepwater.files import path_text
 from deepwater.runtime.build import build_net
 from deepwater.storage.saved_models import BUNDLE_JSON, framework_versions, json_values, write_folder
 from deepwater.training.fitted import FittedModel
@@ -65,7 +66,7 @@ def export_bundle(model_id: str, params: dict[str, Any], fitted: FittedModel, pa
                              "(its bundles hold classifiers and regressions); score it with the model's anomaly() "
                              "and predict(), or save it with deepwater.save_model().")
     names = list(dict.fromkeys(resolve_layer(fitted.net, layer) for layer in layers or ()))
-    target = Path(os.fspath(path))  # write_folder refuses an existing target before the network is rebuilt
+    target = Path(path_text(path, "path"))  # write_folder refuses an existing target before the network is rebuilt
     exporter = _exporter(model_id, params, fitted)
     write_folder(target, lambda folder: _write_bundle(model_id, params, fitted, exporter, names, folder), force)
     return str(target)

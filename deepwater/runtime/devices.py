@@ -10,9 +10,7 @@ container's limit); a GPU's memory is the framework's to tell, so it answers Non
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from deepwater.errors import DeviceError, warn_user
 
@@ -50,29 +48,3 @@ def device_label(devices: Sequence[str]) -> str:
 
 
 # cgroup v2, then v1: a container's memory limit, lower than the machine's when one is set
-_CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
-
-
-def memory_bytes(devices: Sequence[str]) -> int | None:
-    """The memory a net on `devices` can use: this machine's physical memory (or its container's limit, when
-    lower) for CPU devices; None for GPUs (only their framework knows) or where it cannot be read."""
-    if any(not d.startswith("cpu") for d in devices):
-        return None
-    try:
-        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # not a POSIX system that reports it
-        return None
-    return min([physical, *_cgroup_limits()]) if physical > 0 else None
-
-
-def _cgroup_limits() -> list[int]:
-    """The memory limits of the container this process runs in, in bytes (none when unlimited)."""
-    limits = []
-    for path in _CGROUP_LIMITS:
-        try:
-            text = path.read_text().strip()
-        except OSError:
-            continue
-        if text.isdigit() and int(text) > 0:
-            limits.append(int(text))
-    return limits

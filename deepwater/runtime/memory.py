@@ -1,14 +1,60 @@
-"""Sizes that cannot fit: a built-in network's memory, estimated from its Graph's shapes before any framework
-allocates it, against the machine's; refused with a ParameterError naming the parameter to change."""
+"""Memory: what this machine has (its container's limit, when lower) and has free now, and sizes that cannot fit:
+a built-in network's memory, estimated from its Graph's shapes before any framework allocates it, is refused with
+a ParameterError naming the parameter to change."""
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from deepwater import networks
 from deepwater.errors import ParameterError
 from deepwater.networks import FLOAT32_BYTES, Graph
-from deepwater.runtime.devices import memory_bytes
 from deepwater.specs import OptimizerSpec
+
+_CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+
+
+def memory_bytes(devices: Sequence[str]) -> int | None:
+    """The memory a net on `devices` can use: this machine's physical memory (or its container's limit, when
+    lower) for CPU devices; None for GPUs (only their framework knows) or where it cannot be read."""
+    if any(not d.startswith("cpu") for d in devices):
+        return None
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system that reports it
+        return None
+    return min([physical, *_cgroup_limits()]) if physical > 0 else None
+
+
+def _cgroup_limits() -> list[int]:
+    """The memory limits of the container this process runs in, in bytes (none when unlimited)."""
+    limits = []
+    for path in _CGROUP_LIMITS:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) > 0:
+            limits.append(int(text))
+    return limits
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free now (MemAvailable in /proc/meminfo, within the container's limit), else the machine's
+    memory; None where neither can be read."""
+    machine = memory_bytes(["cpu"])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            free = next((int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:")), None)
+    except (OSError, ValueError, IndexError):
+        free = None
+    if free is None or machine is None:
+        return free if machine is None else machine
+    return min(free, machine)
+
+
 
 HALF_PRECISIONS = ("bfloat16", "float16")  # activations in 2 bytes; weights and optimiser state stay float32
 

@@ -36,7 +36,7 @@ from safetensors.numpy import load_file, save_file
 
 from deepwater.analysis.metrics import ModelMetrics
 from deepwater.errors import ModelFileError, NotFittedError, ParameterError
-from deepwater.files import give_default_mode
+from deepwater.files import give_default_mode, path_text
 from deepwater.storage.model_classes import Model, model_class
 from deepwater.storage.model_store import register
 from deepwater.training.trainer import TrainingOutcome
@@ -105,9 +105,11 @@ def save_model(model: Model, path: str | os.PathLike = ".", force: bool = False,
     if getattr(model, "_fitted", None) is None:
         raise NotFittedError(f"model {getattr(model, 'model_id', None)!r} is not trained, so there is nothing to "
                              "save; call train(...) first.")
-    folder = Path(os.fspath(path))
+    folder = Path(path_text(path, "path"))
     if folder.exists() and not folder.is_dir():
         raise ParameterError(f"path={os.fspath(path)!r} is a file; pass the folder to save the model in.")
+    if any(parent.is_file() for parent in folder.parents):
+        raise ParameterError(f"path={os.fspath(path)!r} lies inside a file, not a folder; pass a folder's path.")
     target = folder / (filename or model.model_id)
     write_folder(target, lambda staging: _write_folder(model, staging), force)
     return str(target)
@@ -253,7 +255,7 @@ def load_model(path: str | os.PathLike, backend: str | None = None) -> Model:
     `backend` moves a built-in network to another installed backend (its weights are canonical); None
     keeps the backend it was trained on. A model trained on a GPU loads on a machine without one.
     """
-    return register(_model_from_folder(newest_model_folder(Path(os.fspath(path))), backend))
+    return register(_model_from_folder(newest_model_folder(Path(path_text(path, "path"))), backend))
 
 
 def _model_from_folder(folder: Path, backend: str | None) -> Model:

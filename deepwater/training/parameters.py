@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from deepwater import networks
 from deepwater.backends.base import PRECISIONS
 from deepwater.data import augment
@@ -341,11 +343,20 @@ def unknown_parameter(name: str, known: Iterable[str]) -> ParameterError:
     return ParameterError(f"unknown parameter {name!r}.{hint}")
 
 
+def python_value(value: Any) -> Any:
+    """`value` with numpy scalars (np.int64(4), np.bool_(False)) as the Python values they hold, in lists too."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return type(value)(python_value(v) for v in value)
+    return value
+
+
 def check(name: str, value: Any) -> Any:
     """The checked value of parameter `name`; ParameterError for an unknown name or a value it cannot take."""
     if name not in PARAMETERS:
         raise unknown_parameter(name, PARAMETERS)
-    return PARAMETERS[name].check(name, value)
+    return PARAMETERS[name].check(name, python_value(value))
 
 
 def resolve(given: Mapping[str, Any]) -> dict[str, Any]:
@@ -355,7 +366,7 @@ def resolve(given: Mapping[str, Any]) -> dict[str, Any]:
             raise unknown_parameter(name, PARAMETERS)
     values = {}
     for name, row in PARAMETERS.items():
-        values[name] = row.check(name, given[name]) if name in given else _copy_default(row.default)
+        values[name] = row.check(name, python_value(given[name])) if name in given else _copy_default(row.default)
     return values
 
 
