@@ -277,3 +277,11 @@ def test_a_checkpoint_restart_whose_column_changed_type_warns():
     with pytest.warns(UserWarning, match=r"column 'size': 100% of its values \(1 of type int64"):
         dw.DeepWaterEstimator(checkpoint=first, epochs=2).train(y="label", training_frame=frame.assign(
             size=[1, 2, 3] * 20))
+
+
+@pytest.mark.parametrize("column", ["x1", "label"])
+def test_a_complex_column_is_refused_naming_it(column):
+    frame = make_blobs(60).assign(z=np.arange(60) * (1 + 1j))
+    y, x = ("z", ["x1", "x2"]) if column == "label" else ("label", ["x1", "z"])
+    with pytest.raises(FrameError, match=r"column 'z' holds complex numbers; .*\.real and \.imag"):
+        dw.DeepWaterEstimator(**QUIET).train(x=x, y=y, training_frame=frame)

@@ -213,7 +213,13 @@ def _numeric_block(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     """The columns as a new float32 (rows, columns) array, missing values NaN; numbers too large for float32
     become inf, and text that is no number is a FrameError naming the column, the row and the text."""
     columns = frame[names]
-    if not all(pd.api.types.is_numeric_dtype(t) for t in set(columns.dtypes)):  # a set: 784 pixels, one dtype
+    dtypes = set(columns.dtypes)  # a set: 784 pixels, one dtype
+    if any(pd.api.types.is_complex_dtype(t) for t in dtypes):
+        name = next(n for n, t in zip(names, columns.dtypes) if pd.api.types.is_complex_dtype(t))
+        raise FrameError(f"column {name!r} holds complex numbers; a network takes real ones. Split it into its "
+                         f"real and imaginary parts (frame[{name!r}].to_numpy().real and .imag) or take its "
+                         "magnitude (abs), as columns of their own.")
+    if not all(pd.api.types.is_numeric_dtype(t) for t in dtypes):
         numbers = columns.apply(pd.to_numeric, errors="coerce")
         text = (numbers.isna() & columns.notna()).to_numpy()
         if text.any():
