@@ -4,8 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 DATA_DIR ?= $(HOME)/.cache/deepwater/mnist
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: quickstart test docs install install-dev install-docs benchmark clean
+.PHONY: quickstart test docs install install-dev install-docs chromium benchmark clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +35,11 @@ install-docs: $(VENV)/.installed-docs
 quickstart: install
 	$(PY) examples/quickstart.py $(DATA_DIR)
 
-test: install-dev
+# tests/test_flow_browser.py drives Deep Water Flow in Debian's chromium (Playwright never downloads a browser)
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+
+test: install-dev chromium
 	$(PY) -m pytest -q
 
 # The documentation site into site/, warnings as errors (mkdocs.yml: strict).
@@ -45,7 +50,8 @@ benchmark: install-dev
 	cd benchmarks && $(abspath $(PY)) mlp_vs_torch.py && $(abspath $(PY)) lenet_images.py \
 		&& $(abspath $(PY)) backend_throughput.py && $(abspath $(PY)) accuracy_by_backend.py \
 		&& $(abspath $(PY)) booklet_accuracy.py && $(abspath $(PY)) distance_vs_cdist.py \
-		&& $(abspath $(PY)) export_scoring.py && $(abspath $(PY)) serve_load.py && $(abspath $(PY)) save_load.py \
+		&& $(abspath $(PY)) export_scoring.py && $(abspath $(PY)) serve_load.py && $(abspath $(PY)) scoring_speed.py \
+		&& $(abspath $(PY)) save_load.py \
 		&& $(abspath $(PY)) grid_ray.py && $(abspath $(PY)) autoencoder_mnist.py \
 		&& $(abspath $(PY)) precision_cpu.py && $(abspath $(PY)) data_parallel.py \
 		&& $(abspath $(PY)) lenet_time_to_accuracy.py

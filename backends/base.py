@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from deepwater.errors import ModelFileError, ParameterError
+from deepwater.errors import BackendError, ModelFileError, ParameterError
 from deepwater.networks import Graph
 from deepwater.specs import DistanceEngine, GraphFormat, OptimizerSpec, TaskSpec, UserGraph, misfit
 
@@ -126,6 +126,29 @@ class OnnxExporter(Protocol):
     def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
         """Write the network, with the activations of `layers` (names from layers()) as extra outputs, as an
         ONNX graph at `path` taking batches of any size; ModelFileError naming what cannot be exported."""
+
+
+@runtime_checkable
+class GradientNet(Protocol):
+    """Optional for a Net: what model.explain() needs (Grad-CAM, saliency, integrated gradients).
+
+    BaseNet implements it over _class_gradients(); a net of a backend that cannot give gradients raises
+    BackendError from it (see class_gradients() below for nets outside BaseNet)."""
+
+    def class_gradients(self, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(values, gradients) for a batch `x` and each row's output column `target` (int64, (n,)): the activations
+        of `layer` (a name from layers(); None: the input itself) and the gradient of each row's score in column
+        `target` with respect to them, both float32 and shaped alike, image maps channels-first (n, C, H, W).
+        The score is the logit where the net has logits, else its output."""
+
+
+def class_gradients(net: Net, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """net.class_gradients(); BackendError naming the net's class when it has none (a plug-in's net)."""
+    if not isinstance(net, GradientNet):
+        raise BackendError(f"{type(net).__name__} cannot explain predictions: it has no class_gradients() "
+                           "(deepwater.backends.base.GradientNet). Train the model with backend='torch', "
+                           "'tensorflow' or 'mxnet' to explain it.")
+    return net.class_gradients(x, layer, target)
 
 
 @runtime_checkable
@@ -325,6 +348,12 @@ class BaseNet(ABC):
     def _write_state(self, state: dict[str, np.ndarray]) -> None:
         """Load a state already checked to fit state_shapes()."""
 
+    def _class_gradients(self, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """class_gradients() on a batch with rows and a checked layer; a framework's net overrides it."""
+        raise BackendError(f"{self.source} ({type(self).__name__}) cannot explain predictions: its backend gives "
+                           "no gradients of a class score. Explain a built-in network trained with backend='torch', "
+                           "'tensorflow' or 'mxnet'.")
+
     # --- precision and compiled steps (a framework's net overrides these) -------------------
     def precisions(self) -> tuple[str, ...]:
         """The precisions this net computes in on its device (float32 unless the framework's net says more)."""
@@ -382,6 +411,20 @@ class BaseNet(ABC):
         """Activations of `layer` flattened to (n, k); ParameterError listing the layers for an unknown name."""
         self.check_layer(layer)
         return self._activations(x, layer) if len(x) else self._activations(self._probe(x), layer)[:0]
+
+    def class_gradients(self, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(values, gradients) of `layer` (None: the input) for each row's output column `target`
+        (GradientNet); ParameterError for an unknown layer or a target outside the outputs."""
+        if layer is not None:
+            self.check_layer(layer)
+        target = np.asarray(target, dtype=np.int64).reshape(-1)
+        if len(target) != len(x) or ((target < 0) | (target >= self.task.n_outputs)).any():
+            raise ParameterError(f"target={target.tolist()[:8]}: class_gradients() takes one output column per row "
+                                 f"({len(x)} rows), each in 0..{self.task.n_outputs - 1}.")
+        if len(x):
+            return self._class_gradients(x, layer, target)
+        values, gradients = self._class_gradients(self._probe(x), layer, np.zeros(1, np.int64))
+        return values[:0], gradients[:0]
 
     def check_layer(self, layer: str) -> None:
         """ParameterError naming `layer` and listing the valid names unless features() accepts it."""

@@ -2,9 +2,9 @@
 
 Every backend compiles the same networks.Graph; these checks say that the result is the same network
 everywhere: parameter counts, layer names and feature shapes, probabilities, learning, weights moved from
-one backend to another giving the same predictions, and the shared behaviour of BaseNet (empty batches,
-unknown layers, weights that do not fit). Each check raises AssertionError (or the error it expected
-not being raised) when the backend falls short.
+one backend to another giving the same predictions and the same gradients (explanations), and the shared
+behaviour of BaseNet (empty batches, unknown layers, weights that do not fit). Each check raises AssertionError
+(or the error it expected not being raised) when the backend falls short.
 
 A plug-in runs them all with::
 
@@ -16,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from deepwater.errors import ModelFileError, ParameterError
-from deepwater.networks import Graph, build_graph
+from deepwater.networks import Graph, build_graph, last_conv_layer
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from .base import Backend, Net
+from .base import Backend, Net, class_gradients
 
 # network name -> input shape used by the checks (small, so that they stay quick)
 NETWORKS = {
@@ -222,6 +222,43 @@ def check_mixed_precision(backend: Backend, network: str, precision: str) -> Non
     assert probabilities.dtype == np.float32 and np.isfinite(probabilities).all()
 
 
+def explained_layer(network: str) -> str | None:
+    """The layer Grad-CAM reads by default in `network` (its last convolutional map); None for an MLP."""
+    graph = graph_for(network)
+    return last_conv_layer(graph) if any(node.op == "conv" for node in graph.nodes) else None
+
+
+def check_class_gradients(net: Net, network: str, reference: Net | None = None) -> None:
+    """class_gradients() leaves the weights and batch-norm statistics as they were, gives a layer's values and
+    gradients shaped as the layer (channels-first), input gradients that agree with finite differences of the
+    logits, zero rows for an empty batch, and, given a `reference` net of another backend, its very values and
+    gradients (to 1e-3) once it holds the reference's weights."""
+    x, target = inputs(network, rows=3, seed=7), np.array([0, 2, 1])
+    layer = explained_layer(network)
+    before = net.get_state()
+    values, gradients = class_gradients(net, x, layer, target)
+    after = net.get_state()
+    assert all(np.array_equal(before[k], after[k]) for k in before), "class_gradients() changed the net's state"
+    shape = (len(x), *graph_for(network).node(layer or "input").shape)
+    assert values.shape == gradients.shape == shape and gradients.dtype == np.float32, (values.shape, shape)
+    _, input_gradients = class_gradients(net, x, None, target)
+    # along each row's own gradient, the logit changes by the gradient's norm per unit step
+    norms = np.sqrt((input_gradients.reshape(len(x), -1).astype(np.float64) ** 2).sum(axis=1))
+    direction = input_gradients / np.maximum(norms, 1e-12).reshape((-1,) + (1,) * (x.ndim - 1)).astype(np.float32)
+    step = 1e-2
+    picked = [net.features(x + sign * step * direction, "output")[np.arange(len(x)), target] for sign in (1, -1)]
+    np.testing.assert_allclose((picked[0] - picked[1]) / (2 * step), norms, rtol=5e-2, atol=1e-4)  # float32 logits
+    empty = class_gradients(net, x[:0], layer, target[:0])
+    assert empty[0].shape == empty[1].shape == (0, *shape[1:])
+    if reference is not None:
+        net.set_state(reference.get_state())
+        for chosen in (layer, None):
+            theirs = class_gradients(reference, x, chosen, target)
+            for mine, expected in zip(class_gradients(net, x, chosen, target), theirs):
+                np.testing.assert_allclose(mine, expected, atol=1e-3 * max(1.0, np.abs(expected).max()), rtol=1e-3,
+                                           err_msg=f"layer {chosen!r}")
+
+
 def check_backend(backend: Backend, networks: tuple[str, ...] = tuple(NETWORKS)) -> None:
     """Every check, on `backend` alone (a plug-in's conformance run)."""
     check_protocol(backend)
@@ -238,6 +275,7 @@ def check_backend(backend: Backend, networks: tuple[str, ...] = tuple(NETWORKS))
         check_weights_move(backend, net, network)
         check_training_lowers_loss(backend, network)
         check_training_state_continues(backend, network)
+        check_class_gradients(net, network)
     check_training_state_continues(backend, "mlp", ADADELTA)
     for precision in ("bfloat16", "float16"):
         check_mixed_precision(backend, "mlp", precision)

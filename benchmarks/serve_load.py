@@ -13,21 +13,15 @@ from __future__ import annotations
 
 import argparse
 import base64
-import http.client
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from common import timed, write_result
+from common import ServerProcess, load, timed, write_result
 
 import deepwater as dw
 from deepwater import inference
@@ -54,86 +48,15 @@ def train_bundles(folder: Path, train_rows: int) -> dict[str, tuple[str, list[di
     return bundles
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Service:
+class Service(ServerProcess):
     """`deepwater serve BUNDLE` in a subprocess, on a free loopback port."""
 
     def __init__(self, bundle: str, max_batch: int) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "deepwater", "serve", bundle, "--port", str(self.port), "--max-batch",
-             str(max_batch), "--log-level", "warning", "--device", "cpu"], stderr=subprocess.PIPE, text=True)
-
-    def __enter__(self) -> Service:
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1):
-                    return self
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(self.process.stderr.read()) from None
-                time.sleep(0.1)
-        raise RuntimeError("the service did not start")
+        super().__init__(lambda port: [sys.executable, "-m", "deepwater", "serve", bundle, "--port", str(port),
+                                       "--max-batch", str(max_batch), "--log-level", "warning", "--device", "cpu"])
 
     def model(self) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/model", timeout=10) as response:
-            return json.loads(response.read())
-
-    def __exit__(self, *exc) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
-
-def load(port: int, rows: list[dict], clients: int, seconds: float) -> dict:
-    """`clients` threads posting one row per request for `seconds`: requests/s, latency percentiles, errors."""
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    errors = [0] * clients
-    bodies = [json.dumps({"rows": [row]}).encode() for row in rows]
-    start = threading.Barrier(clients + 1)
-    deadline = [0.0]
-
-    def client(k: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        start.wait()
-        i = k
-        while time.perf_counter() < deadline[0]:
-            body = bodies[i % len(bodies)]
-            i += clients
-            began = time.perf_counter()
-            try:
-                connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
-                response = connection.getresponse()
-                response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException):
-                ok = False
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            if ok:
-                latencies[k].append(time.perf_counter() - began)
-            else:
-                errors[k] += 1
-        connection.close()
-
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    for thread in threads:
-        thread.start()
-    began = time.perf_counter()
-    deadline[0] = began + seconds
-    start.wait()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - began
-    done = np.array([t for per_client in latencies for t in per_client])
-    return {"requests": int(len(done)), "errors": int(sum(errors)), "seconds": elapsed,
-            "requests_per_s": len(done) / elapsed,
-            "p50_ms": float(np.percentile(done, 50) * 1e3) if len(done) else None,
-            "p99_ms": float(np.percentile(done, 99) * 1e3) if len(done) else None}
+        return self.get("/model")
 
 
 def in_process(bundle: str, frame: pd.DataFrame, seconds: float) -> dict:

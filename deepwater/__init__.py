@@ -7,6 +7,7 @@ from deepwater import datasets, models_zoo
 from deepwater.analysis import accessor  # noqa: F401  (importing it registers the `frame.dw` pandas accessor)
 from deepwater.analysis.distances import distance, nearest
 from deepwater.data.frames import import_file
+from deepwater.data.image_sources import import_images
 from deepwater.errors import (
     BackendError,
     DeepWaterError,
@@ -36,7 +37,7 @@ from deepwater.version import __version__
 __all__ = [
     "DeepWaterEstimator", "H2ODeepWaterEstimator", "AutoEncoderEstimator", "H2OAutoEncoderEstimator",
     "StackedEnsembleEstimator", "H2OStackedEnsembleEstimator", "GridSearch", "H2OGridSearch",
-    "import_file", "datasets", "models_zoo", "distance", "nearest",
+    "import_file", "import_images", "datasets", "models_zoo", "distance", "nearest",
     "save_model", "load_model", "get_model", "ls", "remove", "init", "shutdown",
     "DeepWaterError", "ParameterError", "FrameError", "ImageError", "MissingDependencyError", "DeviceError",
     "ModelFileError", "NotFittedError", "DivergenceError", "BackendError", "ReplicaError", "ClusterError", "__version__",

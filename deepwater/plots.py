@@ -5,9 +5,11 @@ from deepwater.analysis.plots import (
     TIMESTEPS,
     confusion_plot,
     curve_plot,
+    explain_grid,
     grid_plot,
+    overlays,
     scoring_history_plot,
 )
 
-__all__ = ["scoring_history_plot", "curve_plot", "confusion_plot", "grid_plot", "HISTORY_METRICS", "TIMESTEPS",
-           "METRICS_PLOT_TYPES"]
+__all__ = ["scoring_history_plot", "curve_plot", "confusion_plot", "grid_plot", "explain_grid", "overlays",
+           "HISTORY_METRICS", "TIMESTEPS", "METRICS_PLOT_TYPES"]

@@ -104,11 +104,11 @@ def _fit_parameters(estimator: BaseEstimator, rows: int) -> dict[str, Any]:
     return {name: value for name, value in params.items() if _changed(name, value)}
 
 
-def _target(estimator: BaseEstimator, y: Any, dtype: Any = None) -> np.ndarray:
+def _target(estimator: BaseEstimator, y: Any) -> np.ndarray:
     """y as a 1-d array, with scikit-learn's messages for a missing y and a column vector."""
     if y is None:
         raise ValueError(f"{type(estimator).__name__} requires y to be passed, but the target y is None.")
-    y = np.asarray(y, dtype=dtype)
+    y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         warnings.warn("A column-vector y was passed when a 1d array was expected; it is read as y.ravel().",
                       DataConversionWarning, stacklevel=3)
@@ -116,6 +116,20 @@ def _target(estimator: BaseEstimator, y: Any, dtype: Any = None) -> np.ndarray:
     if y.ndim != 1:
         raise ValueError(f"y has shape {y.shape}; {type(estimator).__name__} takes one target per row (a 1-d y).")
     return y
+
+
+def _numeric_target(estimator: BaseEstimator, y: Any) -> np.ndarray:
+    """y as a 1-d float array (numbers written as text read as numbers); a ParameterError naming y's first value
+    that is no number, since a regressor predicts numbers."""
+    target = _target(estimator, y)
+    numbers = pd.to_numeric(pd.Series(target), errors="coerce")
+    text = numbers.isna().to_numpy() & pd.notna(target)
+    if text.any():
+        row = int(np.argmax(text))
+        raise ParameterError(f"y holds {target.tolist()[row]!r} at row {row}, which is not a number, and "
+                             f"{type(estimator).__name__} predicts numbers. Fit DeepWaterClassifier for class labels, "
+                             "or convert y to numbers (e.g. pd.to_numeric(y)).")
+    return numbers.to_numpy(dtype=np.float64)
 
 
 def _check_not_strings(X: Any, owner: str) -> None:
@@ -201,7 +215,7 @@ class DeepWaterRegressor(RegressorMixin, _DeepWaterModel):
 
     def fit(self, X: Any, y: Any) -> DeepWaterRegressor:
         """Train on X and the numeric target y."""
-        y = _target(self, y, np.float64)
+        y = _numeric_target(self, y)
         return self._fit(X, y, pd.Series(y))
 
     def predict(self, X: Any) -> np.ndarray:

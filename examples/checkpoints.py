@@ -4,7 +4,7 @@ Run it with `python examples/checkpoints.py [work_dir] [--rows N]`. It trains th
 (the pixel columns from deepwater.datasets.mnist(), installed offline), then:
 
 1. saves it (dw.save_model), loads it back (dw.load_model) and checks the predictions are the same;
-2. continues the loaded model from 2 to 4 epochs with checkpoint=<its model_id> after deleting its folder;
+2. continues the loaded model from 2 to 4 epochs with checkpoint=<its model_id> after deleting its file;
 3. starts a run with export_checkpoints_dir in a child process, kills it with SIGKILL while it trains,
    and resumes it from the folder's newest complete checkpoint.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -47,7 +46,7 @@ def save_load_continue(work: str, rows: int) -> None:
     loaded = dw.load_model(path)
     same = np.allclose(loaded.predict(test).iloc[:, 1:], model.predict(test).iloc[:, 1:], atol=1e-6)
     print(f"saved to {path}; the loaded model predicts the same: {same}; test accuracy {accuracy(loaded, test):.4f}")
-    shutil.rmtree(path)  # the loaded model lives on in this process, under its model_id
+    os.remove(path)  # the loaded model lives on in this process, under its model_id
     warm = dw.DeepWaterEstimator(checkpoint="mnist_mlp", epochs=4, model_id="mnist_mlp_4").train(
         y="label", training_frame=train)
     print(warm.scoring_history()[["epochs", "samples", "training_logloss", "training_classification_error"]])

@@ -14,6 +14,7 @@ from deepwater.errors import ParameterError
 from .alexnet import alexnet
 from .aliases import deep_water_names, resolve_deep_water_name
 from .conv_autoencoder import conv_autoencoder
+from .feature_maps import last_conv_layer, map_geometry
 from .googlenet import googlenet
 from .graph import FLOAT32_BYTES, Graph, GraphBuilder, MemoryEstimate, Node, ShapeError, check_state
 from .inception_bn import inception_bn
@@ -25,7 +26,7 @@ from .vgg import vgg
 
 __all__ = ["Graph", "GraphBuilder", "MemoryEstimate", "FLOAT32_BYTES", "Node", "ShapeError", "check_state",
            "NetworkSpec", "NETWORKS", "get", "build_graph", "resolve_auto", "hidden_layer", "deep_water_names",
-           "resolve_deep_water_name"]
+           "resolve_deep_water_name", "last_conv_layer", "map_geometry"]
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,18 @@ def test_pretrained_autoencoder_starts_the_supervised_mlp_from_the_encoder(backe
     assert not np.array_equal(tuned._fitted.net.get_state()["fc1.weight"], theirs["fc1.weight"])
 
 
+def test_a_pretrained_mlp_scales_its_inputs_as_its_autoencoder_did(blobs):
+    """The copied encoder sees inputs standardised with the autoencoder's statistics, not those of the labelled
+    frame: before fine-tuning, the classifier's hidden layers give the autoencoder's codes on any frame."""
+    ae = autoencoder(BACKENDS[0], blobs, hidden=[8, 4, 8], activation="Tanh")
+    moved = blobs.assign(x1=blobs["x1"] + 5.0, x2=blobs["x2"] * 3.0)  # other means and sds than the autoencoder's
+    start = dw.DeepWaterEstimator(backend=BACKENDS[0], hidden=[8, 4], activation="Tanh", epochs=0,
+                                  pretrained_autoencoder=ae, **QUICK).train(x=X, y="label", training_frame=moved)
+    for layer in ("act1", "act2"):
+        np.testing.assert_allclose(start.deepfeatures(moved, layer).to_numpy(),
+                                   ae.deepfeatures(moved, layer).to_numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_gedeon_follows_h2os_loops():
     rng = np.random.default_rng(0)
     w1, w2 = rng.normal(size=(5, 4)), rng.normal(size=(3, 5))  # 4 inputs, 5 hidden units, 3 next units

@@ -68,3 +68,17 @@ def test_a_huge_one_hot_matrix_warns_with_the_fix(many_levels, monkeypatch):
 def test_bad_values_name_the_parameter(params, named):
     with pytest.raises(ParameterError, match=named):
         dw.DeepWaterEstimator(**params)
+
+
+@pytest.mark.parametrize("values, share", [([3, "a"], "50%"), ([3, "c", "a", "b"], "25%"), ([3, 4.5], "100%")],
+                         ids=["number_and_known_text", "number_and_new_text", "numbers_only"])
+def test_numbers_in_a_text_column_at_predict_warn_naming_the_column_and_their_share(values, share):
+    """A number among a text column's values is a type change, not a new level, even beside text the model knows
+    or new text (issue 24's probe): warned with the column and the share of numbers; it encodes as unseen."""
+    train = pd.DataFrame({"colour": ["a", "b"] * 5, "x": np.arange(10.0)})
+    encoder = DatasetEncoder.fit(train, ["colour", "x"], True, True)
+    scored = pd.DataFrame({"colour": pd.Series(values, dtype=object), "x": 1.0})
+    with pytest.warns(UserWarning, match=rf"column 'colour': {share} of its values \(3 of type int, ...\) are levels "
+                                         r"the model never saw, and of another type than the levels it learnt \(str"):
+        block = encoder.transform(scored)
+    assert not block[0, 1:].any()  # the number: no level's one-hot column

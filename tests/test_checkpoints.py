@@ -4,7 +4,6 @@ change, and a run killed with SIGKILL resumes from its newest complete checkpoin
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -86,12 +85,12 @@ def test_a_restart_leaves_the_checkpoint_model_as_it_was(backend, frame):
     assert first.summary()["epochs"] == 2
 
 
-def test_a_loaded_model_restarts_by_model_id_after_its_folder_is_deleted(frame, tmp_path):
-    """The issue's walk-through: save, load, delete the files, restart by the model_id held in the process."""
+def test_a_loaded_model_restarts_by_model_id_after_its_file_is_deleted(frame, tmp_path):
+    """The issue's walk-through: save, load, delete the file, restart by the model_id held in the process."""
     first = mlp("auto").train(y="label", training_frame=frame, model_id="ckpt_walkthrough")
     path = dw.save_model(first, tmp_path / "models", force=True)
     loaded = dw.load_model(path)
-    shutil.rmtree(path)
+    os.remove(path)
     warm = dw.H2ODeepWaterEstimator(checkpoint=loaded.model_id, epochs=3, model_id="ckpt_walkthrough_warm")
     warm.train(y="label", training_frame=frame)
     assert warm.summary()["epochs"] == 3

@@ -278,7 +278,7 @@ def test_train_refuses_an_existing_out_before_training_and_replaces_it_with_forc
         patch.setattr(cli, "import_file", lambda path: pytest.fail("read the data before checking --out"))
         status, out_text, err = run(capsys, *first, "--model_id", "second")
     assert status == 2 and not out_text
-    assert len(err.splitlines()) == 1 and str(out) in err and "holds a saved model" in err and "--force" in err
+    assert len(err.splitlines()) == 1 and str(out) in err and "is a saved model" in err and "--force" in err
     assert cli.describe(str(out))["model_id"] == "first"
     status, out_text, err = run(capsys, *first, "--model_id", "second", "--force")
     assert status == 0, err

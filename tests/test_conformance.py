@@ -99,6 +99,14 @@ def test_weights_moved_between_backends_give_the_same_predictions(nets, source, 
     testing.check_weights_move(get_backend(source), nets(target, network), network)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("network", ["mlp", "lenet", "resnet18"])
+def test_class_gradients_agree_with_finite_differences_and_with_torch(backend, network):
+    """What model.explain() needs: a layer's values and gradients, the same on every backend for the same weights."""
+    reference = testing.build(get_backend("torch"), network, seed=4) if "torch" in BACKENDS else None
+    testing.check_class_gradients(testing.build(get_backend(backend), network), network, reference)
+
+
 def test_a_plugin_runs_every_check_on_itself():
     """check_backend() is what a plug-in author runs: here on the torch backend with two small networks."""
     if "torch" not in BACKENDS:

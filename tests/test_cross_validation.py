@@ -1,6 +1,8 @@
 """Cross-validation with H2O's parameters, outputs and rules (nfolds, fold_assignment, fold_column, keep_*)."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -196,3 +198,10 @@ def test_an_image_network_cross_validates_with_variable_importances_asked(backen
     assert len(asked.cross_validation_models()) == 2
     with pytest.raises(ParameterError, match="variable importances need an MLP"):
         asked.varimp()
+
+
+def test_fold_models_do_not_warn_of_settings_the_user_never_gave(frame):
+    """Fold models are handed every value of their main model: the image settings' defaults are not 'given'."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(nfolds=2).train(y="label", training_frame=frame)

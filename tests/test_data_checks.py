@@ -12,7 +12,7 @@ import pytest
 
 import deepwater as dw
 from conftest import installed_backends, make_blobs, make_linear
-from deepwater.data.encoders import Response
+from deepwater.data.encoders import DatasetEncoder, Response
 from deepwater.data.sources import ArraySource, map_batches
 from deepwater.errors import FrameError, ParameterError
 
@@ -285,3 +285,24 @@ def test_a_complex_column_is_refused_naming_it(column):
     y, x = ("z", ["x1", "x2"]) if column == "label" else ("label", ["x1", "z"])
     with pytest.raises(FrameError, match=r"column 'z' holds complex numbers; .*\.real and \.imag"):
         dw.DeepWaterEstimator(**QUIET).train(x=x, y=y, training_frame=frame)
+
+
+def test_the_encoder_checks_every_frame_though_it_reuses_a_column_layout():
+    """transform() works out where its columns sit once per layout of columns and dtypes: a frame of another
+    order, with an extra column, or of the same columns with other dtypes, is encoded or checked as itself."""
+    frame = make_blobs(60)
+    frame.loc[0, "x1"] = np.nan  # missing: the training mean, so 0 once standardised
+    encoder = DatasetEncoder.fit(frame, ["x1", "x2", "colour"], True, True)
+    numbers = frame[["x1", "x2"]].to_numpy(np.float64)
+    means, scales = (np.array([getattr(c, k) for c in encoder.numeric]) for k in ("mean", "scale"))
+    expected = np.where(np.isnan(numbers), 0.0, (numbers - means) / scales)
+    for scored in (frame, frame[["label", "colour", "x2", "x1"]], frame.astype({"x2": np.float32}), frame):
+        np.testing.assert_allclose(encoder.transform(scored)[:, :2], expected, rtol=1e-5, atol=1e-6)
+    as_text = frame.astype({"x1": object})
+    as_text.loc[3, "x1"] = "twelve"
+    with pytest.raises(FrameError, match=r"column 'x1' is numeric in the model but holds text .*'twelve' at row 3"):
+        encoder.transform(as_text)
+    with pytest.raises(FrameError, match=r"lacks columns the model was trained on: \['x2'\]"):
+        encoder.transform(frame.drop(columns="x2"))
+    with pytest.raises(FrameError, match=r"column 'x2' holds inf at row 5"):
+        encoder.transform(frame.assign(x2=np.where(frame.index == 5, np.inf, frame["x2"])))

@@ -91,7 +91,8 @@ def test_arrays_get_positions_as_labels():
 def test_zero_rows_have_nan_cosine_and_zero_l2():
     x = np.array([[0.0, 0.0], [1.0, 0.0]])
     y = np.array([[0.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
-    cosine = dw.distance(x, y, "cosine").to_numpy()
+    with pytest.warns(UserWarning, match=r"1 row\(s\) of X and 1 of Y are all zeros"):
+        cosine = dw.distance(x, y, "cosine").to_numpy()
     assert np.isnan(cosine[0]).all() and np.isnan(cosine[:, 0]).all()
     np.testing.assert_allclose(cosine[1, 1:], [0.0, 1.0])
     assert dw.distance(x, y, "l2").iloc[0, 0] == 0.0

@@ -2,6 +2,8 @@
 estimators, a linear metalearner by default, H2O's checks on the base models, and save/load without pickle."""
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -76,9 +78,15 @@ def test_a_saved_ensemble_loads_and_predicts_the_same(frames, bases, tmp_path):
     train, test = frames
     ensemble = dw.StackedEnsembleEstimator(bases + [RandomForestClassifier(10, random_state=0)]).train(
         y="label", training_frame=train)
-    loaded = dw.load_model(dw.save_model(ensemble, tmp_path))
-    assert isinstance(loaded, dw.StackedEnsembleEstimator)
-    pd.testing.assert_frame_equal(loaded.predict(test), ensemble.predict(test), atol=1e-6)
+    path = dw.save_model(ensemble, tmp_path)
+    with zipfile.ZipFile(path) as archive:  # one file: the members' saved models and skops files inside it
+        names = set(archive.namelist())
+        assert {f"members/{m.model_id}/model.json" for m in bases} <= names and "sklearn/model_2.skops" in names
+        archive.extractall(tmp_path / "as_a_folder")  # how an earlier version saved it
+    for saved in (path, tmp_path / "as_a_folder"):
+        loaded = dw.load_model(saved)
+        assert isinstance(loaded, dw.StackedEnsembleEstimator)
+        pd.testing.assert_frame_equal(loaded.predict(test), ensemble.predict(test), atol=1e-6)
 
 
 def test_base_models_with_other_folds_another_response_or_no_predictions_are_refused(frames, bases):

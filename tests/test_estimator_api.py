@@ -194,3 +194,42 @@ def test_not_available_when_no_backend_runs(monkeypatch):
 
     monkeypatch.setattr("deepwater.model.estimator.get_backend", no_backend)
     assert DeepWaterEstimator.available() is False
+
+
+# --------------------------------------------------------------------------- train(callbacks=...)
+
+def test_callbacks_see_the_model_and_the_run_at_each_scoring(tiny_frame):
+    seen = []
+    model = DeepWaterEstimator(**TINY, epochs=3, mini_batch_size=8, train_samples_per_iteration=40)
+    model.train(x=["x"], y="y", training_frame=tiny_frame,
+                callbacks=[lambda m, outcome: seen.append((m, outcome.samples, len(outcome.history)))])
+    history = model.scoring_history()
+    assert [samples for _, samples, _ in seen] == list(history["samples"])  # one call per scoring, in order
+    assert [rows for _, _, rows in seen] == list(range(1, len(history) + 1))  # the run so far
+    assert all(m is model for m, _, _ in seen) and seen[-1][1] == 3 * len(tiny_frame)
+
+
+def test_a_callback_that_raises_stops_training_at_that_scoring(tiny_frame):
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def stop_at_second(model, outcome):
+        calls.append(outcome.samples)
+        if len(calls) == 2:
+            raise Stop
+
+    model = DeepWaterEstimator(**TINY, epochs=50, mini_batch_size=8, train_samples_per_iteration=40)
+    with pytest.raises(Stop):
+        model.train(x=["x"], y="y", training_frame=tiny_frame, callbacks=[stop_at_second])
+    assert calls == [40, 80]
+    with pytest.raises(NotFittedError):
+        model.predict(tiny_frame)
+
+
+@pytest.mark.parametrize("callbacks, named", [(print, "callbacks="), ([print, 3], "callbacks[1]="),
+                                              ("fn", "callbacks=")])
+def test_callbacks_that_are_not_a_list_of_callables_are_refused(tiny_frame, callbacks, named):
+    with pytest.raises(ParameterError, match=named.replace("[", r"\[")):
+        DeepWaterEstimator(**TINY, epochs=1).train(x=["x"], y="y", training_frame=tiny_frame, callbacks=callbacks)

@@ -2,12 +2,17 @@
 process (get_model, ls), and every bad input a clear ModelFileError or ParameterError."""
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import pickle
+import re
 import shutil
 import zipfile
+from pathlib import Path
 
+import blake3
 import numpy as np
 import pandas as pd
 import pytest
@@ -72,11 +77,22 @@ def test_a_built_in_network_moves_to_another_backend(trained, frame, tmp_path, t
     np.testing.assert_allclose(probabilities(moved, frame), probabilities(trained[source], frame), atol=1e-4)
 
 
-def test_the_model_lives_on_in_the_process_after_its_folder_is_deleted(frame, tmp_path):
+def test_save_model_writes_one_archive_of_json_and_safetensors(trained, tmp_path):
+    """H2O's save_model (and Keras's .keras) give one file: a zip of model.json, arrays.safetensors and their
+    checksums, nothing pickled; os.remove(path) deletes the model."""
+    path = dw.save_model(trained[BACKENDS[0]], tmp_path)
+    assert os.path.isfile(path) and zipfile.is_zipfile(path)
+    assert sorted(members(path)) == ["arrays.safetensors", "checksums.json", "model.json"]
+    assert all(b"pickle" not in data and not data.startswith(b"\x80") for data in members(path).values())
+    os.remove(path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_model_lives_on_in_the_process_after_its_file_is_deleted(frame, tmp_path):
     model = mlp(BACKENDS[0]).train(y="label", training_frame=frame, model_id="kept_in_process")
     path = dw.save_model(model, tmp_path)
     loaded = dw.load_model(path)
-    shutil.rmtree(path)
+    os.remove(path)
     assert dw.get_model("kept_in_process") is loaded
     assert "kept_in_process" in set(dw.ls()["key"])
     np.testing.assert_allclose(probabilities(dw.get_model("kept_in_process"), frame), probabilities(model, frame),
@@ -163,50 +179,92 @@ def test_a_pickle_or_a_zip_with_a_pickle_is_never_loaded(tmp_path):
             dw.load_model(path)
 
 
-@pytest.fixture
-def saved(trained, tmp_path):
-    return dw.save_model(trained[BACKENDS[0]], tmp_path)
+def members(path: str) -> dict[str, bytes]:
+    """The members of a saved model, archive or folder, by name."""
+    if os.path.isdir(path):
+        return {p.relative_to(path).as_posix(): p.read_bytes() for p in Path(path).rglob("*") if p.is_file()}
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
 
 
-def test_a_truncated_file_is_refused(saved):
-    arrays = os.path.join(saved, "arrays.safetensors")
-    with open(arrays, "r+b") as handle:
-        handle.truncate(os.path.getsize(arrays) // 2)
-    with pytest.raises(ModelFileError, match=r"arrays\.safetensors.*checksum"):
+def write_members(path: str, files: dict[str, bytes]) -> None:
+    """Replace the saved model at `path` (archive or folder) by `files`: damage as a disk or an editor leaves it."""
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+        for name, data in files.items():
+            os.makedirs(os.path.dirname(os.path.join(path, name)), exist_ok=True)
+            open(os.path.join(path, name), "wb").write(data)
+        return
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+
+
+def change_member(path: str, name: str, change, reseal: bool = False) -> None:
+    """Apply `change` (bytes -> bytes) to one member; `reseal` writes checksums that agree with the change."""
+    files = members(path)
+    files[name] = change(files[name])
+    if reseal:
+        sums = json.loads(files["checksums.json"])
+        sums["files"][name] = blake3.blake3(files[name]).hexdigest()
+        files["checksums.json"] = json.dumps(sums).encode()
+    write_members(path, files)
+
+
+def as_folder(archive: str) -> str:
+    """The saved model's members as a folder beside it: what deepwater wrote before it wrote archives."""
+    folder = archive + "_folder"
+    with zipfile.ZipFile(archive) as handle:
+        handle.extractall(folder)
+    return folder
+
+
+@pytest.fixture(params=["archive", "folder"])
+def saved(trained, tmp_path, request):
+    path = dw.save_model(trained[BACKENDS[0]], tmp_path)
+    return path if request.param == "archive" else as_folder(path)
+
+
+def test_a_folder_saved_by_an_earlier_version_still_loads(trained, frame, tmp_path):
+    model = trained[BACKENDS[0]]
+    folder = as_folder(dw.save_model(model, tmp_path))
+    np.testing.assert_allclose(probabilities(dw.load_model(folder), frame), probabilities(model, frame), atol=EXACT)
+
+
+def flip(byte_at):
+    def change(data: bytes) -> bytes:
+        data = bytearray(data)
+        data[byte_at(data)] ^= 0x01
+        return bytes(data)
+    return change
+
+
+@pytest.mark.parametrize("name, change", [
+    ("arrays.safetensors", lambda data: data[:len(data) // 2]),  # truncated
+    ("model.json", flip(lambda data: data.index(b'"seed"') + 1)),
+    ("arrays.safetensors", flip(lambda data: len(data) - 5)),
+], ids=["truncated-weights", "flipped-byte-record", "flipped-byte-weights"])
+def test_damage_is_refused_by_the_checksums(saved, name, change):
+    change_member(saved, name, change)
+    with pytest.raises(ModelFileError, match=rf"{re.escape(name)}.*checksum"):
         dw.load_model(saved)
 
 
-def test_a_flipped_byte_is_refused(saved):
-    path = os.path.join(saved, "model.json")
-    data = bytearray(open(path, "rb").read())
-    position = data.index(b'"seed"') + 1
-    data[position] ^= 0x01
-    open(path, "wb").write(bytes(data))
-    with pytest.raises(ModelFileError, match=r"model\.json.*checksum"):
-        dw.load_model(saved)
-
-
-def test_a_flipped_byte_in_the_weights_is_refused(saved):
-    path = os.path.join(saved, "arrays.safetensors")
-    data = bytearray(open(path, "rb").read())
-    data[-5] ^= 0x10
-    open(path, "wb").write(bytes(data))
-    with pytest.raises(ModelFileError, match=r"arrays\.safetensors.*checksum"):
-        dw.load_model(saved)
-
-
-def test_a_format_1_folder_still_loads(trained, frame, saved):
+def test_a_format_1_folder_still_loads(trained, frame, tmp_path):
     """Format 1 held arrays.npz and SHA-256 digests, and no optimiser state: it loads and predicts."""
-    from safetensors.numpy import load_file
+    from safetensors.numpy import load
 
-    arrays = load_file(os.path.join(saved, "arrays.safetensors"))
-    os.remove(os.path.join(saved, "arrays.safetensors"))
-    np.savez(os.path.join(saved, "arrays.npz"), **{k: v for k, v in arrays.items() if not k.startswith("training/")})
-    record = json.load(open(os.path.join(saved, "model.json")))
+    saved = as_folder(dw.save_model(trained[BACKENDS[0]], tmp_path))
+    files = members(saved)
+    arrays = load(files.pop("arrays.safetensors"))
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: v for k, v in arrays.items() if not k.startswith("training/")})
+    record = json.loads(files["model.json"])
     record["format_version"] = 1
-    open(os.path.join(saved, "model.json"), "w").write(json.dumps(record))
-    sums = {name: model_files.digest(model_files.Path(saved, name), "sha256") for name in ("model.json", "arrays.npz")}
-    open(os.path.join(saved, "checksums.json"), "w").write(json.dumps(sums))
+    files.update({"arrays.npz": buffer.getvalue(), "model.json": json.dumps(record).encode()})
+    files["checksums.json"] = json.dumps({name: hashlib.sha256(files[name]).hexdigest()
+                                          for name in ("model.json", "arrays.npz")}).encode()
+    write_members(saved, files)
     loaded = dw.load_model(saved)
     model = trained[BACKENDS[0]]
     np.testing.assert_allclose(probabilities(loaded, frame), probabilities(model, frame), atol=EXACT)
@@ -214,35 +272,45 @@ def test_a_format_1_folder_still_loads(trained, frame, saved):
 
 
 def test_an_extra_or_missing_file_is_refused(saved):
-    open(os.path.join(saved, "extra.pkl"), "wb").write(b"x")
+    write_members(saved, {**members(saved), "extra.pkl": b"x"})
+    with pytest.raises(ModelFileError, match="not those its checksums.json lists"):
+        dw.load_model(saved)
+    write_members(saved, {name: data for name, data in members(saved).items() if name != "arrays.safetensors"})
     with pytest.raises(ModelFileError, match="not those its checksums.json lists"):
         dw.load_model(saved)
 
 
+def test_an_archive_whose_members_reach_outside_it_is_refused(trained, tmp_path):
+    archive = tmp_path / "escape"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for name, data in members(dw.save_model(trained[BACKENDS[0]], tmp_path)).items():
+            handle.writestr(name, data)
+        handle.writestr("../outside.txt", b"x")
+    with pytest.raises(ModelFileError, match=r"member names outside it \(\['\.\./outside\.txt'\]\)"):
+        dw.load_model(archive)
+    assert not (tmp_path.parent / "outside.txt").exists()
+
+
 def test_a_newer_format_version_is_refused(saved):
-    path = os.path.join(saved, "model.json")
-    record = json.load(open(path))
-    record["format_version"] = 999
-    open(path, "w").write(json.dumps(record))
-    sums = json.load(open(os.path.join(saved, "checksums.json")))
-    sums["files"]["model.json"] = model_files.digest(model_files.Path(path))  # a consistent folder from the future
-    open(os.path.join(saved, "checksums.json"), "w").write(json.dumps(sums))
+    def future(data: bytes) -> bytes:
+        return json.dumps({**json.loads(data), "format_version": 999}).encode()
+
+    change_member(saved, "model.json", future, reseal=True)  # a consistent model from the future
     with pytest.raises(ModelFileError, match="format version 999.*upgrade deepwater"):
         dw.load_model(saved)
 
 
-def rewrite_weights(folder: str, change) -> None:
+def rewrite_weights(path: str, change) -> None:
     """Apply `change` to the saved arrays and re-write them with consistent checksums: damage the checksums
     cannot see, as a buggy or hostile writer would leave it."""
-    from safetensors.numpy import load_file, save_file
+    from safetensors.numpy import load, save
 
-    path = os.path.join(folder, "arrays.safetensors")
-    arrays = load_file(path)
-    change(arrays)
-    save_file(arrays, path)
-    sums = json.load(open(os.path.join(folder, "checksums.json")))
-    sums["files"]["arrays.safetensors"] = model_files.digest(model_files.Path(path))
-    open(os.path.join(folder, "checksums.json"), "w").write(json.dumps(sums))
+    def rewrite(data: bytes) -> bytes:
+        arrays = load(data)
+        change(arrays)
+        return save(arrays)
+
+    change_member(path, "arrays.safetensors", rewrite, reseal=True)
 
 
 @pytest.mark.parametrize("damage, words", [
@@ -256,11 +324,13 @@ def test_weights_with_nan_or_another_dtype_are_refused_as_corrupt(saved, damage,
         dw.load_model(saved)
 
 
-def test_saved_files_get_the_mode_of_the_folders_other_files(saved):
-    """arrays.safetensors is not private when model.json is not (safetensors writes a new file 0o600)."""
-    modes = {name: os.stat(os.path.join(saved, name)).st_mode & 0o777 for name in os.listdir(saved)}
-    assert len(set(modes.values())) == 1, modes
-    assert modes["model.json"] == 0o666 & ~current_umask()
+def test_a_saved_model_gets_the_mode_open_gives_a_new_file(trained, tmp_path):
+    """Not private (a temporary file, and safetensors' own file, start 0o600); its members keep that mode too."""
+    path = dw.save_model(trained[BACKENDS[0]], tmp_path)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~current_umask()
+    with zipfile.ZipFile(path) as archive:
+        modes = {info.filename: (info.external_attr >> 16) & 0o777 for info in archive.infolist()}
+    assert set(modes.values()) == {0o666 & ~current_umask()}, modes
 
 
 def current_umask() -> int:

@@ -29,7 +29,8 @@ ONE_OF = "use one of"
     ({"hidden": [-1]}, r"hidden\[0\]=-1 .*integer >= 1"), ({"hidden": [4.5]}, r"hidden\[0\]=4.5 .*integer"),
     ({"hidden": ["4"]}, r"hidden\[0\]='4' .*integer"), ({"hidden": [True]}, r"hidden\[0\]=True .*integer"),
     ({"hidden": {"a": 1}}, r"hidden=\{'a': 1\} .*list"), ({"hidden": "4,4"}, r"hidden='4,4' .*list"),
-    ({"activation": "relu"}, r"activation='relu' .*Rectifier"), ({"activation": "Rectifer"}, r"activation='Rectifer'.*Rectifier"),
+    ({"activation": "relu"}, r"activation='relu' .*Rectifier"),
+    ({"activation": "Rectifer"}, r"activation='Rectifer' .*Did you mean 'Rectifier'\?"),
     ({"activation": None}, r"activation=None .*" + ONE_OF), ({"activation": 1}, r"activation=1 .*" + ONE_OF),
     ({"epoch": 1}, r"unknown parameter 'epoch'. Did you mean epochs"), ({"hiden": [4]}, r"'hiden'. Did you mean hidden"),
     ({"learningrate": 0.1}, r"'learningrate'. Did you mean learning_rate"), ({"foo": 1}, r"'foo'.*PARAMETERS"),
@@ -64,7 +65,8 @@ ONE_OF = "use one of"
     ({"categorical_encoding": "Enum"}, r"categorical_encoding='Enum'"), ({"max_categorical_features": 0}, r"max_categorical_features=0"),
     ({"weights_column": 5}, r"weights_column=5 .*string or None"), ({"nfolds": 1}, r"nfolds=1 .*2 or more"),
     ({"nfolds": -1}, r"nfolds=-1"), ({"nfolds": 2.5}, r"nfolds=2.5"), ({"nfolds": "3"}, r"nfolds='3'"),
-    ({"fold_assignment": "Stratifed"}, r"fold_assignment='Stratifed' .*Stratified"), ({"fold_column": 1}, r"fold_column=1"),
+    ({"fold_assignment": "Stratifed"}, r"fold_assignment='Stratifed' .*Did you mean 'Stratified'\?"),
+    ({"fold_column": 1}, r"fold_column=1"),
     ({"checkpoint": 5}, r"checkpoint=5 .*model_id"), ({"export_checkpoints_keep": 0}, r"export_checkpoints_keep=0"),
     ({"backend": "pytorch"}, r"backend='pytorch' .*'torch'"), ({"backend": "tensorflw"}, r"backend='tensorflw' .*'tensorflow'"),
     ({"backend": None}, r"backend=None .*non-empty string"), ({"backend": 1}, r"backend=1"),
@@ -73,6 +75,10 @@ ONE_OF = "use one of"
     ({"replace_output_layer": "x"}, r"replace_output_layer='x'"), ({"autoencoder": 1}, r"autoencoder=1 .*True or False"),
     ({"learning_rate_annealing": -1}, r"learning_rate_annealing=-1"), ({"mean_image_file": 5}, r"mean_image_file=5"),
     ({"network_definition_file": 3}, r"network_definition_file=3"),
+    ({"mini_batch_size": 10**20}, r"mini_batch_size=100000000000000000000 .*at most 2\*\*31 - 1.*32-bit"),
+    ({"epochs": 1e300}, r"epochs=1e\+300 .*up to 1e9 .*float\('inf'\) with max_runtime_secs"),
+    ({"model_id": ""}, r"model_id='' .*non-empty string without '/'"),
+    ({"model_id": "../m"}, r"model_id='../m' .*not be a path"),
 ], ids=lambda v: repr(v) if isinstance(v, dict) else "")
 def test_constructor_refuses_bad_parameter(params, regex):
     with pytest.raises(ParameterError, match=regex):
@@ -103,6 +109,8 @@ def _with_x1(values):
     ({"x": ["x1", "label"]}, {}, ParameterError, r"y='label' is also in x"),
     ({"x": [10]}, {}, FrameError, r"x=10 is out of range"),
     ({"x": [None]}, {}, FrameError, r"x=None is not a column"),
+    ({"x": {"x1": 1}}, {}, ParameterError, r"x=\{'x1': 1\} is not allowed: give a list of column names.*order"),
+    ({"x": {"x1", "x2"}}, {}, ParameterError, r"x=\{.*\} is not allowed: give a list of column names"),
     ({"training_frame": None}, {}, FrameError, r"training_frame must be a pandas DataFrame, got NoneType.*import_file"),
     ({"training_frame": "ndarray"}, {}, FrameError, r"got ndarray"),
     ({"training_frame": "dict"}, {}, FrameError, r"got dict"),
@@ -264,13 +272,25 @@ X = make_blobs(60).drop(columns="label")
     (lambda m: m.anomaly(X), ParameterError, r"anomaly\(\) needs an autoencoder.*autoencoder=True"),
     (lambda m: m.plot(metric="acc"), ParameterError, r"metric='acc'.*logloss"),
     (lambda m: m.plot(timestep="hours"), ParameterError, r"timestep='hours'.*epochs"),
+    (lambda m: m.predict(X.rename(columns={"x1": "x_1"})), FrameError,
+     r"lacks columns .*\['x1'\]; add them. Did you mean 'x_1' for 'x1'\? "
+     r"Rename it: frame.rename\(columns=\{'x_1': 'x1'\}\)"),
+    (lambda m: m.model_performance(make_blobs(60)).auc(), ParameterError,
+     r"auc\(\) needs a binomial model .*metrics of a multinomial model \(3 classes\); ask for one they hold: "
+     r"logloss\(\)"),
+    (lambda m: m.model_performance(train="yes"), ParameterError, r"train='yes' is not allowed: use True or False"),
+    (lambda m: m.model_performance(valid=1), ParameterError, r"valid=1 is not allowed: use True or False"),
+    (lambda m: m.varimp(use_pandas="no"), ParameterError, r"use_pandas='no' is not allowed: use True or False"),
+    (lambda m: m.varimp(by_column=1), ParameterError, r"by_column=1 is not allowed: use True or False"),
 ], ids=["predict_None", "predict_ndarray", "predict_dict", "predict_series", "predict_empty", "predict_missing_col",
         "predict_renamed_col", "predict_text_in_numeric", "predict_list_cells", "predict_duplicate_cols",
         "perf_train_and_valid", "perf_frame_and_train", "perf_no_response", "perf_unseen_class", "perf_empty",
         "perf_inf", "perf_ndarray", "perf_F1_on_three_classes", "deepfeatures_layer_99", "deepfeatures_layer_-99",
         "deepfeatures_layer_typo", "deepfeatures_layer_None", "deepfeatures_layer_float", "deepfeatures_layer_bool",
         "deepfeatures_empty", "deepfeatures_missing_col", "export_tflite", "export_format_None",
-        "export_unknown_layer", "export_layer_99", "anomaly_on_classifier", "plot_metric", "plot_timestep"])
+        "export_unknown_layer", "export_layer_99", "anomaly_on_classifier", "plot_metric", "plot_timestep",
+        "predict_column_renamed", "perf_auc_on_three_classes", "perf_train_str", "perf_valid_int",
+        "varimp_use_pandas_str", "varimp_by_column_int"])
 def test_trained_model_refuses_bad_input(trained, call, error, regex):
     with pytest.raises(error, match=regex):
         call(trained[0])
@@ -356,10 +376,13 @@ B = np.random.default_rng(1).normal(size=(4, 3))
     (lambda: dw.nearest(A, B[:, :2], 2), FrameError, r"3 columns but Y has 2"),
     (lambda: dw.nearest(A, B[:0], 2), FrameError, r"Y is empty"),
     (lambda: pd.DataFrame(A).dw.distance(pd.DataFrame(B), "l5"), ParameterError, r"measure='l5'"),
+    (lambda: dw.distance(pd.DataFrame(A, columns=["a", "b", "c"]), pd.DataFrame(B, columns=["a", "b", "d"])),
+     FrameError, r"only in X: \['c'\]; only in Y: \['d'\].*Y\[X.columns\].*set_axis"),
 ], ids=["measure_l3", "measure_cosin", "measure_None", "columns_differ", "1d", "3d", "empty_X", "empty_Y", "nan", "inf",
         "strings", "None", "categorical_frames", "block_rows_0", "block_rows_neg", "block_rows_float", "device_gpu",
         "device_int", "dtype_int8", "dtype_typo", "out_not_npy", "k_0", "k_neg", "k_float", "k_bool", "k_str", "k_None",
-        "nearest_measure_case", "nearest_measure_typo", "nearest_columns_differ", "nearest_empty_Y", "accessor_measure"])
+        "nearest_measure_case", "nearest_measure_typo", "nearest_columns_differ", "nearest_empty_Y", "accessor_measure",
+        "column_names_differ"])
 def test_distance_and_nearest_refuse_bad_input(call, error, regex):
     with pytest.raises(error, match=regex):
         call()
@@ -389,9 +412,12 @@ GRID_BASE = {k: v for k, v in TINY.items() if k != "hidden"}
     ({"hidden": [[4]]}, {"strategy": "RandomDiscrete", "max_runtime_secs": -1}, r"\['max_runtime_secs'\]=-1"),
     ({"hidden": [[4]]}, {"strategy": "RandomDiscrete", "seed": "x"}, r"search_criteria\['seed'\]='x'"),
     ({"hidden": [[4]]}, {"strategy": "RandomDiscrete", "stopping_metric": "acc"}, r"\['stopping_metric'\]='acc'"),
+    ({"hidden": [[4]]}, ["Cartesian"],
+     r"search_criteria=\['Cartesian'\] is not allowed: give a dict.*\{'strategy': 'Cartesian'\}"),
 ], ids=["hyper_list", "hyper_empty", "hyper_unknown", "hyper_bad_value", "hyper_scalar", "hyper_empty_list",
         "hyper_string", "hyper_also_on_model", "criteria_typo", "criteria_strategy", "criteria_max_models_neg",
-        "criteria_max_models_str", "criteria_runtime_neg", "criteria_seed_str", "criteria_stopping_metric"])
+        "criteria_max_models_str", "criteria_runtime_neg", "criteria_seed_str", "criteria_stopping_metric",
+        "criteria_list"])
 def test_grid_search_refuses_bad_hyper_params_and_criteria(hyper, criteria, regex):
     with pytest.raises(ParameterError, match=regex):
         dw.H2OGridSearch(dw.DeepWaterEstimator(**GRID_BASE), hyper, search_criteria=criteria).train(
@@ -419,11 +445,14 @@ def grid():
 
 @pytest.mark.parametrize("call, regex", [
     (lambda g: g.get_grid(sort_by="acuracy"), r"sort_by='acuracy'.*did you mean accuracy"),
+    (lambda g: g.get_grid(sort_by=5), r"sort_by=5 is not allowed: name a metric"),
+    (lambda g: g.get_grid(decreasing="yes"), r"decreasing='yes' is not allowed: use True or False"),
     (lambda g: g.get_hyperparams("nope"), r"'nope' is not a model of grid"),
     (lambda g: g.get_hyperparams_dict("nope"), r"'nope' is not a model of grid"),
     (lambda g: dw.H2OGridSearch(dw.DeepWaterEstimator(**GRID_BASE), {"hidden": [[4]]}).train(
         y="label", training_frame=make_blobs(60), epochz=1), r"unknown parameter 'epochz'. Did you mean epochs"),
-], ids=["sort_by_typo", "get_hyperparams_unknown", "get_hyperparams_dict_unknown", "train_param_typo"])
+], ids=["sort_by_typo", "sort_by_int", "decreasing_str", "get_hyperparams_unknown", "get_hyperparams_dict_unknown",
+        "train_param_typo"])
 def test_a_trained_grid_refuses_unknown_names(grid, call, regex):
     with pytest.raises(ParameterError, match=regex):
         call(grid)
@@ -444,7 +473,7 @@ def members():
             "nokeep": dw.DeepWaterEstimator(**dict(TINY, nfolds=2, fold_assignment="Modulo")).train(
                 y="label", training_frame=frame),
             "3folds": dw.DeepWaterEstimator(**dict(cv, nfolds=3)).train(y="label", training_frame=frame),
-            "frame": frame}
+            "untrained": dw.DeepWaterEstimator(**cv), "frame": frame}
 
 
 @pytest.mark.parametrize("bases, algo, train, error, regex", [
@@ -464,9 +493,11 @@ def members():
     (["cv"], "AUTO", {"training_frame": "half"}, ParameterError, r"cross-validated on 60 rows, the training_frame has 30"),
     (["cv"], "AUTO", {"y": None}, ParameterError, r"y=None: name the response column"),
     (["cv"], "AUTO", {"training_frame": None}, FrameError, r"training_frame must be a pandas DataFrame"),
+    (["cv", "untrained"], "AUTO", None, NotFittedError,
+     r"base model '.*' \(base_models\[1\]\) is not trained yet; train it"),
 ], ids=["bases_None", "bases_empty", "bases_str", "bases_int", "meta_typo", "meta_None", "meta_int", "unknown_id",
         "no_cv", "no_kept_predictions", "other_folds", "other_response", "other_frame", "fewer_rows", "y_None",
-        "frame_None"])
+        "frame_None", "untrained_member"])
 def test_stacked_ensemble_refuses_bad_input(members, bases, algo, train, error, regex):
     if isinstance(bases, list):
         bases = [members.get(b, b) if isinstance(b, str) else b for b in bases]
@@ -616,8 +647,10 @@ def test_service_refuses_bad_rows_naming_the_field(client, body, status, field, 
 
 
 @pytest.mark.parametrize("content, field", [(b"{not json", "body"), (b"", "body"),
-                                            (b'{"rows": [{"x1": 1, "x2": 1' + b"0" * 400 + b', "colour": "red"}]}', "rows[0].x2")],
-                         ids=["broken_json", "empty_body", "integer_beyond_float"])
+                                            (b'{"rows": [{"x1": 1, "x2": 1' + b"0" * 400 + b', "colour": "red"}]}', "rows[0].x2"),
+                                            (b'{"rows": [{"x1": 1e400, "x2": 1, "colour": "red"}]}', "rows[0].x1"),
+                                            (b'{"rows": [{"x1": 1, "x2": -Infinity, "colour": "red"}]}', "rows[0].x2")],
+                         ids=["broken_json", "empty_body", "integer_beyond_float", "float_beyond_float", "infinity"])
 def test_service_refuses_unparsable_bodies(client, content, field):
     response = client.post("/predict", content=content, headers={"content-type": "application/json"})
     assert response.status_code == 422 and response.json()["field"] == field, response.text
@@ -670,3 +703,52 @@ def test_export_or_save_to_a_non_path_or_into_a_file_is_refused(trained, tmp_pat
                                          ("gpu", np.bool_(False)), ("epochs", np.float64(1.0))])
 def test_numpy_scalars_are_taken_as_the_numbers_they_hold(name, value):
     assert dw.DeepWaterEstimator(**{name: value}).params[name]["actual"] == value
+
+
+@pytest.fixture(scope="module")
+def regressor():
+    frame = make_linear(60)
+    return dw.DeepWaterEstimator(**TINY).train(y="y", training_frame=frame), frame
+
+
+@pytest.mark.parametrize("metric", ["logloss", "confusion_matrix", "auc", "accuracy"])
+def test_a_classification_metric_of_a_regression_is_a_parameter_error(regressor, metric):
+    model, frame = regressor
+    with pytest.raises(ParameterError, match=rf"{metric}\(\) needs a (classification|binomial) model .*metrics of a "
+                                             r"regression model; ask for one they hold: mse\(\), rmse\(\), mae\(\)"):
+        getattr(model.model_performance(frame), metric)()
+
+
+def test_sklearn_regressor_refuses_a_text_target_naming_the_value():
+    from deepwater.sklearn import DeepWaterRegressor
+
+    with pytest.raises(ParameterError, match=r"y holds 'b' at row 1, which is not a number.*DeepWaterRegressor "
+                                             r"predicts numbers. Fit DeepWaterClassifier .*pd.to_numeric"):
+        DeepWaterRegressor(hidden=(4,), epochs=1).fit(A, ["1.5", "b", "2", "3", "4"])
+
+
+def test_enum_values_take_any_case_and_flags_take_numpy_bools(trained):
+    assert dw.DeepWaterEstimator(fold_assignment="random").params["fold_assignment"]["actual"] == "Random"
+    model, _ = trained
+    assert model.model_performance(train=np.bool_(True)).logloss() == model.model_performance(train=True).logloss()
+
+
+def test_distance_reads_frame_columns_by_name_and_warns_of_rows_without_direction():
+    x = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    y = pd.DataFrame({"b": [1.0], "a": [2.0]})
+    np.testing.assert_allclose(dw.distance(x, y).to_numpy(), [[5 ** 0.5], [3.0]])
+    with pytest.warns(UserWarning, match=r"1 row\(s\) of X and 0 of Y are all zeros.*cosine similarities are NaN"):
+        cosines = dw.distance(np.array([[0.0, 0.0], [1.0, 2.0]]), np.array([[1.0, 1.0]]), "cosine")
+    assert np.isnan(cosines.iloc[0, 0]) and cosines.iloc[1, 0] == pytest.approx(3 / 10 ** 0.5)
+
+
+def test_service_refuses_an_infinite_number_and_reads_nan_as_missing(client):
+    def post(x1: bytes):
+        return client.post("/predict", content=b'{"rows": [{"x1": ' + x1 + b', "x2": 1, "colour": "red"}]}',
+                           headers={"content-type": "application/json"})
+
+    refused = post(b"1e400")
+    assert refused.status_code == 422 and "too large for a float" in refused.json()["error"] \
+        and "null for a missing value" in refused.json()["error"], refused.text
+    missing = post(b"NaN")
+    assert missing.status_code == 200 and missing.json() == post(b"null").json(), missing.text

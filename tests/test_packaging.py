@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The frameworks and the optional extras' packages: `import deepwater` loads none of them, so that a minimal
 # install (`.[torch,datasets]`, what `make quickstart` uses) imports and trains without them.
-OPTIONAL = ('torch', 'tensorflow', 'mxnet', 'matplotlib', 'numba', 'fastapi', 'uvicorn', 'ray', 'skops', 'onnxruntime')
+OPTIONAL = ('torch', 'tensorflow', 'mxnet', 'matplotlib', 'numba', 'fastapi', 'uvicorn', 'ray', 'skops', 'onnxruntime',
+            'mlflow', 'fsspec', 's3fs', 'jinja2', 'orjson')
 
 
 def test_import_deepwater_imports_no_framework_and_no_extra():

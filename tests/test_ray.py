@@ -1,12 +1,14 @@
 """deepwater.init() and Ray tasks: a grid's models and cross-validation's folds side by side on a local Ray
 runtime give the models they give in this process, the frames go to the object store once, models come
-back as saved-model files, and without deepwater.init() Ray is never imported."""
+back as saved-model archives, and without deepwater.init() Ray is never imported."""
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -173,23 +175,27 @@ def test_a_failing_combination_on_ray_is_listed_and_the_grid_goes_on(cluster, fr
     [failure] = grid.failures
     assert failure.hyper_parameters == {"stopping_metric": "AUC"}
     assert failure.error.startswith("ParameterError: stopping_metric='AUC' needs two classes")
-    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == sorted(grid.model_ids)  # saved by the driver
+    assert sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.endswith(".json")) == sorted(
+        grid.model_ids)  # saved by the driver, one file each beside the grid's manifest
 
 
-def test_a_task_returns_the_saved_model_files_and_its_worker_forgets_the_model(frame):
-    from deepwater.model.ray_jobs import load_files, train_task
+def test_a_task_returns_the_saved_model_archive_and_its_worker_forgets_the_model(frame):
+    from deepwater.model.ray_jobs import load_archive, train_task
 
     job = Job(dw.DeepWaterEstimator, {"hidden": [8], "epochs": 1, "gpu": False, "quiet_mode": True, "seed": 2,
                                       "model_id": "in_a_task"}, None, "label", np.arange(60))
-    files = train_task(job, frame, None)
-    assert set(files) == {"model.json", "arrays.safetensors", "checksums.json"}
-    assert all(isinstance(data, bytes) for data in files.values())
+    archive = train_task(job, frame, None)
+    with zipfile.ZipFile(io.BytesIO(archive)) as members:
+        assert set(members.namelist()) == {"model.json", "arrays.safetensors", "checksums.json"}
     assert "in_a_task" not in dw.ls()["key"].tolist()
-    model = load_files(files)
+    model = load_archive(archive)
     assert model.model_id == "in_a_task" and dw.get_model("in_a_task") is model
     assert model.summary()["samples"] == 60
-    with pytest.raises(dw.ModelFileError, match="outside a saved model's folder"):
-        load_files({"../evil": b"x"})
+    escape = io.BytesIO()
+    with zipfile.ZipFile(escape, "w") as members:
+        members.writestr("../evil", b"x")
+    with pytest.raises(dw.ModelFileError, match="member names outside it"):
+        load_archive(escape.getvalue())
 
 
 def test_a_gpu_job_asks_ray_for_a_gpu_where_the_cluster_has_one(cluster, frame):

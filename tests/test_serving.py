@@ -3,6 +3,7 @@ free loopback port): its predictions are the scorer's, concurrent requests share
 request is a 4xx naming the field, never a traceback."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -32,6 +33,7 @@ from deepwater import inference  # noqa: E402
 from deepwater.data.encoders import Response  # noqa: E402
 from deepwater.errors import ParameterError  # noqa: E402
 from deepwater.serving import ServeConfig, create_app  # noqa: E402
+from deepwater.serving.batcher import MicroBatcher  # noqa: E402
 
 TestClient = fastapi_testclient.TestClient
 CLOSE = 1e-5
@@ -116,6 +118,43 @@ def test_predictions_equal_the_scorer_on_the_same_rows(mlp, mlp_client):
     response = mlp_client.post("/predict", json={"rows": json_rows(frame)})
     assert response.status_code == 200, response.text
     assert_same(response.json()["predictions"], inference.load(path).predict(frame))
+
+
+def test_rows_read_whole_or_cell_by_cell_give_the_scorers_answers(mlp, mlp_client):
+    """Plain numbers are read as one array; a body holding a number beyond float32 (1e300, whose row has no
+    prediction, as in predict()), or large enough for a worker thread, goes the longer way: the same answers."""
+    path, frame = mlp
+    frame = frame.assign(x2=frame["x2"].round())  # whole numbers, sent as JSON integers
+    expected = inference.load(path).predict(frame)
+    rows = [dict(row, x2=int(row["x2"])) for row in json_rows(frame)]
+    for body in ({"rows": rows}, {"rows": rows * 400}):  # about 1 KB, read on the event loop; about 300 KB
+        response = mlp_client.post("/predict", json=body)
+        assert response.status_code == 200, response.text
+        assert_same(response.json()["predictions"][:len(rows)], expected)
+    beyond = mlp_client.post("/predict", json={"rows": [dict(rows[1], x1=1e300), rows[2]]})
+    assert beyond.status_code == 200, beyond.text
+    first, second = beyond.json()["predictions"]
+    assert set(first.values()) == {None}
+    assert_same([second], expected.iloc[[2]])
+
+
+def test_small_and_large_batches_score_alike_on_the_event_loop_or_a_thread(mlp):
+    """The batcher scores a small batch on the event loop and a large one on its worker thread: the same outputs."""
+    scorer = inference.load(mlp[0])
+    x = scorer.encode(mlp[1])
+
+    async def score(inline_values: int) -> list[np.ndarray]:
+        batcher = MicroBatcher(scorer.outputs, max_batch=64, max_wait=0.01, inline_values=inline_values)
+        batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.score(x[i:i + 3]) for i in range(0, len(x), 3)))
+        finally:
+            await batcher.stop()
+
+    on_loop, on_thread = asyncio.run(score(x.size)), asyncio.run(score(0))
+    for a, b in zip(on_loop, on_thread):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(np.concatenate(on_loop), scorer.outputs(x), atol=CLOSE)
 
 
 def test_image_rows_by_base64_by_uri_and_by_upload_equal_the_scorer(lenet, lenet_client):

@@ -43,6 +43,8 @@ mx = load_mxnet()
 
 LABEL = "deepwater_label"
 ROW_WEIGHT = "deepwater_row_weight"
+CLASS_MASK = "deepwater_class_mask"  # class_gradients(): one-hot rows picking each row's score
+GRADIENT_PROBE = "deepwater_gradient_probe"  # class_gradients(): zeros added to a layer, for its gradient
 SCRATCH = "__train_scratch"  # suffix of the batch-norm statistics the training BatchNorm op updates itself
 MAX_EXECUTORS = 8  # bound executors kept (one per symbol and batch size), least recently used dropped first
 _ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid"}
@@ -195,6 +197,29 @@ def build_symbols(graph: Graph, training: bool) -> tuple[dict, dict]:
         inputs = [symbols[i] for i in node.inputs]
         symbols[node.name] = _node_symbol(node, inputs, updates if training else None)
     return symbols, updates
+
+
+def gradient_symbol(graph: Graph, layer: str | None):
+    """The symbol class_gradients() runs: sum(output * CLASS_MASK) as a MakeLoss head, then the values of `layer`
+    (None: the input) with a zero variable GRADIENT_PROBE added to them, whose gradient is theirs. Batch norm uses
+    its running statistics and dropout passes its input, so that the forward pass in training mode (which a
+    backward pass needs) computes what inference does."""
+    probed = layer or graph.input.name
+    symbols = {graph.input.name: mx.sym.var(graph.input.name)}
+    if layer is None:
+        symbols[probed] = symbols[probed] + mx.sym.var(GRADIENT_PROBE)
+    for node in graph.nodes[1:]:
+        xs = [symbols[i] for i in node.inputs]
+        if node.op == "dropout":
+            out = xs[0]
+        elif node.op == "batch_norm":
+            out = mx.sym.BatchNorm(xs[0], eps=node.attrs["epsilon"], fix_gamma=False, use_global_stats=True, axis=1,
+                                   name=node.name)
+        else:
+            out = _node_symbol(node, xs, None)
+        symbols[node.name] = out + mx.sym.var(GRADIENT_PROBE) if node.name == probed else out
+    score = mx.sym.sum(symbols[graph.output.name] * mx.sym.var(CLASS_MASK))
+    return mx.sym.Group([mx.sym.MakeLoss(score), mx.sym.BlockGrad(symbols[probed])])
 
 
 # ----------------------------------------------------------------------------- losses
@@ -373,6 +398,8 @@ class MXNetNet(SymbolNet):
                                for weighted in (False, True)}
         self._inference_symbols: dict = {}
         self._executors = ExecutorCache(self._bind)
+        self._gradient_executors = ExecutorCache(self._bind_gradients)
+        self._gradient_symbols: dict = {}
         penalised = set(graph.penalised_params())  # conv and dense weights
         slots = [Slot(self._arrays[self._names[k]], self._grads[self._names[k]], k in penalised) for k in params]
         self.optimiser = make_optimizer(slots, optimizer)
@@ -401,6 +428,30 @@ class MXNetNet(SymbolNet):
                   ROW_WEIGHT: mx.nd.zeros((n,), ctx=self._ctx)}
         arrays = {**self._arrays, **self._scratch, **inputs}
         return bind_arrays(symbol, self._ctx, arrays, self._grads if training else None, shared)
+
+    def _bind_gradients(self, symbol, n: int, training: bool, shared):
+        """Bind a gradient_symbol() for n rows: the gradient goes to the probe alone."""
+        input_shape = (n,) + tuple(self.graph.input.shape)
+        arg_shapes, _, _ = symbol.infer_shape(**{self._input: input_shape})
+        probe = dict(zip(symbol.list_arguments(), arg_shapes))[GRADIENT_PROBE]
+        inputs = {self._input: mx.nd.zeros(input_shape, ctx=self._ctx),
+                  CLASS_MASK: mx.nd.zeros((n, self.task.n_outputs), ctx=self._ctx),
+                  GRADIENT_PROBE: mx.nd.zeros(probe, ctx=self._ctx)}
+        grads = {GRADIENT_PROBE: mx.nd.zeros(probe, ctx=self._ctx)}
+        return bind_arrays(symbol, self._ctx, {**self._arrays, **inputs}, grads, shared)
+
+    def _class_gradients(self, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One forward and one backward pass of gradient_symbol() through an executor bound per batch size."""
+        n = len(x)
+        if layer not in self._gradient_symbols:
+            self._gradient_symbols[layer] = gradient_symbol(self.graph, layer)
+        executor = self._gradient_executors.get((layer, n), self._gradient_symbols[layer], n, True)
+        executor.arg_dict[self._input][:] = np.asarray(x, dtype=np.float32)
+        executor.arg_dict[CLASS_MASK][:] = np.eye(self.task.n_outputs, dtype=np.float32)[target]
+        executor.forward(is_train=True)
+        executor.backward()
+        return (executor.outputs[1].asnumpy().astype(np.float32, copy=False),
+                executor.grad_dict[GRADIENT_PROBE].asnumpy().astype(np.float32, copy=False))
 
     def _inference_symbol(self, layer: str | None):
         """The output (layer None: logits or values) or one layer's flattened activations."""

@@ -116,6 +116,7 @@ class TensorflowNet(BaseNet):
         self._steps: dict[bool, Callable] = {}
         self._scores_fn = self._compile(lambda x: tf.cast(self.model(x, training=False), tf.float32))
         self._feature_fns: dict[str, Callable] = {}
+        self._gradient_fns: dict[str | None, Callable] = {}
 
     # --- precision and XLA ----------------------------------------------------------------
     def precisions(self) -> tuple[str, ...]:
@@ -192,6 +193,35 @@ class TensorflowNet(BaseNet):
             self._feature_fns[layer] = self._compile(
                 lambda x: tf.cast(channels_first_rows(sub(x, training=False)), tf.float32))
         return self._feature_fns[layer]
+
+    def _gradient_fn(self, layer: str | None) -> Callable:
+        """A compiled function (x, target) -> (values, gradients) of `layer` (None: the input), values
+        channels-first; cached per layer."""
+        if layer not in self._gradient_fns:
+            with tf.device(self._device):
+                outputs = self.model.outputs if layer is None else [self._layers[layer].output, *self.model.outputs]
+                sub = keras.Model(self.model.inputs, outputs)
+
+            def gradients(x: tf.Tensor, target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    values = tf.nest.flatten(sub(x, training=False))
+                    chosen = x if layer is None else values[0]
+                    scores = tf.cast(values[-1], tf.float32)
+                    picked = tf.reduce_sum(tf.gather(scores, target, axis=1, batch_dims=1))
+                grads = tape.gradient(picked, chosen)
+                if layer is not None and len(chosen.shape) == 4:  # NHWC maps -> channels-first
+                    chosen, grads = tf.transpose(chosen, [0, 3, 1, 2]), tf.transpose(grads, [0, 3, 1, 2])
+                return tf.cast(chosen, tf.float32), tf.cast(grads, tf.float32)
+
+            self._gradient_fns[layer] = self._compile(gradients, tf.TensorSpec((None,), tf.int64))
+        return self._gradient_fns[layer]
+
+    def _class_gradients(self, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with tf.device(self._device):
+            values, grads = self._gradient_fn(layer)(tf.convert_to_tensor(np.asarray(x, dtype=np.float32)),
+                                                     tf.convert_to_tensor(target, dtype=tf.int64))
+        return values.numpy(), grads.numpy()
 
     def _run(self, fn: Callable, x: np.ndarray) -> np.ndarray:
         with tf.device(self._device):

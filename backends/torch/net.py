@@ -218,6 +218,19 @@ class TorchNet(TorchPrecision, BaseNet):
             out = self.module(self._to_device(x), until=layer)
         return out.reshape(out.shape[0], -1).float().cpu().numpy()
 
+    def _class_gradients(self, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One forward and one backward pass in float32 through autograd, in inference mode."""
+        self._set_mode(False)
+        inputs = self._to_device(np.asarray(x, dtype=np.float32)).requires_grad_(layer is None)
+        with torch.enable_grad():
+            values = self.module.values(inputs)
+            chosen = inputs if layer is None else values[layer]
+            scores = values[self.graph.output.name].float()
+            picked = scores.gather(1, torch.as_tensor(target, device=self._device).view(-1, 1)).sum()
+            (gradients,) = torch.autograd.grad(picked, chosen)
+        return (np.ascontiguousarray(chosen.detach().float().cpu().numpy()),
+                np.ascontiguousarray(gradients.float().cpu().numpy()))
+
     def layers(self) -> list[str]:
         return self.graph.layer_names()
 

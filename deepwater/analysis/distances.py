@@ -17,7 +17,9 @@ accumulated in float64 whatever the dtype, and the l2 pairs whose distance is sm
 norms (near-duplicates, where the subtraction cancels) are re-computed from their differences in
 float64, so float32 results stay within 1e-4 relative of float64 ones (cosines within 1e-6 absolute).
 l1 has no matrix-product form; it runs through a compiled kernel (deepwater.runtime.l1_kernels).
-A row of zeros has no direction: its cosine similarities are NaN.
+A row of zeros has no direction: its cosine similarities are NaN (as H2O's distance() gives them), with a
+warning that counts such rows. Two DataFrames are compared column by column by name: Y's columns are taken in
+X's order, and names that differ are a FrameError naming them.
 
 Values whose squares (or, for l1, sums) would overflow the precision computed in are scaled by a power of
 two first (exactly): one factor for both operands for l1 and l2, scaled back on the results, one per row
@@ -36,7 +38,7 @@ from typing import Any, Union
 import numpy as np
 import pandas as pd
 
-from deepwater.errors import FrameError, ParameterError
+from deepwater.errors import FrameError, ParameterError, warn_user
 from deepwater.runtime.distance_engines import PANEL, engine_for
 from deepwater.runtime.memory import available_memory
 from deepwater.specs import SIMILARITIES
@@ -120,7 +122,36 @@ def _pair(x: Any, y: Any) -> tuple[_Operand, _Operand]:
     if xs.values.shape[1] != ys.values.shape[1]:
         raise FrameError(f"X has {xs.values.shape[1]} columns but Y has {ys.values.shape[1]}; distances compare "
                          "rows feature by feature, so give both the same columns (e.g. Y[X.columns]).")
+    if isinstance(x, pd.DataFrame) and isinstance(y, pd.DataFrame):
+        ys = _in_x_order(x.columns, y.columns, ys)
     return xs, ys
+
+
+def _in_x_order(x_columns: pd.Index, y_columns: pd.Index, ys: _Operand) -> _Operand:
+    """Y's values with its columns in X's order (frames are compared by column name); a FrameError naming the
+    columns where the names differ."""
+    if x_columns.equals(y_columns):
+        return ys
+    only_x = [c for c in x_columns if c not in y_columns]
+    only_y = [c for c in y_columns if c not in x_columns]
+    if only_x or only_y or x_columns.has_duplicates or y_columns.has_duplicates:
+        differ = f"only in X: {only_x[:10]}; only in Y: {only_y[:10]}" if only_x or only_y else \
+            "repeated names in another order"
+        raise FrameError(f"X and Y have different columns ({differ}); distances compare rows feature by feature, "
+                         "so give both the same columns: Y[X.columns] where Y holds X's, or "
+                         "Y.set_axis(X.columns, axis=1) where they are the same features under other names.")
+    return _Operand(np.ascontiguousarray(ys.values[:, y_columns.get_indexer(x_columns)]), ys.labels)
+
+
+def _warn_zero_rows(xs: _Operand, ys: _Operand, measure: str) -> None:
+    """Warn where a cosine measure meets rows of zeros: they have no direction, so their similarities are NaN."""
+    if measure not in SIMILARITIES:
+        return
+    x_zeros, y_zeros = (len(o.values) - int(np.count_nonzero(o.values.any(axis=1))) for o in (xs, ys))
+    if x_zeros or y_zeros:
+        warn_user(f"{x_zeros} row(s) of X and {y_zeros} of Y are all zeros: a row of zeros has no direction, so its "
+                  f"{measure} similarities are NaN (as H2O's distance() gives them). Drop those rows, or use "
+                  "measure='l2' or 'l1', which measure them.")
 
 
 def _check_measure(measure: Any) -> str:
@@ -264,6 +295,7 @@ def distance(X: Data, Y: Data, measure: str = "l2", *, block_rows: int | None = 
     path = _check_out(out)
     dtype = _check_dtype(dtype)
     xs, ys = _pair(X, Y)
+    _warn_zero_rows(xs, ys, measure)
     dtype = _compute_dtype(xs, ys, dtype)
     n, m = len(xs.values), len(ys.values)
     if path is None:
@@ -332,6 +364,7 @@ def nearest(X: Data, Y: Data, k: int, measure: str = "l2", *, block_rows: int | 
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ParameterError(f"k={k!r} must be a whole number >= 1 (how many neighbours per row of X).")
     xs, ys = _pair(X, Y)
+    _warn_zero_rows(xs, ys, measure)
     n, m = len(xs.values), len(ys.values)
     if k > m:
         warnings.warn(f"k={k} is larger than Y's {m} rows; returning all {m} rows of Y for each row of X.",

@@ -31,6 +31,13 @@ STOPPING_KEYS = {
     "deviance": ("mean_residual_deviance", False),
 }
 CLASSIFICATION_ONLY = ("logloss", "misclassification", "mean_per_class_error", "AUC")
+# the models a metric exists for, named where another model's metrics are asked for it
+METRIC_NEEDS = {
+    **dict.fromkeys(("logloss", "classification_error", "mean_per_class_error", "accuracy", "confusion_matrix"),
+                    "a classification model (a categorical y)"),
+    **dict.fromkeys(("auc", "aucpr"), "a binomial model (a categorical y with two classes)"),
+    **dict.fromkeys(("mae", "r2", "mean_residual_deviance"), "a regression model (a numeric y)"),
+}
 
 
 def classification_metrics(codes: np.ndarray, probs: np.ndarray, weights: np.ndarray | None = None,
@@ -236,8 +243,19 @@ class ModelMetrics:
 
     def _get(self, key: str) -> float:
         if key not in self.values:
-            raise KeyError(f"{key!r} is not computed for this {self.kind} model; available: {sorted(self.values)}")
+            raise self._missing(key)
         return self.values[key]
+
+    def _missing(self, metric: str) -> ParameterError:
+        """The error for `metric`() asked of metrics that do not hold it: what it needs, what these are, what they
+        hold."""
+        if self.kind in (AUTOENCODER, REGRESSION):
+            model = "an autoencoder" if self.kind == AUTOENCODER else "a regression model"
+        else:
+            model = f"a {self.model_kind} model ({len(self.classes)} classes)"
+        needs = METRIC_NEEDS.get(metric, "another kind of model")
+        return ParameterError(f"{metric}() needs {needs}, and these are the metrics of {model}; ask for one they "
+                              f"hold: {', '.join(f'{k}()' for k in self.values)}.")
 
     def _binomial(self, what: str) -> dict[str, list[float]]:
         """The threshold curve, or a ParameterError saying that `what` needs a model with two classes."""
@@ -269,7 +287,9 @@ class ModelMetrics:
         (H2O's binomial accuracy()); more classes: the accuracy of the most probable class, a number."""
         if len(self.classes) == 2 or thresholds is not None:
             return self._at("accuracy", thresholds, "accuracy()")
-        return 1.0 - self._get("classification_error")
+        if "classification_error" not in self.values:
+            raise self._missing("accuracy")
+        return 1.0 - self.values["classification_error"]
 
     def mean_per_class_error(self) -> float:
         return self._get("mean_per_class_error")
@@ -362,7 +382,7 @@ class ModelMetrics:
         them when more than one (H2O's binomial confusion_matrix). attrs["threshold"] holds a table's threshold.
         """
         if self.confusion is None:
-            raise KeyError("a confusion matrix exists only for classification models")
+            raise self._missing("confusion_matrix")
         if metrics is None and thresholds is None:
             threshold = self.default_threshold() if self.curve is not None else None
             return self._confusion_table(self.confusion, threshold)

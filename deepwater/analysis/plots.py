@@ -1,5 +1,6 @@
 """Plots as H2O draws them, from plain numbers: a scoring history, a ROC or precision-recall curve, a confusion
-matrix, a grid's models. ModelMetrics.plot() and the models' plot() methods pick what to draw.
+matrix, a grid's models; and model.explain()'s heatmaps over their images. ModelMetrics.plot() and the models'
+plot() methods pick what to draw.
 
 matplotlib (the `plot` extra) is imported only when a plot is drawn. Each function returns the matplotlib
 Figure, closed to pyplot so that Jupyter shows it once (as the cell's value) and a script saves it with
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import pandas as pd
 
+from deepwater.data.images import ImageReader, ImageShape, looks_like_image_column
 from deepwater.errors import MissingDependencyError, ParameterError
 
 if TYPE_CHECKING:
@@ -136,4 +138,61 @@ def grid_plot(table: pd.DataFrame, metric: str, save_plot_path: str | os.PathLik
     axes.set_yticks(positions, labels=labels)
     axes.set_xlabel(metric)
     axes.set_title(f"Grid models by {metric}")
+    return _finish(figure, save_plot_path)
+
+
+def _image_column(frame: pd.DataFrame, column: str | None) -> str:
+    """`column`, or the frame's first column of image URIs; ParameterError when there is none."""
+    if column is not None:
+        if column not in frame.columns:
+            raise ParameterError(f"column={column!r} is not a column of the frame; name its image column, one of "
+                                 f"{list(frame.columns)[:20]}.")
+        return column
+    found = next((name for name in frame.columns if looks_like_image_column(frame[name])), None)
+    if found is None:
+        raise ParameterError("the frame has no column of image URIs to draw the heatmaps on; pass column=... "
+                             "naming it.")
+    return found
+
+
+def overlays(frame: pd.DataFrame, heatmaps: np.ndarray, column: str | None = None, alpha: float = 0.5) -> np.ndarray:
+    """Each row's image (`column`: the frame's image column, found when None) resized to its heatmap, with the
+    heatmap drawn over it in matplotlib's 'jet' colours at opacity `alpha`: uint8 (rows, height, width, 3). A row
+    without a heatmap (NaN: a skipped image) is its image alone; an image that cannot be read is black."""
+    heatmaps = np.asarray(heatmaps, dtype=np.float32)
+    if heatmaps.ndim != 3 or len(heatmaps) != len(frame):
+        raise ParameterError(f"heatmaps of shape {heatmaps.shape}: give model.explain(frame)'s array for this frame, "
+                             f"({len(frame)}, height, width).")
+    if not 0.0 <= alpha <= 1.0:
+        raise ParameterError(f"alpha={alpha!r}: the heatmaps' opacity is a number from 0 to 1.")
+    try:
+        from matplotlib import colormaps
+    except ImportError as error:
+        raise MissingDependencyError("matplotlib (for plots)", "plot") from error
+    reader = ImageReader(ImageShape(int(heatmaps.shape[1]), int(heatmaps.shape[2]), 3), bad_images="skip",
+                         cache_mb=0)
+    pixels, read = reader.read_batch(frame[_image_column(frame, column)].tolist(), list(range(len(frame))))
+    images = np.zeros((len(frame), *heatmaps.shape[1:], 3), dtype=np.float32)
+    images[read] = pixels.transpose(0, 2, 3, 1)
+    colours = colormaps["jet"](np.nan_to_num(heatmaps))[..., :3] * 255.0
+    shown = np.where(np.isnan(heatmaps).all(axis=(1, 2)), 0.0, alpha).reshape(-1, 1, 1, 1)
+    return np.rint((1.0 - shown) * images + shown * colours).astype(np.uint8)
+
+
+def explain_grid(frame: pd.DataFrame, heatmaps: np.ndarray, column: str | None = None,
+                 titles: Sequence[Any] | None = None, alpha: float = 0.5, columns: int = 4,
+                 save_plot_path: str | os.PathLike | None = None) -> Figure:
+    """model.explain()'s `heatmaps` (rows, height, width) over their rows' images (overlays()), `columns` images a
+    row; `titles` labels them (default: the frame's index), e.g. with the predictions."""
+    if titles is not None and len(titles) != len(frame):
+        raise ParameterError(f"titles holds {len(titles)} labels for {len(frame)} rows; give one per row.")
+    pictures = overlays(frame, heatmaps, column, alpha)
+    width = max(1, min(columns, len(frame)))
+    height = -(-len(frame) // width)
+    figure, axes = _new_figure(nrows=height, ncols=width, figsize=(2.4 * width, 2.4 * height), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i < len(frame):
+            ax.imshow(pictures[i])
+            ax.set_title(str(frame.index[i] if titles is None else titles[i]), fontsize=9)
     return _finish(figure, save_plot_path)

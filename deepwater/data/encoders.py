@@ -10,12 +10,13 @@ import decimal
 import warnings
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from deepwater.data.frames import check_plain_values, is_categorical
+from deepwater.data.frames import check_frame, check_plain_values, is_categorical
 from deepwater.errors import FrameError, warn_user
 from deepwater.specs import AUTOENCODER, CLASSIFICATION, REGRESSION
 
@@ -39,9 +40,14 @@ def _levels(series: pd.Series) -> list[Any]:
         return sorted(values, key=str)
 
 
-def _codes(series: pd.Series, levels: list[Any]) -> np.ndarray:
-    """Position of each value in `levels` (int64); -1 for missing values and values not in `levels`."""
-    return pd.Index(levels).get_indexer(np.array(series.astype(object), dtype=object)).astype(np.int64)
+def _codes(series: pd.Series, lookup: pd.Index) -> np.ndarray:
+    """Position of each value in the levels `lookup` (int64); -1 for missing values and values not in it.
+    A pandas categorical column is looked up once per category, not once per value."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        positions = lookup.get_indexer(np.array(series.cat.categories.astype(object), dtype=object))
+        codes = series.cat.codes.to_numpy()
+        return np.where(codes >= 0, positions.astype(np.int64)[codes], -1)
+    return lookup.get_indexer(np.array(series.astype(object), dtype=object)).astype(np.int64)
 
 
 @dataclass
@@ -79,6 +85,10 @@ class Response:
     def n_classes(self) -> int:
         return len(self.classes)
 
+    @cached_property
+    def _lookup(self) -> pd.Index:
+        return pd.Index(self.classes)  # its hash table is built on the first lookup and kept
+
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """Integer class codes (int64) or the standardised response (float32); an autoencoder's placeholder
         zeros (its targets are its inputs)."""
@@ -92,7 +102,7 @@ class Response:
         if self.kind == REGRESSION:
             _reject_infinite(_numeric_block(frame, [self.name]), frame, [self.name], "y")
             return ((series.to_numpy(dtype=np.float64) - self.mean) / self.scale).astype(np.float32)
-        codes = _codes(series, self.classes)
+        codes = _codes(series, self._lookup)
         if (codes < 0).any():
             unseen = sorted(set(series[codes < 0].astype(str)))[:5]
             raise FrameError(f"y={self.name!r} holds classes the model never saw in training: {unseen}; "
@@ -104,10 +114,20 @@ class Response:
         probability is >= `threshold` (H2O's rule), else the most probable class; None where a probability is NaN."""
         if self.kind == REGRESSION:
             return output[:, 0].astype(np.float64) * self.scale + self.mean
-        chosen = (output[:, 1] >= threshold).astype(np.int64) if self.n_classes == 2 else output.argmax(axis=1)
+        chosen = self._chosen(output, threshold)
         labels = np.asarray(self.classes, dtype=object)[chosen]
-        labels[np.isnan(output).any(axis=1)] = None
+        labels[chosen < 0] = None
         return labels
+
+    def _chosen(self, output: np.ndarray, threshold: float) -> np.ndarray:
+        """The position of each row's label among the classes (see decode()); -1 where a probability is NaN."""
+        chosen = (output[:, 1] >= threshold).astype(np.int64) if self.n_classes == 2 else output.argmax(axis=1)
+        chosen[np.isnan(output).any(axis=1)] = -1
+        return chosen
+
+    @cached_property
+    def _labels(self) -> pd.CategoricalDtype:
+        return pd.CategoricalDtype(self.classes)
 
 
     def predictions(self, output: np.ndarray, rows: np.ndarray, index: pd.Index,
@@ -120,9 +140,9 @@ class Response:
         full[rows] = output
         if self.kind == REGRESSION:
             return pd.DataFrame({"predict": full[:, 0] * self.scale + self.mean}, index=index)
-        labels = np.full(len(index), None, dtype=object)
-        labels[rows] = self.decode(output, threshold)
-        result = pd.DataFrame({"predict": pd.Categorical(labels, categories=self.classes)}, index=index)
+        chosen = np.full(len(index), -1, dtype=np.int64)
+        chosen[rows] = self._chosen(output, threshold)
+        result = pd.DataFrame({"predict": pd.Categorical.from_codes(chosen, dtype=self._labels)}, index=index)
         probabilities = pd.DataFrame(full, index=index, columns=self.probability_columns)
         return pd.concat([result, probabilities], axis=1)  # at once: a column at a time is slow for 1000 classes
 
@@ -236,9 +256,10 @@ def _numeric_block(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
 def _reject_infinite(block: np.ndarray, frame: pd.DataFrame, names: Sequence[str], parameter: str) -> None:
     """A FrameError naming the column and first row where the float32 `block` of columns `names` holds inf:
     inf or -inf in `frame`, or a number float32 cannot hold. `parameter` is "x" or "y"."""
-    rows, cols = np.nonzero(np.isinf(block))
-    if not len(rows):
+    infinite = np.isinf(block)
+    if not infinite.any():
         return
+    rows, cols = np.nonzero(infinite)
     name, row = names[cols[0]], rows[0]
     fix = ("drop those rows" if parameter == "y" else
            "drop those rows, or make the values missing (NaN) so that they take the training mean; "
@@ -298,43 +319,60 @@ class CategoricalColumn:
             return [f"{self.name}.bucket{i}" for i in range(self.buckets)]
         return [f"{self.name}.{level}" for level in self.levels]
 
+    @cached_property
+    def _lookup(self) -> pd.Index:
+        return pd.Index(self.levels)  # its hash table is built on the first lookup and kept
+
+    @cached_property
+    def _slots(self) -> np.ndarray:
+        """The one-hot position of each level: the level's own, or its hashed bucket."""
+        if not self.buckets:
+            return np.arange(len(self.levels), dtype=np.int64)
+        return np.array([zlib.crc32(str(level).encode()) % self.buckets for level in self.levels], np.int64)
+
     def encode(self, series: pd.Series) -> np.ndarray:
         """The column's (rows, width) float32 block; missing values and unseen levels are all zeros
         (LabelEncoder: -1)."""
-        codes = _codes(series, self.levels)
+        codes = _codes(series, self._lookup)
         known = codes >= 0
-        _warn_if_type_changed(self, series, known)
+        if not known.all():
+            _warn_if_other_kind(self, series, known)
         if self.encoding == LABEL:
             return codes.astype(np.float32)[:, None]
         if self.encoding == BINARY:
             return (((codes + 1)[:, None] >> np.arange(self.width)) & 1).astype(np.float32)
-        slots = codes
-        if self.buckets:
-            hashed = np.array([zlib.crc32(str(level).encode()) % self.buckets for level in self.levels], np.int64)
-            slots = np.where(known, hashed[np.maximum(codes, 0)], -1)
         block = np.zeros((len(codes), self.width), dtype=np.float32)
-        block[np.nonzero(known)[0], slots[known]] = 1.0
+        rows = np.nonzero(known)[0]
+        block[rows, self._slots[codes[rows]]] = 1.0
         return block
 
 
-def _warn_if_type_changed(column: CategoricalColumn, series: pd.Series, known: np.ndarray) -> None:
-    """Warn when values the model never saw are of another type than its levels (integer codes for a column
+def _kind(value: Any) -> str:
+    """'number' or 'text' (what a categorical level is made of), else the value's type name."""
+    if isinstance(value, NUMBER_TYPES) and not isinstance(value, (bool, np.bool_)):
+        return "number"
+    return "text" if isinstance(value, str) else type(value).__name__
+
+
+def _warn_if_other_kind(column: CategoricalColumn, series: pd.Series, known: np.ndarray) -> None:
+    """Warn when some values the model never saw are of another kind than all its levels (numbers in a column
     trained on text, or the reverse): a type change, not new levels; they encode as unseen (all zeros)."""
     unseen = ~known & series.notna().to_numpy()
     if not unseen.any():
         return
     values = series[unseen]
-    level_types = {type(level).__name__ for level in column.levels}
-    value_types = {type(value).__name__ for value in values.iloc[:1000]}
-    if value_types & level_types:
+    level_kinds = {_kind(level) for level in column.levels}
+    other = values.map(lambda value: _kind(value) not in level_kinds).to_numpy(dtype=bool)
+    if not other.any():
         return
-    share = unseen.mean()
-    first = values.iloc[0]
+    share = other.sum() / len(series)
+    first = values[other].iloc[0]
+    level_types = sorted({type(level).__name__ for level in column.levels})
     warn_user(f"column {column.name!r}: {share:.0%} of its values ({first!r} of type {type(first).__name__}, ...) "
               f"are levels the model never saw, and of another type than the levels it learnt "
-              f"({', '.join(sorted(level_types))}, e.g. {column.levels[0]!r}); they encode as unseen levels (all "
+              f"({', '.join(level_types)}, e.g. {column.levels[0]!r}); they encode as unseen levels (all "
               f"zeros). If the column changed type, convert it back, e.g. frame[{column.name!r}] = "
-              f"frame[{column.name!r}].astype({sorted(level_types)[0]}).", UserWarning)
+              f"frame[{column.name!r}].astype({level_types[0]}).", UserWarning)
 
 
 @dataclass
@@ -428,31 +466,122 @@ class DatasetEncoder:
             out[:, :k] = out[:, :k] * [c.scale for c in self.numeric] + [c.mean for c in self.numeric]
         return out
 
+    @cached_property
+    def _numeric_names(self) -> list[str]:
+        return [c.name for c in self.numeric]
+
+    @cached_property
+    def _means(self) -> np.ndarray:
+        return np.array([c.mean for c in self.numeric], dtype=np.float32)
+
+    @cached_property
+    def _scales(self) -> np.ndarray:
+        return np.array([c.scale for c in self.numeric], dtype=np.float32)
+
+    def _layout(self, frame: pd.DataFrame) -> ColumnLayout:
+        """Where this encoder's columns sit in `frame`: the last frame's layout when `frame` has the same columns
+        and dtypes (scoring one request after another), else worked out (and kept) now."""
+        last = self.__dict__.get("_last_layout")
+        if last is not None and last.fits(frame):
+            return last
+        layout = ColumnLayout.of(frame, self.columns, self._numeric_names)
+        self.__dict__["_last_layout"] = layout
+        return layout
+
     def transform(self, frame: pd.DataFrame, keep_infinite: bool = False) -> np.ndarray:
         """The (rows, width) float32 design matrix of `frame`.
 
         A numeric value that is inf, -inf or beyond float32's range is a FrameError, or with `keep_infinite`
         stays inf in the matrix, so that the row's outputs come back NaN (sources.map_batches).
         """
-        missing = [c for c in self.columns if c not in frame.columns]
-        if missing:
-            raise FrameError(f"the frame lacks columns the model was trained on: {missing[:10]}; add them.")
-        check_plain_values(frame, self.columns)
-        parts = []
+        layout = self._layout(frame)
+        if layout.objects:
+            check_plain_values(frame, layout.objects)
+        numbers = None
         if self.numeric:
-            names = [c.name for c in self.numeric]
-            block = _numeric_block(frame, names)
+            names = self._numeric_names
+            numbers = layout.numbers(frame) if layout.plain_numbers else _numeric_block(frame, names)
             if not keep_infinite:
-                _reject_infinite(block, frame, names, "x")
-            mean = np.array([c.mean for c in self.numeric], dtype=np.float32)
-            scale = np.array([c.scale for c in self.numeric], dtype=np.float32)
-            rows, cols = np.nonzero(np.isnan(block))
-            block[rows, cols] = mean[cols]  # mean imputation
+                _reject_infinite(numbers, frame, names, "x")
+        return self.encode_columns(numbers, [frame[column.name] for column in self.categorical])
+
+    def encode_columns(self, numbers: np.ndarray | None, categories: Sequence[pd.Series]) -> np.ndarray:
+        """The (rows, width) float32 design matrix of checked columns: `numbers`, the numeric columns as a
+        float32 (rows, len(numeric)) array that this call may change (NaN where missing; None when the model has
+        no numeric column), and one series per categorical column, in the encoder's order."""
+        parts = []
+        if numbers is not None:
+            missing = np.isnan(numbers)
+            if missing.any():
+                np.copyto(numbers, np.broadcast_to(self._means, numbers.shape), where=missing)  # mean imputation
             if self.standardize:
-                block -= mean
-                block /= scale
-            parts.append(block)
-        for column in self.categorical:
-            parts.append(column.encode(frame[column.name]))
+                numbers -= self._means
+                numbers /= self._scales
+            parts.append(numbers)
+        parts += [column.encode(series) for column, series in zip(self.categorical, categories)]
         matrix = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         return np.ascontiguousarray(matrix)  # row-major: mini-batches gather rows
+
+
+def _is_plain_number(dtype: Any) -> bool:
+    """A numpy dtype of booleans, integers or real numbers (not a pandas extension dtype)."""
+    return isinstance(dtype, np.dtype) and dtype.kind in "biuf"
+
+
+@dataclass(frozen=True)
+class ColumnLayout:
+    """Where an encoder's columns sit in frames of one set of columns and dtypes, and what those dtypes leave to
+    check in each frame; worked out once and reused while frames keep it."""
+
+    columns: pd.Index
+    dtypes: pd.Series
+    numeric: slice | np.ndarray | None  # the numeric columns' positions, in the encoder's order; None: all, in order
+    plain_numbers: bool  # they all have a real number dtype: one array conversion, no text to look for
+    one_dtype: bool  # every column of the frame has the same real number dtype: numpy picks the numeric ones
+    objects: list[str]  # the encoder's columns of object dtype, checked for containers in each frame
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, columns: list[str], numeric_names: list[str]) -> ColumnLayout:
+        """The layout of `frame` for an encoder of `columns` (of which `numeric_names` are numeric); a FrameError
+        when some are missing."""
+        absent = [c for c in columns if c not in frame.columns]
+        if absent:
+            raise FrameError(f"the frame lacks columns the model was trained on: {absent[:10]}; add them.")
+        if not frame.columns.is_unique:
+            check_frame(frame, "frame")  # its error: duplicated names do not say which column is meant
+        dtypes = frame.dtypes
+        positions = frame.columns.get_indexer(numeric_names)
+        numeric_types = set(dtypes.iloc[positions])
+        plain = all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_complex_dtype(t) for t in numeric_types)
+        first = int(positions[0]) if len(positions) else 0
+        contiguous = np.array_equal(positions, np.arange(first, first + len(positions)))
+        numeric = slice(first, first + len(positions)) if contiguous else positions
+        if contiguous and len(positions) == frame.shape[1]:
+            numeric = None  # the frame holds the numeric columns alone, in the encoder's order
+        objects = [name for name, dtype in zip(columns, dtypes[columns]) if dtype == object]
+        frame_types = set(dtypes)
+        one_dtype = plain and len(frame_types) == 1 and _is_plain_number(frame_types.pop())
+        return cls(frame.columns, dtypes, numeric, plain, one_dtype, objects)
+
+    def fits(self, frame: pd.DataFrame) -> bool:
+        """Whether `frame` has the columns and dtypes this layout was worked out for."""
+        return frame.columns.equals(self.columns) and frame.dtypes.equals(self.dtypes)
+
+    def numbers(self, frame: pd.DataFrame) -> np.ndarray:
+        """The numeric columns of a frame of this layout as a new float32 (rows, columns) array, missing values
+        NaN; numbers too large for float32 become inf."""
+        if self.one_dtype:  # one array of the whole frame (often a transposed view), its columns picked by numpy
+            values = frame.to_numpy(copy=False)
+            if isinstance(self.numeric, slice):
+                values = values[:, self.numeric]
+            elif self.numeric is not None:
+                values = np.take(values, self.numeric, axis=1)  # row-major, unlike values[:, positions]
+        else:
+            columns = frame if self.numeric is None else frame.iloc[:, self.numeric]
+            values = columns.to_numpy(copy=False)
+            if not _is_plain_number(values.dtype):  # nullable dtypes (pd.NA): pandas' own conversion
+                values = columns.to_numpy(dtype=np.float32, na_value=np.nan)
+        with np.errstate(over="ignore"):
+            numbers = np.empty(values.shape, dtype=np.float32)  # row-major, as the network reads rows
+            np.copyto(numbers, values, casting="unsafe")  # converted and laid out in one pass
+        return numbers

@@ -154,6 +154,22 @@ def check_plain_values(frame: pd.DataFrame, columns: Sequence[str]) -> None:
                              "image URI: expand such values into columns of their own, or drop the column.")
 
 
+def require_columns(frame: pd.DataFrame, needed: Sequence[str], name: str) -> None:
+    """A FrameError naming the columns of `needed` that `frame` (called `name`) lacks, with the rename that fixes
+    the first one where the frame has a column whose name looks like it."""
+    missing = [c for c in dict.fromkeys(needed) if c not in frame.columns]
+    if not missing:
+        return
+    wanted = set(needed)
+    spare = {str(c): c for c in frame.columns if c not in wanted}  # the frame's columns the model does not read
+    renamed = [(spare[close[0]], column) for column in missing[:10] if (close := close_matches(column, spare))]
+    hint = ""
+    if renamed:
+        found, column = renamed[0]
+        hint = f" Did you mean {found!r} for {column!r}? Rename it: {name}.rename(columns={{{found!r}: {column!r}}})."
+    raise FrameError(f"{name} lacks columns the model was trained on: {missing[:10]}; add them.{hint}")
+
+
 def column_name(frame: pd.DataFrame, ref: ColumnRef, parameter: str) -> str:
     """The name of a column given by name or 0-based position."""
     columns = frame.columns
@@ -182,7 +198,7 @@ def resolve_columns(frame: pd.DataFrame, x: Sequence[ColumnRef] | ColumnRef | No
     if x is None:
         predictors = [c for c in frame.columns if c != response and c not in ignored]
     else:
-        refs = [x] if isinstance(x, (str, int)) else list(x)
+        refs = _column_refs(x)
         missing = [r for r in refs if isinstance(r, str) and r not in frame.columns]
         if missing:
             raise FrameError(f"x names columns that are not in the frame: {missing[:10]}; "
@@ -199,6 +215,18 @@ def resolve_columns(frame: pd.DataFrame, x: Sequence[ColumnRef] | ColumnRef | No
         return predictors, None
     check_plain_values(frame, predictors + [response])
     return predictors, response
+
+
+def _column_refs(x: object) -> list[ColumnRef]:
+    """x as a list: a column name or position, or an ordered collection of them (list, tuple, pandas Index or
+    Series, numpy array). A dict, a set or any other value is a ParameterError."""
+    if isinstance(x, (str, int)):
+        return [x]
+    if isinstance(x, (list, tuple, range, pd.Index, pd.Series, np.ndarray)):
+        return list(x)
+    raise ParameterError(f"x={x!r} is not allowed: give a list of column names or 0-based positions, e.g. "
+                         "x=['x1', 'x2'], or None for every column but y (a dict or a set has no column order "
+                         "to keep).")
 
 
 def detect_problem_type(frame: pd.DataFrame, predictors: Sequence[str], problem_type: str) -> str:

@@ -1,4 +1,5 @@
-"""Turn image URIs (local paths, file:// and http(s):// URLs) into uint8 (C, H, W) arrays."""
+"""Turn image URIs (local paths, file:// and http(s):// URLs, object store URIs such as s3://, members of zip
+files) into uint8 (C, H, W) arrays."""
 from __future__ import annotations
 
 import hashlib
@@ -16,12 +17,13 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Sequence
+from typing import Any, BinaryIO, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from deepwater.data.stores import ObjectStores, store_path, store_scheme
 from deepwater.errors import ImageError, ModelFileError, ParameterError
 from deepwater.files import write_atomically
 from deepwater.runtime import registry
@@ -75,13 +77,14 @@ def _url_scheme(value: str) -> str | None:
 
 
 def _uri_suffix(value: str) -> str:
-    """Lower-cased file suffix of a path or of a URL's path (query and fragment ignored)."""
-    path = urllib.parse.urlsplit(value).path if _url_scheme(value) else value
-    return Path(path).suffix.lower()
+    """Lower-cased file suffix of a path, of a URL's path (query and fragment ignored) or of a store URI."""
+    if _url_scheme(value):
+        return Path(urllib.parse.urlsplit(value).path).suffix.lower()
+    return Path(store_path(value) if store_scheme(value) else value).suffix.lower()
 
 
 def is_image_uri(value: object) -> bool:
-    """True for a string path or http(s)/file URL whose suffix is an image extension."""
+    """True for a string path, http(s)/file URL or object store URI whose suffix is an image extension."""
     if not isinstance(value, str):
         return False
     value = value.strip()
@@ -90,13 +93,13 @@ def is_image_uri(value: object) -> bool:
 
 def first_non_image(series: pd.Series, sample: int = 5) -> object | None:
     """The first of the first `sample` values that is not an image URI, None when all are: an image
-    extension, an http(s) URL (checked when fetched), or a local file that PIL recognises as an image (file
-    names without an extension included)."""
+    extension, an http(s) URL or an object store URI (checked when fetched), or a local file that PIL recognises
+    as an image (file names without an extension included)."""
     for value in series.dropna().head(sample):
         text = value.strip() if isinstance(value, str) else ""
         if not text:
             return value
-        if is_image_uri(text) or text.lower().startswith(("http://", "https://")):
+        if is_image_uri(text) or text.lower().startswith(("http://", "https://")) or store_scheme(text):
             continue
         try:
             with open_regular_file(file_url_to_path(text) if text.startswith("file://") else text) as stream, \
@@ -350,7 +353,9 @@ def file_url_to_path(url: str) -> str:
 
 class ImageReader:
     """Turns image URIs into uint8 (C, H, W) arrays: fetch, decode, convert channels, resize;
-    keeps decoded images in a bounded in-memory cache."""
+    keeps decoded images in a bounded in-memory cache. Object store URIs (s3://, gs://, az://, abfs://, hf://)
+    are read through fsspec with `storage_options` (None: the store's usual credentials, from its environment
+    variables and profile files); `http_timeout` bounds each http(s) or store request."""
 
     def __init__(
         self,
@@ -361,6 +366,7 @@ class ImageReader:
         http_timeout: float = 10.0,
         download_dir: str | os.PathLike | None = None,
         workers: int | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         if bad_images not in BAD_IMAGES_CHOICES:
             raise ParameterError(
@@ -379,6 +385,7 @@ class ImageReader:
         self.http_timeout = float(http_timeout)
         self.download_dir = Path(download_dir) if download_dir is not None else default_download_dir()
         self.workers = workers
+        self._stores = ObjectStores(storage_options, self.http_timeout)
         self._cache_limit = int(cache_mb * 1024 * 1024)
         self._cache: dict[str, np.ndarray] = {}
         self._cache_bytes = 0
@@ -438,9 +445,14 @@ class ImageReader:
         """Decode one URI, caching the result; raise ImageError with a short reason on failure."""
         size = (self.shape.width, self.shape.height)
         try:
-            array = _decode_file(self._local_path(uri), self.shape.channels, size)
+            if store_scheme(uri):
+                array = _decode(io.BytesIO(self._stores.read(uri)), self.shape.channels, size)
+            else:
+                array = _decode_file(self._local_path(uri), self.shape.channels, size)
         except FileNotFoundError:
             raise ImageError(uri, row, "file not found") from None
+        except ParameterError:  # storage_options the store does not take: no image's fault
+            raise
         except (ValueError, OSError) as exc:
             raise ImageError(uri, row, str(exc)) from exc
         self._cache_put(uri, array)
@@ -561,10 +573,11 @@ class ImageReader:
         return batch, mask
 
     def close(self) -> None:
-        """Shut down the decode threads (the cache is kept)."""
+        """Shut down the decode threads and close the zip files read (the cache is kept)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        self._stores.close()
 
     def __enter__(self) -> ImageReader:
         return self

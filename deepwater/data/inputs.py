@@ -1,6 +1,7 @@
 """Model inputs: how a frame's predictor columns become a Source of batches for the network."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,7 +29,16 @@ class DatasetInputs:
         """The rows of `frame` as a design matrix. A row holding inf (or a number beyond float32) is a FrameError
         where the rows are scored against a response `y` (training, validation, model_performance); without
         `y` (predict, deepfeatures) its outputs come back NaN."""
-        return ArraySource(self.encoder.transform(frame, keep_infinite=y is None), y, w)
+        return ArraySource(self._shaped(self.encoder.transform(frame, keep_infinite=y is None)), y, w)
+
+    def encode_columns(self, numbers: np.ndarray | None, categories: Sequence[pd.Series]) -> np.ndarray:
+        """The network's input for checked columns without a frame (DatasetEncoder.encode_columns): how the
+        prediction service encodes the rows of a request."""
+        return self._shaped(self.encoder.encode_columns(numbers, categories))
+
+    def _shaped(self, x: np.ndarray) -> np.ndarray:
+        """Design-matrix rows as the network takes them."""
+        return x
 
     def feature_names(self) -> list[str]:
         """The name of each value the network takes, in order (H2O's coefficient names)."""
@@ -77,10 +87,8 @@ class PixelInputs(DatasetInputs):
     def input_shape(self) -> tuple[int, ...]:
         return (self.shape.channels, self.shape.height, self.shape.width)
 
-    def source(self, frame: pd.DataFrame, y: np.ndarray | None = None, w: np.ndarray | None = None) -> ArraySource:
-        rows = super().source(frame, y, w)
-        rows.x = rows.x.reshape((len(rows.x),) + self.input_shape)
-        return rows
+    def _shaped(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape((len(x),) + self.input_shape)
 
     def to_record(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """The encoder and the image shape as JSON values."""

@@ -15,7 +15,7 @@ A bundle is the folder `path` holding
 * `arrays/*.npy`   the mean image and a per-channel scale of image models (numpy's format, no pickle);
 * `checksums.json` the BLAKE3 digest of every file, as save_model writes it.
 
-It is written under a temporary name and renamed (model_files.write_folder), so it is complete or absent.
+It is written under a temporary name and renamed (storage/saved_files.py write_folder), so it is complete or absent.
 
 How the network gets into ONNX: a built-in network, whichever backend trained it, is rebuilt in torch from
 its canonical weights and written by torch.onnx.export (so exporting a built-in network needs torch). A user
@@ -40,7 +40,8 @@ from deepwater.deploy.inference import ARRAYS_DIR, BUNDLE_FORMAT, BUNDLE_VERSION
 from deepwater.errors import ModelFileError, ParameterError
 from deepwater.files import path_text
 from deepwater.runtime.build import build_net
-from deepwater.storage.saved_models import BUNDLE_JSON, framework_versions, json_values, write_folder
+from deepwater.storage.saved_files import write_folder
+from deepwater.storage.saved_models import BUNDLE_JSON, framework_versions, json_values
 from deepwater.training.fitted import FittedModel
 
 FORMATS = ("onnx",)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from deepwater.data.inputs import DatasetInputs, ImageInputs, inputs_from_record
 from deepwater.data.sources import ArraySource, image_input, map_batches
 from deepwater.errors import DeviceError, ModelFileError, ParameterError, warn_user
 from deepwater.runtime.onnx_sessions import has_cuda, run_rows, start_session
-from deepwater.storage.saved_models import BUNDLE_JSON, CHECKSUMS, MODEL_JSON, check_files
+from deepwater.storage.saved_files import CHECKSUMS, FolderFiles, check_files
+from deepwater.storage.saved_models import BUNDLE_JSON, is_saved_model
 
 BUNDLE_FORMAT = "deepwater-onnx-bundle"
 BUNDLE_VERSION = 1
@@ -39,13 +41,13 @@ _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tens
 def read_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
     """bundle.json of the bundle folder at `path`, and the folder, its checksums checked (ModelFileError)."""
     folder = Path(os.fspath(path))
+    if is_saved_model(folder) and not (folder / BUNDLE_JSON).exists():
+        raise ModelFileError(f"path={os.fspath(path)!r} is a saved model (deepwater.save_model), not a bundle: load "
+                             "it with deepwater.load_model(path), and write its bundle with model.export(path).")
     if not (folder / CHECKSUMS).is_file() or not folder.is_dir():
         raise ModelFileError(f"path={os.fspath(path)!r} is not a deepwater bundle (a folder with {MODEL_ONNX}, "
                              f"{BUNDLE_JSON} and {CHECKSUMS}); pass the folder that model.export(path) wrote.")
-    if (folder / MODEL_JSON).is_file() and not (folder / BUNDLE_JSON).exists():
-        raise ModelFileError(f"path={os.fspath(path)!r} is a saved model (deepwater.save_model), not a bundle: load "
-                             "it with deepwater.load_model(path), and write its bundle with model.export(path).")
-    check_files(folder, BUNDLE_JSON, "bundle", "export the model again")
+    check_files(FolderFiles(folder), BUNDLE_JSON, "bundle", "export the model again")
     bundle = json.loads((folder / BUNDLE_JSON).read_text())
     if bundle.get("format") != BUNDLE_FORMAT:
         raise ModelFileError(f"{str(folder / BUNDLE_JSON)!r} is not the {BUNDLE_JSON} of a bundle written by "
@@ -143,6 +145,14 @@ class Scorer:
         if isinstance(self._inputs, ImageInputs):
             raise ParameterError(f"{self._source} scores images: pass them to encode_images(), not a frame.")
         return self._inputs.source(check_frame(frame, "frame")).x
+
+    def encode_columns(self, numbers: np.ndarray | None, categories: Sequence[pd.Series]) -> np.ndarray:
+        """The network's input rows for checked columns, as encode() gives them for a frame of those columns:
+        `numbers` the numeric columns as float32 (rows, columns), NaN where missing (None when the model has none),
+        and one series per categorical column, both in the order of inputs.encoder."""
+        if isinstance(self._inputs, ImageInputs):
+            raise ParameterError(f"{self._source} scores images: pass them to encode_images(), not columns.")
+        return self._inputs.encode_columns(numbers, categories)
 
     def encode_images(self, pixels: np.ndarray) -> np.ndarray:
         """The network's input for decoded uint8 images (n, channels, height, width) of the bundle's image shape:

@@ -25,7 +25,8 @@ from deepwater.storage.model_store import remove
 from deepwater.training.fitted import CrossValidation
 
 NOT_FOR_FOLD_MODELS = {"nfolds": 0, "fold_column": None, "fold_assignment": "AUTO", "checkpoint": None,
-                       "export_checkpoints_dir": None, "overwrite_with_best_model": False}
+                       "export_checkpoints_dir": None, "overwrite_with_best_model": False,
+                       "mlflow": False}  # the main model's run logs the fold models' metrics
 
 
 def check_folds(params: dict[str, Any], fold_column: str | None, rows: int) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,12 +12,25 @@ import pandas as pd
 from deepwater import networks
 from deepwater.analysis import plots
 from deepwater.analysis.deep_features import deep_features, layer_names
+from deepwater.analysis.explain import (
+    DEFAULT_STEPS,
+    check_baseline,
+    check_method,
+    check_steps,
+    column_attributions,
+    explain_source,
+    explained_layer,
+    fixed_or_predicted,
+    mean_absolute,
+    target_column,
+)
 from deepwater.analysis.metrics import ModelMetrics, missing_metrics
 from deepwater.analysis.variable_importance import gedeon, mlp_weights, varimp_table
 from deepwater.data.encoders import Response
-from deepwater.data.frames import ColumnRef, check_frame
+from deepwater.data.frames import ColumnRef, check_frame, require_columns
 from deepwater.data.images import ImageReader, ImageShape
 from deepwater.data.inputs import ImageInputs
+from deepwater.data.sources import throughput_batch
 from deepwater.data.training_data import TrainingData, training_data
 from deepwater.deploy.export import export_bundle
 from deepwater.errors import MissingDependencyError, NotFittedError, ParameterError, warn_user
@@ -32,6 +44,8 @@ from deepwater.specs import CLASSIFICATION, task_from_params
 from deepwater.storage.checkpoints import CheckpointWriter, resolve_checkpoint
 from deepwater.storage.model_classes import saved_as_algo
 from deepwater.storage.model_store import register
+from deepwater.storage.saved_files import SavedFiles
+from deepwater.tracking.runs import log_run, require_mlflow
 from deepwater.training import autoencoder as unsupervised
 from deepwater.training import parameters as parameter_table
 from deepwater.training.evaluation import model_metrics, outputs
@@ -61,6 +75,7 @@ class DeepWaterEstimator:
         self._params = settle_parameters(parameter_table.resolve(params))
         self._given = dict(params)
         self._fitted: FittedModel | None = None
+        self._mlflow_run_id: str | None = None
 
     @classmethod
     def available(cls) -> bool:
@@ -121,14 +136,20 @@ class DeepWaterEstimator:
     def train(self, x: Sequence[ColumnRef] | ColumnRef | None = None, y: ColumnRef | None = None,
               training_frame: pd.DataFrame | None = None,
               validation_frame: pd.DataFrame | None = None, model_id: str | None = None,
-              fold_column: ColumnRef | None = None) -> DeepWaterEstimator:
+              fold_column: ColumnRef | None = None, *, callbacks: Sequence[Callback] = ()) -> DeepWaterEstimator:
         """Fit the model on `training_frame`; x and y name columns by name or 0-based position.
 
         `model_id` names the model (as H2O's train does); the trained model is held in this process under
         it (deepwater.get_model(model_id), deepwater.ls()). With the `checkpoint` parameter, training
         continues that model (training/restart.py says what a restart may change). With `nfolds` or a
         `fold_column` (this argument or the parameter), fold models are trained first (cross_validation.py).
+
+        `callbacks` (keyword only): callables `callback(model, outcome)` called at each scoring of this model's run
+        (not its fold models'), handed this model and the run so far (a TrainingOutcome: `history`, one row per
+        scoring, `samples`, `epochs`); a live chart or a progress bar (samples / (epochs x rows)). An exception a
+        callback raises stops training at that scoring and leaves train() as it is, the model left untrained.
         """
+        callbacks = _checked_callbacks(callbacks)
         if model_id is not None:
             self.model_id = model_id
         previous = None if self._params["checkpoint"] is None else resolve_checkpoint(self._params["checkpoint"])
@@ -137,6 +158,9 @@ class DeepWaterEstimator:
             self._params = {**restart_parameters(given, previous._fitted.params, previous._fitted, previous.model_id),
                             "model_id": self.model_id, "checkpoint": self._params["checkpoint"]}
         p = self._params
+        if p["mlflow"]:
+            require_mlflow()
+        self._mlflow_run_id = None if previous is None else previous._mlflow_run_id  # what checkpoints carry
         fold_column = p["fold_column"] if fold_column is None else fold_column
         if p["autoencoder"]:
             unsupervised.check_parameters(p, y, fold_column)
@@ -153,13 +177,26 @@ class DeepWaterEstimator:
             if p["export_checkpoints_dir"] else None
         outcome = TrainingOutcome(stop_reason="epochs=0: the graph's own outputs") if start.scores_only else \
             run_training(p, start, data, None if previous is None else previous._fitted,
-                         None if writer is None else self._checkpoints(start, data.predictors, writer))
+                         self._on_scored(start, data.predictors, writer, callbacks))
         self._fitted = start.fitted(data.predictors, outcome, p, frozenset(self._given))
         self._fitted.cross_validation = cross_validation
         register(self)
+        self._mlflow_run_id = self._tracked(previous)
         if writer is not None:  # the final model is the newest checkpoint
             writer(self, outcome.samples)
         return self
+
+    def _tracked(self, previous: DeepWaterEstimator | None) -> str | None:
+        """The MLflow run of this training: logged when mlflow=True (a restart continues its checkpoint's run)."""
+        if not self._params["mlflow"]:
+            return self._mlflow_run_id
+        since = 0 if previous is None else previous._fitted.outcome.samples
+        return log_run(self, self._mlflow_run_id, since) or self._mlflow_run_id
+
+    @property
+    def mlflow_run_id(self) -> str | None:
+        """The id of the MLflow run this model's training is logged in (mlflow=True); None if none."""
+        return self._mlflow_run_id
 
     def _continue(self, previous: DeepWaterEstimator, data: TrainingData) -> TrainingStart:
         """A checkpoint restart (its parameters already merged with the checkpoint's): the frames checked against
@@ -195,12 +232,19 @@ class DeepWaterEstimator:
                                  "autoencoder with checkpoint=).")
         return resolve_checkpoint(value, "pretrained_autoencoder")
 
-    def _checkpoints(self, start: TrainingStart, predictors: list[str],
-                     writer: CheckpointWriter) -> Callable[[TrainingOutcome], None]:
-        """The trainer's on_scored hook: `writer` saves the run so far."""
+    def _on_scored(self, start: TrainingStart, predictors: list[str], writer: CheckpointWriter | None,
+                   callbacks: tuple[Callback, ...]) -> Callable[[TrainingOutcome], None] | None:
+        """The trainer's on_scored hook (None when nothing listens): `writer` saves the run so far, then each of
+        `callbacks` is handed this model and the run."""
+        if writer is None and not callbacks:
+            return None
+
         def on_scored(outcome: TrainingOutcome) -> None:
-            snapshot = start.fitted(predictors, outcome.snapshot(), self._params, frozenset(self._given))
-            writer(self._holding(snapshot), outcome.samples)
+            if writer is not None:
+                snapshot = start.fitted(predictors, outcome.snapshot(), self._params, frozenset(self._given))
+                writer(self._holding(snapshot), outcome.samples)
+            for callback in callbacks:
+                callback(self, outcome)
 
         return on_scored
 
@@ -245,16 +289,17 @@ class DeepWaterEstimator:
     def _to_record(self) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
         """What a saved model holds (model/records.py): JSON values, arrays by name, the user's graph files."""
         f = self._require_fitted()
-        return model_record(self.model_id, self.algo, f.params, set(f.given), f)
+        return model_record(self.model_id, self.algo, f.params, set(f.given), f, self._mlflow_run_id)
 
     @classmethod
-    def _from_record(cls, record: dict[str, Any], arrays: dict[str, np.ndarray], folder: Path,
+    def _from_record(cls, record: dict[str, Any], arrays: dict[str, np.ndarray], files: SavedFiles,
                      members: dict[str, Any], backend: str | None) -> DeepWaterEstimator:
         """The model a saved record describes, its net rebuilt on `backend` (None: the one it was saved from)."""
         model = cls(**given_parameters(record))
         if backend is not None:
             model._params["backend"] = parameter_table.check("backend", backend)
-        model._fitted = fitted_from_record(model._params, record, arrays, folder, backend)
+        model._fitted = fitted_from_record(model._params, record, arrays, files, backend)
+        model._mlflow_run_id = record.get("mlflow_run_id")
         return model
 
     # --- using the model ------------------------------------------------------------------
@@ -262,6 +307,12 @@ class DeepWaterEstimator:
         if self._fitted is None:
             raise NotFittedError(f"model {self.model_id!r} is not trained yet; call train(...) first.")
         return self._fitted
+
+    def _scoring_frame(self, frame: Any) -> pd.DataFrame:
+        """`frame` checked for scoring: a non-empty DataFrame that holds every column the model reads."""
+        frame = check_frame(frame, "frame")
+        require_columns(frame, self._require_fitted().inputs.feature_columns(), "frame")
+        return frame
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """A 'predict' column, plus one probability column per class for classification.
@@ -271,11 +322,12 @@ class DeepWaterEstimator:
         H2O. Rows that cannot be scored (a skipped image, a value beyond float32) are NaN, label included.
         """
         f = self._require_fitted()
-        frame = check_frame(frame, "frame")
+        frame = self._scoring_frame(frame)
         if f.task.is_autoencoder:
             values = self._scored(frame, lambda net, x: net.predict(x))
             return unsupervised.reconstruction_frame(f.inputs.unscale(values), f.inputs.feature_names(), frame.index)
-        out, rows = outputs(f.net, f.inputs.source(frame), scoring_batch(self._params))
+        batch = throughput_batch(scoring_batch(self._params), int(np.prod(f.inputs.input_shape)))
+        out, rows = outputs(f.net, f.inputs.source(frame), batch)
         return f.response.predictions(out, rows, frame.index, f.threshold())
 
     def _scored(self, frame: pd.DataFrame, fn: Callable[[Any, np.ndarray], np.ndarray]) -> np.ndarray:
@@ -293,16 +345,32 @@ class DeepWaterEstimator:
             raise ParameterError(f"anomaly() needs an autoencoder; model {self.model_id!r} is a {f.task.kind} model. "
                                  "Train one with autoencoder=True (or H2OAutoEncoderEstimator) to score "
                                  "reconstruction errors.")
-        frame = check_frame(frame, "frame")
+        frame = self._scoring_frame(frame)
         errors = self._scored(frame, unsupervised.squared_errors)
         return unsupervised.anomaly_frame(errors, f.inputs.feature_names(), frame.index, per_feature)
 
-    def varimp(self, use_pandas: bool = False, by_column: bool = False) -> list[tuple] | pd.DataFrame | None:
+    def varimp(self, use_pandas: bool = False, by_column: bool = False, method: str = "gedeon",
+               frame: pd.DataFrame | None = None, steps: int = DEFAULT_STEPS) -> list[tuple] | pd.DataFrame | None:
         """H2O's variable importances of an MLP (Gedeon's method on its first two weight layers): tuples of
         (variable, relative_importance, scaled_importance, percentage), most important first, or a DataFrame with
         `use_pandas`. Variables are the encoded inputs ('<col>.<level>' for one-hot levels); `by_column` sums
-        each frame column's values into one row. None (as in H2O) when trained with variable_importances=False."""
+        each frame column's values into one row. None (as in H2O) when trained with variable_importances=False.
+
+        method="integrated_gradients" ranks the inputs of any dataset model by their mean absolute integrated
+        gradients (explain()) over the rows of `frame`, with `steps` steps each."""
+        use_pandas = parameter_table.flag("use_pandas", use_pandas)
+        by_column = parameter_table.flag("by_column", by_column)
         f = self._require_fitted()
+        if method == "integrated_gradients":
+            if frame is None:
+                raise ParameterError("varimp(method='integrated_gradients') averages the attributions of rows: pass "
+                                     "them as frame=..., e.g. the training or a validation frame.")
+            values, _ = self._attributions(self._scoring_frame(frame), method, None, None, steps, None, False)
+            return varimp_table(f.inputs.feature_names(), mean_absolute(values),
+                                f.inputs.feature_columns() if by_column else None, use_pandas)
+        if method != "gedeon":
+            raise ParameterError(f"method={method!r}: varimp() knows 'gedeon' (H2O's, from the weights) and "
+                                 "'integrated_gradients' (from the rows of frame=...).")
         if not f.params["variable_importances"]:
             warn_user(f"model {self.model_id!r} was trained with variable_importances=False, so it has none "
                       "(H2O returns None too); train with variable_importances=True.", UserWarning)
@@ -310,6 +378,45 @@ class DeepWaterEstimator:
         importance = gedeon(*mlp_weights(f.net.get_state(), f.network, f.params["hidden"]))
         return varimp_table(f.inputs.feature_names(), importance, f.inputs.feature_columns() if by_column else None,
                             use_pandas)
+
+    def explain(self, frame: pd.DataFrame, method: str = "gradcam", layer: str | int | None = None,
+                target: Any = None, steps: int = DEFAULT_STEPS,
+                baseline: float | np.ndarray | None = None) -> np.ndarray | pd.DataFrame:
+        """Why the model predicts what it does for each row of `frame` (analysis/explain.py).
+
+        An image model gives one heatmap per row, a float32 array (rows, height, width) of the image_shape's size
+        with values 0..1 (NaN for a skipped image), by `method`: "gradcam" (the maps of `layer`, by default the
+        network's last convolutional one; a user graph must name it), "saliency" (input gradients) or
+        "integrated_gradients" (`steps` steps from `baseline`: None for zeros, or a number or array in the
+        network's input units). A dataset model takes "integrated_gradients" and gives a DataFrame of one
+        attribution per frame column (a categorical column's levels summed), index frame.index. Explained is the
+        predicted class, or the class named by `target`; a regression's value, on the network's standardised scale.
+        """
+        f = self._require_fitted()
+        frame = self._scoring_frame(frame)
+        values, image = self._attributions(frame, method, layer, target, steps, baseline, True)
+        return values if image else column_attributions(values, f.inputs.feature_columns(), frame.index)
+
+    def _attributions(self, frame: pd.DataFrame, method: str, layer: str | int | None, target: Any, steps: int,
+                      baseline: float | np.ndarray | None, image: bool) -> tuple[np.ndarray, bool]:
+        """explain()'s values for `frame` (checked), and whether they are image heatmaps (an image model with
+        `image`) rather than the encoded inputs' attributions."""
+        f = self._require_fitted()
+        if f.task.is_autoencoder:
+            raise ParameterError(f"explain() needs a classification or regression model; model {self.model_id!r} "
+                                 "is an autoencoder: anomaly(frame, per_feature=True) shows which inputs it "
+                                 "reconstructs worst.")
+        image = image and len(f.inputs.input_shape) == 3
+        method = check_method(method, image)
+        graph = None if f.graph is not None else f.net.graph  # a built-in network's; a user graph has none
+        layer = explained_layer(method, layer, f.net.layers(), graph)
+        classes = f.response.classes if f.task.is_classification else None
+        targets = fixed_or_predicted(f.net, target_column(target, classes),
+                                     lambda p: f.response.decode(p, f.threshold()), classes)
+        values = explain_source(f.net, f.inputs.source(frame), targets, method, layer, graph,
+                                check_baseline(baseline, f.inputs.input_shape), check_steps(steps),
+                                scoring_batch(self._params), image)
+        return (values if image else values.reshape(len(values), -1)), image
 
     def layers(self) -> list[str]:
         """Layer names that deepfeatures() takes, from the input side to 'output'."""
@@ -325,7 +432,7 @@ class DeepWaterEstimator:
         Columns DF.<layer>.C1 ... DF.<layer>.Ck, index frame.index; skipped images and rows holding inf give NaN rows.
         """
         f = self._require_fitted()
-        frame = check_frame(frame, "frame")
+        frame = self._scoring_frame(frame)
         if f.network == "mlp" and isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):
             layer = networks.hidden_layer(int(layer), f.params["hidden"], f.params["activation"])
         elif f.graph is None and isinstance(layer, str):  # a built-in network also takes Deep Water's names
@@ -346,6 +453,8 @@ class DeepWaterEstimator:
         """Metrics on `frame`, or those of the training (train=True), validation (valid=True) or
         cross-validation holdout (xval=True) predictions; one of the four at a time. As in H2O, valid=True on a
         model trained without a validation frame, or xval=True on one without folds, gives None (and a warning)."""
+        train, valid, xval = (parameter_table.flag(name, value) for name, value in
+                              (("train", train), ("valid", valid), ("xval", xval)))
         asked = [name for name, given in (("frame", frame is not None), ("train=True", train), ("valid=True", valid),
                                           ("xval=True", xval)) if given]
         if len(asked) > 1:
@@ -357,7 +466,7 @@ class DeepWaterEstimator:
             return f.cross_validation.metrics if f.cross_validation is not None else missing_metrics(
                 self.model_id, "xval=True", "was not cross-validated", "train it with nfolds >= 2 or a fold_column")
         if frame is not None:
-            source = scoring_source(f, check_frame(frame, "frame"), self._params["weights_column"])
+            source = scoring_source(f, self._scoring_frame(frame), self._params["weights_column"])
             return model_metrics(f.net, f.task, f.response, source, scoring_batch(self._params), "test frame")
         if valid:
             return f.validation_metrics if f.validation_metrics is not None else missing_metrics(
@@ -460,6 +569,19 @@ class DeepWaterEstimator:
 
 
 H2ODeepWaterEstimator = DeepWaterEstimator
+Callback = Callable[[DeepWaterEstimator, TrainingOutcome], None]
+
+
+def _checked_callbacks(callbacks: object) -> tuple[Callback, ...]:
+    """train()'s `callbacks` as a tuple of callables; a ParameterError naming the one that is not."""
+    if callable(callbacks) or isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Sequence):
+        raise ParameterError(f"callbacks={callbacks!r} is not a list of callables; pass a list of functions "
+                             "callback(model, outcome), e.g. callbacks=[show_progress].")
+    for i, callback in enumerate(callbacks):
+        if not callable(callback):
+            raise ParameterError(f"callbacks[{i}]={callback!r} is not callable; pass functions "
+                                 "callback(model, outcome).")
+    return tuple(callbacks)
 
 
 class AutoEncoderEstimator(DeepWaterEstimator):

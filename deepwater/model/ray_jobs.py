@@ -1,20 +1,19 @@
 """Jobs (jobs.py) as Ray tasks, imported only once deepwater.init() has run.
 
 The training and validation frames go to Ray's object store once per runner, and every task reads them
-from there. A task trains one model and returns it as deepwater's saved-model folder (save_model's files
-as bytes, so no network is ever pickled); the driver writes the files to a temporary folder and loads
-them with load_model, checksums checked, into its own model store.
+from there. A task trains one model and returns it as deepwater's saved-model archive (save_model's file as bytes,
+so no network is ever pickled); the driver writes it to a temporary file and loads it with load_model,
+checksums checked, into its own model store.
 """
 from __future__ import annotations
 
 import tempfile
 from dataclasses import replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import pandas as pd
 import ray
 
-from deepwater.errors import ModelFileError
 from deepwater.model.jobs import Failure, Job, Outcome, fit
 from deepwater.storage.model_classes import Model
 from deepwater.storage.model_store import held, remove
@@ -22,33 +21,25 @@ from deepwater.storage.saved_models import load_model, save_model
 from deepwater.training.parameters import PARAMETERS
 
 
-def train_task(job: Job, training: pd.DataFrame, validation: pd.DataFrame | None) -> dict[str, bytes]:
-    """In a Ray worker: train `job`'s model and return its saved-model folder as {relative path: bytes}.
-    The worker's own model store forgets the model (and its fold models) afterwards."""
+def train_task(job: Job, training: pd.DataFrame, validation: pd.DataFrame | None) -> bytes:
+    """In a Ray worker: train `job`'s model and return its saved-model archive's bytes. The worker's own model
+    store forgets the model (and its fold models) afterwards."""
     before = held()
     try:
         model = fit(job, training, validation)
         with tempfile.TemporaryDirectory() as folder:
-            saved = Path(save_model(model, folder))
-            return {path.relative_to(saved).as_posix(): path.read_bytes()
-                    for path in sorted(saved.rglob("*")) if path.is_file()}
+            return Path(save_model(model, folder)).read_bytes()
     finally:
         for model_id in (held() - before) | ({job.model_id} & held()):
             remove(model_id)
 
 
-def load_files(files: dict[str, bytes]) -> Model:
-    """The model whose saved-model folder `files` holds (load_model checks every file's checksum)."""
+def load_archive(archive: bytes) -> Model:
+    """The model whose saved-model archive a task sent back (load_model checks every member's checksum)."""
     with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder) / "model"
-        for name, data in files.items():
-            relative = PurePosixPath(name)
-            if relative.is_absolute() or ".." in relative.parts:
-                raise ModelFileError(f"a Ray task sent back the file {name!r}, outside a saved model's folder.")
-            path = root.joinpath(*relative.parts)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        return load_model(root)
+        path = Path(folder) / "model"
+        path.write_bytes(archive)
+        return load_model(path)
 
 
 class RayRunner:
@@ -79,7 +70,7 @@ class RayRunner:
         ready, _ = ray.wait(list(self._pending), num_returns=1)
         job = self._pending.pop(ready[0])
         try:
-            files = ray.get(ready[0])
+            archive = ray.get(ready[0])
         except ray.exceptions.RayError as error:  # the task's own error (RayTaskError, with it as cause), a lost worker
             return job, Failure(job, error, str(error))
-        return job, load_files(files)
+        return job, load_archive(archive)

@@ -6,7 +6,6 @@ rebuilds its net (on its own backend, or another for a built-in network) from th
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,11 +13,11 @@ import numpy as np
 from deepwater.data.encoders import Response
 from deepwater.data.inputs import inputs_from_record
 from deepwater.errors import ModelFileError
-from deepwater.files import private_copy
 from deepwater.model.starts import USER
 from deepwater.runtime.build import build_net
 from deepwater.runtime.user_graphs import user_graph
 from deepwater.specs import TaskSpec
+from deepwater.storage.saved_files import SavedFiles
 from deepwater.storage.saved_models import metrics_from_record, outcome_from_record, outcome_record, record_of
 from deepwater.training import parameters as parameter_table
 from deepwater.training.fitted import CrossValidation, FittedModel
@@ -26,9 +25,10 @@ from deepwater.training.fitted import CrossValidation, FittedModel
 TRAINING = "training"  # saved arrays of the optimiser state: training/<name>
 
 
-def model_record(model_id: str, algo: str, params: dict[str, Any], given: set[str],
-                 f: FittedModel) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
-    """What a saved model holds: JSON values, arrays by name, and the user's graph files to copy."""
+def model_record(model_id: str, algo: str, params: dict[str, Any], given: set[str], f: FittedModel,
+                 mlflow_run_id: str | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
+    """What a saved model holds: JSON values, arrays by name, and the user's graph files to copy (`mlflow_run_id`:
+    the MLflow run its training is logged in, which a checkpoint restart continues)."""
     inputs, arrays = f.inputs.to_record()
     arrays.update({f"net/{name}": value for name, value in f.net.get_state().items()})
     arrays.update({f"{TRAINING}/{name}": value for name, value in f.net.training_state().items()})
@@ -46,6 +46,7 @@ def model_record(model_id: str, algo: str, params: dict[str, Any], given: set[st
         "graph_files": {}, "cross_validation": None if cv is None else {
             "metrics": record_of(cv.metrics), "fold_epochs": cv.fold_epochs, "frame_digest": cv.frame_digest,
             "fold_metrics": [record_of(m) for m in cv.fold_metrics]},  # fold models are not saved
+        "mlflow_run_id": mlflow_run_id,
     }
     return record, arrays, graph_files
 
@@ -57,7 +58,7 @@ def given_parameters(record: dict[str, Any]) -> dict[str, Any]:
     return {**given, "model_id": record["model_id"]}
 
 
-def fitted_from_record(p: dict[str, Any], record: dict[str, Any], arrays: dict[str, np.ndarray], folder: Path,
+def fitted_from_record(p: dict[str, Any], record: dict[str, Any], arrays: dict[str, np.ndarray], files: SavedFiles,
                        backend: str | None) -> FittedModel:
     """The fitted parts a saved record describes, the net rebuilt (on `backend`, or its own) with the saved
     weights and, on its own backend, the optimiser state a checkpoint restart continues from."""
@@ -66,11 +67,11 @@ def fitted_from_record(p: dict[str, Any], record: dict[str, Any], arrays: dict[s
     inputs = inputs_from_record(record["inputs"], arrays, p)
     graph = None
     if record["network"] == USER:  # a private copy: the model outlives the saved folder
-        definition = private_copy(folder / record["graph_files"]["network_definition_file"])
+        definition = files.private_copy(record["graph_files"]["network_definition_file"])
         graph = user_graph(definition, None, inputs.input_shape, p["replace_output_layer"])
     chosen, device, net = build_net(record["network"], graph, backend_name, inputs.input_shape, task, p,
                                     record["seed"])
-    source = f"the saved model {str(folder)!r}"
+    source = f"the saved model {files.location!r}"
     net.set_state(_weights(_under(arrays, "net"), source, built_in=graph is None), source)
     outcome = outcome_from_record(record["outcome"])
     training = _under(arrays, TRAINING)

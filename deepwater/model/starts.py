@@ -25,6 +25,7 @@ from deepwater.runtime.weight_files import load_network_weights
 from deepwater.specs import AUTOENCODER, CLASSIFICATION, TaskSpec, UserGraph, autoencoder_task, task_from_params
 from deepwater.training import autoencoder as unsupervised
 from deepwater.training.fitted import FittedModel
+from deepwater.training.parameters import PARAMETERS
 from deepwater.training.pretraining import check_pretrained, encoder_state
 from deepwater.training.trainer import TrainingOutcome
 
@@ -142,7 +143,8 @@ def check_columns_used(p: dict[str, Any], data: TrainingData, problem_type: str,
         warn_user(f"x=None: an image model reads one column of image URIs, {predictors[0]!r}; the frame's other "
                   f"columns {extra[:5]} are not used. Pass x=[{predictors[0]!r}] to say so.", UserWarning)
     network = networks.resolve_auto(p["network"], problem_type == "image") if not is_user(p["network"]) else USER
-    ignored = sorted(given & {"image_shape", "channels", "mean_image_file"})
+    ignored = sorted(name for name in given & {"image_shape", "channels", "mean_image_file"}
+                     if p[name] != PARAMETERS[name].default)  # a fold model is given all its main model's values
     if problem_type == "dataset" and network != USER and not networks.get(network).needs_image and ignored:
         warn_user(f"{', '.join(ignored)} given, but network={network!r} reads this frame's columns as a dataset, "
                   f"not as images, so {'it is' if len(ignored) == 1 else 'they are'} not used; drop "

@@ -47,7 +47,8 @@ from deepwater.model.jobs import Failure, InProcess, Job, Runner
 from deepwater.model.runners import runner
 from deepwater.runtime.cluster import connected
 from deepwater.storage.model_store import get_model, held
-from deepwater.storage.saved_models import CHECKSUMS, json_values, load_model, save_model
+from deepwater.storage.saved_models import is_saved_model, json_values, load_model, save_model
+from deepwater.tracking.runs import log_grid, require_mlflow
 from deepwater.training import parameters as parameter_table
 from deepwater.training.schedule import should_stop
 
@@ -109,8 +110,8 @@ def parse_search_criteria(given: Mapping[str, Any] | None) -> SearchCriteria:
     if given is None:
         return SearchCriteria()
     if not isinstance(given, Mapping):
-        raise ParameterError(f"search_criteria={given!r}: give a dict, e.g. {{'strategy': 'RandomDiscrete', "
-                             "'max_models': 10, 'seed': 1}.")
+        raise ParameterError(f"search_criteria={given!r} is not allowed: give a dict, e.g. {{'strategy': "
+                             "'Cartesian'}, or {'strategy': 'RandomDiscrete', 'max_models': 10, 'seed': 1}.")
     checked = {}
     for key, value in given.items():
         if key not in CRITERIA_CHECKS:
@@ -246,7 +247,7 @@ def _manifest_path(folder: Path, grid_id: str) -> Path:
 
 
 def _read_manifest(folder: Path, grid_id: str) -> dict[str, str]:
-    """{model_id: fingerprint} of the grid's models saved in `folder` (their folders complete)."""
+    """{model_id: fingerprint} of the grid's models saved in `folder` (their files complete)."""
     path = _manifest_path(folder, grid_id)
     if not path.is_file():
         return {}
@@ -255,7 +256,7 @@ def _read_manifest(folder: Path, grid_id: str) -> dict[str, str]:
     except (ValueError, KeyError, TypeError) as error:
         raise ModelFileError(f"{str(path)!r} is not a grid manifest deepwater wrote ({error}); remove it to train the "
                              "grid afresh.") from error
-    return {model_id: fp for model_id, fp in models.items() if (folder / model_id / CHECKSUMS).is_file()}
+    return {model_id: fp for model_id, fp in models.items() if is_saved_model(folder / model_id)}
 
 
 def _write_manifest(folder: Path, grid_id: str, models: dict[str, str]) -> None:
@@ -304,8 +305,8 @@ class H2OGridSearch:
         self.hyper_params = dict(hyper_params)
         self.grid_id = parameter_table.any_text("grid_id", grid_id) if grid_id is not None else \
             f"Grid_DeepWater_{uuid.uuid4().hex[:8]}"
-        self.search_criteria = None if search_criteria is None else dict(search_criteria)
         self._criteria = parse_search_criteria(search_criteria)
+        self.search_criteria = None if search_criteria is None else dict(search_criteria)
         self.export_checkpoints_dir = parameter_table.optional_text("export_checkpoints_dir", export_checkpoints_dir)
         self.parallelism = parameter_table.number(0, integer=True)("parallelism", parallelism)
         self.models: list[DeepWaterEstimator] = []
@@ -321,12 +322,19 @@ class H2OGridSearch:
         training = check_frame(training_frame, "training_frame")
         validation = None if validation_frame is None else check_frame(validation_frame, "validation_frame")
         base = self._base_params(params)
+        tracked = base.pop("mlflow", False)  # the grid logs its models, as child runs of its own run
+        if tracked:
+            require_mlflow()
         folder = self.export_checkpoints_dir or base.get("export_checkpoints_dir")
         walk = _SearchRun(self, base, x, y, training, validation, None if folder is None else Path(folder))
         built, failures = walk.run(self._runner(training, validation))
         self._hyper_of = walk.hyper_of
         self.failures, self.models = failures, built
         self._sort_models(None, None)
+        if tracked and built:
+            run_ids = log_grid(self.grid_id, self.models, self.sorted_metric_table())
+            for model in self.models:
+                model._mlflow_run_id = run_ids.get(model.model_id, model.mlflow_run_id)
         if failures:
             warnings.warn(f"grid {self.grid_id!r}: {len(failures)} of its models could not be built; grid.failures "
                           f"says why (first: {failures[0].error}).", stacklevel=2)
@@ -411,6 +419,11 @@ class H2OGridSearch:
     def get_grid(self, sort_by: str | None = None, decreasing: bool | None = None) -> H2OGridSearch:
         """This grid with its models sorted by `sort_by` (logloss or residual_deviance by default): decreasing
         when asked, else (None) with the best first."""
+        if sort_by is not None and not isinstance(sort_by, str):
+            raise ParameterError(f"sort_by={sort_by!r} is not allowed: name a metric, e.g. sort_by='logloss', or "
+                                 "leave it None for the default.")
+        if decreasing is not None:
+            decreasing = parameter_table.flag("decreasing", decreasing)
         grid = copy.copy(self)
         grid._sort_models(sort_by, decreasing)
         return grid
@@ -554,7 +567,7 @@ class _SearchRun:
             return None
         if model_id in held() and model_id in self.manifest:
             return get_model(model_id)
-        if self.folder is not None and (self.folder / model_id / CHECKSUMS).is_file():
+        if self.folder is not None and is_saved_model(self.folder / model_id):
             return load_model(self.folder / model_id)
         return None
 
@@ -564,7 +577,7 @@ class _SearchRun:
         self.built.append(model)
         self.hyper_of[model.model_id] = hyper
         self.manifest[model.model_id] = fp
-        if self.folder is not None and not (self.folder / model.model_id / CHECKSUMS).is_file():
+        if self.folder is not None and not is_saved_model(self.folder / model.model_id):
             save_model(model, self.folder, force=True)
             _write_manifest(self.folder, self.grid.grid_id, {**_read_manifest(self.folder, self.grid.grid_id),
                                                              model.model_id: fp})

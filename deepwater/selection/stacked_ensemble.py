@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from deepwater.errors import MissingDependencyError, ModelFileError, NotFittedEr
 from deepwater.specs import CLASSIFICATION
 from deepwater.storage.model_classes import saved_as_algo
 from deepwater.storage.model_store import get_model, register
+from deepwater.storage.saved_files import SavedFiles
 from deepwater.storage.saved_models import metrics_from_record, record_of
 
 METALEARNERS = ("AUTO", "glm", "gbm")
@@ -56,10 +56,15 @@ class StackedEnsembleEstimator:
             raise ParameterError(f"base_models={base_models!r} is not allowed: pass a list of trained deepwater models "
                                  "(or their model_ids) and scikit-learn estimators.")
         self.base_models = [get_model(m) if isinstance(m, str) else m for m in base_models]
-        for model in self.base_models:
+        for index, model in enumerate(self.base_models):
             if not (_is_deepwater(model) or _is_sklearn(model)):
                 raise ParameterError(f"base_models holds {model!r}, which is neither a deepwater model nor a "
                                      "scikit-learn estimator.")
+            if _is_deepwater(model) and model._fitted is None:
+                raise NotFittedError(f"base model {model.model_id!r} (base_models[{index}]) is not trained yet; train "
+                                     "it first with nfolds >= 2 and keep_cross_validation_predictions=True, then "
+                                     "build the ensemble (a scikit-learn estimator may stay unfitted: the ensemble "
+                                     "fits it).")
         if not (metalearner_algorithm in METALEARNERS or _is_sklearn(metalearner_algorithm)):
             raise ParameterError(f"metalearner_algorithm={metalearner_algorithm!r} is not allowed: use one of "
                                  f"{', '.join(map(repr, METALEARNERS))} or a scikit-learn estimator.")
@@ -241,7 +246,7 @@ class StackedEnsembleEstimator:
         return record, {}, {}
 
     def _members(self) -> dict[str, Any]:
-        """The deepwater base models, saved as folders inside the ensemble's."""
+        """The deepwater base models, saved as saved models inside the ensemble's (members/<model_id>/)."""
         return {m.model_id: m for m in self._require_fitted()["models"] if _is_deepwater(m)}
 
     def _blobs(self) -> dict[str, bytes]:
@@ -252,19 +257,19 @@ class StackedEnsembleEstimator:
         return {name: _skops().dumps(obj) for name, obj in objects.items()}
 
     @classmethod
-    def _from_record(cls, record: dict[str, Any], arrays: dict[str, np.ndarray], folder: Path, members: dict[str, Any],
+    def _from_record(cls, record: dict[str, Any], arrays: dict[str, np.ndarray], files: SavedFiles, members: dict[str, Any],
                      backend: str | None) -> StackedEnsembleEstimator:
         models = []
         for i, member in enumerate(record["members"]):
             models.append(members[member] if member is not None else
-                          _load_sklearn(folder / SKLEARN_DIR / f"model_{i}.skops"))
+                          _load_sklearn(files, f"{SKLEARN_DIR}/model_{i}.skops"))
         ensemble = cls(models, record["metalearner_algorithm"] if record["metalearner_algorithm"] in METALEARNERS
                        else "AUTO", record["model_id"], record["seed"])
         encoder = record["encoder"]
         ensemble._fitted = {
             "response": Response(**record["response"]), "predictors": record["predictors"],
             "encoder": None if encoder is None else DatasetEncoder.from_record(encoder),
-            "models": models, "metalearner": _load_sklearn(folder / SKLEARN_DIR / "metalearner.skops"),
+            "models": models, "metalearner": _load_sklearn(files, f"{SKLEARN_DIR}/metalearner.skops"),
             "training_metrics": metrics_from_record(record["training_metrics"]),
             "validation_metrics": metrics_from_record(record["validation_metrics"]),
         }
@@ -283,12 +288,12 @@ def _skops():
     return skops.io
 
 
-def _load_sklearn(path: Path):
+def _load_sklearn(files: SavedFiles, name: str):
     """A scikit-learn object from a skops file, loading only types skops does not flag as unsafe beyond
     scikit-learn's and numpy's own."""
     skio = _skops()
-    data = path.read_bytes()
+    data = files.read_bytes(name)
     unknown = [t for t in skio.get_untrusted_types(data=data) if not t.startswith(("sklearn.", "numpy."))]
     if unknown:
-        raise ModelFileError(f"{str(path)!r} holds types deepwater does not load: {unknown[:5]}.")
+        raise ModelFileError(f"{files.location}/{name} holds types deepwater does not load: {unknown[:5]}.")
     return skio.loads(data, trusted=skio.get_untrusted_types(data=data))

@@ -1,9 +1,10 @@
 """The FastAPI application: POST /predict (JSON rows), POST /predict/images (multipart uploads), GET /health,
 GET /model; OpenAPI docs at /docs.
 
-The event loop only moves bytes: parsing, encoding and answering run on worker threads, the network on the
-micro-batcher's own thread. Every refusal is a 4xx JSON {"error": ..., "field": ...}; anything unexpected is a
-500 with a one-line message, its traceback only in the server's log.
+The event loop moves bytes and reads small requests itself (a handoff to a thread costs more than reading a few
+rows); larger ones are parsed, encoded and answered on worker threads. The micro-batcher scores the rows of the
+requests that came together in one network call. Every refusal is a 4xx JSON {"error": ..., "field": ...};
+anything unexpected is a 500 with a one-line message, its traceback only in the server's log.
 """
 from __future__ import annotations
 
@@ -13,24 +14,26 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, File, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from deepwater.deploy import inference
 from deepwater.deploy.inference import Scorer
 from deepwater.serving.batcher import MicroBatcher
 from deepwater.serving.config import ServeConfig
+from deepwater.serving.json_errors import add_json_error_handlers, json_error
 from deepwater.serving.limits import BodyLimit
 from deepwater.serving.rows import RequestError, RowEncoder, check_rows
 from deepwater.storage.saved_models import json_values
 from deepwater.version import __version__
 
 log = logging.getLogger("deepwater.serving")
+INLINE_BYTES = 16 * 1024  # a body up to this size is read on the event loop (an MNIST row is about 9 KB)
+INLINE_ROWS = 16  # an answer of up to this many rows is written on the event loop
 
 
 class PredictRequest(BaseModel):
@@ -70,7 +73,9 @@ def create_app(config: ServeConfig, scorer: Scorer | None = None) -> FastAPI:
 
     async def answer(x: np.ndarray) -> Response:
         out = await batcher.score(x)
-        return Response(await run_in_threadpool(_predictions_json, scorer, out), media_type="application/json")
+        body = _predictions_json(scorer, out) if len(out) <= INLINE_ROWS else \
+            await run_in_threadpool(_predictions_json, scorer, out)
+        return Response(body, media_type="application/json")
 
     @app.get("/health", summary="the service is up")
     async def health() -> dict[str, str]:
@@ -86,6 +91,8 @@ def create_app(config: ServeConfig, scorer: Scorer | None = None) -> FastAPI:
                   "application/json": {"schema": PredictRequest.model_json_schema()}}}})
     async def predict(request: Request) -> Response:
         body = await request.body()
+        if len(body) <= INLINE_BYTES:
+            return await answer(_encode_body(encoder, body, config.max_rows))
         return await answer(await run_in_threadpool(_encode_body, encoder, body, config.max_rows))
 
     @app.post("/predict/images", response_model=PredictResponse, summary="score uploaded image files")
@@ -130,7 +137,7 @@ def describe(scorer: Scorer, encoder: RowEncoder, config: ServeConfig) -> dict[s
 def _encode_body(encoder: RowEncoder, body: bytes, max_rows: int) -> np.ndarray:
     """The network input of a /predict body."""
     try:
-        request = json.loads(body)
+        request = _parsed(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise RequestError(422, "body", f"is not JSON ({error}); send {{\"rows\": [{{column: value}}, ...]}}.") \
             from None
@@ -142,36 +149,29 @@ def _encode_body(encoder: RowEncoder, body: bytes, max_rows: int) -> np.ndarray:
     return encoder.encode_rows(check_rows(request["rows"], max_rows))
 
 
+def _parsed(body: bytes) -> Any:
+    """The JSON value of `body`: orjson's reading, or where orjson refuses it (NaN, Infinity, integers beyond 64
+    bits, deep nesting) Python's, which reads those or gives the errors the service names."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
 def _predictions_json(scorer: Scorer, out: np.ndarray) -> bytes:
     """{"predictions": [...]} of the outputs, with scorer.predict()'s columns; missing values null."""
-    return json.dumps({"predictions": json_values(scorer.records(out))}, allow_nan=False).encode()
+    return orjson.dumps({"predictions": scorer.records(out)}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     """Refusals as 4xx JSON naming the field; anything else a 500 without its traceback."""
 
-    def error(status: int, message: str, field: str | None = None) -> JSONResponse:
-        return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
-
     @app.exception_handler(RequestError)
     async def refused(_: Request, exc: RequestError) -> JSONResponse:
-        return error(exc.status, f"{exc.field}: {exc.message}", exc.field)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
-        return error(422, f"{field}: {first.get('msg', 'invalid')}", field)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return error(exc.status_code, str(exc.detail))
+        return json_error(exc.status, f"{exc.field}: {exc.message}", exc.field)
 
     @app.exception_handler(ClientDisconnect)
     async def gone(_: Request, exc: ClientDisconnect) -> Response:
         return Response(status_code=400)  # nobody reads it; nothing to log
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return error(500, f"the service could not score this request ({type(exc).__name__}); see its log.")
+    add_json_error_handlers(app, "the service could not score this request", log)

@@ -1,9 +1,11 @@
-"""The micro-batcher: requests' rows gathered into one network call, run on a worker thread, split back.
+"""The micro-batcher: requests' rows gathered into one network call, split back.
 
 Each request hands its encoded rows to score(); the batcher's loop waits for the first, gathers the ones that come
-within max_wait seconds (or until max_batch rows), scores them in one call off the event loop, and answers each
-request with its own slice. While one batch is scored the next gathers, so batches grow with the load. A request
-whose client went away meanwhile is dropped from its batch, or its answer discarded.
+within max_wait seconds (or until max_batch rows), scores them in one call, and answers each request with its own
+slice. A small batch (up to `inline_values` input values) is scored on the event loop itself, where the handoff to
+a thread would cost more than the network call; a larger one on a worker thread, while the next batch gathers. Either
+way, requests that arrive while a batch is scored wait together for the next call, so batches grow with the load. A
+request whose client went away meanwhile is dropped from its batch, or its answer discarded.
 """
 from __future__ import annotations
 
@@ -22,11 +24,15 @@ class _Job:
     answer: asyncio.Future
 
 
+INLINE_VALUES = 1 << 16  # a batch of up to this many input values (83 MNIST rows) is scored on the event loop
+
+
 class MicroBatcher:
     """Gathers concurrent score() calls into calls of `score` on up to `max_batch` rows (1: every request alone)."""
 
-    def __init__(self, score: Callable[[np.ndarray], np.ndarray], max_batch: int, max_wait: float) -> None:
-        self._score, self.max_batch, self.max_wait = score, max_batch, max_wait
+    def __init__(self, score: Callable[[np.ndarray], np.ndarray], max_batch: int, max_wait: float,
+                 inline_values: int = INLINE_VALUES) -> None:
+        self._score, self.max_batch, self.max_wait, self.inline_values = score, max_batch, max_wait, inline_values
         self._jobs: collections.deque[_Job] = collections.deque()
         self._arrived: asyncio.Event | None = None  # made on the event loop that runs the batcher
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="deepwater-score")
@@ -90,7 +96,10 @@ class MicroBatcher:
                 continue
             x = batch[0].x if len(batch) == 1 else np.concatenate([job.x for job in batch])
             try:
-                out = await asyncio.get_running_loop().run_in_executor(self._executor, self._call, x)
+                if x.size <= self.inline_values:
+                    out = self._call(x)
+                else:
+                    out = await asyncio.get_running_loop().run_in_executor(self._executor, self._call, x)
             except Exception as error:  # handed to each request, which answers it
                 for job in batch:
                     if not job.answer.done():

@@ -15,23 +15,25 @@ class ServeConfig:
     """What the service scores and its limits.
 
     bundle: the folder model.export() wrote. max_batch: the most rows gathered into one network call (1 turns
-    batching off). max_wait_ms: how long the first request of a batch waits for others. max_rows: the most rows one
+    batching off). max_wait_ms: how long the first request of a batch waits for others (0: none; requests that
+    come while a batch is scored still batch together). max_rows: the most rows one
     request may carry. max_body_mb: the largest request body. allow_dir: the only folder (and its subfolders)
     whose files image rows may name as a local "uri" (None: no local file at all). max_image_pixels: the largest
     image (width x height) decoded. http_timeout: seconds to fetch an http(s) image. device, threads: as
-    deepwater.inference.load().
+    deepwater.inference.load(), but one CPU thread by default: a service's batches are small, and onnxruntime's
+    pool of threads, spinning between calls, takes the cores the server needs to read requests.
     """
 
     bundle: str
     max_batch: int = 64
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 0.0
     max_rows: int = 10_000
     max_body_mb: float = 64.0
     allow_dir: str | None = None
     max_image_pixels: int = 40_000_000
     http_timeout: float = 10.0
     device: str = "auto"
-    threads: int = 0
+    threads: int = 1
 
     def __post_init__(self) -> None:
         for name, least in (("max_batch", 1), ("max_rows", 1), ("max_image_pixels", 1), ("threads", 0)):

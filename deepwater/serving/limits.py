@@ -22,8 +22,11 @@ class BodyLimit:
             return
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.max_bytes:
-            await self._refuse(send)
+        if length.isdigit():  # the server reads no more than the length declared: nothing left to count
+            if int(length) > self.max_bytes:
+                await self._refuse(send)
+            else:
+                await self.app(scope, receive, send)
             return
         state = {"received": 0, "over": False, "started": False}
 

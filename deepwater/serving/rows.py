@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
+import operator
 import os
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -26,6 +29,7 @@ IMAGE_KEY = "image"
 URI_KEY = "uri"
 _NUMBER = (int, float)
 _FLOAT_BITS = 1000  # integers longer than this overflow a float64
+_PLAIN_CELLS = {int, float, type(None)}  # numeric cells checked as a whole array (a bool is looked at alone)
 _SHOWN = 200  # characters of a request's value quoted in a message
 
 
@@ -94,13 +98,67 @@ class RowEncoder:
 
     # --- datasets ---------------------------------------------------------------------------
     def _encode_dataset(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """The network input of a dataset model's rows, read straight into column arrays. The numeric cells are
+        checked as a whole (every one an int, a float or null, and finite); where that fails, and for the
+        categorical cells, each cell is checked and the first bad one named."""
         encoder = self.scorer.inputs.encoder
-        numeric = {c.name for c in encoder.numeric}
-        columns = encoder.columns
+        numbers = self._plain_numbers(rows)
+        if numbers is None:
+            self._check_cells(rows, encoder.columns)
+            with np.errstate(over="ignore"):  # beyond float32: inf, whose row scores NaN (as predict() does)
+                numbers = np.array([[row[name] for name in self._numeric_names] for row in rows],
+                                   dtype=np.float64).astype(np.float32)
+        elif encoder.categorical:
+            self._check_cells(rows, [c.name for c in encoder.categorical])
+        categories = [pd.Series([row[c.name] for row in rows], dtype=object) for c in encoder.categorical]
+        try:
+            return self.scorer.encode_columns(numbers if encoder.numeric else None, categories)
+        except DeepWaterError as error:  # checked above; kept so that nothing escapes as a server error
+            raise RequestError(422, "rows", str(error)) from None
+
+    @cached_property
+    def _numeric_names(self) -> list[str]:
+        return [c.name for c in self.scorer.inputs.encoder.numeric]
+
+    @cached_property
+    def _numeric_cells(self) -> Callable[[dict[str, Any]], tuple]:
+        """A row's numeric values as a tuple, in the encoder's order (KeyError when one is absent)."""
+        names = self._numeric_names
+        return operator.itemgetter(*names) if len(names) > 1 else lambda row: tuple(row[name] for name in names)
+
+    @cached_property
+    def _numeric_set(self) -> set[str]:
+        return set(self._numeric_names)
+
+    def _plain_numbers(self, rows: list[dict[str, Any]]) -> np.ndarray | None:
+        """The numeric cells as a float32 (rows, columns) array, null NaN, when every one is present and an int, a
+        float or null that float32 holds; else None (the cells are then checked one by one: a larger number may
+        still be allowed, and becomes inf)."""
+        try:
+            cells = [self._numeric_cells(row) for row in rows]
+        except KeyError:
+            return None
+        types: set[type] = set()
+        for values in cells:
+            types.update(map(type, values))
+        if not types <= _PLAIN_CELLS:
+            return None
+        try:
+            with np.errstate(over="ignore"):
+                numbers = np.array(cells, dtype=np.float32).reshape(len(rows), len(self._numeric_names))
+        except OverflowError:  # an integer beyond a float64
+            return None
+        return None if np.isinf(numbers).any() else numbers
+
+    def _check_cells(self, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+        """A RequestError naming the first cell of `columns`, row by row, that is missing or of a kind the model
+        does not take."""
+        numeric = self._numeric_set
         for i, row in enumerate(rows):
             for name in columns:
                 if name not in row:
-                    raise RequestError(422, f"rows[{i}].{name}", f"missing: the model takes the columns {columns[:20]} "
+                    raise RequestError(422, f"rows[{i}].{name}", f"missing: the model takes the columns "
+                                                                 f"{self.scorer.inputs.encoder.columns[:20]} "
                                                                  "(null for a missing value).")
                 value = row[name]
                 if value is None:
@@ -108,20 +166,13 @@ class RowEncoder:
                 if name in numeric and (isinstance(value, bool) or not isinstance(value, _NUMBER)):
                     raise RequestError(422, f"rows[{i}].{name}", f"{shown(value)} is not a number: the model "
                                                                  "takes a number here (null when missing).")
-                if isinstance(value, int) and value.bit_length() > _FLOAT_BITS:
-                    raise RequestError(422, f"rows[{i}].{name}", "is a number too large for a float.")
+                if (isinstance(value, float) and math.isinf(value)) or \
+                        (isinstance(value, int) and value.bit_length() > _FLOAT_BITS):  # 1e400 reads as inf
+                    raise RequestError(422, f"rows[{i}].{name}", "is a number too large for a float; send a finite "
+                                                                 "number (null for a missing value).")
                 if not isinstance(value, (str, *_NUMBER)):
                     raise RequestError(422, f"rows[{i}].{name}", f"{type(value).__name__} values are not allowed; "
                                                                  "send a single value (a level's name).")
-        numeric_names = [c.name for c in encoder.numeric]
-        blocks = [pd.DataFrame(np.array([[row[name] for name in numeric_names] for row in rows], dtype=np.float64),
-                               columns=numeric_names)]  # one float block (null: NaN), quick to encode
-        blocks += [pd.DataFrame({c.name: [row[c.name] for row in rows] for c in encoder.categorical})]
-        frame = pd.concat(blocks, axis=1)
-        try:
-            return self.scorer.encode(frame)
-        except DeepWaterError as error:  # checked above; kept so that nothing escapes as a server error
-            raise RequestError(422, "rows", str(error)) from None
 
     # --- images -----------------------------------------------------------------------------
     def _image_bytes(self, i: int, row: dict[str, Any]) -> tuple[bytes, str]:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from deepwater.errors import NotFittedError, ParameterError
 from deepwater.storage.model_classes import Model
 from deepwater.storage.model_store import get_model, held
-from deepwater.storage.saved_models import CHECKSUMS, load_model, save_model
+from deepwater.storage.saved_files import remove_saved
+from deepwater.storage.saved_models import is_saved_model, load_model, save_model
 
 
 def resolve_checkpoint(value: Any, parameter: str = "checkpoint") -> Model:
@@ -35,9 +35,9 @@ def resolve_checkpoint(value: Any, parameter: str = "checkpoint") -> Model:
 class CheckpointWriter:
     """Saves a model into `folder` at each call, named '<model_id>-<samples>', and keeps the newest `keep`.
 
-    Each checkpoint is a complete saved model (written under a temporary name and renamed), so a process
-    killed at any moment leaves only complete checkpoints and, at worst, a hidden temporary folder, which
-    the next writer in that folder removes.
+    Each checkpoint is a complete saved model, one archive file (written under a temporary name and renamed),
+    so a process killed at any moment leaves only complete checkpoints and, at worst, a hidden temporary file
+    or folder, which the next writer in that folder removes.
     """
 
     def __init__(self, folder: str | os.PathLike, model_id: str, keep: int) -> None:
@@ -46,12 +46,12 @@ class CheckpointWriter:
             raise ParameterError(f"export_checkpoints_dir={os.fspath(folder)!r} is a file; pass a folder.")
         self.folder.mkdir(parents=True, exist_ok=True)
         for left in self.folder.glob(".*.tmp"):  # a killed run's half-written checkpoint
-            shutil.rmtree(left, ignore_errors=True)
+            remove_saved(left)
 
     def __call__(self, model: Model, samples: int) -> str:
         """Save `model` (trained for `samples` rows) and drop checkpoints beyond the newest `keep`."""
         path = save_model(model, self.folder, force=True, filename=f"{self.model_id}-{samples:012d}")
-        ours = sorted(p for p in self.folder.glob(f"{self.model_id}-*") if (p / CHECKSUMS).is_file())
+        ours = sorted(p for p in self.folder.glob(f"{self.model_id}-*") if is_saved_model(p))
         for old in ours[:-self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_saved(old)
         return path

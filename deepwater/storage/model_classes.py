@@ -5,12 +5,12 @@ Storage saves and loads models without importing the layers above it: a model cl
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from deepwater.errors import ModelFileError
+from deepwater.storage.saved_files import SavedFiles
 
 
 class Model(Protocol):
@@ -24,11 +24,11 @@ class Model(Protocol):
 
 class ModelClass(Protocol):
     """A class whose saved records load back: `_from_record` rebuilds a model from its record, arrays and
-    folder, with its member models (an ensemble's) already loaded, on `backend` (None: the saved one)."""
+    saved files, with its member models (an ensemble's) already loaded, on `backend` (None: the saved one)."""
 
     algo: str
 
-    def _from_record(self, record: dict[str, Any], arrays: dict[str, np.ndarray], folder: Path,
+    def _from_record(self, record: dict[str, Any], arrays: dict[str, np.ndarray], files: SavedFiles,
                      members: dict[str, Model], backend: str | None) -> Model: ...
 
 

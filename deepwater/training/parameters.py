@@ -33,10 +33,19 @@ STOPPING_METRICS = (
 PROBLEM_TYPES = ("auto", "image", "dataset")
 FOLD_ASSIGNMENTS = ("AUTO", "Random", "Modulo", "Stratified")
 BAD_IMAGE_POLICIES = ("error", "skip")
+MAX_MINI_BATCH = 2**31 - 1  # H2O's mini_batch_size is a Java int; frameworks count a batch's rows in 32 bits
+MAX_EPOCHS = 1e9  # finite passes beyond this never finish; float('inf') asks to train until stopped
 
 
-def _fail(name: str, value: Any, expected: str) -> ParameterError:
-    return ParameterError(f"{name}={value!r} is not allowed: {expected}.")
+def _fail(name: str, value: Any, expected: str, hint: str = "") -> ParameterError:
+    return ParameterError(f"{name}={value!r} is not allowed: {expected}.{hint}")
+
+
+def did_you_mean(value: Any, allowed: Iterable[Any]) -> str:
+    """' Did you mean ...?' naming the options of `allowed` that look like `value` (ignoring case), or ''."""
+    options = {str(option).lower(): option for option in allowed}
+    close = close_matches(str(value).lower(), options)
+    return f" Did you mean {' or '.join(repr(options[c]) for c in close)}?" if close else ""
 
 
 def one_of(*allowed: Any) -> Check:
@@ -46,7 +55,8 @@ def one_of(*allowed: Any) -> Check:
         for option in allowed:
             if value == option or (isinstance(value, str) and isinstance(option, str) and value.lower() == option.lower()):
                 return option
-        raise _fail(name, value, "use one of " + ", ".join(repr(a) for a in allowed))
+        raise _fail(name, value, "use one of " + ", ".join(repr(a) for a in allowed),
+                    did_you_mean(value, allowed) if isinstance(value, str) else "")
 
     return check
 
@@ -81,6 +91,18 @@ def number(low: float | None = None, high: float | None = None, *, integer: bool
     return check
 
 
+def capped(check: Check, high: float, reason: str) -> Check:
+    """`check`, then refuse a finite value above `high`, the message saying `reason`."""
+
+    def check_capped(name: str, value: Any) -> Any:
+        checked = check(name, value)
+        if checked > high and not math.isinf(checked):
+            raise _fail(name, value, reason)
+        return checked
+
+    return check_capped
+
+
 def list_of(item: Check, *, allow_none: bool = False, min_length: int = 0) -> Check:
     """Accept a list (or tuple) whose items all pass `item`."""
 
@@ -106,10 +128,20 @@ def optional_text(name: str, value: Any) -> Any:
 
 
 def flag(name: str, value: Any) -> bool:
-    """Accept True or False."""
-    if isinstance(value, bool):
-        return value
+    """Accept True or False (numpy's bools too); no other value, however truthy."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
     raise _fail(name, value, "use True or False")
+
+
+def model_name(name: str, value: Any) -> Any:
+    """Accept None (a name is generated) or a non-empty string that can name a saved model's folder: no path
+    separator, not '.' or '..'."""
+    if value is None or (isinstance(value, str) and value not in ("", ".", "..")
+                         and not any(c in value for c in ("/", "\\", "\0"))):
+        return value
+    raise _fail(name, value, "use None (a generated name) or a non-empty string without '/' or '\\'; a model_id also "
+                             "names the folder save_model() writes, so it cannot be a path")
 
 
 def image_shape(name: str, value: Any) -> Any:
@@ -181,7 +213,8 @@ class Parameter:
 
 
 PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
-    Parameter("model_id", None, optional_text, "Name of the model; generated when None.", True),
+    Parameter("model_id", None, model_name, "Name of the model (and of its saved folder: no '/' or '\\'); "
+              "generated when None.", True),
     Parameter("backend", "auto", backend_name,
               "Framework that runs the network: 'auto' (first installed of torch, tensorflow, mxnet) or a backend "
               "name. Deep Water's default was 'mxnet'; deepwater's is 'auto' because MXNet is retired and often not "
@@ -204,7 +237,9 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("problem_type", "auto", one_of(*PROBLEM_TYPES),
               "'image' (first x column holds image URIs), 'dataset' (numeric/categorical columns) or 'auto' (detect). "
               "Deep Water's 'text' is not supported."),
-    Parameter("epochs", 10.0, number(0), "How many passes over the training frame (may be fractional); "
+    Parameter("epochs", 10.0, capped(number(0), MAX_EPOCHS, "use a finite number up to 1e9 (more never finishes), "
+                                     "or float('inf') with max_runtime_secs to train until stopped"),
+              "How many passes over the training frame (may be fractional), at most 1e9; "
               "float('inf') trains until max_runtime_secs (which it needs) or early stopping.", True),
     Parameter("hidden", [200, 200], list_of(number(1, integer=True), min_length=1),
               "Hidden layer sizes of the MLP; for an autoencoder the whole stack between input and reconstruction "
@@ -227,7 +262,10 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
               True),
     Parameter("hidden_dropout_ratios", None, list_of(number(0, 1, high_open=True), allow_none=True),
               "Dropout per hidden layer; None means 0.5 for the *WithDropout activations, else 0.", True),
-    Parameter("mini_batch_size", 32, number(1, integer=True), "Rows per training step.", True),
+    Parameter("mini_batch_size", 32, capped(number(1, integer=True), MAX_MINI_BATCH,
+                                            "use at most 2**31 - 1 rows per step (H2O's limit: frameworks count a "
+                                            "batch's rows in 32-bit integers)"),
+              "Rows per training step (at most 2**31 - 1).", True),
     Parameter("adaptive_rate", False, flag, "ADADELTA (rho, epsilon) instead of learning_rate and momentum. From H2O "
               "Deep Learning (default True there); Deep Water had no such parameter and trained with momentum SGD."),
     Parameter("rho", 0.99, number(0, 1, high_open=True), "ADADELTA decay of squared gradients.", True),
@@ -316,7 +354,9 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
               "a checkpoint restart needs 0."),
     Parameter("fold_assignment", "AUTO", one_of(*FOLD_ASSIGNMENTS),
               "How rows go to folds: AUTO and Random (shuffled by seed), Modulo (row i to fold i % nfolds), "
-              "Stratified (each fold keeps the class proportions)."),
+              "Stratified (each fold keeps the class proportions). Any case is read as the name it spells "
+              "('random' is 'Random'), as H2O's server reads its enums; a misspelling is an error that names the "
+              "closest."),
     Parameter("fold_column", None, optional_text, "Column whose values are the folds (instead of nfolds)."),
     Parameter("keep_cross_validation_models", True, flag, "Keep the fold models (cross_validation_models())."),
     Parameter("keep_cross_validation_predictions", False, flag,
@@ -333,6 +373,10 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
               "so that a run killed at any moment resumes with checkpoint=<this folder>.", True),
     Parameter("export_checkpoints_keep", 3, number(1, integer=True),
               "How many of the newest checkpoints export_checkpoints_dir keeps.", True),
+    Parameter("mlflow", False, flag,
+              "Log the run to MLflow (the tracking URI and experiment MLflow is set to): the parameters, scoring "
+              "history, final metrics, plots and the model (docs/guide/tracking.md; pip install "
+              "'deepwater[mlflow]'). A checkpoint restart continues the checkpoint's run.", True),
 ]}
 
 

@@ -1,0 +1,163 @@
+"""Training jobs: a queue in the server process and one worker thread that trains them one at a time, each job's
+progress and scoring history kept live (train()'s callbacks) and recorded in the catalogue at each scoring."""
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from deepwater.errors import DeepWaterError
+from deepwater.flow.catalogue import Catalogue, new_id
+from deepwater.model.estimator import DeepWaterEstimator
+from deepwater.storage.saved_models import json_values
+from deepwater.training.trainer import TrainingOutcome
+
+log = logging.getLogger("deepwater.flow")
+STOP = None  # put on the queue: the worker ends
+
+
+class JobCancelled(Exception):
+    """Raised by a job's callback at the first scoring after its cancel was asked: training stops there."""
+
+
+@dataclass
+class TrainingRequest:
+    """What a job trains: the estimator's parameters on a frame of the catalogue (x, y by name)."""
+
+    frame: str
+    y: str | None
+    x: list[str] | None
+    params: dict[str, Any]
+    validation_frame: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The request as the catalogue records it."""
+        return asdict(self)
+
+
+class JobQueue:
+    """Jobs trained one at a time on a worker thread, their state in `catalogue`."""
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.catalogue = catalogue
+        self._queue: queue.Queue = queue.Queue()
+        self._cancels: dict[str, threading.Event] = {}  # by job, while it is queued or running
+        self._thread = threading.Thread(target=self._work, name="deepwater-flow-jobs", daemon=True)
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Cancel what runs and waits, and end the worker (waiting up to `timeout` seconds for it)."""
+        for cancel in list(self._cancels.values()):
+            cancel.set()
+        self._queue.put(STOP)
+        self._thread.join(timeout)
+
+    def submit(self, request: TrainingRequest, model_id: str) -> dict[str, Any]:
+        """Queue `request` to train the model `model_id`; returns the job's record."""
+        key = new_id("job")
+        job = self.catalogue.put_job({"id": key, "status": "queued", "progress": 0.0, "model_id": model_id,
+                                      "model": None, "error": None, "request": request.record(), "history": [],
+                                      "submitted": time.time(), "started": None, "ended": None})
+        self._cancels[key] = threading.Event()
+        self._queue.put((key, request, model_id))
+        return job
+
+    def cancel(self, key: str) -> dict[str, Any]:
+        """Ask job `key` to stop: a queued job never starts, a running one stops at its next scoring."""
+        job = self.catalogue.job(key)
+        cancel = self._cancels.get(key)
+        if cancel is not None and job["status"] in ("queued", "running"):
+            cancel.set()
+            if job["status"] == "queued":
+                job = self.catalogue.put_job({**job, "status": "cancelled", "ended": time.time()})
+        return job
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is STOP:
+                return
+            key, request, model_id = item
+            try:
+                self._run(key, request, model_id)
+            finally:
+                self._cancels.pop(key, None)
+
+    def _run(self, key: str, request: TrainingRequest, model_id: str) -> None:
+        cancel = self._cancels[key]
+        if cancel.is_set():
+            return
+        job = self.catalogue.put_job({**self.catalogue.job(key), "status": "running", "started": time.time()})
+        try:
+            model = self._train(job, request, model_id, cancel)
+        except JobCancelled:
+            self._end(key, "cancelled", None)
+        except DeepWaterError as error:
+            self._end(key, "failed", str(error))
+        except Exception as error:  # noqa: BLE001 - a job's failure is reported, never the worker's end
+            log.error("job %s failed", key, exc_info=error)
+            self._end(key, "failed", f"training failed with {type(error).__name__}: {error}")
+        else:
+            self.catalogue.add_model(model, model_info(model, request, key))
+            self._end(key, "done", None, model=model.model_id, progress=1.0)
+
+    def _train(self, job: dict[str, Any], request: TrainingRequest, model_id: str,
+               cancel: threading.Event) -> DeepWaterEstimator:
+        frame = self.catalogue.load_frame(request.frame)
+        validation = None if request.validation_frame is None else self.catalogue.load_frame(request.validation_frame)
+        params = resolved_checkpoint(self.catalogue, request.params)
+        model = DeepWaterEstimator(**{**params, "model_id": model_id, "quiet_mode": True})
+        rows = len(frame)
+
+        def scored(trained: DeepWaterEstimator, outcome: TrainingOutcome) -> None:
+            if cancel.is_set():
+                raise JobCancelled(job["id"])
+            epochs = trained.epochs
+            progress = min(outcome.samples / (epochs * rows), 1.0) if math.isfinite(epochs) and epochs else None
+            self.catalogue.put_job({**self.catalogue.job(job["id"]), "progress": progress,
+                                    "history": history_rows(outcome.history)})
+
+        return model.train(x=request.x, y=request.y, training_frame=frame, validation_frame=validation,
+                           callbacks=[scored])
+
+    def _end(self, key: str, status: str, error: str | None, **fields: Any) -> None:
+        self.catalogue.put_job({**self.catalogue.job(key), "status": status, "error": error, "ended": time.time(),
+                                **fields})
+
+
+def resolved_checkpoint(catalogue: Catalogue, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with a checkpoint named by its catalogue id replaced by that model's saved file."""
+    if params.get("checkpoint") is None:
+        return params
+    return {**params, "checkpoint": catalogue.model(params["checkpoint"])["path"]}
+
+
+def history_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A scoring history as JSON rows."""
+    return json_values([dict(row) for row in history])
+
+
+def model_info(model: DeepWaterEstimator, request: TrainingRequest, job: str) -> dict[str, Any]:
+    """What the catalogue records of a trained model: its summary, parameters, metrics, scoring history and
+    confusion matrices, so that lists and pages need not load it."""
+    metrics = {}
+    for part, found in (("training", model.model_performance(train=True)),
+                        ("validation", model.model_performance(valid=True) if request.validation_frame else None)):
+        if found is None:
+            continue
+        confusion = None
+        if found.confusion is not None:
+            table = found.confusion_matrix()
+            confusion = {"columns": [str(c) for c in table.columns], "index": [str(i) for i in table.index],
+                         "rows": table.to_numpy().tolist()}
+        metrics[part] = {"values": found.values, "nobs": found.nobs, "confusion": confusion}
+    return {"summary": model.summary(), "request": request.record(), "job": job,
+            "parameters": {name: value["actual"] for name, value in model.params.items()},
+            "metrics": metrics, "history": history_rows(model.scoring_history().to_dict("records"))}

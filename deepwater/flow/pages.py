@@ -1,0 +1,143 @@
+"""Flow's pages: server-rendered HTML (jinja2 templates shipped with the package) over the same Flow object the API
+uses. A form posts to its page; a refusal shows the page again with the message beside the field (status 4xx)."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from deepwater.flow.charts import history_svg
+from deepwater.flow.forms import form_parameters, grouped_fields, offered
+from deepwater.flow.refusals import FieldError
+from deepwater.flow.uploads import read_upload
+from deepwater.flow.workspace import Flow
+from deepwater.version import __version__
+
+TEMPLATES = Environment(loader=PackageLoader("deepwater.flow", "templates"), autoescape=select_autoescape())
+ACTIVE = ("queued", "running")
+
+
+def render(name: str, status: int = 200, **values: Any) -> HTMLResponse:
+    """Template `name` filled with `values`."""
+    return HTMLResponse(TEMPLATES.get_template(name).render(version=__version__, **values), status_code=status)
+
+
+def see(url: str) -> RedirectResponse:
+    """A redirect after a form's POST (303: the browser GETs `url`)."""
+    return RedirectResponse(url, status_code=303)
+
+
+def add_pages(app: FastAPI, flow: Flow) -> None:
+    """The pages: frames, a frame, build a model, jobs, a job, models, a model."""
+    catalogue = flow.catalogue
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> Response:
+        return see("/frames")
+
+    @app.get("/frames", include_in_schema=False)
+    async def frames_page() -> Response:
+        return render("frames.html", frames=catalogue.frames(), allow_dirs=flow.config.allow_dirs,
+                      max_upload_mb=flow.config.max_upload_mb)
+
+    @app.post("/frames/import", include_in_schema=False)
+    async def import_frame(request: Request) -> Response:
+        from_upload = request.headers.get("content-type", "").startswith("multipart/form-data")
+        try:
+            if from_upload:
+                data, filename, name = await read_upload(request, flow.config.max_upload_bytes)
+                record = await run_in_threadpool(flow.import_upload, data, filename, name)
+            else:
+                form = await request.form()
+                record = await run_in_threadpool(flow.import_path, str(form.get("path", "")),
+                                                 str(form.get("name", "")) or None)
+        except FieldError as error:
+            return render("frames.html", error.status, frames=catalogue.frames(), error=error,
+                          allow_dirs=flow.config.allow_dirs, max_upload_mb=flow.config.max_upload_mb)
+        return see(f"/frames/{record['id']}")
+
+    @app.get("/frames/{key}", include_in_schema=False)
+    async def frame_page(key: str) -> Response:
+        return render("frame.html", frame=await run_in_threadpool(flow.frame_page, key))
+
+    @app.get("/build", include_in_schema=False)
+    async def build_page(frame: str | None = None, checkpoint: str | None = None) -> Response:
+        values: dict[str, Any] = {"frame": frame, "checkpoint": checkpoint}
+        if checkpoint and catalogue.has("models", checkpoint):
+            request = catalogue.model(checkpoint)["request"]
+            values.update(frame=frame or request["frame"], y=request["y"], x=request["x"])
+        return _build_form(flow, values, {})
+
+    @app.post("/build", include_in_schema=False)
+    async def build(request: Request) -> Response:
+        form = await request.form()
+        values = {"frame": form.get("frame"), "y": form.get("y") or None, "x": form.getlist("x") or None,
+                  "checkpoint": form.get("checkpoint") or None}
+        params, errors = form_parameters(form)
+        if values["checkpoint"]:
+            params["checkpoint"] = values["checkpoint"]
+        if errors:
+            return _build_form(flow, {**values, "form": form}, errors, 422)
+        body = {"frame": values["frame"], "y": values["y"], "x": values["x"], "params": params}
+        try:
+            job = await run_in_threadpool(flow.train, body)
+        except FieldError as error:
+            field = error.field.removeprefix("params.")
+            return _build_form(flow, {**values, "form": form}, {field: error.message}, error.status)
+        return see(f"/jobs/{job['id']}")
+
+    @app.get("/jobs", include_in_schema=False)
+    async def jobs_page() -> Response:
+        return render("jobs.html", jobs=catalogue.jobs())
+
+    @app.get("/jobs/{key}", include_in_schema=False)
+    async def job_page(key: str) -> Response:
+        job = catalogue.job(key)
+        return render("job.html", job=job, chart=history_svg(job["history"]), active=job["status"] in ACTIVE)
+
+    @app.get("/jobs/{key}/chart", include_in_schema=False)
+    async def job_chart(key: str) -> Response:
+        return HTMLResponse(history_svg(catalogue.job(key)["history"]))
+
+    @app.post("/jobs/{key}/cancel", include_in_schema=False)
+    async def cancel(key: str) -> Response:
+        flow.jobs.cancel(key)
+        return see(f"/jobs/{key}")
+
+    @app.get("/models", include_in_schema=False)
+    async def models_page() -> Response:
+        return render("models.html", models=catalogue.models())
+
+    @app.get("/models/{key}", include_in_schema=False)
+    async def model_page(key: str) -> Response:
+        model = catalogue.model(key)
+        return render("model.html", model=model, chart=history_svg(model["history"]), frames=catalogue.frames())
+
+    @app.post("/models/{key}/predict", include_in_schema=False)
+    async def predict(request: Request, key: str) -> Response:
+        form = await request.form()
+        try:
+            record = await run_in_threadpool(flow.predict, key, form.get("frame"))
+        except FieldError as error:
+            model = catalogue.model(key)
+            return render("model.html", error.status, model=model, chart=history_svg(model["history"]),
+                          frames=catalogue.frames(), error=error)
+        return see(f"/frames/{record['id']}")
+
+
+def _build_form(flow: Flow, values: dict[str, Any], errors: dict[str, str], status: int = 200) -> Response:
+    """The Build a model page: the frame picker, y and x from the chosen frame, the parameter groups."""
+    catalogue = flow.catalogue
+    frames = catalogue.frames()
+    frame = next((f for f in frames if f["id"] == values.get("frame")), frames[0] if frames else None)
+    beside = set(offered()) | {"y", "checkpoint"}  # the fields a message can stand beside
+    general = [f"{field}: {message}" for field, message in errors.items() if field not in beside]
+    errors = {field: message for field, message in errors.items() if field in beside}
+    if general:
+        errors["form"] = " ".join(general)
+    return render("build.html", status, frames=frames, frame=frame, groups=grouped_fields(), errors=errors,
+                  form=values.get("form") or {}, y=values.get("y") or (frame or {}).get("setup", {}).get(
+                      "response_guess"), x=values.get("x") or [], checkpoint=values.get("checkpoint"))

@@ -1,0 +1,114 @@
+"""Deep Water Flow driven in a real headless browser (Debian's chromium through Playwright; never `playwright
+install`): import a CSV, build an MLP, watch its job finish with the chart drawn live, open the model, predict and
+download the predictions' CSV; a restarted server lists the model again; a wrong token gets 401.
+
+The screenshots go to $DEEPWATER_FLOW_SCREENSHOTS when set (docs/images for the docs' Flow page), else to a
+temporary folder."""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import make_blobs
+
+pytest.importorskip("torch")
+uvicorn = pytest.importorskip("uvicorn")
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
+
+from test_flow import GUARD_SECONDS, free_port  # noqa: E402
+
+from deepwater.flow.app import create_app  # noqa: E402
+from deepwater.flow.config import FlowConfig  # noqa: E402
+
+WAIT_MS = GUARD_SECONDS * 1000  # a hang guard: no timing is asserted
+
+
+class FlowServer:
+    """Flow over `config`, served by uvicorn on a free loopback port, on a thread."""
+
+    def __init__(self, config: FlowConfig) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=self.port,
+                                                    log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> FlowServer:
+        self.thread.start()
+        deadline = time.monotonic() + GUARD_SECONDS
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=GUARD_SECONDS)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield launched
+        launched.close()
+
+
+def test_import_build_watch_open_predict_and_download_in_a_browser(browser, tmp_path):
+    allowed, data = tmp_path / "allowed", tmp_path / "data"
+    allowed.mkdir()
+    make_blobs(150, seed=3).to_csv(allowed / "blobs.csv", index=False)
+    shots = Path(os.environ.get("DEEPWATER_FLOW_SCREENSHOTS", tmp_path / "shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    config = FlowConfig(str(data), allow_dirs=(str(allowed),))
+    with FlowServer(config) as server:
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.set_default_timeout(WAIT_MS)
+        page.goto(f"{server.url}/frames")
+        page.fill("#import-path input[name=path]", "blobs.csv")
+        page.click("#import-path input[type=submit]")
+        assert page.text_content("#response-guess") == "label"
+        page.click("#build-link")
+        page.fill("#p-hidden", "16")
+        page.fill("#p-epochs", "8")
+        page.fill("#p-backend", "torch")
+        page.uncheck("#p-gpu")
+        page.fill("#p-train_samples_per_iteration", "150")
+        page.fill("#p-seed", "3")
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(shots / "flow-build.png"))
+        page.click("#train")
+        page.wait_for_selector("#history-chart circle.point")  # drawn by the page's polling while the job runs
+        page.wait_for_function("document.getElementById('status').textContent === 'done'")
+        page.wait_for_selector("#model-link a")
+        assert page.locator("#history-chart circle.point.training").count() == 8  # a scoring per epoch
+        page.screenshot(path=str(shots / "flow-job.png"))
+        page.click("#model-link a")
+        assert page.locator("#history-chart polyline").count() == 1
+        assert page.locator("#confusion-training").is_visible()
+        page.screenshot(path=str(shots / "flow-model.png"))
+        model_url = page.url
+        page.click("#predict input[type=submit]")
+        with page.expect_download() as download:
+            page.click("#download-csv")
+        predictions = pd.read_csv(download.value.path())
+        assert list(predictions.columns) == ["predict", "a", "b", "c"] and len(predictions) == 150
+        assert (predictions["predict"] == make_blobs(150, seed=3)["label"].astype(str)).mean() > 0.9
+    with FlowServer(config) as restarted:  # the catalogue outlives the server
+        page.goto(f"{restarted.url}/models")
+        assert model_url.rsplit("/", 1)[1] in page.text_content("#models")
+    with FlowServer(FlowConfig(str(data), token="the-right-token")) as guarded:
+        assert page.goto(f"{guarded.url}/models?token=the-wrong-token").status == 401
+        assert page.goto(f"{guarded.url}/models?token=the-right-token").status == 200
+        assert page.goto(f"{guarded.url}/frames").status == 200  # the cookie carries the token on
