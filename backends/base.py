@@ -132,8 +132,8 @@ class OnnxExporter(Protocol):
 class GradientNet(Protocol):
     """Optional for a Net: what model.explain() needs (Grad-CAM, saliency, integrated gradients).
 
-    BaseNet implements it over _class_gradients(); a net of a backend that cannot give gradients raises
-    BackendError from it (see class_gradients() below for nets outside BaseNet)."""
+    BaseNet implements it over _class_gradients(); a net that cannot give gradients says why in its
+    `gradient_limit` and raises BackendError from it (see check_gradients() below, also for nets outside BaseNet)."""
 
     def class_gradients(self, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(values, gradients) for a batch `x` and each row's output column `target` (int64, (n,)): the activations
@@ -142,13 +142,36 @@ class GradientNet(Protocol):
         The score is the logit where the net has logits, else its output."""
 
 
-def class_gradients(net: Net, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """net.class_gradients(); BackendError naming the net's class when it has none (a plug-in's net)."""
+def check_gradients(net: Net) -> None:
+    """BackendError saying why and what to do when `net` gives no class gradients: it has no class_gradients()
+    (a plug-in's net), or its `gradient_limit` says why not (a runtime that only runs forward, as onnxruntime)."""
     if not isinstance(net, GradientNet):
         raise BackendError(f"{type(net).__name__} cannot explain predictions: it has no class_gradients() "
                            "(deepwater.backends.base.GradientNet). Train the model with backend='torch', "
                            "'tensorflow' or 'mxnet' to explain it.")
+    limit = getattr(net, "gradient_limit", None)
+    if limit is not None:
+        raise BackendError(f"{getattr(net, 'source', 'this network')} cannot explain predictions: {limit}")
+
+
+def class_gradients(net: Net, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """net.class_gradients(), after check_gradients()."""
+    check_gradients(net)
     return net.class_gradients(x, layer, target)
+
+
+@runtime_checkable
+class ConvolutionalLayers(Protocol):
+    """Optional for a Net of a user graph: which layers a convolution computes, as the graph's format tells
+    (Grad-CAM suggests them when a user graph's model is explained without a layer named)."""
+
+    def convolutional_layers(self) -> list[str]:
+        """The names from layers() whose values a convolution (or transposed convolution) computes, input first."""
+
+
+def convolutional_layers(net: Net) -> list[str]:
+    """net.convolutional_layers(), or [] for a net whose format does not tell."""
+    return net.convolutional_layers() if isinstance(net, ConvolutionalLayers) else []
 
 
 @runtime_checkable
@@ -305,6 +328,7 @@ class BaseNet(ABC):
     optimiser: OptimiserState | None = None
     precision = "float32"  # what the steps compute in (configure_steps()); weights stay float32
     precision_limit = "it trains in float32 only"  # why precisions() holds no more, for the error
+    gradient_limit: str | None = None  # why the net gives no class gradients, and what to do (None: it gives them)
     compiled = False  # whether the steps run through the framework's compiler (configure_steps())
     # copies the next batch to the device while the current one trains (trainer's lookahead); None: no use
     prefetch: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], None] | None = None
@@ -414,7 +438,9 @@ class BaseNet(ABC):
 
     def class_gradients(self, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(values, gradients) of `layer` (None: the input) for each row's output column `target`
-        (GradientNet); ParameterError for an unknown layer or a target outside the outputs."""
+        (GradientNet); ParameterError for an unknown layer or a target outside the outputs, BackendError when the
+        net gives none (gradient_limit)."""
+        check_gradients(self)
         if layer is not None:
             self.check_layer(layer)
         target = np.asarray(target, dtype=np.int64).reshape(-1)

@@ -13,6 +13,8 @@ A plug-in runs them all with::
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from deepwater.errors import ModelFileError, ParameterError
@@ -156,6 +158,18 @@ def check_weights_move(source: Backend, target: Net, network: str) -> None:
 RAMPED_SGD = OptimizerSpec(learning_rate=0.01, learning_rate_annealing=0.05, momentum_start=0.5, momentum_ramp=12,
                            momentum_stable=0.9)
 ADADELTA = OptimizerSpec(adaptive_rate=True)
+ADAM = OptimizerSpec(optimizer="adam", learning_rate=0.01)
+# AdamW at a cosine rate over a 40-row run with a 6-row warm-up: the checks' 3 + 2 steps of 4 rows cross both
+ADAMW = OptimizerSpec(optimizer="adamw", learning_rate=0.01, weight_decay=0.05, lr_schedule="cosine",
+                      total_samples=40, warmup_samples=6)
+# name -> (task, optimiser) whose steps every backend takes as torch does (check_steps_match)
+TRAINING_RULES = {
+    "adam": (CLASSIFY, ADAM),
+    "adamw_cosine_warmup": (CLASSIFY, ADAMW),
+    "sgd_one_cycle": (CLASSIFY, replace(RAMPED_SGD, lr_schedule="one_cycle", total_samples=24)),
+    "sgd_step": (CLASSIFY, replace(SGD, lr_schedule="step", step_samples=8, step_gamma=0.5)),
+    "label_smoothing": (replace(CLASSIFY, label_smoothing=0.2), ADAM),
+}
 
 
 def deterministic(network: str) -> bool:
@@ -184,6 +198,21 @@ def check_training_state_continues(backend: Backend, network: str, optimizer: Op
     for name in after if deterministic(network) else ():
         np.testing.assert_allclose(continued[name], after[name], atol=1e-6, rtol=1e-6, err_msg=name)
     assert int(fresh.training_state()["samples"]) == 5 * len(x)
+
+
+def check_steps_match(backend: Backend, reference: Backend, rule: str, network: str = "mlp") -> None:
+    """From the reference's weights, six steps on the same batches of TRAINING_RULES[`rule`] (an optimiser, a
+    rate schedule, a loss) give the losses and weights the `reference` backend's net gives (to 1e-5)."""
+    task, optimizer = TRAINING_RULES[rule]
+    expected, net = build(reference, network, task, optimizer, seed=1), build(backend, network, task, optimizer)
+    net.set_state(expected.get_state())
+    for step in range(6):
+        x = inputs(network, rows=4, seed=10 + step)
+        y = np.random.default_rng(step).integers(0, CLASSES, size=len(x))
+        np.testing.assert_allclose(net.train_batch(x, y), expected.train_batch(x, y), atol=1e-5, rtol=1e-5)
+    mine, theirs = net.get_state(), expected.get_state()
+    for name in theirs:
+        np.testing.assert_allclose(mine[name], theirs[name], atol=1e-5, rtol=1e-5, err_msg=f"{rule}: {name}")
 
 
 def check_training_state_misfit(backend: Backend) -> None:
@@ -276,6 +305,7 @@ def check_backend(backend: Backend, networks: tuple[str, ...] = tuple(NETWORKS))
         check_training_lowers_loss(backend, network)
         check_training_state_continues(backend, network)
         check_class_gradients(net, network)
-    check_training_state_continues(backend, "mlp", ADADELTA)
+    for optimizer in (ADADELTA, ADAM, ADAMW):
+        check_training_state_continues(backend, "mlp", optimizer)
     for precision in ("bfloat16", "float16"):
         check_mixed_precision(backend, "mlp", precision)

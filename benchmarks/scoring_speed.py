@@ -6,7 +6,10 @@ inference.Scorer.predict(frame) (frame in, frame out: checks, encoders, network,
 forward (a torch.nn MLP of the same shapes, one inference-mode call with its softmax) and onnxruntime's own run on
 the prepared (encoded) array, each computing with `--threads` threads (1 by default: on a shared machine, the
 figure least disturbed by others). The four run interleaved, `--repeats` times; a 1-row figure is the time of one call
-(the median of `--calls` calls), a 10,000-row figure the median of the repeats.
+(the median of `--calls` calls), a 10,000-row figure the median of the repeats. Then, interleaved the same way, the
+microseconds of each stage of the bundle scorer (checking and encoding the frame, the network call, onnxruntime's
+run alone, the answer's frame) and, on one row, of the service's frame-free path (a JSON row read by its
+RowEncoder, the network call, the answer as dicts): where the time goes.
 
 The service: `deepwater serve` against a hand-written FastAPI + onnxruntime app on the same model.onnx (the app
 below: orjson, the bundle's means and scales, session.run), each under 16 clients posting one row per request for
@@ -35,6 +38,8 @@ from fastapi import FastAPI, Request, Response
 
 import deepwater as dw
 from deepwater import inference
+from deepwater.serving.config import ServeConfig
+from deepwater.serving.rows import RowEncoder
 
 BUNDLE_VARIABLE = "SCORING_SPEED_BUNDLE"  # the bundle the hand-written app serves
 
@@ -100,6 +105,12 @@ def raw_torch(width: int, hidden: list[int], classes: int) -> Callable[[np.ndarr
     return forward
 
 
+def medians(contenders: dict[str, Callable[[], Any]], calls: int, repeats: int) -> dict[str, float]:
+    """Seconds per call of each contender: the median of `calls` calls in each of `repeats` interleaved runs."""
+    runs = alternate({name: per_call(run, calls) for name, run in contenders.items()}, repeats)
+    return {name: statistics.median(s for _, seconds in timed for s in seconds) for name, timed in runs.items()}
+
+
 def per_call(function: Callable[[], Any], calls: int) -> Callable[[], list[float]]:
     """A run of `calls` calls of `function`, giving the seconds of each."""
     def run() -> list[float]:
@@ -134,14 +145,36 @@ def in_process(model: dw.DeepWaterEstimator, bundle: str, test: pd.DataFrame, re
                       "raw_torch_forward": lambda: forward(x),
                       "onnxruntime_run": lambda: session.run([graph["output"]], {graph["input"]: x})}
         n = calls if len(frame) == 1 else 1
-        runs = alternate({name: per_call(run, n) for name, run in contenders.items()}, repeats)
-        ms = {name: 1e3 * statistics.median(s for _, seconds in timed for s in seconds) for name, timed in runs.items()}
+        ms = {name: 1e3 * seconds for name, seconds in medians(contenders, n, repeats).items()}
         figures[label] = {"ms": ms,
                           "bundle_scorer_vs_onnxruntime": ms["bundle_scorer"] / ms["onnxruntime_run"],
-                          "model_predict_vs_raw_torch": ms["model_predict"] / ms["raw_torch_forward"]}
+                          "model_predict_vs_raw_torch": ms["model_predict"] / ms["raw_torch_forward"],
+                          "scorer_stages_us": scorer_stages(scorer, session, frame, n, repeats)}
         print(label, json.dumps(figures[label], indent=1), flush=True)
     scorer.close()
     return figures
+
+
+def scorer_stages(scorer: inference.Scorer, session: Any, frame: pd.DataFrame, calls: int, repeats: int) -> dict:
+    """Microseconds per call of each stage of the bundle scorer's predict(frame): checking and encoding the frame,
+    the network call (onnxruntime's run with the scorer's batching and softmax), onnxruntime's run alone, the
+    answer's frame, and the whole predict(); on one row also the service's frame-free path: a JSON row read into the
+    network's input by its RowEncoder, the answer as dicts, and the two around the network call."""
+    graph = scorer.bundle["graph"]
+    x = scorer.encode(frame)
+    out = scorer.outputs(x)
+    positions = np.arange(len(frame))
+    stages = {"check_and_encode_frame": lambda: scorer.encode(frame), "network_call": lambda: scorer.outputs(x),
+              "onnxruntime_run": lambda: session.run([graph["output"]], {graph["input"]: x}),
+              "answer_frame": lambda: scorer.response.predictions(out, positions, frame.index),
+              "scorer_predict": lambda: scorer.predict(frame)}
+    if len(frame) == 1:
+        encoder = RowEncoder(scorer, ServeConfig(str(scorer.folder), device="cpu"))
+        rows = orjson.loads(frame.to_json(orient="records"))
+        stages |= {"service_encode_rows": lambda: encoder.encode_rows(rows),
+                   "service_answer_records": lambda: scorer.records(out),
+                   "service_path": lambda: scorer.records(scorer.outputs(encoder.encode_rows(rows)))}
+    return {name: 1e6 * seconds for name, seconds in medians(stages, calls, repeats).items()}
 
 
 def services(bundle: str, test: pd.DataFrame, clients: int, seconds: float) -> dict:

@@ -141,6 +141,9 @@ def _add_flow(commands: argparse._SubParsersAction) -> None:
     flow.add_argument("--allow-dir", action="append", default=[], metavar="DIR",
                       help="a folder whose files may be imported by path (repeat for several; default: none, "
                            "uploads only)")
+    flow.add_argument("--allow-store", action="append", default=[], metavar="PREFIX",
+                      help="an object store prefix (s3://bucket/photos/) whose objects may be imported, with the "
+                           "store's usual credentials from the environment (repeat for several; default: none)")
     flow.add_argument("--token", help="the token every request must carry (default: none on 127.0.0.1; made and "
                                       "printed on any other address)")
     flow.add_argument("--max-upload-mb", type=float, default=FlowConfig("_").max_upload_mb,
@@ -365,7 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "serve":
             serve(args)
         elif args.command == "flow":
-            flow_server.run(FlowConfig(args.data_dir, tuple(args.allow_dir), args.token, args.max_upload_mb),
+            flow_server.run(FlowConfig(args.data_dir, tuple(args.allow_dir), args.token, args.max_upload_mb,
+                                       allow_stores=tuple(args.allow_store)),
                             host=args.host, port=args.port, log_level=args.log_level)
         elif args.command == "explain":
             print("\n".join(explain(args)))

@@ -3,13 +3,15 @@
 On a terminal and in Jupyter a bar redraws in place (tqdm's auto form: a widget in Jupyter when ipywidgets is
 installed). Anywhere else (CI, a log file, a pipe: the stream is not a tty) it prints a whole line at most every
 LINE_INTERVAL seconds and once at the end, so that a log holds a few readable lines instead of hundreds of
-carriage-return frames. DEEPWATER_PROGRESS=bar or =lines forces a mode.
+carriage-return frames. DEEPWATER_PROGRESS=bar or =lines forces a mode. DataWait measures how much of a loop's
+time goes to waiting for data, for the progress line.
 """
 from __future__ import annotations
 
 import os
 import sys
-from typing import IO, Any
+import time
+from typing import IO, Any, Iterable, Iterator, TypeVar
 
 from tqdm.std import tqdm as _std_tqdm
 
@@ -17,6 +19,7 @@ from deepwater.errors import ParameterError
 
 LINE_INTERVAL = 5.0  # seconds between two lines in a log
 MODES = ("bar", "lines")
+T = TypeVar("T")
 
 
 def _in_jupyter() -> bool:
@@ -81,3 +84,33 @@ def progress(total: float | None = None, desc: str | None = None, unit: str = "i
     from tqdm.auto import tqdm
 
     return tqdm(**options)
+
+
+class DataWait:
+    """The share of a loop's time spent waiting for its next item (a training step waiting for its batch to be
+    decoded), shown on the progress line as `data_wait`: near 0% the network is the bottleneck, a large share
+    says the step waits for data (decoding, downloads)."""
+
+    def __init__(self) -> None:
+        self.waited = 0.0
+        self.began = time.perf_counter()
+
+    def timed(self, items: Iterable[T]) -> Iterator[T]:
+        """`items`, counting the time each one takes to come."""
+        iterator = iter(items)
+        while True:
+            asked = time.perf_counter()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            self.waited += time.perf_counter() - asked
+            yield item
+
+    def share(self) -> float:
+        """Seconds waited over seconds since this clock began (0 to 1)."""
+        return min(self.waited / max(time.perf_counter() - self.began, 1e-9), 1.0)
+
+    def postfix(self) -> dict[str, str]:
+        """The progress line's field: {'data_wait': '35%'}."""
+        return {"data_wait": f"{self.share():.0%}"}

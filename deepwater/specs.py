@@ -3,8 +3,9 @@ backend builds a net for, the user graph files it reads, the distance engine it 
 state of named arrays fits a net's weights."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,6 +36,7 @@ class TaskSpec:
     n_outputs: int
     loss: str  # cross_entropy | quadratic | absolute | huber
     distribution: str
+    label_smoothing: float = 0.0  # cross entropy against (1 - s) * one-hot + s / n_outputs (torch's rule)
 
     @property
     def is_classification(self) -> bool:
@@ -51,8 +53,10 @@ def autoencoder_task(width: int) -> TaskSpec:
     return TaskSpec(AUTOENCODER, width, RECONSTRUCTION, "gaussian")
 
 
-def task_from_params(kind: str, n_classes: int, distribution: str, loss: str) -> TaskSpec:
-    """Resolve AUTO distribution and Automatic loss; refuse combinations that do not fit the response."""
+def task_from_params(kind: str, n_classes: int, distribution: str, loss: str,
+                     label_smoothing: float = 0.0) -> TaskSpec:
+    """Resolve AUTO distribution and Automatic loss; refuse combinations that do not fit the response (label
+    smoothing included: it is for classification only)."""
     if distribution == "AUTO":
         if kind == CLASSIFICATION:
             distribution = "bernoulli" if n_classes == 2 else "multinomial"
@@ -69,15 +73,35 @@ def task_from_params(kind: str, n_classes: int, distribution: str, loss: str) ->
     resolved_loss = _LOSS_OF_DISTRIBUTION[distribution] if loss == "Automatic" else _LOSS_OF_PARAMETER[loss]
     if (resolved_loss == "cross_entropy") != (kind == CLASSIFICATION):
         raise ParameterError(f"loss={loss!r} does not fit a {kind} response; use loss='Automatic'.")
-    return TaskSpec(kind, n_classes if kind == CLASSIFICATION else 1, resolved_loss, distribution)
+    task = TaskSpec(kind, n_classes if kind == CLASSIFICATION else 1, resolved_loss, distribution)
+    return smoothed(task, label_smoothing)
+
+
+def smoothed(task: TaskSpec, label_smoothing: float) -> TaskSpec:
+    """`task` trained with `label_smoothing`; a ParameterError when it has no classes to smooth."""
+    if label_smoothing and not task.is_classification:
+        raise ParameterError(f"label_smoothing={label_smoothing!r} smooths class labels, but this model is a "
+                             f"{task.kind} one; drop label_smoothing (or pass 0), or train on a categorical "
+                             "response.")
+    return replace(task, label_smoothing=label_smoothing)
+
+
+OPTIMIZERS = ("auto", "sgd", "adadelta", "adam", "adamw")
+LR_SCHEDULES = ("h2o", "constant", "cosine", "one_cycle", "step")
+RUN_LONG_SCHEDULES = ("cosine", "one_cycle")  # they need the run's total samples (finite epochs)
+ONE_CYCLE_RISE = 0.25  # fastai's fit_one_cycle: the first quarter rises, from learning_rate / 25 ...
+ONE_CYCLE_START_DIV = 25.0
+ONE_CYCLE_END_DIV = 1e5  # ... and the rest falls to learning_rate / 1e5, both halves of a cosine
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """H2O's optimiser: ADADELTA, or SGD whose rate anneals and whose momentum ramps with samples seen.
+    """The optimiser and its rate schedule: H2O's rules (ADADELTA, or SGD whose rate anneals and whose momentum
+    ramps with samples seen) or Adam / AdamW, at the rate rate(samples) gives.
 
     Backends add l1 * sign(w) + l2 * w to the gradient of every weight (not biases) and clip each
-    gradient element to [-clip_gradient, clip_gradient] before the update.
+    gradient element to [-clip_gradient, clip_gradient] before the update; AdamW's decoupled weight_decay
+    shrinks the same weights (not biases), w *= 1 - rate * weight_decay, as torch.optim.AdamW does.
     """
 
     adaptive_rate: bool = False
@@ -92,15 +116,75 @@ class OptimizerSpec:
     l1: float = 0.0
     l2: float = 0.0
     clip_gradient: float | None = 10.0
+    optimizer: str = "auto"  # one of OPTIMIZERS; 'auto' is H2O's rule: adaptive_rate picks adadelta or sgd
+    beta1: float = 0.9  # Adam's decay of the gradients' mean (torch's default betas)
+    beta2: float = 0.999  # and of their squares
+    weight_decay: float = 0.0  # AdamW's decoupled decay
+    lr_schedule: str = "h2o"  # one of LR_SCHEDULES
+    total_samples: float = math.inf  # the run's rows: epochs * training rows (inf: not known, or epochs=inf)
+    warmup_samples: float = 0.0  # rows over which the rate rises linearly from 0
+    step_samples: float = math.inf  # lr_schedule='step': rows between two steps down
+    step_gamma: float = 0.1  # and the factor of each
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("auto", "adadelta") and self.adaptive_rate:
+            raise ParameterError(f"optimizer={self.optimizer!r} and adaptive_rate=True contradict each other: "
+                                 "adaptive_rate=True asks for ADADELTA. Pass optimizer='adadelta' (or 'auto'), or "
+                                 "drop adaptive_rate.")
+        if self.weight_decay and self.method != "adamw":
+            raise ParameterError(f"weight_decay={self.weight_decay!r} is AdamW's decoupled decay, but the optimizer "
+                                 f"is {self.method!r}; pass optimizer='adamw', or use l2 (a penalty every "
+                                 "optimizer adds to the gradients).")
+
+    @property
+    def method(self) -> str:
+        """The update rule: 'sgd', 'adadelta', 'adam' or 'adamw' ('auto' follows adaptive_rate, H2O's switch)."""
+        if self.optimizer == "auto":
+            return "adadelta" if self.adaptive_rate else "sgd"
+        return self.optimizer
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "OptimizerSpec":
-        names = [f for f in cls.__dataclass_fields__ if f != "nesterov"]
-        return cls(nesterov=params["nesterov_accelerated_gradient"], **{n: params[n] for n in names})
+    def from_params(cls, params: Mapping[str, Any], rows: int | None = None) -> "OptimizerSpec":
+        """The optimiser of the estimator parameters `params`, for a run over `rows` training rows an epoch (None:
+        not known, for a net that only scores: the schedules then see no end)."""
+        names = [f for f in cls.__dataclass_fields__ if f != "nesterov" and f in params]
 
-    def rate(self, samples):
-        """Learning rate after `samples` training rows (a number, or a framework tensor in a compiled step)."""
-        return self.learning_rate / (1.0 + self.learning_rate_annealing * samples)
+        def samples(epochs_name: str, unknown: float) -> float:
+            return params[epochs_name] * rows if rows and epochs_name in params else unknown
+
+        return cls(nesterov=params["nesterov_accelerated_gradient"], **{n: params[n] for n in names},
+                   total_samples=samples("epochs", math.inf) or math.inf,  # epochs=0 trains nothing: no end
+                   warmup_samples=samples("warmup_epochs", 0.0), step_samples=samples("lr_step_epochs", math.inf),
+                   step_gamma=params.get("lr_step_gamma", cls.step_gamma))
+
+    def rate(self, samples, ops: Any = np):
+        """Learning rate after `samples` training rows: the schedule's (H2O's annealing by default), times the
+        warm-up's linear rise min(1, (samples + 1) / (warmup_samples + 1)), never exactly 0 (MXNet keeps SGD's
+        momentum buffers scaled by the rate). `samples` is a number, or a framework tensor in a compiled step,
+        whose math module `ops` (e.g. tf) gives cos, floor, minimum and maximum."""
+        rate = self._scheduled(samples, ops)
+        if self.warmup_samples > 0:
+            rate = rate * ops.minimum((samples + 1.0) / (self.warmup_samples + 1.0), 1.0)
+        return rate
+
+    def _scheduled(self, samples, ops: Any):
+        lr, schedule = self.learning_rate, self.lr_schedule
+        if schedule == "h2o":
+            return lr / (1.0 + self.learning_rate_annealing * samples)
+        if schedule == "constant":
+            return lr
+        if schedule == "step":
+            return lr * self.step_gamma ** ops.floor(samples / self.step_samples)
+        if schedule == "cosine":
+            return _cosine(lr, 0.0, ops.minimum(samples / self.total_samples, 1.0), ops)
+        if schedule == "one_cycle":
+            rise = ONE_CYCLE_RISE * self.total_samples
+            up = _cosine(lr / ONE_CYCLE_START_DIV, lr, ops.minimum(samples / rise, 1.0), ops)
+            if math.isinf(self.total_samples):
+                return up
+            down = ops.minimum(ops.maximum(samples - rise, 0.0) / (self.total_samples - rise), 1.0)
+            return _cosine(up, lr / ONE_CYCLE_END_DIV, down, ops)
+        raise ParameterError(f"lr_schedule={schedule!r} is not a schedule; use one of {LR_SCHEDULES}.")
 
     def momentum(self, samples, minimum: Callable = min):
         """Momentum after `samples` training rows: a linear ramp from start to stable.
@@ -111,6 +195,11 @@ class OptimizerSpec:
             return self.momentum_stable
         progress = minimum(samples / self.momentum_ramp, 1.0)
         return self.momentum_start + (self.momentum_stable - self.momentum_start) * progress
+
+
+def _cosine(start, end, progress, ops: Any):
+    """Half a cosine from `start` (progress 0) to `end` (progress 1)."""
+    return end + (start - end) * 0.5 * (1.0 + ops.cos(math.pi * progress))
 
 
 # --------------------------------------------------------------------------- user graph files

@@ -61,13 +61,18 @@ def assert_same_run(continued: dw.DeepWaterEstimator, straight: dw.DeepWaterEsti
                                atol=EXACT, rtol=EXACT)
 
 
-@pytest.mark.parametrize("adaptive_rate", [False, True], ids=["momentum", "adadelta"])
+OPTIMIZERS = {"momentum": {}, "adadelta": {"adaptive_rate": True},
+              "adamw": {"optimizer": "adamw", "weight_decay": 0.01, "label_smoothing": 0.1, "warmup_epochs": 0.5}}
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_two_epochs_then_a_restart_to_four_equal_four_straight(backend, adaptive_rate, frame, valid, tmp_path):
-    """Through a saved model and a restart by path: same weights and same scoring history as one run."""
-    straight = mlp(backend, epochs=4, adaptive_rate=adaptive_rate).train(
+def test_two_epochs_then_a_restart_to_four_equal_four_straight(backend, optimizer, frame, valid, tmp_path):
+    """Through a saved model and a restart by path: same weights and same scoring history as one run (the
+    optimiser's state, Adam's step count and the warm-up's samples carry over)."""
+    straight = mlp(backend, epochs=4, **OPTIMIZERS[optimizer]).train(
         y="label", training_frame=frame, validation_frame=valid)
-    first = mlp(backend, adaptive_rate=adaptive_rate).train(y="label", training_frame=frame, validation_frame=valid)
+    first = mlp(backend, **OPTIMIZERS[optimizer]).train(y="label", training_frame=frame, validation_frame=valid)
     path = dw.save_model(first, tmp_path)
     continued = dw.DeepWaterEstimator(checkpoint=path, epochs=4).train(
         y="label", training_frame=frame, validation_frame=valid)
@@ -106,6 +111,17 @@ def test_parameters_not_given_are_the_checkpoints_and_mutable_ones_may_change(fr
     assert warm.learning_rate == 0.05 and warm.mini_batch_size == 7
     assert warm.model_id != first.model_id
     assert warm._fitted.net.parameter_count() == first._fitted.net.parameter_count()
+
+
+def test_a_restart_may_change_the_schedule_and_label_smoothing_but_not_the_optimizer(frame):
+    first = mlp("auto", optimizer="adam").train(y="label", training_frame=frame)
+    warm = dw.DeepWaterEstimator(checkpoint=first, epochs=3, lr_schedule="cosine", label_smoothing=0.2)
+    warm.train(y="label", training_frame=frame)
+    spec = warm._fitted.net.spec
+    assert (spec.method, spec.lr_schedule, spec.total_samples) == ("adam", "cosine", 3 * ROWS)
+    assert warm._fitted.task.label_smoothing == 0.2
+    with pytest.raises(ParameterError, match=r"optimizer='adamw' differs from the checkpoint's optimizer='adam'"):
+        dw.DeepWaterEstimator(checkpoint=first, epochs=3, optimizer="adamw").train(y="label", training_frame=frame)
 
 
 def test_a_user_graph_restarts_from_its_saved_copy(frame, tmp_path):
@@ -180,10 +196,11 @@ def test_the_table_follows_deep_waters_checkpoint_rules():
                "score_training_samples", "score_validation_samples", "stopping_rounds", "stopping_metric",
                "stopping_tolerance", "quiet_mode", "overwrite_with_best_model", "mini_batch_size",
                "network_parameters_file", "clip_gradient", "learning_rate", "learning_rate_annealing", "gpu",
-               "device_id", "input_dropout_ratio", "hidden_dropout_ratios", "image_shape", "max_runtime_secs"}
+               "device_id", "input_dropout_ratio", "hidden_dropout_ratios", "image_shape", "max_runtime_secs",
+               "weight_decay", "lr_schedule", "warmup_epochs", "lr_step_epochs", "lr_step_gamma", "label_smoothing"}
     fixed = {"activation", "problem_type", "channels", "standardize", "network", "backend", "momentum_start",
              "momentum_ramp", "momentum_stable", "ignore_const_cols", "distribution", "network_definition_file",
-             "mean_image_file", "hidden"}
+             "mean_image_file", "hidden", "optimizer", "adaptive_rate"}
     table = parameter_table.PARAMETERS
     assert {name for name in mutable if not table[name].checkpoint_mutable} == set()
     assert {name for name in fixed if table[name].checkpoint_mutable} == set()

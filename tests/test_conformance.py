@@ -87,9 +87,23 @@ def test_mixed_precision_keeps_float32_weights_or_names_the_limit(backend, netwo
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_adadelta_accumulators_carry_over_and_another_optimisers_state_is_refused(backend):
-    testing.check_training_state_continues(get_backend(backend), "mlp", testing.ADADELTA)
+@pytest.mark.parametrize("optimizer", ["ADADELTA", "ADAM", "ADAMW"])
+def test_a_net_given_the_training_state_takes_the_same_next_steps_with_every_optimizer(backend, optimizer):
+    """ADADELTA's accumulators, Adam's moments and step count, and AdamW's cosine schedule carry over."""
+    testing.check_training_state_continues(get_backend(backend), "mlp", getattr(testing, optimizer))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_another_optimisers_state_is_refused(backend):
     testing.check_training_state_misfit(get_backend(backend))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("rule", list(testing.TRAINING_RULES))
+def test_optimisers_schedules_and_label_smoothing_step_as_torch_does(backend, rule):
+    if "torch" not in BACKENDS:
+        pytest.skip("the reference backend, torch, is not installed")
+    testing.check_steps_match(get_backend(backend), get_backend("torch"), rule)
 
 
 @pytest.mark.parametrize("source,target", [p for p in itertools.permutations(BACKENDS, 2)]

@@ -12,7 +12,7 @@ import pytest
 
 import deepwater as dw
 from conftest import installed_backends, make_blobs, make_linear
-from deepwater.data.encoders import DatasetEncoder, Response
+from deepwater.data.encoders import BLOCK_BYTES, DatasetEncoder, Response
 from deepwater.data.sources import ArraySource, map_batches
 from deepwater.errors import FrameError, ParameterError
 
@@ -306,3 +306,29 @@ def test_the_encoder_checks_every_frame_though_it_reuses_a_column_layout():
         encoder.transform(frame.drop(columns="x2"))
     with pytest.raises(FrameError, match=r"column 'x2' holds inf at row 5"):
         encoder.transform(frame.assign(x2=np.where(frame.index == 5, np.inf, frame["x2"])))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, "mixed", np.uint8])
+def test_a_frame_of_several_blocks_encodes_as_one_and_names_a_late_inf_by_its_row(dtype):
+    """transform() converts, checks and standardises the numeric columns a block of rows at a time (while they are
+    in the cache): a frame of several blocks, of one dtype or several, its columns picked out of others, encodes as
+    the whole computed at once, its missing values imputed, and an inf in its last block is named by its row."""
+    rng = np.random.default_rng(5)
+    rows = 2 * BLOCK_BYTES // (4 * 19) + 7  # past two blocks of the 19 columns the model reads
+    frame = pd.DataFrame(rng.integers(0, 200, (rows, 20)), columns=[f"x{i}" for i in range(20)])
+    frame = frame.astype(np.uint8 if dtype in ("mixed", np.uint8) else dtype).set_axis(np.arange(rows) + 1000)
+    if dtype == "mixed":
+        frame = frame.astype({"x7": np.float64, "x12": np.int64})
+    columns = [c for c in frame.columns if c != "x3"]
+    encoder = DatasetEncoder.fit(frame, columns, True, True)
+    if dtype != np.uint8:
+        frame.iloc[rows - 2, 7] = np.nan  # missing: the training mean, so 0 once standardised
+    values = frame[columns].to_numpy(np.float64)
+    means, scales = (np.array([getattr(c, k) for c in encoder.numeric]) for k in ("mean", "scale"))
+    expected = np.where(np.isnan(values), 0.0, (values - means) / scales)
+    np.testing.assert_allclose(encoder.transform(frame), expected, rtol=1e-5, atol=1e-5)
+    if dtype != np.uint8:
+        frame.iloc[rows - 3, 7] = np.inf
+        with pytest.raises(FrameError, match=rf"column 'x7' holds inf at row {rows - 3 + 1000}"):
+            encoder.transform(frame)
+        assert np.isinf(encoder.transform(frame, keep_infinite=True)[rows - 3]).any()

@@ -12,23 +12,26 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from user_graph_cases import GraphCase, all_cases, fit_case
 
 import deepwater as dw
 from conftest import installed_backends
 from deepwater import cli, plots
-from deepwater.datasets import PATCH_CORNER, PATCH_IMAGE_SIZE, PATCH_SIDE, patch_images
 from deepwater.analysis.explain import (
+    CANDIDATES_SHOWN,
+    chosen_layer,
     column_attributions,
-    explained_layer,
     integrated_gradients,
     normalise,
     resize_maps,
 )
 from deepwater.backends import testing
-from deepwater.backends.base import class_gradients
+from deepwater.backends.base import class_gradients, convolutional_layers
+from deepwater.datasets import PATCH_CORNER, PATCH_IMAGE_SIZE, PATCH_SIDE, patch_images
 from deepwater.errors import BackendError, ParameterError
 from deepwater.networks import build_graph, map_geometry
 from deepwater.runtime.registry import get_backend
+from deepwater.runtime.user_graphs import graph_loader, user_graph
 
 BACKENDS = installed_backends()
 SIZE, PATCH, CORNER = PATCH_IMAGE_SIZE, PATCH_SIDE, PATCH_CORNER
@@ -203,18 +206,118 @@ def test_the_explain_command_writes_one_png_overlay_per_image(small_image_model,
     assert cli.main(["explain", saved, str(tmp_path / "none.png"), "--out", str(tmp_path / "x")]) == 2
 
 
-def test_a_user_graph_without_gradients_says_it_cannot_explain(blobs, tmp_path):
-    """User graph nets give no class_gradients (BaseNet's default): a BackendError, not a framework traceback."""
+def test_gradcam_on_a_user_graph_needs_the_layer_named_and_suggests_convolutional_ones_first():
+    layers = ["conv1", "relu1", "conv2", "relu2", "fc"]
+    with pytest.raises(ParameterError, match=r"needs layer=.*convolutional layers first, nearest the output first\): "
+                                             r"\['conv2', 'conv1', 'fc', 'relu2', 'relu1'\]\. method='saliency'"):
+        chosen_layer("gradcam", None, layers, None, ["conv1", "conv2"])
+    with pytest.raises(ParameterError, match=r"candidates \(nearest the output first\): \['fc', 'relu2', 'conv2', "):
+        chosen_layer("gradcam", None, layers, None)  # a format that does not tell which layers are convolutions
+    many = [f"layer{i}" for i in range(CANDIDATES_SHOWN + 5)]
+    with pytest.raises(ParameterError, match=r"'layer5'\] and 5 more \(model\.layers\(\) lists them all\)"):
+        chosen_layer("gradcam", None, many, None)
+    assert chosen_layer("gradcam", -2, layers, None) == "relu2"
+    assert chosen_layer("saliency", None, layers, None) is None
+
+
+# --------------------------------------------------------------------------- user graphs (network='user')
+
+USER_CASES = all_cases()
+NO_FEATURE_MAPS = {"saved-model"}  # a SavedModel's only layer is its output: saliency and integrated gradients
+
+
+@pytest.fixture(params=USER_CASES, ids=[case.id for case in USER_CASES])
+def user_case(request) -> GraphCase:
+    return request.param.installed()
+
+
+def differentiable(case: GraphCase) -> bool:
+    """False for ONNX graphs, which onnxruntime runs forward only."""
+    return not case.id.startswith("onnx")
+
+
+def test_user_graph_nets_give_class_gradients_or_say_they_cannot(user_case, tmp_path):
+    """Input gradients agree with finite differences of the graph's own outputs; a convolutional layer's values
+    are its features, channels-first; ONNX graphs raise the BackendError that says what to do."""
+    definition, parameters = user_case.make(tmp_path, testing.CLASSES)
+    graph = user_graph(definition, parameters, user_case.input_shape)
+    net = graph_loader(graph, "auto").load_user_network(graph, testing.CLASSIFY, testing.SGD, "cpu", 1)
+    x = np.random.default_rng(3).normal(size=(3, *user_case.input_shape)).astype(np.float32)
+    target = np.array([0, 2, 1])
+    if not differentiable(user_case):
+        with pytest.raises(BackendError, match=r"onnxruntime runs an ONNX graph forward only.*TorchScript"):
+            class_gradients(net, x, None, target)
+        return
+    before = net.get_state()
+    values, gradients = class_gradients(net, x, None, target)
+    assert values.shape == gradients.shape == x.shape and gradients.dtype == np.float32
+    np.testing.assert_array_equal(values, x)
+    # logit 0 - logit 1 = log p0 - log p1 (the softmax's sum cancels): along its gradient it changes by the norm
+    difference = (class_gradients(net, x, None, np.zeros(3, np.int64))[1]
+                  - class_gradients(net, x, None, np.ones(3, np.int64))[1]).astype(np.float64)
+    norms = np.sqrt((difference.reshape(3, -1) ** 2).sum(axis=1))
+    direction = (difference / norms.reshape((-1,) + (1,) * (x.ndim - 1))).astype(np.float32)
+    log_ratio = [np.log(p[:, 0].astype(np.float64) / p[:, 1]) for p in
+                 (net.predict(x + 1e-3 * direction), net.predict(x - 1e-3 * direction))]
+    np.testing.assert_allclose((log_ratio[0] - log_ratio[1]) / 2e-3, norms, rtol=2e-2, atol=1e-3)
+    convolutional = convolutional_layers(net)
+    assert bool(convolutional) == (len(x.shape) == 4 and user_case.id not in NO_FEATURE_MAPS), convolutional
+    if convolutional:
+        values, gradients = class_gradients(net, x, convolutional[-1], target)
+        assert values.ndim == 4 and values.shape == gradients.shape and np.abs(gradients).max() > 0
+        np.testing.assert_allclose(values.reshape(3, -1), net.features(x, convolutional[-1]), atol=1e-5)
+    after = net.get_state()
+    assert all(np.array_equal(before[name], after[name]) for name in before), "class_gradients() changed the state"
+
+
+FITTED_CASES = [case for case in USER_CASES if len(case.input_shape) == 1 or case.input_shape[0] in (1, 3)]
+
+
+@pytest.mark.parametrize("case", FITTED_CASES, ids=[case.id for case in FITTED_CASES])
+def test_models_of_user_graphs_explain_by_every_method_their_gradients_allow(case, image_frame, tmp_path):
+    if case.missing():
+        pytest.skip(f"{case.missing()} not installed")
+    model, frame = fit_case(case, tmp_path / "graph", image_frame)
+    rows = frame.iloc[:4]
+    if not differentiable(case):
+        methods = ("gradcam", "integrated_gradients") if len(case.input_shape) == 3 else ("integrated_gradients",)
+        for method in methods:  # Grad-CAM too is refused before it asks for a layer
+            with pytest.raises(BackendError, match="cannot explain predictions: onnxruntime"):
+                model.explain(rows, method=method)
+        return
+    if len(case.input_shape) == 1:
+        attributions = model.explain(rows, method="integrated_gradients", steps=4)
+        assert list(attributions.columns) == [c for c in frame.columns if c != "label"] and len(attributions) == 4
+        return
+    size = case.input_shape[1:]
+    for method in ("saliency", "integrated_gradients"):
+        maps = model.explain(rows, method=method, steps=4)
+        assert maps.shape == (4, *size) and maps.dtype == np.float32 and np.nanmax(maps) == 1.0
+    with pytest.raises(ParameterError, match=r"layer=None: Grad-CAM on a user graph needs layer=.*candidates"):
+        model.explain(rows)
+    convolutional = convolutional_layers(model._fitted.net)
+    if case.id in NO_FEATURE_MAPS:
+        with pytest.raises(ParameterError, match="feature maps"):
+            model.explain(rows, layer=model.layers()[-1])
+        return
+    heatmaps = model.explain(rows, layer=convolutional[-1], target="light")
+    assert heatmaps.shape == (4, *size) and ((heatmaps >= 0) & (heatmaps <= 1)).all()
+
+
+def test_a_built_in_network_exported_as_a_user_graph_explains_as_the_built_in_one(tmp_path):
+    """The torch backend's LeNet, saved by torch.export with its weights and read back as a user graph, gives the
+    built-in net's input gradients and the values and gradients of its last convolutional map (tanh2, which the
+    program calls 'tanh_1')."""
     torch = pytest.importorskip("torch")
-    graph_file = tmp_path / "mlp.pt"
-    torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Linear(8, 3))), str(graph_file))
-    model = dw.DeepWaterEstimator(network="user", network_definition_file=str(graph_file), backend="torch", epochs=1,
-                                  gpu=False, quiet_mode=True).train(x=["x1", "x2"], y="label", training_frame=blobs)
-    with pytest.raises(BackendError, match="cannot explain predictions"):
-        model.explain(blobs, method="integrated_gradients")
-
-
-def test_gradcam_on_a_user_graph_needs_the_layer_named():
-    with pytest.raises(ParameterError, match=r"needs the layer named.*\['conv', 'relu', 'output'\]"):
-        explained_layer("gradcam", None, ["conv", "relu", "output"], None)
-    assert explained_layer("gradcam", -2, ["conv", "relu", "output"], None) == "relu"
+    built = testing.build(get_backend("torch"), "lenet")
+    shape = testing.NETWORKS["lenet"]
+    program = torch.export.export(built.module.eval(), (torch.zeros((2, *shape)),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, str(tmp_path / "lenet.pt2"))
+    graph = user_graph(str(tmp_path / "lenet.pt2"), None, shape)
+    net = graph_loader(graph, "torch").load_user_network(graph, testing.CLASSIFY, testing.SGD, "cpu", 1)
+    assert convolutional_layers(net) == ["conv2d", "conv2d_1"]
+    x, target = testing.inputs("lenet", rows=3), np.array([0, 2, 1])
+    for mine, theirs in ((None, None), ("tanh_1", "tanh2")):
+        for value, expected in zip(class_gradients(net, x, mine, target), class_gradients(built, x, theirs, target)):
+            np.testing.assert_allclose(value, expected, atol=1e-6, err_msg=f"layer {mine!r}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from conftest import make_blobs, write_png
 
@@ -29,7 +30,7 @@ import deepwater as dw  # noqa: E402
 from deepwater import cli  # noqa: E402
 from deepwater.flow.app import create_app  # noqa: E402
 from deepwater.flow.config import FlowConfig  # noqa: E402
-from deepwater.flow.forms import NOT_OFFERED, form_parameters, offered  # noqa: E402
+from deepwater.flow.forms import NOT_OFFERED, form_hyper_params, form_parameters, offered  # noqa: E402
 from deepwater.flow.server import guarded  # noqa: E402
 
 TestClient = fastapi_testclient.TestClient
@@ -37,6 +38,7 @@ GUARD_SECONDS = 120  # a hang guard while waiting for a job: no timing is assert
 TINY = {"hidden": [8], "epochs": 3, "backend": "torch", "gpu": False, "seed": 1, "mini_batch_size": 16,
         "train_samples_per_iteration": 60}
 LONG = {**TINY, "epochs": 1e6, "max_runtime_secs": 120}  # runs until cancelled or killed
+RESUMABLE = {**TINY, "epochs": 12}  # long enough to be killed after a few scorings
 
 
 def wait_for_job(client, key: str, until=lambda job: job["status"] not in ("queued", "running")) -> dict:
@@ -70,8 +72,16 @@ def folders(tmp_path_factory) -> dict[str, Path]:
         (allowed / "images" / label).mkdir(parents=True)
         for i in range(3):
             write_png(allowed / "images" / label / f"{i}.png", value, seed=i)
+    with zipfile.ZipFile(allowed / "images.zip", "w") as archive:
+        for file in sorted((allowed / "images").rglob("*.png")):
+            archive.write(file, file.relative_to(allowed / "images").as_posix())
+    two = make_blobs(90, seed=4)
+    two[two["label"] != "c"].to_csv(allowed / "two.csv", index=False)
     outside = tmp_path_factory.mktemp("outside")
     make_blobs(10).to_csv(outside / "secret.csv", index=False)
+    write_png(outside / "secret.png", 128)
+    pd.DataFrame({"uri": [str(outside / "secret.png"), str(allowed / "images" / "dark" / "0.png")],
+                  "label": ["x", "y"]}).to_csv(allowed / "named.csv", index=False)  # a table naming any file
     os.symlink(outside / "secret.csv", allowed / "link.csv")  # resolves outside: refused
     return {"allowed": allowed, "outside": outside, "data": tmp_path_factory.mktemp("flow-data")}
 
@@ -154,6 +164,73 @@ def test_without_an_allowed_folder_no_path_is_read(tmp_path, folders):
     with TestClient(create_app(FlowConfig(str(tmp_path / "data")))) as bare:
         assert "--allow-dir" in refusal(bare.post("/api/frames", json={"path": str(folders["allowed"] /
                                                                                       "blobs.csv")}), 403, "path")
+
+
+def test_an_image_frame_shows_thumbnails_of_its_images_under_the_allowed_folders_only(client, folders):
+    images = client.post("/api/frames", json={"path": "images"}).json()
+    page = client.get(f"/api/frames/{images['id']}").json()
+    assert page["thumbnails"] == list(range(6))  # up to 8, spread over the frame
+    thumbnail = client.get(f"/api/frames/{images['id']}/thumbnails/5.png")
+    assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/png"
+    pixels = np.asarray(Image.open(io.BytesIO(thumbnail.content)))
+    assert pixels.shape == (64, 64, 3) and pixels.mean() > 150  # row 5 is a light image
+    assert f"/api/frames/{images['id']}/thumbnails/0.png" in client.get(f"/frames/{images['id']}").text
+    named = client.post("/api/frames", json={"path": "named.csv"}).json()
+    assert named["setup"]["image_column"] == "uri"
+    assert client.get(f"/api/frames/{named['id']}").json()["thumbnails"] == [1]
+    assert "not a file under the folders" in refusal(client.get(f"/api/frames/{named['id']}/thumbnails/0.png"),
+                                                     403, "row")
+    assert client.get(f"/api/frames/{named['id']}/thumbnails/1.png").status_code == 200
+    refusal(client.get(f"/api/frames/{named['id']}/thumbnails/2.png"), 404, "row")
+    blobs = client.post("/api/frames", json={"path": "blobs.parquet"}).json()
+    refusal(client.get(f"/api/frames/{blobs['id']}/thumbnails/0.png"), 404, "column")
+
+
+def test_a_zip_of_images_is_a_frame_read_in_place(client, folders):
+    imported = client.post("/api/frames", json={"path": "images.zip"})
+    assert imported.status_code == 201, imported.text
+    frame = client.get(f"/api/frames/{imported.json()['id']}").json()
+    assert frame["rows"] == 6 and frame["setup"]["image_column"] == "uri"
+    assert frame["head"]["rows"][0] == [f"zip://dark/0.png::{folders['allowed'] / 'images.zip'}", "dark"]
+    assert client.get(f"/api/frames/{frame['id']}/thumbnails/3.png").status_code == 200
+
+
+def test_an_object_store_prefix_is_read_only_when_allowed_and_no_credential_is_kept(tmp_path, monkeypatch):
+    pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        for name, value in (("AWS_ENDPOINT_URL", endpoint), ("AWS_ACCESS_KEY_ID", "flow-key"),
+                            ("AWS_SECRET_ACCESS_KEY", "flow-secret-never-stored"), ("AWS_DEFAULT_REGION", "us-east-1")):
+            monkeypatch.setenv(name, value)
+        deadline = time.monotonic() + GUARD_SECONDS
+        while not listening(port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="pictures")
+        for i in range(4):
+            label = ("dark", "light")[i % 2]
+            s3.upload_file(str(write_png(tmp_path / f"{i}.png", 40 if label == "dark" else 215, seed=i)), "pictures",
+                           f"train/{label}/{i}.png")
+        config = FlowConfig(str(tmp_path / "data"), allow_stores=("s3://pictures/train",))
+        with TestClient(create_app(config)) as flow:
+            assert "not under the object store prefixes" in refusal(
+                flow.post("/api/frames", json={"path": "s3://pictures/other/"}), 403, "path")
+            imported = flow.post("/api/frames", json={"path": "s3://pictures/train/"})
+            assert imported.status_code == 201, imported.text
+            frame = flow.get(f"/api/frames/{imported.json()['id']}").json()
+            assert frame["rows"] == 4 and frame["head"]["rows"][0] == ["s3://pictures/train/dark/0.png", "dark"]
+            assert frame["thumbnails"] == []  # a store's object is never read for a picture
+            refusal(flow.get(f"/api/frames/{frame['id']}/thumbnails/0.png"), 403, "row")
+    finally:
+        server.terminate()
+        server.wait(GUARD_SECONDS)
+    assert b"flow-secret" not in (tmp_path / "data" / "catalogue.sqlite").read_bytes()
+    with pytest.raises(dw.ParameterError, match="allow_stores='data/'"):
+        FlowConfig(str(tmp_path / "data"), allow_stores=("data/",))
 
 
 # --------------------------------------------------------------------------- jobs and models
@@ -260,6 +337,113 @@ def test_continuing_a_model_trains_it_further_from_its_checkpoint(client, frame_
     assert model["history"][:len(trained["history"])] == trained["history"]  # the checkpoint's run goes on
 
 
+def test_an_image_model_page_shows_grad_cam_overlays_and_its_roc_curve(client, folders):
+    images = client.post("/api/frames", json={"path": "images"}).json()
+    job = client.post("/api/models", json={"frame": images["id"], "y": "label", "params": {
+        "network": "lenet", "epochs": 2, "backend": "torch", "gpu": False, "seed": 1}}).json()
+    done = wait_for_job(client, job["id"])
+    assert done["status"] == "done", done["error"]
+    model = client.get(f"/api/models/{done['model']}").json()
+    assert [g["row"] for g in model["gradcam"]] == [0, 2, 3, 5]  # spread over the frame: both classes
+    overlay = client.get(f"/api/models/{done['model']}/gradcam/{model['gradcam'][0]['file']}")
+    assert overlay.status_code == 200 and overlay.headers["content-type"] == "image/png"
+    pixels = np.asarray(Image.open(io.BytesIO(overlay.content)))
+    assert pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.std(axis=2).max() > 0  # coloured: a heatmap drawn
+    refusal(client.get(f"/api/models/{done['model']}/gradcam/9.png"), 404, "file")  # only the files it lists
+    assert client.get(f"/api/models/{done['model']}/gradcam/..%2F..%2Fcatalogue.sqlite").status_code == 404
+    roc = model["metrics"]["training"]["roc"]
+    assert roc[0] == [0.0, 0.0] and roc[-1] == [1.0, 1.0] and model["varimp"] is None
+    page = client.get(f"/models/{done['model']}").text
+    assert page.count(f'src="/api/models/{done["model"]}/gradcam/') == 4 and 'id="roc-training"' in page
+
+
+def test_a_model_whose_grad_cam_cannot_be_written_is_kept_and_its_page_says_why(client, folders):
+    images = client.post("/api/frames", json={"path": "images"}).json()
+    blocked = folders["data"] / "gradcam" / "lenet_no_pictures"
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("a file where the model's overlays would go")  # a real failure: no folder can be made there
+    job = client.post("/api/models", json={"frame": images["id"], "y": "label", "params": {
+        "network": "lenet", "epochs": 1, "backend": "torch", "gpu": False, "seed": 1,
+        "model_id": "lenet_no_pictures"}}).json()
+    done = wait_for_job(client, job["id"])
+    assert done["status"] == "done", done["error"]
+    model = client.get("/api/models/lenet_no_pictures").json()
+    assert model["gradcam"] == [] and model["gradcam_error"].startswith(("FileExistsError", "NotADirectoryError"))
+    assert 'id="gradcam-error"' in client.get("/models/lenet_no_pictures").text
+
+
+def test_a_model_page_shows_variable_importances_and_cross_validation_metrics(client, folders, trained):
+    two = client.post("/api/frames", json={"path": "two.csv"}).json()
+    job = client.post("/api/models", json={"frame": two["id"], "y": "label", "params": {**TINY, "nfolds": 2}}).json()
+    done = wait_for_job(client, job["id"])
+    assert done["status"] == "done", done["error"]
+    model = client.get(f"/api/models/{done['model']}").json()
+    saved = dw.load_model(model["path"])
+    expected = saved.varimp(use_pandas=True)
+    assert model["varimp"]["index"] == list(expected["variable"])
+    assert [row[0] for row in model["varimp"]["rows"]] == pytest.approx(list(expected["relative_importance"]))
+    summary = saved.cross_validation_metrics_summary()
+    assert model["cross_validation"]["columns"] == ["mean", "sd", "cv_1_valid", "cv_2_valid"]
+    assert model["cross_validation"]["rows"][model["cross_validation"]["index"].index("auc")][0] == pytest.approx(
+        summary.loc["auc", "mean"])
+    roc = np.array(model["metrics"]["training"]["roc"])
+    assert (np.diff(roc, axis=0) >= 0).all()  # a ROC curve climbs from (0, 0) to (1, 1)
+    page = client.get(f"/models/{done['model']}").text
+    assert 'id="varimp"' in page and 'id="cross-validation"' in page and 'id="roc-training"' in page
+    multinomial = client.get(f"/models/{trained['model']}").text  # three classes: no ROC curve, no CV
+    assert 'id="varimp"' in multinomial and "roc-training" not in multinomial and "cross-validation" not in multinomial
+
+
+def test_a_grid_search_is_one_job_whose_models_and_leaderboard_join_the_catalogue(client, frame_id):
+    base = {name: value for name, value in TINY.items() if name not in ("hidden", "epochs")}
+    job = client.post("/api/grids", json={"frame": frame_id, "y": "label", "params": base,
+                                          "hyper_params": {"hidden": [[2], [8]], "epochs": [1, 2]}}).json()
+    done = wait_for_job(client, job["id"])
+    assert done["status"] == "done", done["error"]
+    grid = client.get(f"/api/grids/{done['grid']}").json()
+    board = grid["leaderboard"]
+    assert board["columns"] == ["hidden", "epochs", "model_ids", "logloss"] and len(board["rows"]) == 4
+    losses = [row[3] for row in board["rows"]]
+    assert losses == sorted(losses)  # best first
+    for row in board["rows"]:
+        model = client.get(f"/api/models/{row[2]}").json()
+        assert model["grid"] == done["grid"] and model["parameters"]["hidden"] == row[0]
+        assert model["metrics"]["training"]["values"]["logloss"] == pytest.approx(row[3])
+    assert done["grid"] in [g["id"] for g in client.get("/api/grids").json()["grids"]]
+    page = client.get(f"/grids/{done['grid']}").text
+    assert 'id="leaderboard"' in page and page.count('<a href="/models/') == 4
+    assert f'/grids/{done["grid"]}' in client.get(f"/jobs/{done['id']}").text
+
+
+def test_grid_requests_are_checked_before_they_are_queued(client, frame_id):
+    grid = {"frame": frame_id, "y": "label", "params": TINY}
+    refusal(client.post("/api/grids", json={**grid, "hyper_params": {}}), 422, "hyper_params")
+    assert "hidden[0]=-4" in refusal(client.post("/api/grids", json={**grid, "hyper_params": {"hidden": [[-4]]}}),
+                                     422, "hyper_params.hidden")
+    refusal(client.post("/api/grids", json={**grid, "hyper_params": {"epochs": []}}), 422, "hyper_params.epochs")
+    refusal(client.post("/api/grids", json={**grid, "hyper_params": {"mlflow": [True]}}), 422, "hyper_params.mlflow")
+    refusal(client.post("/api/grids", json={**grid, "params": {"model_id": "mine"}, "hyper_params": {"l1": [0.0]}}),
+            422, "params.model_id")
+    assert "set it in one place" in refusal(client.post("/api/grids", json={**grid, "hyper_params": {"epochs": [1]}}),
+                                            422, "params.epochs")
+    refusal(client.post("/api/grids", json={**grid, "y": "nothere", "hyper_params": {"l1": [0.0]}}), 422, "y")
+    refusal(client.get("/api/grids/grid_nothere"), 404, "grid")
+
+
+def test_the_build_form_searches_over_values_separated_by_semicolons(client, frame_id):
+    assert form_hyper_params({"hidden": "4; 6", "epochs": "1", "activation": "Tanh;Rectifier"}) == (
+        {"hidden": [[4], [6]], "activation": ["Tanh", "Rectifier"]}, {})
+    params = form_parameters({"hidden": "4; 6", "epochs": "1"})[0]
+    assert params["epochs"] == 1 and "hidden" not in params  # the grid's, not a value of its own
+    bad = client.post("/build", data={"frame": frame_id, "y": "label", "hidden": "4; -6", "backend": "torch"})
+    assert bad.status_code == 422 and 'id="error-hidden"' in bad.text
+    posted = client.post("/build", data={"frame": frame_id, "y": "label", "hidden": "4; 6", "epochs": "1",
+                                         "backend": "torch"}, follow_redirects=False)
+    assert posted.status_code == 303, posted.text
+    done = wait_for_job(client, posted.headers["location"].rsplit("/", 1)[1])
+    assert done["status"] == "done" and done["request"]["hyper_params"] == {"hidden": [[4], [6]]}
+
+
 # --------------------------------------------------------------------------- pages
 
 def test_the_pages_show_frames_jobs_models_and_the_chart(client, frame_id, trained):
@@ -349,7 +533,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_deepwater_flow_serves_and_a_restart_keeps_the_catalogue_with_the_killed_job_interrupted(folders, tmp_path):
+def listening(port: int) -> bool:
+    """True once a server accepts connections on 127.0.0.1:`port`."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_restart_keeps_the_catalogue_and_the_killed_job_resumes_from_its_checkpoint(folders, tmp_path):
     port, token = free_port(), "restart-token-1"
     data = tmp_path / "data"
     command = [sys.executable, "-m", "deepwater", "flow", "--port", str(port), "--data-dir", str(data),
@@ -368,8 +558,8 @@ def test_deepwater_flow_serves_and_a_restart_keeps_the_catalogue_with_the_killed
                 time.sleep(0.1)
         assert httpx2.get(f"http://127.0.0.1:{port}/api/frames").status_code == 401
         frame = http.post("/api/frames", json={"path": "blobs.csv"}).json()["id"]
-        job = http.post("/api/models", json={"frame": frame, "y": "label", "params": LONG}).json()["id"]
-        wait_for_job(http, job, lambda j: j["history"])
+        job = http.post("/api/models", json={"frame": frame, "y": "label", "params": RESUMABLE}).json()["id"]
+        wait_for_job(http, job, lambda j: len(j["history"]) >= 2)  # the first scoring's checkpoint is written
     finally:
         process.send_signal(signal.SIGKILL)  # a server that stops mid-job
         process.wait(GUARD_SECONDS)
@@ -378,11 +568,24 @@ def test_deepwater_flow_serves_and_a_restart_keeps_the_catalogue_with_the_killed
         interrupted = restarted.get(f"/api/jobs/{job}").json()
         assert interrupted["status"] == "interrupted" and "server stopped" in interrupted["error"]
         assert interrupted["history"]  # what it had scored is kept
+        assert 'id="resume"' in restarted.get(f"/jobs/{job}").text  # the page's Resume button
+        resumed = restarted.post(f"/api/jobs/{job}/resume")
+        assert resumed.status_code == 202, resumed.text
+        done = wait_for_job(restarted, resumed.json()["id"])
+        assert done["status"] == "done", done["error"]
+        assert done["request"]["resume"] == job
+        model = restarted.get(f"/api/models/{done['model']}").json()
+        assert model["id"] == interrupted["model_id"] and model["summary"]["epochs"] == 12.0
+        assert model["history"][1] == interrupted["history"][1]  # continued from a checkpoint, not started anew
+        assert restarted.get(f"/api/jobs/{job}").json()["resumed_by"] == done["id"]
+        assert "is resumed" in refusal(restarted.post(f"/api/jobs/{job}/resume"), 409, "job")
+        assert not (data / "checkpoints" / job).exists() and not (data / "checkpoints" / done["id"]).exists()
 
 
 @pytest.mark.parametrize("argv, named", [(["--allow-dir", "/no/such/folder"], "allow_dir="),
                                          (["--port", "70000"], "port="), (["--token", "short"], "token"),
-                                         (["--max-upload-mb", "0"], "max_upload_mb=")])
+                                         (["--max-upload-mb", "0"], "max_upload_mb="),
+                                         (["--allow-store", "/not/a/store"], "allow_stores=")])
 def test_deepwater_flow_refuses_bad_options_in_one_line_before_it_starts(tmp_path, capsys, argv, named):
     assert cli.main(["flow", "--data-dir", str(tmp_path / "data"), *argv]) == 2
     err = capsys.readouterr().err

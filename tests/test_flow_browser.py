@@ -1,6 +1,7 @@
 """Deep Water Flow driven in a real headless browser (Debian's chromium through Playwright; never `playwright
 install`): import a CSV, build an MLP, watch its job finish with the chart drawn live, open the model, predict and
-download the predictions' CSV; a restarted server lists the model again; a wrong token gets 401.
+download the predictions' CSV; a restarted server lists the model again; a wrong token gets 401. Then an image
+folder: its thumbnails, LeNet trained on it from the form, and the Grad-CAM overlays on its model page.
 
 The screenshots go to $DEEPWATER_FLOW_SCREENSHOTS when set (docs/images for the docs' Flow page), else to a
 temporary folder."""
@@ -15,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import deepwater as dw
 from conftest import make_blobs
 
 pytest.importorskip("torch")
@@ -112,3 +114,42 @@ def test_import_build_watch_open_predict_and_download_in_a_browser(browser, tmp_
         assert page.goto(f"{guarded.url}/models?token=the-wrong-token").status == 401
         assert page.goto(f"{guarded.url}/models?token=the-right-token").status == 200
         assert page.goto(f"{guarded.url}/frames").status == 200  # the cookie carries the token on
+
+
+def loaded_images(page, selector: str) -> int:
+    """How many of the images `selector` finds the browser has decoded (a broken image has no natural width)."""
+    return page.eval_on_selector_all(selector, "images => images.filter(i => i.complete && i.naturalWidth > 0)"
+                                               ".length")
+
+
+def test_an_image_folder_trains_lenet_and_its_model_page_shows_grad_cam_in_a_browser(browser, tmp_path):
+    allowed, data = tmp_path / "allowed", tmp_path / "data"
+    for uri, label in dw.datasets.patch_images(tmp_path / "flat", 64, seed=5).itertuples(index=False):
+        (allowed / "patches" / label).mkdir(parents=True, exist_ok=True)
+        shutil.move(uri, allowed / "patches" / label / Path(uri).name)  # the class/file.png layout
+    shots = Path(os.environ.get("DEEPWATER_FLOW_SCREENSHOTS", tmp_path / "shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    with FlowServer(FlowConfig(str(data), allow_dirs=(str(allowed),))) as server:
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.set_default_timeout(WAIT_MS)
+        page.goto(f"{server.url}/frames")
+        page.fill("#import-path input[name=path]", "patches")
+        page.click("#import-path input[type=submit]")
+        assert page.text_content("#response-guess") == "label"
+        page.wait_for_function("[...document.querySelectorAll('#thumbnails img')].every(i => i.complete)")
+        assert loaded_images(page, "#thumbnails img") == 8
+        page.screenshot(path=str(shots / "flow-images.png"))
+        page.click("#build-link")
+        page.fill("#p-network", "lenet")
+        page.fill("#p-epochs", "3")
+        page.fill("#p-backend", "torch")
+        page.uncheck("#p-gpu")
+        page.fill("#p-seed", "5")
+        page.click("#train")
+        page.wait_for_function("document.getElementById('status').textContent === 'done'")
+        page.click("#model-link a")
+        page.wait_for_function("[...document.querySelectorAll('#gradcam img')].every(i => i.complete)")
+        assert loaded_images(page, "#gradcam img") == 4
+        assert page.locator(".roc svg polyline").count() == 1  # two classes: a ROC curve
+        page.locator("#gradcam").scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "flow-gradcam.png"))

@@ -27,7 +27,7 @@ import deepwater.mlflow as dw_mlflow
 from conftest import make_blobs
 from deepwater.errors import MissingDependencyError
 from deepwater.tracking import flavour
-from deepwater.training.parameters import PARAMETERS
+from deepwater.training.parameters import PARAMETERS, SECRET_PARAMETERS
 
 CLOSE = 1e-5
 CLASSES = ["a", "b", "c"]
@@ -137,7 +137,8 @@ def test_a_trained_model_logs_its_run(trained):
     run = client.get_run(run_id)
     assert run.info.run_name == trained.model_id and run.info.status == "FINISHED"
     params = run.data.params
-    assert set(PARAMETERS) <= set(params)  # every parameter, as it was used (auto resolved)
+    assert set(PARAMETERS) - set(SECRET_PARAMETERS) <= set(params)  # every parameter as used (auto resolved) ...
+    assert not set(SECRET_PARAMETERS) & set(params)  # ... but credentials (storage_options)
     assert params["backend"] == "torch" and params["network"] == "mlp" and params["hidden"] == "[8]"
     assert params["epochs"] == "2.0" and params["mlflow"] == "True" and params["seed"] == "3"
     scoring = trained.scoring_history()
@@ -175,6 +176,18 @@ def test_a_checkpoint_restart_continues_the_run(trained, frames, tmp_path):
     assert run.data.tags["deepwater.restarts"] == "1"
     assert run.data.metrics["training.logloss"] == pytest.approx(restarted.model_performance(train=True).logloss())
     assert len(run.outputs.model_outputs) == 2  # the first model and the continued one
+
+
+def test_a_checkpoint_written_during_training_carries_the_run_a_restart_continues(tracking, frames, tmp_path):
+    """The run opens with the training: a run killed midway leaves checkpoints that continue it."""
+    train, _ = frames
+    model = estimator(export_checkpoints_dir=str(tmp_path), export_checkpoints_keep=10).train(
+        x=X, y="label", training_frame=train, model_id=f"ckpt_{uuid.uuid4().hex[:6]}")
+    first = min(tmp_path.iterdir())  # the first scoring's checkpoint, as a killed run leaves it
+    assert dw.load_model(first).summary()["samples"] < model.summary()["samples"]
+    assert dw.load_model(first).mlflow_run_id == model.mlflow_run_id is not None
+    run = mlflow.MlflowClient().get_run(model.mlflow_run_id)
+    assert run.info.run_name == model.model_id and "deepwater.restarts" not in run.data.tags
 
 
 def test_a_cross_validated_model_logs_its_folds_under_its_run(tracking, frames):

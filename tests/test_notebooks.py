@@ -16,8 +16,10 @@ ROWS = 200
 EXPECTED = {
     "05_quick_start.ipynb": ["cv_1_valid", "test accuracy:", "trained on cpu"],
     "06_image_classification.ipynb": ["LeNet test accuracy:", "ResNet-18: 11,1"],
-    "07_user_defined_and_pretrained_networks.ipynb": ["TorchScript .pt", "symbol_lenet-cpp.json", "Egyptian cat"],
-    "08_grid_search.ipynb": ["Grid ID: mnist_cartesian", "mnist_random_model_", "Ray left out"],
+    "07_user_defined_and_pretrained_networks.ipynb": ["TorchScript .pt", "symbol_lenet-cpp.json", "Egyptian cat",
+                                                      "heatmaps (4, 224, 224)", "(top right quarter: True)"],
+    "08_grid_search.ipynb": ["Grid ID: mnist_cartesian", "mnist_random_model_", "Ray left out",
+                             "2 models, each logged in a run: True", "mnist_tracked_model_1"],
     "09_checkpoints.ipynb": ["the loaded model predicts the same: True", "resumed and finished at"],
     "10_ensembles.ipynb": ["stacked ensemble"],
     "11_deep_features_and_similarity.ipynb": ["top match is the original for 11 of 11 queries",

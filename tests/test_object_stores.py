@@ -199,6 +199,37 @@ def test_a_model_trained_from_the_store_predicts_as_one_trained_from_local_files
     np.testing.assert_allclose(predictions[0], predictions[1], rtol=1e-6)
 
 
+def test_a_model_given_storage_options_trains_from_the_store_and_saves_no_secret(
+        no_aws: pytest.MonkeyPatch, store: Store, tmp_path: Path) -> None:
+    frame = dw.import_images(f"s3://{BUCKET}/train/", storage_options=store.options())
+    model = dw.DeepWaterEstimator(network="lenet", backend="torch", image_shape=[28, 28], channels=1, epochs=2,
+                                  mini_batch_size=4, gpu=False, quiet_mode=True, seed=7, image_cache_mb=0,
+                                  image_cache_dir=str(tmp_path / "decoded"), storage_options=store.options())
+    model.train(x=["uri"], y="label", training_frame=frame)
+    assert model._fitted.inputs.reader.decoded == len(frame)  # each object read once in the run: the disk cache
+    expected = model.predict(frame).drop(columns="predict").to_numpy()
+    saved_file = dw.save_model(model, str(tmp_path / "saved"))
+    with zipfile.ZipFile(saved_file) as archive:
+        saved = b"".join(archive.read(name) for name in archive.namelist())
+    assert store.secret.encode() not in saved and store.key.encode() not in saved
+    no_aws.setenv("AWS_ENDPOINT_URL", store.endpoint)  # a loaded model reads with the environment's credentials
+    no_aws.setenv("AWS_ACCESS_KEY_ID", store.key)
+    no_aws.setenv("AWS_SECRET_ACCESS_KEY", store.secret)
+    loaded = dw.load_model(saved_file)
+    assert loaded.params["storage_options"]["actual"] is None
+    np.testing.assert_allclose(loaded.predict(frame).drop(columns="predict").to_numpy(), expected, rtol=1e-6)
+
+
+def test_an_untrained_models_repr_hides_its_storage_options() -> None:
+    shown = repr(dw.DeepWaterEstimator(storage_options={"key": "AKIA-EXAMPLE", "secret": "s3cr3t-value"}))
+    assert "s3cr3t-value" not in shown and "AKIA-EXAMPLE" not in shown and "storage_options=<hidden>" in shown
+
+
+def test_storage_options_must_be_a_dict() -> None:
+    with pytest.raises(ParameterError, match="storage_options=list must be a dict"):
+        dw.DeepWaterEstimator(storage_options=["key", "secret"])
+
+
 # ---------------------------------------------------------------------------
 # The store's errors, named with the URI and the store's reason
 # ---------------------------------------------------------------------------

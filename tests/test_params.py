@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from deepwater import DeepWaterEstimator, ParameterError
+from deepwater.specs import OptimizerSpec, task_from_params
 from deepwater.training import parameters as table
 
 
@@ -132,3 +133,43 @@ def test_repr_of_untrained_model_shows_given_parameters():
     text = repr(DeepWaterEstimator(epochs=2))
     assert "epochs=2" in text
     assert "not trained" in text
+
+
+# --------------------------------------------------------------------------- optimisers and schedules
+
+def test_an_optimizer_that_contradicts_adaptive_rate_names_both():
+    message = error_of(optimizer="adam", adaptive_rate=True)
+    assert "optimizer='adam'" in message and "adaptive_rate=True" in message and "optimizer='adadelta'" in message
+    assert DeepWaterEstimator(optimizer="adadelta", adaptive_rate=True).optimizer == "adadelta"
+
+
+def test_weight_decay_is_adamws_alone():
+    message = error_of(optimizer="adam", weight_decay=0.01)
+    assert "weight_decay=0.01" in message and "'adamw'" in message
+    assert DeepWaterEstimator(optimizer="AdamW", weight_decay=0.01).optimizer == "adamw"
+
+
+def test_a_schedule_to_the_end_of_the_run_needs_finite_epochs():
+    message = error_of(lr_schedule="cosine", epochs=float("inf"), max_runtime_secs=10)
+    assert "lr_schedule='cosine'" in message and "epochs=inf" in message
+
+
+def test_label_smoothing_needs_classes():
+    assert "autoencoder=True" in error_of(label_smoothing=0.1, autoencoder=True)
+    with pytest.raises(ParameterError, match=r"label_smoothing=0.1 .* regression"):
+        task_from_params("regression", 0, "AUTO", "Automatic", 0.1)
+    assert task_from_params("classification", 3, "AUTO", "Automatic", 0.1).label_smoothing == 0.1
+
+
+@pytest.mark.parametrize("name,value", [("optimizer", "rmsprop"), ("lr_schedule", "linear"), ("label_smoothing", 1.0),
+                                        ("lr_step_gamma", 0.0), ("lr_step_epochs", 0), ("warmup_epochs", -1)])
+def test_optimiser_parameters_refuse_values_outside_their_range(name, value):
+    assert f"{name}={value!r}" in error_of(**{name: value})
+
+
+def test_the_optimiser_defaults_keep_h2os_rule():
+    model = DeepWaterEstimator()
+    assert (model.optimizer, model.lr_schedule, model.warmup_epochs, model.label_smoothing) == ("auto", "h2o", 0, 0)
+    spec = OptimizerSpec.from_params(table.resolve({}), rows=100)
+    assert spec.method == "sgd" and spec.rate(1000) == pytest.approx(5e-3 / (1 + 1e-6 * 1000))
+    assert OptimizerSpec.from_params(table.resolve({"adaptive_rate": True})).method == "adadelta"

@@ -16,7 +16,7 @@ import pytest
 from deepwater import DeepWaterEstimator
 from deepwater.backends.tensorflow.backend import TensorflowBackend
 from deepwater.datasets import mnist, mnist_images
-from deepwater.errors import ModelFileError
+from deepwater.errors import ModelFileError, ParameterError
 from deepwater.runtime.user_graphs import graph_loader, user_graph
 from deepwater.specs import CLASSIFICATION, OptimizerSpec, task_from_params
 
@@ -100,6 +100,13 @@ def test_mlp_meta_takes_100_inputs_and_trains_on_a_numeric_frame() -> None:
     assert "fc2/fully_connected/BiasAdd" in model.layers()
     with pytest.raises(ModelFileError, match=r"mlp_100x1x1_10\.meta.*\(100,\).*\(20,\)"):
         user_model(MLP, epochs=1).train(y="label", training_frame=blobs(50, 20, 10))
+
+
+@pytest.mark.parametrize("given", [{"optimizer": "adamw"}, {"label_smoothing": 0.1}])
+def test_a_meta_graph_refuses_an_optimiser_or_loss_its_train_op_does_not_have(given) -> None:
+    name, value = next(iter(given.items()))
+    with pytest.raises(ParameterError, match=rf"{name}={value!r} cannot change how .*mlp_100x1x1_10\.meta"):
+        user_model(MLP, epochs=1, **given).train(y="label", training_frame=blobs(50, 100, 10))
 
 
 def test_a_meta_graph_without_the_meta_collection_is_refused(tmp_path) -> None:

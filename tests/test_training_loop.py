@@ -3,6 +3,7 @@ and the batch sources it walks."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,8 @@ from conftest import installed_backends, write_png
 from deepwater import DeepWaterEstimator
 from deepwater.analysis.metrics import ModelMetrics
 from deepwater.data.sources import ArraySource, batches, iterate, prefetch
+from deepwater.specs import OptimizerSpec
+from deepwater.training import parameters as table
 from deepwater.training.schedule import ScoringSchedule, should_stop
 from deepwater.training.trainer import LoopSettings, StoppingRule, Trainer
 
@@ -512,3 +515,62 @@ def test_training_that_diverges_stops_with_an_error_naming_the_epoch_and_the_fix
                                                  r"[0-9.]+ \(\d+ samples\).*Lower learning_rate") as info:
         model.train(y="y", training_frame=frame)
     assert info.value.epochs > 0 and isinstance(info.value, dw.DeepWaterError)
+
+
+# --------------------------------------------------------------------------- optimisers and rate schedules
+
+def rates(spec: OptimizerSpec, samples: list[float]) -> list[float]:
+    return [float(spec.rate(s)) for s in samples]
+
+
+def test_the_h2o_schedule_anneals_and_constant_stays():
+    h2o = OptimizerSpec(learning_rate=0.1, learning_rate_annealing=0.01)
+    assert rates(h2o, [0, 100]) == pytest.approx([0.1, 0.05])
+    assert rates(replace(h2o, lr_schedule="constant"), [0, 100, 1e6]) == pytest.approx([0.1] * 3)
+
+
+def test_cosine_falls_to_zero_at_the_end_of_the_run_and_stays_there():
+    cosine = OptimizerSpec(learning_rate=0.1, lr_schedule="cosine", total_samples=400)
+    assert rates(cosine, [0, 100, 200, 400, 500]) == pytest.approx([0.1, 0.1 * (1 + 2**-0.5) / 2, 0.05, 0, 0])
+
+
+def test_step_multiplies_by_gamma_every_step():
+    step = OptimizerSpec(learning_rate=0.1, lr_schedule="step", step_samples=100, step_gamma=0.5)
+    assert rates(step, [0, 99, 100, 250]) == pytest.approx([0.1, 0.1, 0.05, 0.025])
+
+
+def test_one_cycle_rises_over_the_first_quarter_then_falls():
+    cycle = OptimizerSpec(learning_rate=0.1, lr_schedule="one_cycle", total_samples=400)
+    start, middle_rise, peak, middle_fall, end = rates(cycle, [0, 50, 100, 250, 400])
+    assert start == pytest.approx(0.1 / 25) and peak == pytest.approx(0.1) and end == pytest.approx(0.1 / 1e5)
+    assert middle_rise == pytest.approx((0.1 + 0.1 / 25) / 2) and middle_fall == pytest.approx((0.1 + 1e-6) / 2)
+
+
+def test_warm_up_rises_linearly_then_leaves_the_schedule_alone():
+    cosine = OptimizerSpec(learning_rate=0.1, lr_schedule="cosine", total_samples=400)
+    warm = replace(cosine, warmup_samples=99)
+    assert rates(warm, [0, 49, 99, 200]) == pytest.approx([0.1 / 100, cosine.rate(49) / 2, cosine.rate(99),
+                                                           cosine.rate(200)])
+
+
+def test_epochs_and_training_rows_set_the_schedule():
+    params = table.resolve({"epochs": 3, "warmup_epochs": 0.5, "lr_step_epochs": 2})
+    spec = OptimizerSpec.from_params(params, rows=200)
+    assert (spec.total_samples, spec.warmup_samples, spec.step_samples) == (600, 100, 400)
+    unknown = OptimizerSpec.from_params(params)  # a net that only scores: no end to the run
+    assert (unknown.total_samples, unknown.warmup_samples) == (float("inf"), 0.0)
+    scoring = OptimizerSpec.from_params({**params, "epochs": 0, "lr_schedule": "cosine", "warmup_epochs": 0}, rows=200)
+    assert scoring.total_samples == float("inf") and scoring.rate(0) == pytest.approx(scoring.learning_rate)
+
+
+@pytest.mark.parametrize("backend", installed_backends())
+def test_a_fine_tuning_recipe_trains_on_every_backend(blobs, backend):
+    """AdamW, a cosine rate with warm-up and label smoothing, spelled as parameters: the net gets them, with the
+    run's length in rows, and learns."""
+    model = fit(blobs, backend=backend, optimizer="adamw", weight_decay=0.01, lr_schedule="cosine",
+                warmup_epochs=0.5, label_smoothing=0.1, learning_rate=0.01, train_samples_per_iteration=300)
+    net = model._fitted.net
+    assert (net.spec.method, net.spec.total_samples, net.spec.warmup_samples) == ("adamw", 2 * len(blobs), 150)
+    assert model._fitted.task.label_smoothing == 0.1
+    history = model.scoring_history()
+    assert history["training_classification_error"].iloc[-1] < 0.5, history

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 # make(folder, n_outputs) -> (network_definition_file, network_parameters_file or None)
 Maker = Callable[[Path, int], tuple[str, "str | None"]]
@@ -37,6 +38,12 @@ class GraphCase:
         """The required modules that are not installed."""
         names = (self.requires,) if isinstance(self.requires, str) else self.requires
         return [name for name in names if importlib.util.find_spec(name) is None]
+
+    def installed(self) -> GraphCase:
+        """This case, or the test skipped when a module it needs is not installed."""
+        if self.missing():
+            pytest.skip(f"{', '.join(self.missing())} not installed")
+        return self
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

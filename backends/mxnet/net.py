@@ -224,10 +224,14 @@ def gradient_symbol(graph: Graph, layer: str | None):
 
 # ----------------------------------------------------------------------------- losses
 
-def _rowwise_loss(kind: str, out, label):
-    """Each row's loss, as torch's functional losses compute it with reduction='none'."""
+def _rowwise_loss(task: TaskSpec, out, label):
+    """Each row's loss, as torch's functional losses compute it with reduction='none' (cross entropy with label
+    smoothing s: (1 - s) * the class's -log p + s * the mean over classes of -log p)."""
+    kind, smoothing = task.loss, task.label_smoothing
     if kind == "cross_entropy":
-        return -mx.sym.pick(mx.sym.log_softmax(out, axis=1), label, axis=1)
+        log_p = mx.sym.log_softmax(out, axis=1)
+        picked = -mx.sym.pick(log_p, label, axis=1)
+        return (1.0 - smoothing) * picked - smoothing * mx.sym.mean(log_p, axis=1) if smoothing else picked
     if kind == "reconstruction":  # an autoencoder: the label holds the inputs, flattened as the output is
         return mx.sym.mean(mx.sym.square(out - label), axis=1)
     diff = mx.sym.reshape(out, shape=(-1,)) - label
@@ -241,9 +245,9 @@ def _rowwise_loss(kind: str, out, label):
     raise ValueError(f"the mxnet backend has no loss {kind!r}")
 
 
-def loss_symbol(kind: str, out, weighted: bool):
-    """The batch's mean loss, or sum(l * w) / sum(w) with row weights, as a MakeLoss head."""
-    losses = _rowwise_loss(kind, out, mx.sym.var(LABEL))
+def loss_symbol(task: TaskSpec, out, weighted: bool):
+    """The task's mean loss of the batch, or sum(l * w) / sum(w) with row weights, as a MakeLoss head."""
+    losses = _rowwise_loss(task, out, mx.sym.var(LABEL))
     if weighted:
         weights = mx.sym.var(ROW_WEIGHT)
         loss = mx.sym.sum(losses * weights) / mx.sym.maximum(mx.sym.sum(weights), 1e-12)
@@ -320,8 +324,9 @@ class ExecutorCache:
 class SymbolNet(BaseNet):
     """What MXNet's built-in and user nets share (precision float32 only, see the module's notes): a training step and forward passes through executors
     bound per batch size (ExecutorCache), H2O's schedule and the optimiser. A subclass sets `_input`
-    (the data variable's name), `_executors`, `_train_symbols` (by weighted), `_param_names`, `_grads`,
-    `optimiser` and `spec`, and gives `_inference_symbol(layer)`."""
+    (the data variable's name), `_ctx`, `_arrays`, `_executors`, `_gradient_executors`, `_gradient_symbols`,
+    `_train_symbols` (by weighted), `_param_names`, `_grads`, `optimiser` and `spec`, and gives
+    `_inference_symbol(layer)`, `_gradient_symbol(layer)` and `_input_shape()`."""
 
     precision_limit = ("MXNet 1.9.1's AMP converts symbols to float16 on GPUs only and leaves them float32 for "
                        "bfloat16 on the CPU, so the mxnet backend trains in float32; use backend='torch' or "
@@ -330,6 +335,38 @@ class SymbolNet(BaseNet):
     @abstractmethod
     def _inference_symbol(self, layer: str | None):
         """The flattened output (layer None: logits or values) or one layer's flattened activations."""
+
+    @abstractmethod
+    def _gradient_symbol(self, layer: str | None):
+        """The symbol class_gradients() runs: the class scores as a loss head, `layer` (None: the input) probed."""
+
+    @abstractmethod
+    def _input_shape(self) -> tuple[int, ...]:
+        """The shape of one input row."""
+
+    def _bind_gradients(self, symbol, n: int, training: bool, shared):
+        """Bind a gradient symbol for n rows: the gradient goes to the probe alone."""
+        input_shape = (n,) + self._input_shape()
+        arg_shapes, _, _ = symbol.infer_shape(**{self._input: input_shape})
+        probe = dict(zip(symbol.list_arguments(), arg_shapes))[GRADIENT_PROBE]
+        inputs = {self._input: mx.nd.zeros(input_shape, ctx=self._ctx),
+                  CLASS_MASK: mx.nd.zeros((n, self.task.n_outputs), ctx=self._ctx),
+                  GRADIENT_PROBE: mx.nd.zeros(probe, ctx=self._ctx)}
+        grads = {GRADIENT_PROBE: mx.nd.zeros(probe, ctx=self._ctx)}
+        return bind_arrays(symbol, self._ctx, {**self._arrays, **inputs}, grads, shared)
+
+    def _class_gradients(self, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One forward and one backward pass of the gradient symbol through an executor bound per batch size."""
+        n = len(x)
+        if layer not in self._gradient_symbols:
+            self._gradient_symbols[layer] = self._gradient_symbol(layer)
+        executor = self._gradient_executors.get((layer, n), self._gradient_symbols[layer], n, True)
+        executor.arg_dict[self._input][:] = np.asarray(x, dtype=np.float32)
+        executor.arg_dict[CLASS_MASK][:] = np.eye(self.task.n_outputs, dtype=np.float32)[target]
+        executor.forward(is_train=True)
+        executor.backward()
+        return (executor.outputs[1].asnumpy().astype(np.float32, copy=False),
+                executor.grad_dict[GRADIENT_PROBE].asnumpy().astype(np.float32, copy=False))
 
     def _after_training_forward(self, outputs: list) -> None:
         """Read what the training symbol computes beside the loss (nothing, unless a subclass says)."""
@@ -407,7 +444,7 @@ class MXNetNet(SymbolNet):
     # --- symbols and executors ------------------------------------------------------------
     def _train_symbol(self, out, weighted: bool):
         """Loss head first, then each batch-norm node's new running mean and variance."""
-        heads = [loss_symbol(self.task.loss, out, weighted)]
+        heads = [loss_symbol(self.task, out, weighted)]
         for mean, var in self._updates.values():
             heads += [mx.sym.BlockGrad(mean), mx.sym.BlockGrad(var)]
         return mx.sym.Group(heads)
@@ -429,29 +466,11 @@ class MXNetNet(SymbolNet):
         arrays = {**self._arrays, **self._scratch, **inputs}
         return bind_arrays(symbol, self._ctx, arrays, self._grads if training else None, shared)
 
-    def _bind_gradients(self, symbol, n: int, training: bool, shared):
-        """Bind a gradient_symbol() for n rows: the gradient goes to the probe alone."""
-        input_shape = (n,) + tuple(self.graph.input.shape)
-        arg_shapes, _, _ = symbol.infer_shape(**{self._input: input_shape})
-        probe = dict(zip(symbol.list_arguments(), arg_shapes))[GRADIENT_PROBE]
-        inputs = {self._input: mx.nd.zeros(input_shape, ctx=self._ctx),
-                  CLASS_MASK: mx.nd.zeros((n, self.task.n_outputs), ctx=self._ctx),
-                  GRADIENT_PROBE: mx.nd.zeros(probe, ctx=self._ctx)}
-        grads = {GRADIENT_PROBE: mx.nd.zeros(probe, ctx=self._ctx)}
-        return bind_arrays(symbol, self._ctx, {**self._arrays, **inputs}, grads, shared)
+    def _gradient_symbol(self, layer: str | None):
+        return gradient_symbol(self.graph, layer)
 
-    def _class_gradients(self, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One forward and one backward pass of gradient_symbol() through an executor bound per batch size."""
-        n = len(x)
-        if layer not in self._gradient_symbols:
-            self._gradient_symbols[layer] = gradient_symbol(self.graph, layer)
-        executor = self._gradient_executors.get((layer, n), self._gradient_symbols[layer], n, True)
-        executor.arg_dict[self._input][:] = np.asarray(x, dtype=np.float32)
-        executor.arg_dict[CLASS_MASK][:] = np.eye(self.task.n_outputs, dtype=np.float32)[target]
-        executor.forward(is_train=True)
-        executor.backward()
-        return (executor.outputs[1].asnumpy().astype(np.float32, copy=False),
-                executor.grad_dict[GRADIENT_PROBE].asnumpy().astype(np.float32, copy=False))
+    def _input_shape(self) -> tuple[int, ...]:
+        return tuple(self.graph.input.shape)
 
     def _inference_symbol(self, layer: str | None):
         """The output (layer None: logits or values) or one layer's flattened activations."""

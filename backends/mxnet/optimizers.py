@@ -1,6 +1,7 @@
-"""H2O's optimiser on MXNet arrays: SGD with momentum on MXNet's fused updates and ADADELTA as one compiled
-update, both following torch.optim.SGD (momentum, nesterov) and torch.optim.Adadelta, after H2O's l1/l2
-penalties and clipping. Shared by built-in networks (net.py) and user symbols (user.py)."""
+"""Deepwater's optimisers on MXNet arrays: SGD with momentum on MXNet's fused updates, ADADELTA and Adam(W) as
+one compiled update each, following torch.optim.SGD (momentum, nesterov), torch.optim.Adadelta and
+torch.optim.Adam(W), after H2O's l1/l2 penalties and clipping. Shared by built-in networks (net.py) and user
+symbols (user.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,10 +17,11 @@ mx = load_mxnet()
 
 
 def schedule(spec: OptimizerSpec, samples: int) -> tuple[float, float]:
-    """Learning rate and momentum for a step after `samples` training rows (ADADELTA: rate 1, no momentum)."""
-    if spec.adaptive_rate:
+    """Learning rate and momentum for a step after `samples` training rows (ADADELTA: rate 1; momentum is
+    SGD's alone)."""
+    if spec.method == "adadelta":
         return 1.0, 0.0
-    return spec.rate(samples), spec.momentum(samples)
+    return float(spec.rate(samples)), spec.momentum(samples) if spec.method == "sgd" else 0.0
 
 
 @dataclass(frozen=True)
@@ -90,65 +92,137 @@ class MomentumSGD:
             update(slot.weight, slot.grad, mom, out=slot.weight, momentum=momentum, **options)
 
 
-class Adadelta:
-    """torch.optim.Adadelta with lr 1, after H2O's penalties and clipping, as one compiled update.
+class CompiledUpdate:
+    """An update rule over every parameter as one forward-only executor, after H2O's penalties and clipping:
+    its outputs (the new weights, then each of the rule's per-parameter `state_names`, torch's slot names) are
+    copied back, which costs far fewer operator calls than element-wise updates. A rule names the scalar
+    inputs its step takes (`scalar_names`, set by `_scalars()` before each step) and writes `_rule()`."""
 
-    The whole step (every parameter) is a forward-only executor; its outputs (new weights, square_avg
-    and acc_delta) are copied back, which costs far fewer operator calls than element-wise updates.
-    """
+    state_names: tuple[str, ...] = ()
+    scalar_names: tuple[str, ...] = ()
 
     def __init__(self, slots: list[Slot], spec: OptimizerSpec) -> None:
         self.spec = spec
         ctx = slots[0].weight.context if slots else mx.cpu()
-        self.square_avgs = [mx.nd.zeros(s.weight.shape, ctx=ctx) for s in slots]
-        self.acc_deltas = [mx.nd.zeros(s.weight.shape, ctx=ctx) for s in slots]
-        self._targets = [s.weight for s in slots] + self.square_avgs + self.acc_deltas
-        args = {}
+        self.states = {name: [mx.nd.zeros(s.weight.shape, ctx=ctx) for s in slots] for name in self.state_names}
+        self.scalars = {name: mx.nd.zeros((1,), ctx=ctx) for name in self.scalar_names}
+        self._targets = [s.weight for s in slots] + [array for name in self.state_names for array in self.states[name]]
+        args = dict(self.scalars)
         for i, slot in enumerate(slots):
-            args.update({f"w{i}": slot.weight, f"g{i}": slot.grad, f"sq{i}": self.square_avgs[i],
-                         f"acc{i}": self.acc_deltas[i]})
+            args.update({f"w{i}": slot.weight, f"g{i}": slot.grad,
+                         **{f"{name}{i}": self.states[name][i] for name in self.state_names}})
         with unfused_binding():
             self._executor = self._symbol(slots).bind(ctx, args, grad_req="null") if slots else None
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Copies of the accumulators, 'square_avg.<i>' and 'acc_delta.<i>' (torch's names)."""
-        return slot_arrays({"square_avg": [a.asnumpy() for a in self.square_avgs],
-                            "acc_delta": [a.asnumpy() for a in self.acc_deltas]})
+        """Copies of the rule's state, '<slot>.<i>' (torch's names)."""
+        return slot_arrays({name: [a.asnumpy() for a in arrays] for name, arrays in self.states.items()})
 
     def load_arrays(self, arrays: dict[str, np.ndarray], samples: int) -> None:
         """Load arrays named as arrays() names them (`samples` is unused: step() is given the schedule)."""
-        for slot, targets in (("square_avg", self.square_avgs), ("acc_delta", self.acc_deltas)):
+        for name, targets in self.states.items():
             for i, target in enumerate(targets):
-                mx.nd.array(np.asarray(arrays[f"{slot}.{i}"], dtype=np.float32), ctx=target.context).copyto(target)
+                mx.nd.array(np.asarray(arrays[f"{name}.{i}"], dtype=np.float32), ctx=target.context).copyto(target)
 
-    def _update(self, i: int, penalised: bool):
-        """Symbols of parameter i's new weight, square_avg and acc_delta, in torch's order."""
-        s, rho, eps = self.spec, self.spec.rho, self.spec.epsilon
-        w, g, square_avg, acc_delta = (mx.sym.var(f"{name}{i}") for name in ("w", "g", "sq", "acc"))
+    def _gradient(self, i: int, penalised: bool):
+        """Parameter i's gradient after the l1/l2 penalties (weights only) and clipping."""
+        s, w, g = self.spec, mx.sym.var(f"w{i}"), mx.sym.var(f"g{i}")
         if penalised and s.l1:
             g = g + mx.sym.sign(w) * s.l1
         if penalised and s.l2:
             g = g + w * s.l2
         if clip_value(s) >= 0:
             g = mx.sym.clip(g, -clip_value(s), clip_value(s))
-        square_avg = square_avg * rho + mx.sym.square(g) * (1.0 - rho)
-        delta = mx.sym.sqrt(acc_delta + eps) / mx.sym.sqrt(square_avg + eps) * g
-        acc_delta = acc_delta * rho + mx.sym.square(delta) * (1.0 - rho)
-        return w - delta, square_avg, acc_delta
+        return g
 
     def _symbol(self, slots: list[Slot]):
-        updates = [self._update(i, slot.penalised) for i, slot in enumerate(slots)]
-        return mx.sym.Group([u[k] for k in range(3) for u in updates])
+        updates = [self._rule(i, slot, self._gradient(i, slot.penalised),
+                              [mx.sym.var(f"{name}{i}") for name in self.state_names])
+                   for i, slot in enumerate(slots)]
+        return mx.sym.Group([u[k] for k in range(1 + len(self.state_names)) for u in updates])
+
+    def _rule(self, i: int, slot: Slot, g, states: list) -> tuple:
+        """Symbols of parameter i's new weight and new states (in state_names' order)."""
+        raise NotImplementedError
+
+    def _scalars(self, lr: float) -> dict[str, float]:
+        """The values of scalar_names for a step at rate `lr`."""
+        return {}
 
     def step(self, lr: float, momentum: float) -> None:
-        """One update of every parameter (lr and momentum are unused: ADADELTA's rate is 1)."""
+        """One update of every parameter at rate `lr` (momentum is unused)."""
         if self._executor is None:
             return
+        for name, value in self._scalars(lr).items():
+            self.scalars[name][:] = value
         self._executor.forward(is_train=False)
         for out, target in zip(self._executor.outputs, self._targets):
             out.copyto(target)
 
 
-def make_optimizer(slots: list[Slot], spec: OptimizerSpec) -> MomentumSGD | Adadelta:
-    """ADADELTA when spec.adaptive_rate, else SGD with (Nesterov) momentum, over `slots`."""
-    return (Adadelta if spec.adaptive_rate else MomentumSGD)(slots, spec)
+class Adadelta(CompiledUpdate):
+    """torch.optim.Adadelta with lr 1 (its rate): square_avg = rho*square_avg + (1-rho)*g^2;
+    delta = sqrt(acc_delta+eps) / sqrt(square_avg+eps) * g; acc_delta = rho*acc_delta + (1-rho)*delta^2."""
+
+    state_names = ("square_avg", "acc_delta")
+
+    def _rule(self, i: int, slot: Slot, g, states: list) -> tuple:
+        rho, eps = self.spec.rho, self.spec.epsilon
+        square_avg, acc_delta = states
+        square_avg = square_avg * rho + mx.sym.square(g) * (1.0 - rho)
+        delta = mx.sym.sqrt(acc_delta + eps) / mx.sym.sqrt(square_avg + eps) * g
+        acc_delta = acc_delta * rho + mx.sym.square(delta) * (1.0 - rho)
+        return mx.sym.var(f"w{i}") - delta, square_avg, acc_delta
+
+
+class Adam(CompiledUpdate):
+    """torch.optim.Adam, or AdamW whose decoupled decay shrinks the penalised weights first (w *= 1 - lr*decay):
+    exp_avg += (g - exp_avg) * (1-beta1); exp_avg_sq = beta2*exp_avg_sq + (1-beta2)*g^2;
+    w -= lr / (1 - beta1^step) * exp_avg / (sqrt(exp_avg_sq) / sqrt(1 - beta2^step) + eps). The step count
+    is kept here and saved as 'step'."""
+
+    state_names = ("exp_avg", "exp_avg_sq")
+    scalar_names = ("step_size", "correction", "shrink")
+
+    def __init__(self, slots: list[Slot], spec: OptimizerSpec) -> None:
+        self.steps = 0
+        super().__init__(slots, spec)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The moments ('exp_avg.<i>', 'exp_avg_sq.<i>') and the step count ('step')."""
+        return {**super().arrays(), "step": np.asarray(self.steps, dtype=np.float32)}
+
+    def load_arrays(self, arrays: dict[str, np.ndarray], samples: int) -> None:
+        """Load arrays named as arrays() names them."""
+        super().load_arrays({k: v for k, v in arrays.items() if k != "step"}, samples)
+        self.steps = int(arrays["step"])
+
+    def _rule(self, i: int, slot: Slot, g, states: list) -> tuple:
+        s, w = self.spec, mx.sym.var(f"w{i}")
+        shape = (1,) * len(slot.weight.shape)
+
+        def scalar(name: str):
+            return mx.sym.reshape(mx.sym.var(name), shape=shape)
+
+        exp_avg, exp_avg_sq = states
+        if slot.penalised and s.method == "adamw" and s.weight_decay:
+            w = mx.sym.broadcast_mul(w, scalar("shrink"))
+        exp_avg = exp_avg + (g - exp_avg) * (1.0 - s.beta1)
+        exp_avg_sq = exp_avg_sq * s.beta2 + mx.sym.square(g) * (1.0 - s.beta2)
+        denominator = mx.sym.broadcast_div(mx.sym.sqrt(exp_avg_sq), scalar("correction")) + s.epsilon
+        return w - mx.sym.broadcast_mul(exp_avg / denominator, scalar("step_size")), exp_avg, exp_avg_sq
+
+    def _scalars(self, lr: float) -> dict[str, float]:
+        self.steps += 1
+        s = self.spec
+        return {"step_size": lr / (1.0 - s.beta1 ** self.steps), "correction": (1.0 - s.beta2 ** self.steps) ** 0.5,
+                "shrink": 1.0 - lr * s.weight_decay}
+
+
+def make_optimizer(slots: list[Slot], spec: OptimizerSpec) -> MomentumSGD | CompiledUpdate:
+    """The spec's rule over `slots`: SGD with (Nesterov) momentum, ADADELTA, Adam or AdamW."""
+    if spec.method == "adadelta":
+        return Adadelta(slots, spec)
+    if spec.method in ("adam", "adamw"):
+        return Adam(slots, spec)
+    return MomentumSGD(slots, spec)

@@ -12,6 +12,9 @@ updated by MXNet's own BatchNorm operator while training.
 
 replace_output_layer=True swaps the graph's last FullyConnected layer for a new one named 'new_output' with
 an output per class (its weights in a .params file are left out), for fine-tuning on new classes.
+
+Class gradients (model.explain) run a copy of the symbol with a zero variable added to the layer asked for, whose
+gradient is the layer's, as net.py does for built-in networks; its Convolution layers are Grad-CAM's suggestions.
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ from deepwater.runtime.user_graphs import UserGraph, check_outputs, no_replaceme
 from deepwater.specs import OptimizerSpec, TaskSpec
 
 from .net import (
+    CLASS_MASK,
+    GRADIENT_PROBE,
     LABEL,
     ROW_WEIGHT,
     ExecutorCache,
@@ -44,6 +49,9 @@ HEAD_OPS = {"SoftmaxOutput", "Softmax", "SoftmaxActivation", "softmax", "LinearR
             "LogisticRegressionOutput", "MAERegressionOutput", "MakeLoss"}
 LAYER_SUFFIX = "_output"
 NEW_OUTPUT = "new_output"  # the FullyConnected layer that replace_output_layer=True puts in
+CONVOLUTIONS = {"Convolution", "Deconvolution"}  # the operators of the layers Grad-CAM suggests
+BATCH_NORMS = {"BatchNorm", "BatchNorm_v1", "_contrib_SyncBatchNorm"}
+PROBED = "deepwater_probed"  # gradient_symbol(): the node adding GRADIENT_PROBE to the probed layer
 
 
 # ----------------------------------------------------------------------------- files
@@ -106,6 +114,34 @@ def load_parameters(path: str) -> dict[str, np.ndarray]:
             for name, value in loaded.items()}
 
 
+def gradient_symbol(logits, layer: str | None):
+    """The symbol class_gradients() runs on a user graph, as net.gradient_symbol() builds it for a built-in one:
+    sum(logits * CLASS_MASK) as a MakeLoss head, then the values of `layer` (None: the input) with a zero variable
+    GRADIENT_PROBE added to them, whose gradient is theirs. It is the symbol's JSON with the probe's nodes added and
+    the layer's readers pointed at their sum; batch norm uses its running statistics and dropout drops nothing, so
+    that the forward pass in training mode (which a backward pass needs) computes what inference does."""
+    graph = json.loads(logits.tojson())
+    nodes = graph["nodes"]
+    name = DATA if layer is None else layer.removesuffix(LAYER_SUFFIX)
+    probed = next(i for i, node in enumerate(nodes) if node["name"] == name)
+    for node in nodes:
+        if node["op"] in BATCH_NORMS:
+            node.setdefault("attrs", {})["use_global_stats"] = "True"
+        elif node["op"] == "Dropout":
+            node.setdefault("attrs", {})["p"] = "0"
+    summed = len(nodes) + 1
+    for entry in [*graph["heads"], *(e for node in nodes for e in node["inputs"])]:
+        if entry[0] == probed and entry[1] == 0:
+            entry[0] = summed
+    nodes += [{"op": "null", "name": GRADIENT_PROBE, "inputs": []},
+              {"op": "elemwise_add", "name": PROBED, "inputs": [[probed, 0, 0], [summed - 1, 0, 0]]}]
+    graph["arg_nodes"].append(summed - 1)
+    graph.pop("node_row_ptr", None)  # MXNet's loader works it out again
+    rewired = mx.sym.load_json(json.dumps(graph))  # its output is the probe's sum when the logits are probed
+    score = mx.sym.sum(mx.sym.flatten(rewired) * mx.sym.var(CLASS_MASK))
+    return mx.sym.Group([mx.sym.MakeLoss(score), mx.sym.BlockGrad(rewired.get_internals()[PROBED + LAYER_SUFFIX])])
+
+
 # ----------------------------------------------------------------------------- the Net
 
 class MXNetUserNet(SymbolNet):
@@ -135,10 +171,12 @@ class MXNetUserNet(SymbolNet):
         self._grads = {n: mx.nd.zeros(self._arrays[n].shape, ctx=self._ctx) for n in self._param_names}
         slots = [Slot(self._arrays[n], self._grads[n], n.endswith("_weight")) for n in self._param_names]
         self.optimiser = make_optimizer(slots, optimizer)
-        self._train_symbols = {w: loss_symbol(task.loss, self._logits, w) for w in (False, True)}
+        self._train_symbols = {w: loss_symbol(task, self._logits, w) for w in (False, True)}
         self._inference_symbols: dict = {}
         self._layers = [n for n in self._logits.get_internals().list_outputs() if n.endswith(LAYER_SUFFIX)]
         self._executors = ExecutorCache(self._bind)
+        self._gradient_symbols: dict = {}
+        self._gradient_executors = ExecutorCache(self._bind_gradients)
 
     # --- construction ---------------------------------------------------------------------
     def _infer_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -176,6 +214,12 @@ class MXNetUserNet(SymbolNet):
                   LABEL: mx.nd.zeros((n,), ctx=self._ctx), ROW_WEIGHT: mx.nd.zeros((n,), ctx=self._ctx)}
         return bind_arrays(symbol, self._ctx, {**self._arrays, **inputs}, self._grads if training else None, shared)
 
+    def _gradient_symbol(self, layer: str | None):
+        return gradient_symbol(self._logits, layer)
+
+    def _input_shape(self) -> tuple[int, ...]:
+        return self.input_shape
+
     def _inference_symbol(self, layer: str | None):
         """The flattened output (logits or values) or one layer's flattened activations."""
         if layer not in self._inference_symbols:
@@ -190,6 +234,12 @@ class MXNetUserNet(SymbolNet):
     def layers(self) -> list[str]:
         """The symbol's internal outputs ('<name>_output'), from the input side to the logits."""
         return list(self._layers)
+
+    def convolutional_layers(self) -> list[str]:
+        """The layers of Convolution and Deconvolution operators (ConvolutionalLayers)."""
+        graph = json.loads(self._logits.tojson())
+        names = {node["name"] + LAYER_SUFFIX for node in graph["nodes"] if node["op"] in CONVOLUTIONS}
+        return [layer for layer in self._layers if layer in names]
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Parameters and auxiliary states under the symbol's own names."""

@@ -11,7 +11,8 @@ read too) and checked with onnx.checker. What deepwater needs of the graph:
 
 layers() are the floating-point node outputs computed from the input, in the graph's (topological) order;
 features() declares the one asked for as an extra graph output of a copy of the model. get_state() and
-set_state() hold the floating-point initializers under their own names. Training is refused (epochs=0).
+set_state() hold the floating-point initializers under their own names. Training is refused (epochs=0), and so
+is explaining (class gradients: onnxruntime gives none), with a BackendError saying what to do.
 """
 from __future__ import annotations
 
@@ -119,7 +120,13 @@ def ends_in_softmax(model: onnx.ModelProto) -> bool:
 
 
 class OnnxNet(BaseNet):
-    """An ONNX graph run by onnxruntime on one device: a Net that scores but does not train."""
+    """An ONNX graph run by onnxruntime on one device: a Net that scores but neither trains nor explains."""
+
+    gradient_limit = ("onnxruntime runs an ONNX graph forward only and gives no gradients, which Grad-CAM, saliency "
+                      "and integrated gradients need. Save the network in a format its framework differentiates "
+                      "(TorchScript or torch.export for backend='torch', a .keras file or SavedModel for 'tensorflow', "
+                      "an MXNet symbol for 'mxnet'; usually from the code that exported the ONNX file), or train a "
+                      "built-in network, and explain that model.")
 
     def __init__(self, graph: UserGraph, task: TaskSpec, device: str) -> None:
         super().__init__(task, device, repr(graph.definition_file))

@@ -171,7 +171,7 @@ class TensorflowNet(BaseNet):
         """share * the batch's mean loss (float32, whatever the precision), and the gradients of that loss
         times the float16 loss scale (apply_gradients() takes them)."""
         with tf.GradientTape() as tape:
-            loss = share * batch_loss(self.task.loss, tf.cast(self.model(x, training=True), tf.float32), y, weights)
+            loss = share * batch_loss(self.task, tf.cast(self.model(x, training=True), tf.float32), y, weights)
             scaled = loss if self._loss_scale is None else loss * self._loss_scale.scale
         return loss, tape.gradient(scaled, self._variables)
 

@@ -1,18 +1,25 @@
-"""H2O's optimiser as TensorFlow ops: the losses, SGD with momentum and ADADELTA written to follow
-torch.optim.SGD (momentum, nesterov) and torch.optim.Adadelta to the last rounding step, and the update that
-applies H2O's rate and momentum schedule, l1/l2 penalties and clipping inside a compiled step."""
+"""Deepwater's optimisers as TensorFlow ops: the losses (label smoothing included), SGD with momentum, ADADELTA,
+Adam and AdamW written to follow torch.optim.SGD (momentum, nesterov), torch.optim.Adadelta and torch.optim.Adam(W)
+to the last rounding step, and the update that applies the spec's rate and momentum schedule, l1/l2 penalties and
+clipping inside a compiled step."""
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
 
 from deepwater.backends.base import slot_arrays
-from deepwater.specs import OptimizerSpec
+from deepwater.specs import OptimizerSpec, TaskSpec
 
 # ----------------------------------------------------------------------------- losses
 
-def _rowwise_loss(kind: str, out: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
-    """The loss of each row, as torch's functional losses compute it with reduction='none'."""
+def _rowwise_loss(task: TaskSpec, out: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """The loss of each row, as torch's functional losses compute it with reduction='none' (cross entropy with
+    label smoothing s: (1 - s) * the class's -log p + s * the mean over classes of -log p)."""
+    kind, smoothing = task.loss, task.label_smoothing
+    if kind == "cross_entropy" and smoothing:
+        log_p = tf.nn.log_softmax(out, axis=1)
+        picked = -tf.gather(log_p, tf.cast(y, tf.int32), axis=1, batch_dims=1)
+        return (1.0 - smoothing) * picked - smoothing * tf.reduce_mean(log_p, axis=1)
     if kind == "cross_entropy":
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=out)
     if kind == "reconstruction":  # an autoencoder: y holds the inputs, flattened as the output is
@@ -28,9 +35,9 @@ def _rowwise_loss(kind: str, out: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     raise ValueError(f"the tensorflow backend has no loss {kind!r}")
 
 
-def batch_loss(kind: str, out: tf.Tensor, y: tf.Tensor, weights: tf.Tensor | None) -> tf.Tensor:
-    """Mean loss, or the weighted mean sum(l * w) / sum(w) when row weights are given."""
-    losses = _rowwise_loss(kind, out, y)
+def batch_loss(task: TaskSpec, out: tf.Tensor, y: tf.Tensor, weights: tf.Tensor | None) -> tf.Tensor:
+    """The task's mean loss, or the weighted mean sum(l * w) / sum(w) when row weights are given."""
+    losses = _rowwise_loss(task, out, y)
     if weights is None:
         return tf.reduce_mean(losses)
     return tf.reduce_sum(losses * weights) / tf.maximum(tf.reduce_sum(weights), 1e-12)
@@ -53,6 +60,7 @@ class MomentumSGD:
         self.buffers = [tf.Variable(tf.zeros_like(v), trainable=False, name="momentum_buffer") for v in variables] \
             if self.uses_momentum else []
         self.slots = {"momentum_buffer": self.buffers} if self.uses_momentum else {}
+        self.counters: dict[str, tf.Variable] = {}
 
     def apply(self, variables: list[tf.Variable], grads: list[tf.Tensor], lr: tf.Tensor, momentum: tf.Tensor) -> None:
         if not self.uses_momentum:
@@ -85,6 +93,7 @@ class Adadelta:
         self.square_avgs = [tf.Variable(tf.zeros_like(v), trainable=False, name="square_avg") for v in variables]
         self.acc_deltas = [tf.Variable(tf.zeros_like(v), trainable=False, name="acc_delta") for v in variables]
         self.slots = {"square_avg": self.square_avgs, "acc_delta": self.acc_deltas}
+        self.counters: dict[str, tf.Variable] = {}
 
     def apply(self, variables: list[tf.Variable], grads: list[tf.Tensor], lr: tf.Tensor, momentum: tf.Tensor) -> None:
         rho, eps = tf.constant(self.rho, tf.float32), tf.constant(self.epsilon, tf.float32)
@@ -93,23 +102,64 @@ class Adadelta:
                                              lr=lr, rho=rho, epsilon=eps, grad=g)
 
 
+class Adam:
+    """torch.optim.Adam, or AdamW whose decoupled decay shrinks the penalised weights first (w *= 1 - lr*decay):
+    exp_avg += (g - exp_avg) * (1-beta1); exp_avg_sq = beta2*exp_avg_sq + (1-beta2)*g^2;
+    w -= lr / (1 - beta1^step) * exp_avg / (sqrt(exp_avg_sq) / sqrt(1 - beta2^step) + eps)."""
+
+    def __init__(self, variables: list[tf.Variable], penalised: list[bool], spec: OptimizerSpec) -> None:
+        self.beta1, self.beta2, self.epsilon = spec.beta1, spec.beta2, spec.epsilon
+        decay = spec.weight_decay if spec.method == "adamw" else 0.0
+        self.decays = [decay if p else 0.0 for p in penalised]
+        self.exp_avgs = [tf.Variable(tf.zeros_like(v), trainable=False, name="exp_avg") for v in variables]
+        self.exp_avg_sqs = [tf.Variable(tf.zeros_like(v), trainable=False, name="exp_avg_sq") for v in variables]
+        self.step = tf.Variable(0.0, dtype=tf.float32, trainable=False, name="adam_step")
+        self.slots = {"exp_avg": self.exp_avgs, "exp_avg_sq": self.exp_avg_sqs}
+        self.counters = {"step": self.step}
+
+    def apply(self, variables: list[tf.Variable], grads: list[tf.Tensor], lr: tf.Tensor, momentum: tf.Tensor) -> None:
+        self.step.assign_add(1.0)
+        step = tf.cast(self.step, tf.float64)  # the bias corrections in float64, as torch computes them
+        step_size = tf.cast(tf.cast(lr, tf.float64) / (1.0 - self.beta1 ** step), tf.float32)
+        correction = tf.cast(tf.sqrt(1.0 - self.beta2 ** step), tf.float32)
+        for v, g, exp_avg, exp_avg_sq, decay in zip(variables, grads, self.exp_avgs, self.exp_avg_sqs, self.decays):
+            if decay:
+                v.assign(v * (1.0 - lr * decay))
+            exp_avg.assign(exp_avg + (g - exp_avg) * (1.0 - self.beta1))
+            exp_avg_sq.assign(exp_avg_sq * self.beta2 + g * g * (1.0 - self.beta2))
+            v.assign_sub(step_size * (exp_avg / (tf.sqrt(exp_avg_sq) / correction + self.epsilon)))
+
+
+def make_rule(variables: list[tf.Variable], penalised: list[bool],
+              spec: OptimizerSpec) -> MomentumSGD | Adadelta | Adam:
+    """The spec's update rule over `variables`."""
+    if spec.method == "adadelta":
+        return Adadelta(variables, spec)
+    if spec.method in ("adam", "adamw"):
+        return Adam(variables, penalised, spec)
+    return MomentumSGD(variables, spec)
+
+
 class Update:
-    """H2O's update of a list of variables inside a compiled step: the rate and momentum schedule
+    """Deepwater's update of a list of variables inside a compiled step: the rate and momentum schedule
     (OptimizerSpec.rate/momentum of the samples seen before the batch), penalties on weights
-    (grad += l1*sign(w) + l2*w), element-wise clipping, then MomentumSGD or Adadelta."""
+    (grad += l1*sign(w) + l2*w), element-wise clipping, then MomentumSGD, Adadelta or Adam."""
 
     def __init__(self, variables: list[tf.Variable], penalised: list[bool], spec: OptimizerSpec) -> None:
         self.variables, self.penalised, self.spec = variables, penalised, spec
-        self.optimizer = Adadelta(variables, spec) if spec.adaptive_rate else MomentumSGD(variables, spec)
-        self.lr = tf.Variable(spec.rate(0) if not spec.adaptive_rate else 1.0, dtype=tf.float32, trainable=False,
+        self.scheduled = spec.method != "adadelta"  # ADADELTA steps at rate 1
+        self.optimizer = make_rule(variables, penalised, spec)
+        self.lr = tf.Variable(spec.rate(0) if self.scheduled else 1.0, dtype=tf.float32, trainable=False,
                               name="learning_rate")
         self.momentum = tf.Variable(spec.momentum(0), dtype=tf.float32, trainable=False, name="momentum")
         self.samples = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="samples")
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Copies of the optimiser's buffers, '<slot>.<variable index>' (torch's slot names)."""
-        return slot_arrays({slot: [v.numpy().copy() for v in variables]
-                            for slot, variables in self.optimizer.slots.items()})
+        """Copies of the optimiser's buffers, '<slot>.<variable index>' (torch's slot names), and its counters
+        (Adam's 'step')."""
+        return {**slot_arrays({slot: [v.numpy().copy() for v in variables]
+                               for slot, variables in self.optimizer.slots.items()}),
+                **{name: counter.numpy().copy() for name, counter in self.optimizer.counters.items()}}
 
     def load_arrays(self, arrays: dict[str, np.ndarray], samples: int) -> None:
         """Load arrays named as arrays() names them, and continue the schedule after `samples` rows."""
@@ -117,6 +167,8 @@ class Update:
             for slot, variables in self.optimizer.slots.items():
                 for i, variable in enumerate(variables):
                     variable.assign(np.asarray(arrays[f"{slot}.{i}"], dtype=variable.dtype.as_numpy_dtype))
+            for name, counter in self.optimizer.counters.items():
+                counter.assign(float(arrays[name]))
             self.samples.assign(float(samples))
 
     def apply(self, grads: list[tf.Tensor], rows: tf.Tensor) -> None:
@@ -131,9 +183,9 @@ class Update:
 
     def _update_schedule(self) -> None:
         """Set lr and momentum from the samples seen before this batch (OptimizerSpec.rate/momentum)."""
-        if self.spec.adaptive_rate:
+        if not self.scheduled:
             return
-        self.lr.assign(tf.cast(self.spec.rate(self.samples), tf.float32))
+        self.lr.assign(tf.cast(self.spec.rate(self.samples, ops=tf), tf.float32))
         self.momentum.assign(tf.cast(self.spec.momentum(self.samples, minimum=tf.minimum), tf.float32))
 
     def _regularise(self, grads: list[tf.Tensor]) -> list[tf.Tensor]:

@@ -30,6 +30,9 @@ from .optimizers import Update, batch_loss
 
 # A graph's forward pass: input in the graph's own layout, training flag -> (n, k) logits or values
 Forward = Callable[[tf.Tensor, bool], tf.Tensor]
+# a layer's name -> a function of the input (in the graph's layout) giving the layer's values and the logits, from one
+# run (in inference mode), so that a GradientTape sees the logits computed from those values
+LayerAndLogits = Callable[[str], Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]]
 
 
 # ----------------------------------------------------------------------------- input layouts
@@ -60,6 +63,19 @@ class InputLayout:
         if self.channels_last:
             return channels_first_rows(activations)
         return tf.reshape(activations, [tf.shape(activations)[0], -1])
+
+    def maps(self, activations: tf.Tensor) -> tf.Tensor:
+        """A layer's values in their own shape, image maps (n, H, W, C) of a channels-last graph made (n, C, H, W)."""
+        return tf.transpose(activations, [0, 3, 1, 2]) if self.channels_last and activations.shape.rank == 4 \
+            else activations
+
+    def canonical(self, x: np.ndarray, data_shape: tuple[int, ...]) -> np.ndarray:
+        """A numpy batch in the graph's layout back in the canonical one of rows shaped `data_shape`: numpy()'s
+        inverse (for gradients with respect to a graph's own input)."""
+        if self.perm is None:
+            return x.reshape((len(x),) + tuple(data_shape))
+        graph_shape = tuple(data_shape[axis - 1] for axis in self.perm[1:])
+        return np.ascontiguousarray(x.reshape((len(x),) + graph_shape).transpose(np.argsort(self.perm)))
 
 
 _CHANNELS_LAST = InputLayout((0, 2, 3, 1), False, True)
@@ -116,17 +132,20 @@ class EagerUserNet(BaseNet):
     def __init__(self, path: str, forward: Forward, layout: InputLayout, data_shape: tuple[int, ...],
                  variables: Sequence[tf.Variable], trainable: Sequence[tf.Variable], layers: Sequence[str],
                  activations: Callable[[str], Callable[[tf.Tensor], tf.Tensor]], task: TaskSpec,
-                 spec: OptimizerSpec, device: str) -> None:
+                 spec: OptimizerSpec, device: str, layer_and_logits: LayerAndLogits,
+                 convolutional: Sequence[str] = ()) -> None:
         """`forward` gives logits (classification) or values; `activations(layer)` a function giving the
-        activations of one of `layers`.
+        activations of one of `layers`, `layer_and_logits(layer)` one giving them with the logits (for class
+        gradients); `convolutional` names the layers a convolution computes.
 
-        Both functions take the graph's own input layout; `variables` (all, by their own names) make the
+        The functions take the graph's own input layout; `variables` (all, by their own names) make the
         state, `trainable` the ones that train (weights, those of rank 2 and up, take l1/l2).
         """
         super().__init__(task, device, repr(path))
         self.definition_file, self.spec = path, spec
         self._forward, self._layout, self._layers = forward, layout, list(layers)
-        self._activations_of = activations
+        self._activations_of, self._layer_and_logits = activations, layer_and_logits
+        self._convolutional = [name for name in layers if name in set(convolutional)]
         self._device = tf_device(device)
         self._state = dict(zip(variable_names(variables), variables))
         self._trainable = list(trainable)
@@ -139,10 +158,11 @@ class EagerUserNet(BaseNet):
                        True: tf.function(self._train_graph, input_signature=[x_spec, y_spec, w_spec])}
         self._scores_fn = tf.function(lambda x: self._forward(self._layout.tensor(x), False), input_signature=[x_spec])
         self._feature_fns: dict[str, Callable] = {}
+        self._gradient_fns: dict[str | None, Callable] = {}
 
     def _train_graph(self, x: tf.Tensor, y: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
         with tf.GradientTape() as tape:
-            loss = batch_loss(self.task.loss, self._forward(self._layout.tensor(x), True), y, weights)
+            loss = batch_loss(self.task, self._forward(self._layout.tensor(x), True), y, weights)
         grads = tape.gradient(loss, self._trainable)
         grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for v, g in zip(self._trainable, grads)]
         self.optimiser.apply(grads, tf.shape(x)[0])
@@ -168,6 +188,36 @@ class EagerUserNet(BaseNet):
                 lambda batch: self._layout.rows(activations(self._layout.tensor(batch))),
                 input_signature=[self._x_spec])
         return self._run(self._feature_fns[layer], np.asarray(x, dtype=np.float32)).numpy().astype(np.float32)
+
+    def _class_gradients(self, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One forward and one backward pass under a GradientTape, compiled once per layer."""
+        if layer not in self._gradient_fns:
+            self._gradient_fns[layer] = tf.function(
+                lambda batch, columns: self._gradient_graph(layer, batch, columns),
+                input_signature=[self._x_spec, tf.TensorSpec((None,), tf.int64)])
+        values, gradients = self._run(self._gradient_fns[layer], np.asarray(x, dtype=np.float32),
+                                      np.asarray(target, dtype=np.int64))
+        return values.numpy().astype(np.float32, copy=False), gradients.numpy().astype(np.float32, copy=False)
+
+    def _gradient_graph(self, layer: str | None, x: tf.Tensor, target: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(values, gradients) of `layer` (None: the canonical input x) for each row's `target` score."""
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            graph_x = self._layout.tensor(x)
+            if layer is None:
+                values, scores = x, self._forward(graph_x, False)
+            else:
+                values, scores = self._layer_and_logits(layer)(graph_x)
+            scores = tf.reshape(tf.cast(scores, tf.float32), [tf.shape(x)[0], -1])
+            picked = tf.reduce_sum(tf.gather(scores, target, axis=1, batch_dims=1))
+        gradients = tape.gradient(picked, values, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        if layer is None:
+            return values, gradients
+        return tf.cast(self._layout.maps(values), tf.float32), tf.cast(self._layout.maps(gradients), tf.float32)
+
+    def convolutional_layers(self) -> list[str]:
+        """The layers a convolution computes (ConvolutionalLayers), as the graph's reader found them."""
+        return list(self._convolutional)
 
     def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
         """The graph's probabilities (or values) and the activations of `layers`, through tf2onnx."""

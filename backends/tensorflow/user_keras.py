@@ -8,8 +8,9 @@ code from the file) and compile=False. network_parameters_file may name a `.weig
 The model takes one input and gives one output. A classifier ending in a softmax (a Dense or
 Activation with activation='softmax', or a Softmax layer) trains on the logits before it;
 replace_output_layer=True swaps the last Dense layer for a new one with one unit per class (the
-softmax behind it dropped), keeping every layer before it. layers() lists the model's layers by name;
-the state is every model weight under its Keras path ('conv/kernel', 'bn/moving_mean', ...).
+softmax behind it dropped), keeping every layer before it. layers() lists the model's layers by name (its
+convolution layers, Conv2D and the like, are Grad-CAM's suggestions); the state is every model weight under its
+Keras path ('conv/kernel', 'bn/moving_mean', ...).
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from deepwater.specs import OptimizerSpec, TaskSpec
 
 from .net import tf_device
 from .user import EagerUserNet, input_layout
+
+CONVOLUTION = "Conv"  # in the class name of each Keras convolution layer (Conv2D, DepthwiseConv2D, Conv2DTranspose...)
 
 
 def read_keras(path: str) -> keras.Model:
@@ -116,8 +119,14 @@ def load_keras(graph: UserGraph, task: TaskSpec, optimizer: OptimizerSpec, devic
         sub = keras.Model(model.inputs[0], model.get_layer(layer).output)
         return lambda x: sub(x, training=False)
 
+    def layer_and_logits(layer: str):
+        """The activations of `layer` and the model's output, from one run of a model giving both."""
+        sub = keras.Model(model.inputs[0], [model.get_layer(layer).output, model.outputs[0]])
+        return lambda x: tuple(sub(x, training=False))
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     return EagerUserNet(
         path, lambda x, training: tf.reshape(model(x, training=training), [tf.shape(x)[0], -1]), layout,
         graph.input_shape, [w.value for w in model.weights], [w.value for w in model.trainable_weights],
-        [layer.name for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)], activations,
-        task, optimizer, device)
+        [layer.name for layer in layers], activations, task, optimizer, device, layer_and_logits,
+        [layer.name for layer in layers if CONVOLUTION in type(layer).__name__])

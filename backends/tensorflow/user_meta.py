@@ -17,7 +17,8 @@ device. network_parameters_file is a checkpoint written with the graph's Saver: 
 prefix or its directory. A graph split into towers along the batch (tf.split into k parts) gets batches
 padded to a multiple of k by repeating rows, and only the rows asked for come back. layers() lists
 the ops between the input and the logits that give one row per input row; the state is every global
-variable under its own name.
+variable under its own name. Class gradients (model.explain) are tf.gradients ops added to the graph, run in
+inference mode (global_is_training False); its convolution ops are Grad-CAM's suggested layers.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from .net import tf_device
 from .user import input_layout, variable_names
 
 PROBE_ROWS = 2  # rows per tower of the batch that finds which ops give one row per input row
+CONVOLUTION = "Conv"  # in the type of each TensorFlow convolution op (Conv2D, Conv3D, DepthwiseConv2dNative, ...)
 
 
 def read_meta_graph(path: str, seed: int):
@@ -133,6 +135,13 @@ class MetaGraphNet(BaseNet):
                                  "SavedModel.")
         if graph.replace_output_layer:
             raise no_replacement(graph, "a TF1 MetaGraph trains through its own train_op, wired to its last layer")
+        if spec.optimizer not in ("auto", "sgd") or task.label_smoothing:
+            given = f"optimizer={spec.optimizer!r}" if spec.optimizer not in ("auto", "sgd") else \
+                f"label_smoothing={task.label_smoothing!r}"
+            raise ParameterError(f"{given} cannot change how {path!r} trains: a TF1 MetaGraph trains through its "
+                                 "own train_op (its optimiser and its loss); drop it (deepwater feeds the graph "
+                                 "learning_rate, lr_schedule's rate, and momentum), or train a Keras model or "
+                                 "SavedModel.")
         self.spec = spec
         self._data_shape = graph.input_shape
         self._graph = tf.Graph()
@@ -160,6 +169,8 @@ class MetaGraphNet(BaseNet):
         check_outputs(graph, int(self._logits.shape[-1]), task, replaceable=False)
         self._divisor = batch_divisor(self._logits)
         self._layer_tensors: dict[str, tf.Tensor] | None = None
+        self._target: tf.Tensor | None = None  # each row's output column, fed to the gradient ops
+        self._gradient_tensors: dict[str | None, tuple[tf.Tensor, tf.Tensor]] = {}
 
     def _cross_entropy(self) -> tf.Tensor:
         """Mean cross-entropy of the logits, for graphs whose meta names no total_loss."""
@@ -249,6 +260,40 @@ class MetaGraphNet(BaseNet):
         if out.ndim == 4:
             out = out.transpose(0, 3, 1, 2)
         return np.ascontiguousarray(out.reshape(len(out), -1))
+
+    def _gradients(self, layer: str | None) -> tuple[tf.Tensor, tf.Tensor]:
+        """`layer`'s output (None: the input) and the gradient of the sum of each row's target logit with respect to
+        it: tf.gradients ops added to the graph once per layer."""
+        if layer not in self._gradient_tensors:
+            values = self._x if layer is None else self._layers()[layer]
+            classes = self.task.n_outputs
+            with self._graph.as_default():
+                if self._target is None:
+                    self._target = tf.compat.v1.placeholder(tf.int64, (None,), name="deepwater_target")
+                mask = tf.one_hot(self._target, classes, dtype=self._logits.dtype)
+                picked = tf.reduce_sum(tf.reshape(self._logits, [-1, classes]) * mask)
+                (gradients,) = tf.gradients(picked, [values], unconnected_gradients="zero")
+            self._gradient_tensors[layer] = values, gradients
+        return self._gradient_tensors[layer]
+
+    def _class_gradients(self, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The graph's own gradients (tf.gradients) in inference mode, the batch padded for the towers; the input's
+        back in the canonical layout, image maps (n, H, W, C) channels-first."""
+        tensors = self._gradients(layer)
+        rows = self._padded(np.arange(len(x)))
+        feed = self._feed(np.asarray(x, dtype=np.float32)[rows], False)
+        feed[self._target] = np.asarray(target, dtype=np.int64)[rows]
+        values, gradients = (np.asarray(out[:len(x)], dtype=np.float32) for out in self._run(list(tensors), feed))
+        if layer is None:
+            return (self._layout.canonical(values, self._data_shape),
+                    self._layout.canonical(gradients, self._data_shape))
+        if values.ndim == 4:
+            values, gradients = values.transpose(0, 3, 1, 2), gradients.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(values), np.ascontiguousarray(gradients)
+
+    def convolutional_layers(self) -> list[str]:
+        """The layers computed by a convolution op (Conv2D, DepthwiseConv2dNative, ...): ConvolutionalLayers."""
+        return [name for name, tensor in self._layers().items() if CONVOLUTION in tensor.op.type]
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every global variable of the graph (weights, optimiser slots, global_step) under its own name."""

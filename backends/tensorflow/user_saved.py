@@ -4,7 +4,8 @@ The directory is what `model.export(path)` (Keras 3) or `tf.saved_model.save(mod
 writes: saved_model.pb and the weights under variables/. The network is its serving signature
 ('serving_default', or its only one) with one input and one output. The weights live in the directory,
 so network_parameters_file is refused, and a SavedModel holds traced functions, not layers, so
-replace_output_layer=True is refused too and layers() is the signature's output name alone.
+replace_output_layer=True is refused too and layers() is the signature's output name alone: such a model explains
+by saliency and integrated gradients (input gradients), not by Grad-CAM, which needs a layer of feature maps.
 
 A classifier whose output comes from a Softmax op gives probabilities p; it trains on log(p) as its
 logits (softmax(log p) = p, so deepwater's cross-entropy sees the same loss). Training runs the
@@ -105,9 +106,15 @@ def load_saved_model(graph: UserGraph, task: TaskSpec, optimizer: OptimizerSpec,
     def output(x: tf.Tensor) -> tf.Tensor:
         return function(**{input_name: x})[output_name]
 
-    def forward(x: tf.Tensor, training: bool) -> tf.Tensor:
-        out = tf.reshape(output(x), [tf.shape(x)[0], -1])
+    def scores(out: tf.Tensor) -> tf.Tensor:
+        """The logits the net trains on: the output, or log(p) of an output of probabilities."""
+        out = tf.reshape(out, [tf.shape(out)[0], -1])
         return tf.math.log(tf.maximum(out, _TINY)) if probabilities else out
 
-    return EagerUserNet(path, forward, layout, graph.input_shape, function.variables, function.trainable_variables,
-                        [output_name], lambda layer: output, task, optimizer, device)
+    def output_and_scores(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        out = output(x)
+        return out, scores(out)
+
+    return EagerUserNet(path, lambda x, training: scores(output(x)), layout, graph.input_shape, function.variables,
+                        function.trainable_variables, [output_name], lambda layer: output, task, optimizer, device,
+                        lambda layer: output_and_scores)

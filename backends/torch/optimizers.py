@@ -1,5 +1,6 @@
-"""Deepwater's training step over torch parameters: the task's loss, SGD with H2O's annealed rate and ramped
-momentum or ADADELTA, l1/l2 penalties and gradient clipping. Shared by built-in networks and user graphs."""
+"""Deepwater's training step over torch parameters: the task's loss (label smoothing included), SGD with H2O's
+ramped momentum, ADADELTA, Adam or AdamW at the spec's scheduled rate, l1/l2 penalties and gradient clipping.
+Shared by built-in networks and user graphs."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,7 +22,7 @@ def task_loss(task: TaskSpec, out: torch.Tensor, y: torch.Tensor, weights: torch
     the weighted mean."""
     reduction = "none" if weights is not None else "mean"
     if task.loss == "cross_entropy":
-        loss = F.cross_entropy(out, y, reduction=reduction)
+        loss = F.cross_entropy(out, y, reduction=reduction, label_smoothing=task.label_smoothing)
     elif task.loss == "reconstruction":
         loss = F.mse_loss(out.reshape(len(out), -1), y, reduction="none").mean(dim=1)
         loss = loss if weights is not None else loss.mean()
@@ -38,9 +39,16 @@ def task_loss(task: TaskSpec, out: torch.Tensor, y: torch.Tensor, weights: torch
     return loss
 
 
+SLOTS = {"sgd": ("momentum_buffer",), "adadelta": ("square_avg", "acc_delta"), "adam": ("exp_avg", "exp_avg_sq"),
+         "adamw": ("exp_avg", "exp_avg_sq")}
+COUNTED = ("adadelta", "adam", "adamw")  # the rules whose torch state holds a step count
+ADAM_STEP = "step"  # arrays()' entry for Adam's step count (its bias correction), one for every parameter
+
+
 class Optimiser:
-    """Deepwater's training step over torch parameters: the task's loss, ADADELTA or SGD with H2O's annealed
-    rate and ramped momentum, l1/l2 on the `penalised` weights and gradient clipping, in `mixed`'s precision.
+    """Deepwater's training step over torch parameters: the task's loss, ADADELTA, SGD with H2O's ramped
+    momentum, Adam or AdamW (decaying the `penalised` weights) at the spec's scheduled rate, l1/l2 on the
+    `penalised` weights and gradient clipping, in `mixed`'s precision.
 
     Its buffers exist (as zeros) from the start, which steps exactly as torch's lazily made ones do, so that
     arrays() names the same arrays before and after training (checkpoints load into a fresh net).
@@ -50,33 +58,47 @@ class Optimiser:
                  spec: OptimizerSpec) -> None:
         self.params, self.penalised, self.task, self.spec = params, penalised, task, spec
         self.mixed = Mixed()  # float32 until the net's configure_steps() says otherwise
+        self.method = spec.method
         self.optimizer = self._make_optimizer()
-        self.slots = ("square_avg", "acc_delta") if spec.adaptive_rate else \
-            ("momentum_buffer",) if spec.momentum_start or spec.momentum_stable else ()
+        self.slots = SLOTS[self.method] if self.method != "sgd" or spec.momentum_start or spec.momentum_stable \
+            else ()
         for p in params:
             self.optimizer.state[p].update({slot: torch.zeros_like(p) for slot in self.slots})
-            if spec.adaptive_rate:
+            if self.method in COUNTED:
                 self.optimizer.state[p]["step"] = torch.tensor(0.0)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         s = self.spec
-        if s.adaptive_rate:
+        if self.method == "adadelta":
             return torch.optim.Adadelta(self.params, lr=1.0, rho=s.rho, eps=s.epsilon)
+        if self.method == "adam":
+            return torch.optim.Adam(self.params, lr=s.rate(0), betas=(s.beta1, s.beta2), eps=s.epsilon)
+        if self.method == "adamw":
+            decayed = {id(p) for p in self.penalised}
+            groups = [{"params": [p for p in self.params if (id(p) in decayed) == decays],
+                       "weight_decay": s.weight_decay if decays else 0.0} for decays in (True, False)]
+            return torch.optim.AdamW([g for g in groups if g["params"]], lr=s.rate(0), betas=(s.beta1, s.beta2),
+                                     eps=s.epsilon)
         return torch.optim.SGD(self.params, lr=s.rate(0), momentum=s.momentum(0),
                                nesterov=s.nesterov and s.momentum(0) > 0)
 
     def _update_schedule(self, samples: int) -> None:
-        if self.spec.adaptive_rate:
+        if self.method == "adadelta":
             return
-        group = self.optimizer.param_groups[0]
-        group["lr"] = self.spec.rate(samples)
-        group["momentum"] = self.spec.momentum(samples)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.spec.rate(samples)
+            if self.method == "sgd":
+                group["momentum"] = self.spec.momentum(samples)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Copies of the momentum buffers or ADADELTA accumulators, '<slot>.<parameter index>'."""
+        """Copies of the momentum buffers, ADADELTA's accumulators or Adam's moments, '<slot>.<parameter index>',
+        and Adam's step count ('step')."""
         state = self.optimizer.state
-        return slot_arrays({slot: [state[p][slot].detach().cpu().numpy().copy() for p in self.params]
-                            for slot in self.slots})
+        arrays = slot_arrays({slot: [state[p][slot].detach().cpu().numpy().copy() for p in self.params]
+                              for slot in self.slots})
+        if self.method in ("adam", "adamw") and self.params:
+            arrays[ADAM_STEP] = state[self.params[0]]["step"].detach().cpu().numpy().astype(np.float32)
+        return arrays
 
     def load_arrays(self, arrays: dict[str, np.ndarray], samples: int) -> None:
         """Load arrays named as arrays() names them (`samples` is unused: step() is told the rows seen)."""
@@ -84,6 +106,9 @@ class Optimiser:
             for slot in self.slots:
                 for i, p in enumerate(self.params):
                     self.optimizer.state[p][slot].copy_(torch.as_tensor(np.asarray(arrays[f"{slot}.{i}"])))
+            if ADAM_STEP in arrays:
+                for p in self.params:
+                    self.optimizer.state[p]["step"] = torch.tensor(float(arrays[ADAM_STEP]))
 
     def step(self, forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
              weights: torch.Tensor | None, samples: int) -> torch.Tensor:

@@ -58,6 +58,12 @@ class Program(Protocol):
     def layer_output(self, x: torch.Tensor, layer: str) -> torch.Tensor:
         """The value of `layer` (one of layers()) for the batch x, in inference mode."""
 
+    def layer_and_logits(self, x: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The value of `layer` and logits() from one run, so that a gradient flows from the logits to the layer."""
+
+    def convolutional_layers(self) -> list[str]:
+        """The layers whose values a convolution computes, in layers() order."""
+
     def output_linear(self) -> tuple[nn.Module, str, str | None]:
         """The module holding the linear layer that computes logits(), with the attribute names of its
         weight and bias (None without one); no_replacement() when logits() is not a linear layer's output."""
@@ -169,6 +175,25 @@ class TorchUserNet(TorchPrecision, BaseNet):
         self._set_mode(False)
         with self._autocast():
             return flat(self.program.layer_output(to_tensor(x, self._device), layer)).float().cpu().numpy()
+
+    def _class_gradients(self, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One forward and one backward pass in float32 through autograd, in inference mode; a layer's values come
+        from the same run as the logits (Program.layer_and_logits)."""
+        self._set_mode(False)
+        inputs = to_tensor(np.asarray(x, dtype=np.float32), self._device).requires_grad_(True)
+        with torch.enable_grad():
+            values, logits = (inputs, self.program.logits(inputs)) if layer is None else \
+                self.program.layer_and_logits(inputs, layer)
+            index = torch.as_tensor(target, device=self._device).view(-1, 1)
+            picked = flat(logits).float().gather(1, index).sum()
+            (gradients,) = torch.autograd.grad(picked, values, allow_unused=True)
+        gradients = torch.zeros_like(values) if gradients is None else gradients  # a layer the logits do not read
+        return (np.ascontiguousarray(values.detach().float().cpu().numpy()),
+                np.ascontiguousarray(gradients.float().cpu().numpy()))
+
+    def convolutional_layers(self) -> list[str]:
+        """The graph's layers that a convolution computes (ConvolutionalLayers), input side first."""
+        return self.program.convolutional_layers()
 
     def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
         """The graph's probabilities (or values) and the activations of `layers`, through torch.onnx.export."""

@@ -6,7 +6,9 @@ buffers under their original names. deepwater edits that graph: a final softmax 
 between training and inference (the GraphModule's own train()/eval() are not supported by torch.export).
 The layers are the fx nodes that compute a value per row, named as in the graph ('conv2d', 'relu',
 'linear', ...); a layer's value comes from a copy of the graph that returns that node. The output layer to
-replace is the aten.linear that computes the logits: its weight and bias are swapped for new ones.
+replace is the aten.linear that computes the logits: its weight and bias are swapped for new ones. Class
+gradients run a copy of the graph that returns a layer's node and the logits together; the convolutional layers
+(Grad-CAM's suggestions) are the nodes of ATen's convolution operators.
 
 The program must be exported with a dynamic batch dimension,
 torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},)), so that it takes
@@ -35,6 +37,7 @@ SOFTMAX_OPS = (aten.softmax.int, aten._softmax.default, aten.log_softmax.int, at
 MODE_ARGUMENT = {aten.batch_norm.default: 5, aten.native_batch_norm.default: 5, aten.dropout.default: 2,
                  aten.native_dropout.default: 2, aten.feature_dropout.default: 2, aten.alpha_dropout.default: 2,
                  aten.feature_alpha_dropout.default: 2}
+CONVOLUTIONS = ("aten.conv", "aten._conv")  # how ATen's convolution operators print (conv2d, convolution, ...)
 PICKLED_OBJECT_PREFIXES = ("custom_obj_", "opaque_obj_")  # constants stored as pickled Python objects
 DYNAMIC_BATCH_HINT = ("export with a dynamic batch dimension: torch.export.export(model, (x,), "
                       "dynamic_shapes=({0: torch.export.Dim('batch')},))")
@@ -119,7 +122,7 @@ class ExportProgram:
                                  "user network returns one tensor (logits or probabilities).")
         self._strip_softmax(outputs[0])
         self._layers = [n.name for n in self.module.graph.nodes if n.op == "call_function" and self._per_row(n, batch)]
-        self._layer_modules: dict[str, fx.GraphModule] = {}
+        self._layer_modules: dict[tuple[str, ...], fx.GraphModule] = {}
 
     def _strip_softmax(self, output: fx.Node) -> None:
         """Return the input of a final softmax (or log-softmax) instead of its probabilities."""
@@ -153,17 +156,32 @@ class ExportProgram:
 
     def layer_output(self, x: torch.Tensor, layer: str) -> torch.Tensor:
         """The value of node `layer` for the batch x, from a GraphModule (sharing the parameters) that returns it."""
-        if layer not in self._layer_modules:
+        return self._returning((layer,))(x)
+
+    def layer_and_logits(self, x: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The value of node `layer` and the logits, from one GraphModule that returns both."""
+        return self._returning((layer, self._logits_node().name))(x)
+
+    def convolutional_layers(self) -> list[str]:
+        """The layers that an ATen convolution operator (aten.conv2d, aten.convolution, ...) computes."""
+        targets = {n.name: str(n.target) for n in self.module.graph.nodes}
+        return [name for name in self._layers if targets[name].startswith(CONVOLUTIONS)]
+
+    def _returning(self, names: tuple[str, ...]) -> fx.GraphModule:
+        """A GraphModule, sharing the parameters, that returns the nodes `names` (one, or a tuple) in inference
+        mode; built on first use and kept."""
+        if names not in self._layer_modules:
             copy = fx.Graph()
             values: dict[fx.Node, fx.Node] = {}
             copy.graph_copy(self.module.graph, values)
-            copy.output(values[next(n for n in self.module.graph.nodes if n.name == layer)])
+            nodes = {n.name: values[n] for n in self.module.graph.nodes if n in values}
+            copy.output(nodes[names[0]] if len(names) == 1 else tuple(nodes[name] for name in names))
             set_mode_arguments(copy, False)
             module = fx.GraphModule(self.module, copy)
             module.graph.eliminate_dead_code()
             module.recompile()
-            self._layer_modules[layer] = module
-        return self._layer_modules[layer](x)
+            self._layer_modules[names] = module
+        return self._layer_modules[names]
 
     def output_linear(self) -> tuple[nn.Module, str, str | None]:
         """The module holding the weight (and bias) of the aten.linear that computes the logits."""

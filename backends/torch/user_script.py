@@ -6,7 +6,8 @@ returns the softmax's input. The layers are the values the forward calls of subm
 attribute path ('conv', 'features.0', ...), plus 'output' when the graph's output is not one of them. The
 output layer to replace is the torch.nn.Linear whose forward computes the logits (looked for through nested
 submodules). TorchScript modules take no forward hooks, so a layer's value comes from a copy of the forward
-graph that returns it, compiled with TorchScript's graph API (torch._C).
+graph that returns it (for class gradients, together with the logits, as a tuple), compiled with TorchScript's
+graph API (torch._C). The convolutional layers (for Grad-CAM's suggestions) are those of torch.nn's Conv modules.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ SOFTMAX_MODULES = ("Softmax", "LogSoftmax")
 SOFTMAX_FUNCTIONS = ("__torch__.torch.nn.functional.softmax", "__torch__.torch.nn.functional.log_softmax")
 CALL = "prim::CallMethod"
 OUTPUT = "output"  # the layer name of the graph's output when no submodule call returns it
+CONVOLUTIONS = ("Conv", "LazyConv")  # how the class names of torch.nn's convolution modules begin
 
 
 def load_script(path: str, device: str) -> torch.jit.ScriptModule:
@@ -81,7 +83,7 @@ class ScriptProgram:
                                  "probabilities).")
         self._logits = self._softmax_input(self._output) or self._output
         self._layers = self._find_layers()
-        self._functions: dict[int, torch.jit.ScriptFunction] = {}
+        self._functions: dict[tuple[int, ...], torch.jit.ScriptFunction] = {}
 
     def _softmax_input(self, value: torch._C.Value) -> torch._C.Value | None:
         """The input of the softmax that computes `value`, or None when `value` is no softmax."""
@@ -113,26 +115,33 @@ class ScriptProgram:
             layers[OUTPUT] = self._output
         return layers
 
-    def _run(self, value: torch._C.Value, x: torch.Tensor) -> torch.Tensor:
-        """`value` for the batch x: the module's forward for its output, else a compiled copy of the forward
-        graph that returns `value` (and runs nothing that `value` does not need)."""
-        if value.unique() == self._output.unique():
+    def _run(self, values: tuple[torch._C.Value, ...], x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """`values` for the batch x, one tensor or a tuple of them from one run: the module's forward for its output
+        alone, else a compiled copy of the forward graph that returns them (and runs nothing they do not need)."""
+        key = tuple(value.unique() for value in values)
+        if key == (self._output.unique(),):
             return self.module(x)
-        key = value.unique()
         if key not in self._functions:
             copy = self._forward.copy()
             position = {v.unique(): (i, v.offset()) for i, n in enumerate(self._forward.nodes()) for v in n.outputs()}
-            index, offset = position[key]
-            copy.return_node().replaceInput(0, list(copy.nodes())[index].outputsAt(offset))
+            nodes = list(copy.nodes())
+            returned = [nodes[index].outputsAt(offset) for index, offset in (position[k] for k in key)]
+            if len(returned) > 1:
+                together = copy.create("prim::TupleConstruct", returned)
+                together.insertBefore(copy.return_node())
+                together.output().setType(torch._C.TupleType([value.type() for value in returned]))
+                returned = [together.output()]
+            copy.return_node().replaceInput(0, returned[0])
             torch._C._jit_pass_inline(copy)
             torch._C._jit_pass_dce(copy)
-            self._functions[key] = torch._C._create_function_from_graph(f"deepwater_value_{key}", copy)
+            name = "deepwater_values_" + "_".join(map(str, key))
+            self._functions[key] = torch._C._create_function_from_graph(name, copy)
         return self._functions[key](self.module, x)
 
     # --- the Program protocol -----------------------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The graph's output, without a final softmax."""
-        return self._run(self._logits, x)
+        return self._run((self._logits,), x)
 
     def set_training(self, training: bool) -> None:
         """TorchScript modules read their `training` flags when they run."""
@@ -144,7 +153,16 @@ class ScriptProgram:
 
     def layer_output(self, x: torch.Tensor, layer: str) -> torch.Tensor:
         """The value of `layer` for the batch x."""
-        return self._run(self._layers[layer], x)
+        return self._run((self._layers[layer],), x)
+
+    def layer_and_logits(self, x: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The value of `layer` and the logits, returned together by one compiled copy of the forward graph."""
+        return self._run((self._layers[layer], self._logits), x)
+
+    def convolutional_layers(self) -> list[str]:
+        """The layers that a convolution submodule (torch.nn.Conv2d, ConvTranspose2d, ...) returns."""
+        return [name for name, value in self._layers.items() if value.node().kind() == CALL
+                and getattr(callee(self.module, value.node()), "original_name", "").startswith(CONVOLUTIONS)]
 
     def output_linear(self) -> tuple[nn.Module, str, str | None]:
         """The torch.nn.Linear submodule whose forward returns the logits (through nested submodules)."""

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from deepwater.backends.base import class_gradients
+from deepwater.backends.base import check_gradients, class_gradients, convolutional_layers
 from deepwater.data.sources import Source, map_batches
 from deepwater.errors import ParameterError
 from deepwater.networks import Graph, last_conv_layer, map_geometry
@@ -27,6 +27,7 @@ from deepwater.networks import Graph, last_conv_layer, map_geometry
 METHODS = ("gradcam", "integrated_gradients", "saliency")
 TABULAR_METHODS = ("integrated_gradients",)
 DEFAULT_STEPS = 32
+CANDIDATES_SHOWN = 20  # layers a Grad-CAM error suggests for a user graph
 
 Targets = Callable[[np.ndarray], np.ndarray]  # a batch's inputs -> each row's output column
 
@@ -61,9 +62,18 @@ def check_baseline(baseline: float | np.ndarray | None, input_shape: tuple[int, 
     return value
 
 
-def explained_layer(method: str, layer: str | int | None, layers: Sequence[str], graph: Graph | None) -> str | None:
+def explained_layer(method: str, layer: str | int | None, net: object, graph: Graph | None) -> str | None:
+    """The layer of `net` that `method` reads (chosen_layer()), after a BackendError when the net gives no
+    gradients (backends.base.check_gradients: an ONNX graph), so that no layer is asked for in vain."""
+    check_gradients(net)
+    return chosen_layer(method, layer, net.layers(), graph, convolutional_layers(net))
+
+
+def chosen_layer(method: str, layer: str | int | None, layers: Sequence[str], graph: Graph | None,
+                 convolutional: Sequence[str] = ()) -> str | None:
     """The layer Grad-CAM reads: `layer` (a name or a position in `layers`), else a built-in network's (its
-    `graph`'s) last convolutional feature map; a user graph (graph None) must name it. None for other methods."""
+    `graph`'s) last convolutional feature map; a user graph (graph None) must name it, and the ParameterError
+    suggests describe_candidates(). None for other methods."""
     if method != "gradcam":
         if layer is not None:
             raise ParameterError(f"layer={layer!r} with method={method!r}: only Grad-CAM reads a layer ({method} "
@@ -71,8 +81,10 @@ def explained_layer(method: str, layer: str | int | None, layers: Sequence[str],
         return None
     if layer is None:
         if graph is None:
-            raise ParameterError(f"layer=None: Grad-CAM on a user graph needs the layer named, its last "
-                                 f"convolutional feature map; one of {list(layers)}.")
+            raise ParameterError(f"layer=None: Grad-CAM on a user graph needs layer=... naming a layer of feature "
+                                 "maps (channels, height, width), usually its last convolutional one; "
+                                 f"{describe_candidates(layers, convolutional)}. method='saliency' and "
+                                 "'integrated_gradients' need no layer.")
         return last_conv_layer(graph)
     if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool) and -len(layers) <= layer < len(layers):
         return layers[layer]
@@ -80,6 +92,17 @@ def explained_layer(method: str, layer: str | int | None, layers: Sequence[str],
         raise ParameterError(f"layer={layer!r} is not a layer of this network; use one of {list(layers)} "
                              "(model.layers() lists them).")
     return layer
+
+
+def describe_candidates(layers: Sequence[str], convolutional: Sequence[str] = ()) -> str:
+    """The layers to suggest for Grad-CAM, in words: nearest the output first, the convolutional ones (where the
+    graph's format tells) before the others, at most CANDIDATES_SHOWN names."""
+    ordered, convolutional = list(reversed(layers)), set(convolutional)
+    candidates = [n for n in ordered if n in convolutional] + [n for n in ordered if n not in convolutional]
+    which = "convolutional layers first, " if convolutional & set(layers) else ""
+    more = len(candidates) - CANDIDATES_SHOWN
+    rest = f" and {more} more (model.layers() lists them all)" if more > 0 else ""
+    return f"candidates ({which}nearest the output first): {candidates[:CANDIDATES_SHOWN]}{rest}"
 
 
 def target_column(target: object, classes: Sequence[object] | None) -> int | None:

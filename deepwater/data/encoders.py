@@ -11,7 +11,7 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -129,6 +129,9 @@ class Response:
     def _labels(self) -> pd.CategoricalDtype:
         return pd.CategoricalDtype(self.classes)
 
+    @cached_property
+    def _prediction_columns(self) -> pd.Index:
+        return pd.Index(["predict", *self.probability_columns])  # built once: an Index of names is slow to make
 
     def predictions(self, output: np.ndarray, rows: np.ndarray, index: pd.Index,
                     threshold: float = 0.5) -> pd.DataFrame:
@@ -136,15 +139,19 @@ class Response:
         the positions `rows`: a 'predict' column (categorical labels, or values on the response's scale; two
         classes labelled at `threshold`, see decode()) and, for classification, one probability column per
         class; rows left out (skipped images) are missing."""
-        full = np.full((len(index), output.shape[1]), np.nan, dtype=np.float64)
-        full[rows] = output
         if self.kind == REGRESSION:
-            return pd.DataFrame({"predict": full[:, 0] * self.scale + self.mean}, index=index)
+            full = np.full(len(index), np.nan, dtype=np.float64)
+            full[rows] = output[:, 0]
+            return pd.DataFrame({"predict": full * self.scale + self.mean}, index=index)
+        # one float64 block, its first column the labels' place: a frame made at once, then the labels put in
+        # (two frames joined cost four times as much for one row; a column at a time is slow for 1000 classes)
+        full = np.full((len(index), 1 + output.shape[1]), np.nan, dtype=np.float64)
+        full[rows, 1:] = output
         chosen = np.full(len(index), -1, dtype=np.int64)
         chosen[rows] = self._chosen(output, threshold)
-        result = pd.DataFrame({"predict": pd.Categorical.from_codes(chosen, dtype=self._labels)}, index=index)
-        probabilities = pd.DataFrame(full, index=index, columns=self.probability_columns)
-        return pd.concat([result, probabilities], axis=1)  # at once: a column at a time is slow for 1000 classes
+        frame = pd.DataFrame(full, index=index, columns=self._prediction_columns, copy=False)
+        frame.isetitem(0, pd.Categorical.from_codes(chosen, dtype=self._labels))
+        return frame
 
     @property
     def probability_columns(self) -> list[str]:
@@ -253,14 +260,16 @@ def _numeric_block(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
         return columns.to_numpy(dtype=np.float32, copy=True, na_value=np.nan)
 
 
-def _reject_infinite(block: np.ndarray, frame: pd.DataFrame, names: Sequence[str], parameter: str) -> None:
-    """A FrameError naming the column and first row where the float32 `block` of columns `names` holds inf:
-    inf or -inf in `frame`, or a number float32 cannot hold. `parameter` is "x" or "y"."""
+def _reject_infinite(block: np.ndarray, frame: pd.DataFrame, names: Sequence[str], parameter: str,
+                     first_row: int = 0) -> None:
+    """A FrameError naming the column and first row where the float32 `block` of columns `names` (the rows of
+    `frame` from position `first_row` on) holds inf: inf or -inf in `frame`, or a number float32 cannot hold.
+    `parameter` is "x" or "y"."""
     infinite = np.isinf(block)
     if not infinite.any():
         return
     rows, cols = np.nonzero(infinite)
-    name, row = names[cols[0]], rows[0]
+    name, row = names[cols[0]], first_row + rows[0]
     fix = ("drop those rows" if parameter == "y" else
            "drop those rows, or make the values missing (NaN) so that they take the training mean; "
            "frame.replace([np.inf, -np.inf], np.nan) does that for inf")
@@ -500,24 +509,41 @@ class DatasetEncoder:
         numbers = None
         if self.numeric:
             names = self._numeric_names
-            numbers = layout.numbers(frame) if layout.plain_numbers else _numeric_block(frame, names)
-            if not keep_infinite:
-                _reject_infinite(numbers, frame, names, "x")
-        return self.encode_columns(numbers, [frame[column.name] for column in self.categorical])
+
+            def prepare(block: np.ndarray, first_row: int) -> None:
+                if not (keep_infinite or layout.whole_numbers):  # integers hold no inf (nor NaN)
+                    _reject_infinite(block, frame, names, "x", first_row)
+                self._impute_and_standardise(block, may_miss=not layout.whole_numbers)
+
+            if layout.plain_numbers:
+                numbers = layout.numbers(frame, prepare)
+            else:
+                numbers = _numeric_block(frame, names)
+                prepare(numbers, 0)
+        return self._matrix(numbers, [frame[column.name] for column in self.categorical])
 
     def encode_columns(self, numbers: np.ndarray | None, categories: Sequence[pd.Series]) -> np.ndarray:
         """The (rows, width) float32 design matrix of checked columns: `numbers`, the numeric columns as a
         float32 (rows, len(numeric)) array that this call may change (NaN where missing; None when the model has
         no numeric column), and one series per categorical column, in the encoder's order."""
-        parts = []
         if numbers is not None:
+            self._impute_and_standardise(numbers)
+        return self._matrix(numbers, categories)
+
+    def _impute_and_standardise(self, numbers: np.ndarray, may_miss: bool = True) -> None:
+        """The numeric columns' float32 values, in place: missing values (NaN) set to the training mean (looked for
+        only where `may_miss`: integer columns have none), then standardised."""
+        if may_miss:
             missing = np.isnan(numbers)
             if missing.any():
                 np.copyto(numbers, np.broadcast_to(self._means, numbers.shape), where=missing)  # mean imputation
-            if self.standardize:
-                numbers -= self._means
-                numbers /= self._scales
-            parts.append(numbers)
+        if self.standardize:
+            np.subtract(numbers, self._means, out=numbers)
+            np.divide(numbers, self._scales, out=numbers)
+
+    def _matrix(self, numbers: np.ndarray | None, categories: Sequence[pd.Series]) -> np.ndarray:
+        """The design matrix of the prepared numeric columns and the categorical columns, encoded."""
+        parts = [] if numbers is None else [numbers]
         parts += [column.encode(series) for column, series in zip(self.categorical, categories)]
         matrix = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         return np.ascontiguousarray(matrix)  # row-major: mini-batches gather rows
@@ -526,6 +552,9 @@ class DatasetEncoder:
 def _is_plain_number(dtype: Any) -> bool:
     """A numpy dtype of booleans, integers or real numbers (not a pandas extension dtype)."""
     return isinstance(dtype, np.dtype) and dtype.kind in "biuf"
+
+
+BLOCK_BYTES = 256 << 10  # float32 values converted, checked and standardised at a time: they stay in the cache
 
 
 @dataclass(frozen=True)
@@ -537,6 +566,7 @@ class ColumnLayout:
     dtypes: pd.Series
     numeric: slice | np.ndarray | None  # the numeric columns' positions, in the encoder's order; None: all, in order
     plain_numbers: bool  # they all have a real number dtype: one array conversion, no text to look for
+    whole_numbers: bool  # they all have an integer (or bool) dtype: no NaN, no inf to look for
     one_dtype: bool  # every column of the frame has the same real number dtype: numpy picks the numeric ones
     objects: list[str]  # the encoder's columns of object dtype, checked for containers in each frame
 
@@ -553,6 +583,7 @@ class ColumnLayout:
         positions = frame.columns.get_indexer(numeric_names)
         numeric_types = set(dtypes.iloc[positions])
         plain = all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_complex_dtype(t) for t in numeric_types)
+        whole = all(_is_plain_number(t) and t.kind in "biu" for t in numeric_types)
         first = int(positions[0]) if len(positions) else 0
         contiguous = np.array_equal(positions, np.arange(first, first + len(positions)))
         numeric = slice(first, first + len(positions)) if contiguous else positions
@@ -561,27 +592,39 @@ class ColumnLayout:
         objects = [name for name, dtype in zip(columns, dtypes[columns]) if dtype == object]
         frame_types = set(dtypes)
         one_dtype = plain and len(frame_types) == 1 and _is_plain_number(frame_types.pop())
-        return cls(frame.columns, dtypes, numeric, plain, one_dtype, objects)
+        return cls(frame.columns, dtypes, numeric, plain, whole, one_dtype, objects)
 
     def fits(self, frame: pd.DataFrame) -> bool:
         """Whether `frame` has the columns and dtypes this layout was worked out for."""
         return frame.columns.equals(self.columns) and frame.dtypes.equals(self.dtypes)
 
-    def numbers(self, frame: pd.DataFrame) -> np.ndarray:
+    def numbers(self, frame: pd.DataFrame, prepare: Callable[[np.ndarray, int], None]) -> np.ndarray:
         """The numeric columns of a frame of this layout as a new float32 (rows, columns) array, missing values
-        NaN; numbers too large for float32 become inf."""
+        NaN, numbers too large for float32 inf; each block of rows is handed to prepare(block, first row), which
+        changes it in place, as soon as it is converted (one pass over the values while they are in the cache,
+        not one pass over the whole array per step)."""
+        values, picked = self._values(frame)
+        numbers = np.empty((len(values), values.shape[1] if picked is None else len(picked)), dtype=np.float32)
+        step = max(1, BLOCK_BYTES // max(numbers.itemsize * numbers.shape[1], 1))
+        with np.errstate(over="ignore"):
+            for start in range(0, len(numbers), step):
+                block, taken = numbers[start:start + step], values[start:start + step]
+                if picked is not None:
+                    taken = np.take(taken, picked, axis=1)  # row-major, unlike taken[:, picked]
+                np.copyto(block, taken, casting="unsafe")  # converted and laid out in one pass
+                prepare(block, start)
+        return numbers
+
+    def _values(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """The frame's numbers as one array, without a copy where pandas holds them so, and the positions of
+        the numeric columns in it when they are still to be picked (None: they are its columns, in order)."""
         if self.one_dtype:  # one array of the whole frame (often a transposed view), its columns picked by numpy
             values = frame.to_numpy(copy=False)
             if isinstance(self.numeric, slice):
-                values = values[:, self.numeric]
-            elif self.numeric is not None:
-                values = np.take(values, self.numeric, axis=1)  # row-major, unlike values[:, positions]
-        else:
-            columns = frame if self.numeric is None else frame.iloc[:, self.numeric]
-            values = columns.to_numpy(copy=False)
-            if not _is_plain_number(values.dtype):  # nullable dtypes (pd.NA): pandas' own conversion
-                values = columns.to_numpy(dtype=np.float32, na_value=np.nan)
-        with np.errstate(over="ignore"):
-            numbers = np.empty(values.shape, dtype=np.float32)  # row-major, as the network reads rows
-            np.copyto(numbers, values, casting="unsafe")  # converted and laid out in one pass
-        return numbers
+                return values[:, self.numeric], None
+            return values, self.numeric  # None, or the positions numpy picks from each block of rows
+        columns = frame if self.numeric is None else frame.iloc[:, self.numeric]
+        values = columns.to_numpy(copy=False)
+        if not _is_plain_number(values.dtype):  # nullable dtypes (pd.NA): pandas' own conversion
+            values = columns.to_numpy(dtype=np.float32, na_value=np.nan)
+        return values, None

@@ -2,6 +2,7 @@
 files) into uint8 (C, H, W) arrays."""
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import itertools
@@ -23,6 +24,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from deepwater.data.image_cache import DiskImageCache
 from deepwater.data.stores import ObjectStores, store_path, store_scheme
 from deepwater.errors import ImageError, ModelFileError, ParameterError
 from deepwater.files import write_atomically
@@ -35,6 +37,7 @@ PRELOAD_CHUNK = 256  # images one decode thread takes at a time in ImageReader.p
 # Mean seconds per image above which preload decodes on threads: a 28 x 28 PNG takes about 60 us (mostly Python,
 # where threads gain nothing), a 320 x 240 JPEG about 900 us (mostly in Pillow's C code, which threads share).
 THREADED_DECODE_SECONDS = 250e-6
+RESIZE = "stretch, bilinear"  # how every image meets its shape (a part of the disk cache's keys)
 # A Python object's repr in a library's message ("<_io.BytesIO object at 0x...>", "<PIL.Image.Image image mode=L
 # ...>"): left out of the reasons we quote, which name the image by its URI or field instead.
 _OBJECT_REPR = re.compile(r"\s*<[A-Za-z_][\w.]*(?:\s[^<>]*)?>")
@@ -347,15 +350,38 @@ def file_url_to_path(url: str) -> str:
     return urllib.request.url2pathname(path)
 
 
+def _malloc_trim() -> Callable[[int], int] | None:
+    """The C library's malloc_trim (glibc, on Linux), else None."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Hand the memory freed by decoding back to the system, where the C library can (glibc's malloc_trim).
+
+    Decoding on several threads allocates and frees buffers of many sizes (the photo, its converted and resized
+    copies); glibc keeps what each thread's arena freed, so a stream of images larger than memory grew the process
+    by hundreds of megabytes over a few epochs (benchmarks/images_larger_than_memory.py) without this."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 # ---------------------------------------------------------------------------
 # Reader
 # ---------------------------------------------------------------------------
 
 class ImageReader:
     """Turns image URIs into uint8 (C, H, W) arrays: fetch, decode, convert channels, resize;
-    keeps decoded images in a bounded in-memory cache. Object store URIs (s3://, gs://, az://, abfs://, hf://)
-    are read through fsspec with `storage_options` (None: the store's usual credentials, from its environment
-    variables and profile files); `http_timeout` bounds each http(s) or store request."""
+    keeps decoded images in a bounded in-memory cache (`cache_mb`, filled in the order images come, never
+    evicted) and, with `cache_dir`, on local disk (at most `cache_dir_mb`; see image_cache.py). Object store URIs
+    (s3://, gs://, az://, abfs://, hf://) are read through fsspec with `storage_options` (None: the store's usual
+    credentials, from its environment variables and profile files); `http_timeout` bounds each http(s) or store
+    request. `decoded` counts the images fetched and decoded from their source."""
 
     def __init__(
         self,
@@ -367,6 +393,8 @@ class ImageReader:
         download_dir: str | os.PathLike | None = None,
         workers: int | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        cache_dir_mb: float = 10240.0,
     ) -> None:
         if bad_images not in BAD_IMAGES_CHOICES:
             raise ParameterError(
@@ -386,6 +414,8 @@ class ImageReader:
         self.download_dir = Path(download_dir) if download_dir is not None else default_download_dir()
         self.workers = workers
         self._stores = ObjectStores(storage_options, self.http_timeout)
+        self._disk = None if cache_dir is None else DiskImageCache(cache_dir, cache_dir_mb)
+        self._decoded = 0
         self._cache_limit = int(cache_mb * 1024 * 1024)
         self._cache: dict[str, np.ndarray] = {}
         self._cache_bytes = 0
@@ -400,6 +430,12 @@ class ImageReader:
         """Number of distinct URIs that failed in 'skip' mode."""
         with self._lock:
             return len(self._bad)
+
+    @property
+    def decoded(self) -> int:
+        """Number of images fetched and decoded from their source (not read from a cache)."""
+        with self._lock:
+            return self._decoded
 
     @property
     def cache_bytes(self) -> int:
@@ -441,8 +477,37 @@ class ImageReader:
             return str(target)
         return uri
 
+    def _disk_key(self, uri: str) -> str | None:
+        """The disk cache's key of `uri`: its URI, or for a local file its absolute path, size and modification
+        time (a changed file is decoded again); None without a disk cache or for a local file that cannot be
+        looked at (decoding says why)."""
+        if self._disk is None:
+            return None
+        identity = uri
+        if not store_scheme(uri) and _url_scheme(uri) in (None, "file"):
+            path = file_url_to_path(uri) if _url_scheme(uri) else uri
+            try:
+                found = os.stat(path)
+            except (OSError, ValueError):
+                return None
+            identity = f"{os.path.abspath(path)}\n{found.st_size}\n{found.st_mtime_ns}"
+        return self._disk.key(identity, f"{self.shape.describe()}, {RESIZE}")
+
     def _load(self, uri: str, row: int | None) -> np.ndarray:
-        """Decode one URI, caching the result; raise ImageError with a short reason on failure."""
+        """Decode one URI (or read it from the disk cache), caching the result; raise ImageError with a short
+        reason on failure."""
+        key = self._disk_key(uri)
+        shape = (self.shape.channels, self.shape.height, self.shape.width)
+        array = None if key is None else self._disk.get(key, shape)
+        if array is None:
+            array = self._decode_uri(uri, row)
+            if key is not None:
+                self._disk.put(key, array)
+        self._cache_put(uri, array)
+        return array
+
+    def _decode_uri(self, uri: str, row: int | None) -> np.ndarray:
+        """Fetch and decode one URI; raise ImageError with a short reason on failure."""
         size = (self.shape.width, self.shape.height)
         try:
             if store_scheme(uri):
@@ -455,7 +520,8 @@ class ImageReader:
             raise
         except (ValueError, OSError) as exc:
             raise ImageError(uri, row, str(exc)) from exc
-        self._cache_put(uri, array)
+        with self._lock:
+            self._decoded += 1
         return array
 
     def _try_load(self, uri: str, row: int | None) -> np.ndarray | ImageError:
@@ -553,6 +619,8 @@ class ImageReader:
             else:
                 jobs[key] = row
         found.update(self._load_many(jobs))
+        if jobs:
+            release_freed_memory()
         return self._assemble(uris, found)
 
     def _assemble(

@@ -157,6 +157,18 @@ def inputs_from_record(record: dict[str, Any], arrays: dict[str, np.ndarray],
     if record["kind"] in ("dataset", "pixels"):
         encoder = DatasetEncoder.from_record(record["encoder"])
         return DatasetInputs(encoder) if shape is None else PixelInputs(encoder, shape)
-    reader = ImageReader(shape, bad_images=params["bad_images"], cache_mb=params["image_cache_mb"])
+    reader = image_reader(shape, params)
     scale = arrays["inputs/scale"] if record["scale"] is None else record["scale"]
     return ImageInputs(record["column"], shape, arrays.get("inputs/mean_image"), reader, scale)
+
+
+READER_OPTIONS = {"cache_dir": "image_cache_dir", "cache_dir_mb": "image_cache_dir_mb",
+                  "storage_options": "storage_options"}  # ImageReader's argument -> the parameter that sets it
+
+
+def image_reader(shape: ImageShape, params: dict[str, Any]) -> ImageReader:
+    """The image reader the estimator parameters `params` ask for: bad_images, the caches in memory and on disk,
+    the object stores' storage_options (never saved: a loaded model's are None, the environment's credentials).
+    A bundle's record holds bad_images and image_cache_mb only: the reader's defaults stand for the others."""
+    return ImageReader(shape, bad_images=params["bad_images"], cache_mb=params["image_cache_mb"],
+                       **{argument: params[name] for argument, name in READER_OPTIONS.items() if name in params})

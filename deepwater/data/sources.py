@@ -18,6 +18,8 @@ from deepwater.data.images import ImageReader
 from deepwater.errors import FrameError
 from deepwater.progress import progress
 
+IMAGE_PREFETCH = 3  # batches of images decoded ahead of the step: with the cache, what bounds a stream's memory
+
 
 @dataclass
 class Batch:
@@ -32,6 +34,7 @@ class Batch:
 class Source(Protocol):
     n: int
     prefetch_depth: int
+    unit: str  # what a row is, for the progress line's rate: 'rows' or 'images'
 
     def batch(self, rows: np.ndarray) -> Batch: ...
 
@@ -40,6 +43,7 @@ class ArraySource:
     """Rows of a float32 design matrix."""
 
     prefetch_depth = 0  # slicing a matrix is cheaper than handing work to a thread
+    unit = "rows"
 
     def __init__(self, x: np.ndarray, y: np.ndarray | None = None, w: np.ndarray | None = None) -> None:
         self.x, self.y, self.w = x, y, w
@@ -63,12 +67,13 @@ class ImageSource:
 
     augmentation: Augmentation | None = None
     rng: np.random.Generator | None = None
+    unit = "images"
 
     @property
     def prefetch_depth(self) -> int:
         """Decode (and augment) ahead on a thread while there is such work; once all images are cached and
         none is changed, a thread would only compete with the framework for the interpreter."""
-        return 0 if self.augmentation is None and self.reader.holds(self.uris) else 3
+        return 0 if self.augmentation is None and self.reader.holds(self.uris) else IMAGE_PREFETCH
 
     def augmented(self, augmentation: Augmentation, seed: int) -> ImageSource:
         """This source with its batches changed by `augmentation`, drawn from a generator seeded by `seed`

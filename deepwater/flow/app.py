@@ -25,13 +25,14 @@ from deepwater.version import __version__
 
 log = logging.getLogger("deepwater.flow")
 TOKEN_COOKIE = "deepwater_flow_token"
+PNG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}}}  # a picture's OpenAPI answer
 
 
 class FrameImport(BaseModel):
     """POST /api/frames's JSON body (a file is uploaded as multipart field 'file' instead)."""
 
-    path: str = Field(description="a .csv, .csv.gz or .parquet file or an image folder (class/file.png), under "
-                                  "one of --allow-dir")
+    path: str = Field(description="a .csv, .csv.gz or .parquet file, an image folder (class/file.png) or a zip "
+                                  "of images, under one of --allow-dir; or an allowed object store prefix")
     name: str | None = Field(None, description="the frame's name (default: the file's)")
 
 
@@ -44,6 +45,13 @@ class TrainRequest(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, description="estimator parameters by name "
                                                                      "(deepwater.training.parameters)")
     validation_frame: str | None = Field(None, description="a validation frame's id")
+
+
+class GridRequest(TrainRequest):
+    """POST /api/grids's body: a training request and the values to search over."""
+
+    hyper_params: dict[str, list[Any]] = Field(description="parameter -> the values to try, e.g. "
+                                                           "{\"hidden\": [[8], [16]], \"epochs\": [2, 4]}")
 
 
 class PredictRequest(BaseModel):
@@ -102,9 +110,27 @@ def _add_api(app: FastAPI, flow: Flow) -> None:
         return Response(frame.to_csv(index=False), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{key}.csv"'})
 
+    @app.get("/api/frames/{key}/thumbnails/{row}.png", response_class=Response, responses=PNG,
+             summary="a thumbnail of an image column's row (an image under the allowed folders only)")
+    async def frame_thumbnail(key: str, row: int) -> Response:
+        return Response(await run_in_threadpool(flow.thumbnail, key, row), media_type="image/png")
+
     @app.post("/api/models", status_code=202, summary="train a model in the background: answers with its job")
     async def train(body: TrainRequest) -> dict[str, Any]:
         return await run_in_threadpool(flow.train, body.model_dump(exclude_unset=True))
+
+    @app.post("/api/grids", status_code=202, summary="a grid search (H2OGridSearch) trained as one job: answers "
+                                                     "with its job")
+    async def grid(body: GridRequest) -> dict[str, Any]:
+        return await run_in_threadpool(flow.grid, body.model_dump(exclude_unset=True))
+
+    @app.get("/api/grids", summary="every grid, newest first")
+    async def list_grids() -> dict[str, Any]:
+        return {"grids": catalogue.grids()}
+
+    @app.get("/api/grids/{key}", summary="a grid: its leaderboard (best first), its failures")
+    async def get_grid(key: str) -> dict[str, Any]:
+        return catalogue.grid(key)
 
     @app.get("/api/jobs", summary="every job, newest first")
     async def list_jobs() -> dict[str, Any]:
@@ -117,6 +143,11 @@ def _add_api(app: FastAPI, flow: Flow) -> None:
     @app.post("/api/jobs/{key}/cancel", summary="stop a job (a running one at its next scoring)")
     async def cancel_job(key: str) -> dict[str, Any]:
         return flow.jobs.cancel(key)
+
+    @app.post("/api/jobs/{key}/resume", status_code=202, summary="continue an interrupted job from its newest "
+                                                                  "checkpoint: answers with the new job")
+    async def resume_job(key: str) -> dict[str, Any]:
+        return await run_in_threadpool(flow.resume, key)
 
     @app.get("/api/models", summary="every model, newest first")
     async def list_models() -> dict[str, Any]:
@@ -134,6 +165,11 @@ def _add_api(app: FastAPI, flow: Flow) -> None:
     @app.get("/api/models/{key}/file", summary="the saved model file (deepwater.load_model reads it)")
     async def model_file(key: str) -> FileResponse:
         return FileResponse(catalogue.model(key)["path"], filename=key, media_type="application/octet-stream")
+
+    @app.get("/api/models/{key}/gradcam/{name}", response_class=FileResponse, responses=PNG,
+             summary="a Grad-CAM overlay of an image model (its record lists them under 'gradcam')")
+    async def model_gradcam(key: str, name: str) -> FileResponse:
+        return FileResponse(flow.gradcam_file(key, name), media_type="image/png")
 
     @app.get("/api/models/{key}/bundle", summary="the model's ONNX bundle (model.export) as a zip")
     async def model_bundle(key: str) -> FileResponse:

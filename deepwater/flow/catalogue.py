@@ -1,5 +1,6 @@
-"""What Flow holds, recorded in SQLite under its data folder: frames (parquet files), models (saved model files) and
-jobs, so that a restarted server lists them again. One connection, one lock: each call reads or writes under it."""
+"""What Flow holds, recorded in SQLite under its data folder: frames (parquet files), models (saved model files),
+grids and jobs, so that a restarted server lists them again. One connection, one lock: each call reads or writes
+under it."""
 from __future__ import annotations
 
 import io
@@ -24,8 +25,9 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS frames (id TEXT PRIMARY KEY, created REAL, info TEXT);
 CREATE TABLE IF NOT EXISTS models (id TEXT PRIMARY KEY, created REAL, info TEXT);
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, created REAL, info TEXT);
+CREATE TABLE IF NOT EXISTS grids (id TEXT PRIMARY KEY, created REAL, info TEXT);
 """
-TABLES = ("frames", "models", "jobs")
+TABLES = ("frames", "models", "jobs", "grids")
 
 
 class NotInCatalogue(KeyError):
@@ -144,6 +146,19 @@ class Catalogue:
             self._models[key] = load_model(record["path"])
         return self._models[key]
 
+    # --- grids -----------------------------------------------------------------------------
+    def put_grid(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Record grid info['id'] (its leaderboard, models and failures)."""
+        return self._put("grids", info["id"], info)
+
+    def grid(self, key: str) -> dict[str, Any]:
+        """Grid `key`'s record."""
+        return self._get("grids", key)
+
+    def grids(self) -> list[dict[str, Any]]:
+        """Every grid's record, newest first."""
+        return self._all("grids")
+
     # --- jobs ------------------------------------------------------------------------------
     def put_job(self, info: dict[str, Any]) -> dict[str, Any]:
         """Record job info['id'] as `info` (a new job, or its new state)."""
@@ -162,6 +177,7 @@ class Catalogue:
         stopped = [job for job in self.jobs() if job["status"] in RUNNING_STATES]
         for job in stopped:
             self.put_job({**job, "status": "interrupted",
-                          "error": "the server stopped before this job finished; submit it again (or continue "
-                                   "from a model it was started from)."})
+                          "error": "the server stopped before this job finished; resume it from its newest "
+                                   "checkpoint (POST /api/jobs/<id>/resume, or Resume on its page) or submit it "
+                                   "again."})
         return [job["id"] for job in stopped]

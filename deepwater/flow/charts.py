@@ -59,3 +59,28 @@ def history_svg(history: list[dict[str, Any]]) -> str:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def roc_svg(points: list[list[float]], auc: float | None) -> str:
+    """The ROC curve of a binomial model: `points` are [false positive rate, true positive rate] from (0, 0) to
+    (1, 1), drawn over the diagonal of a model that guesses."""
+    if len(points) < 2:
+        return '<p class="muted" id="roc-empty">No ROC curve: the rows scored hold one class only.</p>'
+    size = HEIGHT
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return MARGIN + x * (size - 2 * MARGIN), size - MARGIN - y * (size - 2 * MARGIN)
+
+    corner, top = at(0.0, 0.0), at(1.0, 1.0)
+    area = "" if auc is None else f", AUC {auc:.4f}"
+    return "".join([
+        f'<svg class="chart roc" viewBox="0 0 {size} {size}" width="{size}" height="{size}" role="img" '
+        f'aria-label="ROC curve{area}">',
+        f'<rect x="{corner[0]}" y="{top[1]}" width="{top[0] - corner[0]}" height="{corner[1] - top[1]}" '
+        'fill="none" stroke="#888"/>',
+        f'<line x1="{corner[0]}" y1="{corner[1]}" x2="{top[0]}" y2="{top[1]}" stroke="#bbb" stroke-dasharray="4"/>',
+        '<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="'
+        + " ".join("{:.1f},{:.1f}".format(*at(x, y)) for x, y in points) + '"/>',
+        f'<text x="{size / 2}" y="{size - 8}" text-anchor="middle">false positive rate</text>',
+        f'<text x="6" y="{MARGIN - 14}">true positive rate{html.escape(area)}</text>',
+        "</svg>"])

@@ -37,8 +37,12 @@ NOT_OFFERED = {  # parameter -> why Flow refuses it
     "export_checkpoints_dir": "Flow keeps its models in its own data folder",
     "pretrained_autoencoder": "Flow does not start a model from an autoencoder yet",
     "mlflow": "Flow does not send runs to MLflow",
+    "storage_options": "Flow keeps no credentials; it reads object stores with its own environment's",
+    "image_cache_dir": "Flow keeps its files in its own data folder",
 }
 CHECKPOINT = "checkpoint"  # takes the id of a model in the catalogue (Continue training)
+NOT_SEARCHED = (CHECKPOINT, "model_id")  # a grid names its models and starts each anew
+GRID_SEPARATOR = ";"  # a form field holding several values separated by it is searched over (a grid)
 BACKEND_CHOICES = ("auto", *AUTO_ORDER)
 
 
@@ -109,13 +113,14 @@ def parsed(row: Parameter, text: str) -> Any:
 def form_parameters(form: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """The parameters a submitted form sets (the fields that differ from their defaults), and the errors by field.
 
-    A checkbox is True when sent; an empty text field keeps the default."""
+    A checkbox is True when sent; an empty text field keeps the default; a field of values separated by ';' is left
+    to form_hyper_params."""
     params, errors = {}, {}
     for name in offered():
         row = PARAMETERS[name]
         if isinstance(row.default, bool):
             value: Any = name in form
-        elif not str(form.get(name, "")).strip():
+        elif not str(form.get(name, "")).strip() or GRID_SEPARATOR in str(form[name]):
             continue
         else:
             value = parsed(row, str(form[name]))
@@ -127,6 +132,43 @@ def form_parameters(form: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, 
         if checked != row.default:
             params[name] = checked
     return params, errors
+
+
+def form_hyper_params(form: Mapping[str, Any]) -> tuple[dict[str, list[Any]], dict[str, str]]:
+    """The grid a submitted form asks for: each text field holding values separated by ';' ('8; 16' for hidden)
+    becomes that parameter's list of values; and the errors by field."""
+    hyper, errors = {}, {}
+    for name in offered():
+        text = form.get(name)
+        if isinstance(PARAMETERS[name].default, bool) or not isinstance(text, str) or GRID_SEPARATOR not in text:
+            continue
+        values = [parsed(PARAMETERS[name], part) for part in text.split(GRID_SEPARATOR) if part.strip()]
+        try:
+            hyper.update(check_hyper_params({name: values}))
+        except FieldError as error:
+            errors[name] = error.message
+    return hyper, errors
+
+
+def check_hyper_params(hyper: object) -> dict[str, list[Any]]:
+    """The JSON `hyper_params` of POST /api/grids ({"hidden": [[8], [16]], ...}), each value checked by the
+    table; a FieldError naming 'hyper_params.<name>' otherwise."""
+    if not isinstance(hyper, dict) or not hyper:
+        raise FieldError("hyper_params", "must be an object of parameter names and lists of values to search over, "
+                                         "e.g. {\"hidden\": [[8], [16]], \"epochs\": [2, 4]}.")
+    checked = {}
+    for name, values in hyper.items():
+        field = f"hyper_params.{name}"
+        if name in NOT_OFFERED or name in NOT_SEARCHED:
+            raise FieldError(field, "is not searched over by Flow: "
+                                    f"{NOT_OFFERED.get(name, 'a grid names its models and starts each anew')}.")
+        if not isinstance(values, list) or not values:
+            raise FieldError(field, f"must be a non-empty list of the values to try; got {values!r}.")
+        try:
+            checked[name] = [parameter_table.check(name, value) for value in values]
+        except ParameterError as error:
+            raise FieldError(field, str(error)) from None
+    return checked
 
 
 def check_parameters(params: object) -> dict[str, Any]:

@@ -12,10 +12,13 @@ import numpy as np
 import pandas as pd
 
 from deepwater.data.frames import import_file, is_categorical
+from deepwater.data.image_sources import import_images
 from deepwater.data.images import looks_like_image_column
+from deepwater.data.stores import STORE_SCHEMES, store_scheme
 from deepwater.flow.refusals import FieldError
 
 UPLOAD_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+ZIP_SUFFIX = ".zip"  # imported by path: its images are read in place, so it is never an upload
 RESPONSE_NAMES = ("label", "labels", "y", "target", "class", "response")
 SHOWN_ROWS = 10
 SHOWN_LEVELS = 5
@@ -35,6 +38,22 @@ def allowed_path(path: object, allow_dirs: Sequence[str]) -> str:
     return real
 
 
+def is_store_prefix(path: object) -> bool:
+    """True for an object store URI (s3://bucket/train/, gs://...)."""
+    return store_scheme(path) in STORE_SCHEMES
+
+
+def allowed_prefix(path: str, allow_stores: Sequence[str]) -> str:
+    """`path` when it lies under one of the object store prefixes `allow_stores`; a FieldError (403) otherwise.
+    The store's credentials are the server's own (its environment): Flow records none."""
+    if ".." in path.split("/"):
+        raise FieldError("path", f"{path!r} holds '..'; give the prefix as the store lists it.")
+    if not any(path.rstrip("/") + "/" == root or path.startswith(root) for root in allow_stores):
+        allowed = ", ".join(allow_stores) or "none: start Flow with FlowConfig(allow_stores=('s3://bucket/',))"
+        raise FieldError("path", f"{path!r} is not under the object store prefixes Flow may read ({allowed}).", 403)
+    return path
+
+
 def upload_suffix(filename: str | None) -> str:
     """The suffix of an uploaded file Flow reads, from its name; a FieldError for any other."""
     lower = (filename or "").lower()
@@ -46,7 +65,10 @@ def upload_suffix(filename: str | None) -> str:
 
 
 def read_frame(path: str | Path) -> pd.DataFrame:
-    """The frame of a file or an image folder (deepwater.import_file)."""
+    """The frame of a file or an image folder (deepwater.import_file), or of the images of a zip file or an object
+    store prefix (deepwater.import_images: by their folders, or by the CSV manifest a zip holds)."""
+    if str(path).lower().endswith(ZIP_SUFFIX) or is_store_prefix(str(path)):
+        return import_images(path)
     return import_file(path)
 
 

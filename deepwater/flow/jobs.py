@@ -1,23 +1,32 @@
 """Training jobs: a queue in the server process and one worker thread that trains them one at a time, each job's
-progress and scoring history kept live (train()'s callbacks) and recorded in the catalogue at each scoring."""
+progress and scoring history kept live (train()'s callbacks) and recorded in the catalogue at each scoring. A job
+trains one model, saving a checkpoint at each scoring under the data folder (so that a job a stopped server left
+unfinished resumes from it), or a grid search (H2OGridSearch) whose models all join the catalogue."""
 from __future__ import annotations
 
 import logging
 import math
 import queue
+import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from deepwater.errors import DeepWaterError
+from deepwater.errors import DeepWaterError, first_lines
 from deepwater.flow.catalogue import Catalogue, new_id
+from deepwater.flow.pictures import GRADCAM, write_gradcam
+from deepwater.flow.reports import cross_validation, roc_points, table, variable_importances
 from deepwater.model.estimator import DeepWaterEstimator
+from deepwater.selection.grid_search import H2OGridSearch
 from deepwater.storage.saved_models import json_values
 from deepwater.training.trainer import TrainingOutcome
 
 log = logging.getLogger("deepwater.flow")
 STOP = None  # put on the queue: the worker ends
+CHECKPOINTS = "checkpoints"  # the data folder's subfolder of checkpoints, one folder per job
+CHECKPOINTS_KEPT = 2  # the newest checkpoints a job keeps (one is whole even if the server dies mid-write)
 
 
 class JobCancelled(Exception):
@@ -33,6 +42,8 @@ class TrainingRequest:
     x: list[str] | None
     params: dict[str, Any]
     validation_frame: str | None = None
+    hyper_params: dict[str, list[Any]] | None = None  # a grid search over these values
+    resume: str | None = None  # the interrupted job whose newest checkpoint this one continues
 
     def record(self) -> dict[str, Any]:
         """The request as the catalogue records it."""
@@ -42,8 +53,9 @@ class TrainingRequest:
 class JobQueue:
     """Jobs trained one at a time on a worker thread, their state in `catalogue`."""
 
-    def __init__(self, catalogue: Catalogue) -> None:
+    def __init__(self, catalogue: Catalogue, image_roots: tuple[str, ...] = ()) -> None:
         self.catalogue = catalogue
+        self.image_roots = image_roots  # the folders whose images a model page may show (Grad-CAM)
         self._queue: queue.Queue = queue.Queue()
         self._cancels: dict[str, threading.Event] = {}  # by job, while it is queued or running
         self._thread = threading.Thread(target=self._work, name="deepwater-flow-jobs", daemon=True)
@@ -96,7 +108,10 @@ class JobQueue:
             return
         job = self.catalogue.put_job({**self.catalogue.job(key), "status": "running", "started": time.time()})
         try:
-            model = self._train(job, request, model_id, cancel)
+            if request.hyper_params:
+                made = self._grid(job, request, model_id)
+            else:
+                made = self._model(job, request, model_id, cancel)
         except JobCancelled:
             self._end(key, "cancelled", None)
         except DeepWaterError as error:
@@ -105,15 +120,63 @@ class JobQueue:
             log.error("job %s failed", key, exc_info=error)
             self._end(key, "failed", f"training failed with {type(error).__name__}: {error}")
         else:
-            self.catalogue.add_model(model, model_info(model, request, key))
-            self._end(key, "done", None, model=model.model_id, progress=1.0)
+            self._end(key, "done", None, progress=1.0, **made)
+
+    def checkpoints(self, key: str) -> Path:
+        """The folder of job `key`'s checkpoints."""
+        return self.catalogue.root / CHECKPOINTS / key
+
+    def _frames(self, request: TrainingRequest) -> tuple[Any, Any]:
+        validation = request.validation_frame
+        return (self.catalogue.load_frame(request.frame),
+                None if validation is None else self.catalogue.load_frame(validation))
+
+    def _add_model(self, model: DeepWaterEstimator, request: TrainingRequest, job: str, **fields: Any) -> None:
+        info = {**model_info(model, request, job), **self._explained(model, request), **fields}
+        self.catalogue.add_model(model, info)
+
+    def _explained(self, model: DeepWaterEstimator, request: TrainingRequest) -> dict[str, Any]:
+        """{'gradcam': overlays}; when they cannot be made, none and 'gradcam_error' says why: the trained model is
+        recorded either way."""
+        try:
+            return {"gradcam": self._gradcam(model, request)}
+        except Exception as error:  # the model matters more than its pictures
+            log.error("Grad-CAM of model %s failed", model.model_id, exc_info=error)
+            return {"gradcam": [], "gradcam_error": f"{type(error).__name__}: {first_lines(error)}"}
+
+    def _model(self, job: dict[str, Any], request: TrainingRequest, model_id: str,
+               cancel: threading.Event) -> dict[str, Any]:
+        """Train, save and record one model (checkpointed at each scoring); its job's fields."""
+        model = self._train(job, request, model_id, cancel)
+        self._add_model(model, request, job["id"])
+        for finished in (job["id"], request.resume):  # the saved model makes them useless
+            if finished is not None:
+                shutil.rmtree(self.checkpoints(finished), ignore_errors=True)
+        return {"model": model.model_id}
+
+    def _grid(self, job: dict[str, Any], request: TrainingRequest, grid_id: str) -> dict[str, Any]:
+        """Train a grid search (one model after another) and record its models and leaderboard; its job's fields."""
+        frame, validation = self._frames(request)
+        grid = H2OGridSearch(DeepWaterEstimator(**{**request.params, "quiet_mode": True}), request.hyper_params or {},
+                             grid_id=grid_id)
+        grid.train(x=request.x, y=request.y, training_frame=frame, validation_frame=validation)
+        for model in grid.models:
+            self._add_model(model, request, job["id"], grid=grid_id)
+        leaderboard = grid.sorted_metric_table()
+        self.catalogue.put_grid({"id": grid_id, "job": job["id"], "request": request.record(),
+                                 "metric": str(leaderboard.columns[-1]), "leaderboard": table(leaderboard),
+                                 "failures": list(grid.failure_details)})
+        return {"grid": grid_id}
 
     def _train(self, job: dict[str, Any], request: TrainingRequest, model_id: str,
                cancel: threading.Event) -> DeepWaterEstimator:
-        frame = self.catalogue.load_frame(request.frame)
-        validation = None if request.validation_frame is None else self.catalogue.load_frame(request.validation_frame)
+        frame, validation = self._frames(request)
         params = resolved_checkpoint(self.catalogue, request.params)
-        model = DeepWaterEstimator(**{**params, "model_id": model_id, "quiet_mode": True})
+        if request.resume is not None:
+            params = {**params, "checkpoint": str(self.checkpoints(request.resume))}
+        model = DeepWaterEstimator(**{**params, "model_id": model_id, "quiet_mode": True,
+                                      "export_checkpoints_dir": str(self.checkpoints(job["id"])),
+                                      "export_checkpoints_keep": CHECKPOINTS_KEPT})
         rows = len(frame)
 
         def scored(trained: DeepWaterEstimator, outcome: TrainingOutcome) -> None:
@@ -126,6 +189,14 @@ class JobQueue:
 
         return model.train(x=request.x, y=request.y, training_frame=frame, validation_frame=validation,
                            callbacks=[scored])
+
+    def _gradcam(self, model: DeepWaterEstimator, request: TrainingRequest) -> list[dict[str, Any]]:
+        """Grad-CAM overlays of a few rows of an image model's training frame (none for another model)."""
+        column = self.catalogue.frame(request.frame)["setup"]["image_column"]
+        if column is None or (request.x is not None and column not in request.x):
+            return []
+        return write_gradcam(model, self.catalogue.load_frame(request.frame), column, self.image_roots,
+                             self.catalogue.root / GRADCAM / model.model_id)
 
     def _end(self, key: str, status: str, error: str | None, **fields: Any) -> None:
         self.catalogue.put_job({**self.catalogue.job(key), "status": status, "error": error, "ended": time.time(),
@@ -145,8 +216,9 @@ def history_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def model_info(model: DeepWaterEstimator, request: TrainingRequest, job: str) -> dict[str, Any]:
-    """What the catalogue records of a trained model: its summary, parameters, metrics, scoring history and
-    confusion matrices, so that lists and pages need not load it."""
+    """What the catalogue records of a trained model: its summary, parameters, metrics, scoring history,
+    confusion matrices, ROC curves, variable importances and cross-validation summary, so that lists and pages need
+    not load it."""
     metrics = {}
     for part, found in (("training", model.model_performance(train=True)),
                         ("validation", model.model_performance(valid=True) if request.validation_frame else None)):
@@ -157,7 +229,8 @@ def model_info(model: DeepWaterEstimator, request: TrainingRequest, job: str) ->
             table = found.confusion_matrix()
             confusion = {"columns": [str(c) for c in table.columns], "index": [str(i) for i in table.index],
                          "rows": table.to_numpy().tolist()}
-        metrics[part] = {"values": found.values, "nobs": found.nobs, "confusion": confusion}
+        metrics[part] = {"values": found.values, "nobs": found.nobs, "confusion": confusion, "roc": roc_points(found)}
     return {"summary": model.summary(), "request": request.record(), "job": job,
             "parameters": {name: value["actual"] for name, value in model.params.items()},
-            "metrics": metrics, "history": history_rows(model.scoring_history().to_dict("records"))}
+            "metrics": metrics, "history": history_rows(model.scoring_history().to_dict("records")),
+            "varimp": variable_importances(model), "cross_validation": cross_validation(model)}

@@ -9,8 +9,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from deepwater.flow.charts import history_svg
-from deepwater.flow.forms import form_parameters, grouped_fields, offered
+from deepwater.flow.charts import history_svg, roc_svg
+from deepwater.flow.forms import form_hyper_params, form_parameters, grouped_fields, offered
 from deepwater.flow.refusals import FieldError
 from deepwater.flow.uploads import read_upload
 from deepwater.flow.workspace import Flow
@@ -31,7 +31,7 @@ def see(url: str) -> RedirectResponse:
 
 
 def add_pages(app: FastAPI, flow: Flow) -> None:
-    """The pages: frames, a frame, build a model, jobs, a job, models, a model."""
+    """The pages: frames, a frame, build a model, jobs, a job, models, a model, a grid."""
     catalogue = flow.catalogue
 
     @app.get("/", include_in_schema=False)
@@ -77,15 +77,20 @@ def add_pages(app: FastAPI, flow: Flow) -> None:
         values = {"frame": form.get("frame"), "y": form.get("y") or None, "x": form.getlist("x") or None,
                   "checkpoint": form.get("checkpoint") or None}
         params, errors = form_parameters(form)
+        hyper, grid_errors = form_hyper_params(form)
+        errors.update(grid_errors)
         if values["checkpoint"]:
             params["checkpoint"] = values["checkpoint"]
         if errors:
             return _build_form(flow, {**values, "form": form}, errors, 422)
         body = {"frame": values["frame"], "y": values["y"], "x": values["x"], "params": params}
         try:
-            job = await run_in_threadpool(flow.train, body)
+            if hyper:
+                job = await run_in_threadpool(flow.grid, {**body, "hyper_params": hyper})
+            else:
+                job = await run_in_threadpool(flow.train, body)
         except FieldError as error:
-            field = error.field.removeprefix("params.")
+            field = error.field.removeprefix("params.").removeprefix("hyper_params.")
             return _build_form(flow, {**values, "form": form}, {field: error.message}, error.status)
         return see(f"/jobs/{job['id']}")
 
@@ -102,6 +107,20 @@ def add_pages(app: FastAPI, flow: Flow) -> None:
     async def job_chart(key: str) -> Response:
         return HTMLResponse(history_svg(catalogue.job(key)["history"]))
 
+    @app.post("/jobs/{key}/resume", include_in_schema=False)
+    async def resume(key: str) -> Response:
+        try:
+            resumed = await run_in_threadpool(flow.resume, key)
+        except FieldError as error:
+            job = catalogue.job(key)
+            return render("job.html", error.status, job=job, chart=history_svg(job["history"]), active=False,
+                          resume_error=error)
+        return see(f"/jobs/{resumed['id']}")
+
+    @app.get("/grids/{key}", include_in_schema=False)
+    async def grid_page(key: str) -> Response:
+        return render("grid.html", grid=catalogue.grid(key))
+
     @app.post("/jobs/{key}/cancel", include_in_schema=False)
     async def cancel(key: str) -> Response:
         flow.jobs.cancel(key)
@@ -113,8 +132,7 @@ def add_pages(app: FastAPI, flow: Flow) -> None:
 
     @app.get("/models/{key}", include_in_schema=False)
     async def model_page(key: str) -> Response:
-        model = catalogue.model(key)
-        return render("model.html", model=model, chart=history_svg(model["history"]), frames=catalogue.frames())
+        return _model_page(flow, key)
 
     @app.post("/models/{key}/predict", include_in_schema=False)
     async def predict(request: Request, key: str) -> Response:
@@ -122,10 +140,17 @@ def add_pages(app: FastAPI, flow: Flow) -> None:
         try:
             record = await run_in_threadpool(flow.predict, key, form.get("frame"))
         except FieldError as error:
-            model = catalogue.model(key)
-            return render("model.html", error.status, model=model, chart=history_svg(model["history"]),
-                          frames=catalogue.frames(), error=error)
+            return _model_page(flow, key, error)
         return see(f"/frames/{record['id']}")
+
+
+def _model_page(flow: Flow, key: str, error: FieldError | None = None) -> Response:
+    """A model's page: its summary, actions, charts (scoring history, ROC curves), metrics, variable importances,
+    cross-validation summary, Grad-CAM overlays and parameters; `error`: a refused prediction."""
+    model = flow.catalogue.model(key)
+    rocs = {part: roc_svg(m["roc"], m["values"].get("auc")) for part, m in model["metrics"].items() if m.get("roc")}
+    return render("model.html", error.status if error else 200, model=model, chart=history_svg(model["history"]),
+                  rocs=rocs, frames=flow.catalogue.frames(), error=error)
 
 
 def _build_form(flow: Flow, values: dict[str, Any], errors: dict[str, str], status: int = 200) -> Response:

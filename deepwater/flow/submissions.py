@@ -2,11 +2,12 @@
 columns it names exist, the parameters pass the table's checks and the estimator's own, the model id is free."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from deepwater.errors import ParameterError
 from deepwater.flow.catalogue import Catalogue, new_id
-from deepwater.flow.forms import CHECKPOINT, check_parameters, field_of_error
+from deepwater.flow.forms import CHECKPOINT, NOT_SEARCHED, check_hyper_params, check_parameters, field_of_error
 from deepwater.flow.jobs import TrainingRequest, resolved_checkpoint
 from deepwater.flow.refusals import FieldError
 from deepwater.model.estimator import DeepWaterEstimator
@@ -52,3 +53,21 @@ def training_request(catalogue: Catalogue, body: dict[str, Any]) -> tuple[Traini
         field = field_of_error(error, params)
         raise FieldError(field if field == "params" else f"params.{field}", str(error)) from None
     return TrainingRequest(body["frame"], y, x, params, validation), model_id
+
+
+def grid_request(catalogue: Catalogue, body: dict[str, Any]) -> tuple[TrainingRequest, str]:
+    """The checked grid search of `body` (a training request with "hyper_params") and the grid id: the shared
+    parameters are checked with the first value of each searched one, as the grid's first model takes them."""
+    hyper = check_hyper_params(body.get("hyper_params"))
+    params = check_parameters(body.get("params") or {})
+    for name in NOT_SEARCHED:
+        if params.get(name) is not None:
+            raise FieldError(f"params.{name}", "is not taken by a grid search: a grid names its models "
+                                               "<grid>_model_<n> and trains each anew.")
+    for name in hyper:
+        if name in params:
+            raise FieldError(f"params.{name}", f"is searched over as well (hyper_params.{name}); set it in one "
+                                               "place.")
+    first = {**params, **{name: values[0] for name, values in hyper.items()}}
+    request, _ = training_request(catalogue, {**body, "params": first})
+    return replace(request, params=params, hyper_params=hyper), new_id("grid")

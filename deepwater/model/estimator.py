@@ -28,8 +28,8 @@ from deepwater.analysis.metrics import ModelMetrics, missing_metrics
 from deepwater.analysis.variable_importance import gedeon, mlp_weights, varimp_table
 from deepwater.data.encoders import Response
 from deepwater.data.frames import ColumnRef, check_frame, require_columns
-from deepwater.data.images import ImageReader, ImageShape
-from deepwater.data.inputs import ImageInputs
+from deepwater.data.images import ImageShape
+from deepwater.data.inputs import ImageInputs, image_reader
 from deepwater.data.sources import throughput_batch
 from deepwater.data.training_data import TrainingData, training_data
 from deepwater.deploy.export import export_bundle
@@ -45,7 +45,7 @@ from deepwater.storage.checkpoints import CheckpointWriter, resolve_checkpoint
 from deepwater.storage.model_classes import saved_as_algo
 from deepwater.storage.model_store import register
 from deepwater.storage.saved_files import SavedFiles
-from deepwater.tracking.runs import log_run, require_mlflow
+from deepwater.tracking.runs import log_run, open_run, require_mlflow
 from deepwater.training import autoencoder as unsupervised
 from deepwater.training import parameters as parameter_table
 from deepwater.training.evaluation import model_metrics, outputs
@@ -161,6 +161,9 @@ class DeepWaterEstimator:
         if p["mlflow"]:
             require_mlflow()
         self._mlflow_run_id = None if previous is None else previous._mlflow_run_id  # what checkpoints carry
+        opened = bool(p["mlflow"]) and self._mlflow_run_id is None
+        if opened:  # the run starts with the training: a checkpoint written on the way carries it, and continues it
+            self._mlflow_run_id = open_run(self.model_id)
         fold_column = p["fold_column"] if fold_column is None else fold_column
         if p["autoencoder"]:
             unsupervised.check_parameters(p, y, fold_column)
@@ -181,17 +184,18 @@ class DeepWaterEstimator:
         self._fitted = start.fitted(data.predictors, outcome, p, frozenset(self._given))
         self._fitted.cross_validation = cross_validation
         register(self)
-        self._mlflow_run_id = self._tracked(previous)
+        self._mlflow_run_id = self._tracked(previous, opened)
         if writer is not None:  # the final model is the newest checkpoint
             writer(self, outcome.samples)
         return self
 
-    def _tracked(self, previous: DeepWaterEstimator | None) -> str | None:
-        """The MLflow run of this training: logged when mlflow=True (a restart continues its checkpoint's run)."""
-        if not self._params["mlflow"]:
+    def _tracked(self, previous: DeepWaterEstimator | None, opened: bool) -> str | None:
+        """The MLflow run of this training: logged when mlflow=True into the run `opened` for it, or (a restart)
+        its checkpoint's run."""
+        if not self._params["mlflow"] or (opened and self._mlflow_run_id is None):  # the server failed: warned once
             return self._mlflow_run_id
         since = 0 if previous is None else previous._fitted.outcome.samples
-        return log_run(self, self._mlflow_run_id, since) or self._mlflow_run_id
+        return log_run(self, self._mlflow_run_id, since, fresh=opened) or self._mlflow_run_id
 
     @property
     def mlflow_run_id(self) -> str | None:
@@ -276,7 +280,7 @@ class DeepWaterEstimator:
         chosen, device, net = build_net(network, None, p["backend"], (shape.channels, shape.height, shape.width),
                                         task, p, seed)
         net.set_state(dict(state))
-        reader = ImageReader(shape, bad_images=p["bad_images"], cache_mb=p["image_cache_mb"])
+        reader = image_reader(shape, p)
         model._fitted = FittedModel(
             chosen.name, device, networks.get(network).name, net, task, Response(y, CLASSIFICATION, list(classes)),
             ImageInputs(x, shape, offset, reader, scale), [x], "image", seed,
@@ -409,7 +413,7 @@ class DeepWaterEstimator:
         image = image and len(f.inputs.input_shape) == 3
         method = check_method(method, image)
         graph = None if f.graph is not None else f.net.graph  # a built-in network's; a user graph has none
-        layer = explained_layer(method, layer, f.net.layers(), graph)
+        layer = explained_layer(method, layer, f.net, graph)
         classes = f.response.classes if f.task.is_classification else None
         targets = fixed_or_predicted(f.net, target_column(target, classes),
                                      lambda p: f.response.decode(p, f.threshold()), classes)
@@ -552,7 +556,8 @@ class DeepWaterEstimator:
 
     def __repr__(self) -> str:
         if self._fitted is None:
-            given = ", ".join(f"{k}={v!r}" for k, v in self._given.items()
+            given = ", ".join(f"{k}={'<hidden>' if k in parameter_table.SECRET_PARAMETERS else repr(v)}"
+                              for k, v in self._given.items()
                               if parameter_table.check(k, v) != parameter_table.PARAMETERS[k].default)
             return f"{type(self).__name__}({given}) [not trained]"
         lines = [f"{type(self).__name__}: {self.model_id}"]

@@ -28,17 +28,20 @@ TRAINING = "training"  # saved arrays of the optimiser state: training/<name>
 def model_record(model_id: str, algo: str, params: dict[str, Any], given: set[str], f: FittedModel,
                  mlflow_run_id: str | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, str]]:
     """What a saved model holds: JSON values, arrays by name, and the user's graph files to copy (`mlflow_run_id`:
-    the MLflow run its training is logged in, which a checkpoint restart continues)."""
+    the MLflow run its training is logged in, which a checkpoint restart continues). The table's
+    SECRET_PARAMETERS (storage_options, which may hold a store's secret key) are left out: a loaded model, or a
+    checkpoint restart given none, reads its image URIs with the environment's credentials."""
     inputs, arrays = f.inputs.to_record()
     arrays.update({f"net/{name}": value for name, value in f.net.get_state().items()})
     arrays.update({f"{TRAINING}/{name}": value for name, value in f.net.training_state().items()})
     graph_files = {} if f.graph is None else {"network_definition_file": f.graph.definition_file}
     models_by_id = {name: getattr(params[name], "model_id", params[name])
                     for name in ("checkpoint", "pretrained_autoencoder")}
+    secret = parameter_table.SECRET_PARAMETERS
     cv = f.cross_validation
     record = {
-        "model_id": model_id, "algo": algo, "given": sorted(given - {"checkpoint"}),
-        "params": {**params, **models_by_id},
+        "model_id": model_id, "algo": algo, "given": sorted(given - {"checkpoint", *secret}),
+        "params": {name: value for name, value in {**params, **models_by_id}.items() if name not in secret},
         "backend": f.backend, "device": f.device, "network": f.network, "task": asdict(f.task),
         "response": asdict(f.response), "inputs": inputs, "predictors": f.predictors,
         "problem_type": f.problem_type, "seed": f.seed, "outcome": outcome_record(f.outcome),

@@ -15,14 +15,24 @@ import numpy as np
 from deepwater import networks
 from deepwater.data.encoders import DatasetEncoder, Response
 from deepwater.data.frames import detect_problem_type
-from deepwater.data.images import ImageReader, ImageShape, load_mean_image
-from deepwater.data.inputs import DatasetInputs, ImageInputs, PixelInputs
+from deepwater.data.images import ImageShape, load_mean_image
+from deepwater.data.inputs import DatasetInputs, ImageInputs, PixelInputs, image_reader
 from deepwater.data.training_data import TrainingData
 from deepwater.errors import ParameterError, warn_user
 from deepwater.runtime.build import build_net, draw_seed
 from deepwater.runtime.user_graphs import ANY_BACKEND, describe_formats, output_labels, training_refused, user_graph
 from deepwater.runtime.weight_files import load_network_weights
-from deepwater.specs import AUTOENCODER, CLASSIFICATION, TaskSpec, UserGraph, autoencoder_task, task_from_params
+from deepwater.specs import (
+    AUTOENCODER,
+    CLASSIFICATION,
+    RUN_LONG_SCHEDULES,
+    OptimizerSpec,
+    TaskSpec,
+    UserGraph,
+    autoencoder_task,
+    smoothed,
+    task_from_params,
+)
 from deepwater.training import autoencoder as unsupervised
 from deepwater.training.fitted import FittedModel
 from deepwater.training.parameters import PARAMETERS
@@ -54,8 +64,22 @@ def settle_parameters(values: dict[str, Any]) -> dict[str, Any]:
     if math.isinf(values["epochs"]) and not values["max_runtime_secs"]:
         raise ParameterError("epochs=inf trains until max_runtime_secs, but max_runtime_secs=0 (no limit). Pass "
                              "max_runtime_secs > 0 in the same call, or a finite number of epochs.")
+    check_optimiser(values)
     return {**values, "network": network,
             "model_id": values["model_id"] or f"DeepWater_model_{uuid.uuid4().hex[:8]}"}
+
+
+def check_optimiser(values: dict[str, Any]) -> None:
+    """The optimiser's parameters fit together (OptimizerSpec's own checks), a schedule that runs to the end of
+    the run has an end (finite epochs), and label smoothing has classes to smooth (not an autoencoder)."""
+    OptimizerSpec.from_params(values)
+    schedule = values["lr_schedule"]
+    if schedule in RUN_LONG_SCHEDULES and math.isinf(values["epochs"]):
+        raise ParameterError(f"lr_schedule={schedule!r} follows the run to its end, but epochs=inf has none; pass "
+                             "a finite number of epochs, or lr_schedule='h2o', 'constant' or 'step'.")
+    if values["label_smoothing"] and values["autoencoder"]:
+        raise ParameterError(f"label_smoothing={values['label_smoothing']!r} smooths class labels, but "
+                             "autoencoder=True has none; drop label_smoothing (or pass 0).")
 
 
 @dataclass
@@ -107,7 +131,8 @@ def new_start(p: dict[str, Any], data: TrainingData, response: Response | None, 
         inputs = make_inputs(p, train, predictors, problem_type, network)
         task, response = autoencoder_task(math.prod(inputs.input_shape)), Response(None, AUTOENCODER)
     else:
-        task = task_from_params(response.kind, response.n_classes, p["distribution"], p["loss"])
+        task = task_from_params(response.kind, response.n_classes, p["distribution"], p["loss"],
+                                p["label_smoothing"])
         network = USER if is_user(p["network"]) else networks.resolve_auto(p["network"], problem_type == "image")
         if pretrained is not None:  # its encoder too: the weights see the inputs they were trained on
             check_pretrained(pretrained, predictors, network, p)
@@ -161,11 +186,13 @@ def continue_start(p: dict[str, Any], previous_params: dict[str, Any], f: Fitted
         inputs = make_inputs(p, data.frame, data.predictors, "image", f.network)
     graph = None if f.graph is None else replace(f.graph, parameters_file=None, input_shape=inputs.input_shape)
     seed = draw_seed(p)
-    backend, device, net = build_net(f.network, graph, f.backend, inputs.input_shape, f.task, p, seed)
+    task = smoothed(f.task, p["label_smoothing"])
+    backend, device, net = build_net(f.network, graph, f.backend, inputs.input_shape, task, p, seed,
+                                     rows=len(data.frame))
     source = f"checkpoint={checkpoint_id!r}"
     net.set_state(f.net.get_state(), source)
     net.set_training_state(f.net.training_state(), source)
-    return TrainingStart(backend.name, device, f.network, graph, net, f.task, f.response, inputs, f.problem_type,
+    return TrainingStart(backend.name, device, f.network, graph, net, task, f.response, inputs, f.problem_type,
                          seed)
 
 
@@ -194,5 +221,4 @@ def make_inputs(p: dict[str, Any], frame: Any, predictors: list[str], problem_ty
     if pixels:  # an image network on pixel columns (Deep Water's booklet, section 10)
         return PixelInputs.fit(frame, predictors, shape, p["standardize"])
     mean = None if p["mean_image_file"] is None else load_mean_image(p["mean_image_file"], shape)
-    reader = ImageReader(shape, bad_images=p["bad_images"], cache_mb=p["image_cache_mb"])
-    return ImageInputs(predictors[0], shape, mean, reader)
+    return ImageInputs(predictors[0], shape, mean, image_reader(shape, p))

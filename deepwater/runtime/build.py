@@ -27,11 +27,12 @@ def build_net(network: str, graph: UserGraph | None, backend_name: str, input_sh
     """The backend (or graph loader), the devices it trains on (device_label()) and the untrained net, built on
     the first of them, for a built-in `network` or the user `graph`. A built-in network that cannot fit in memory
     is refused first (check_memory), for mini-batches of min(mini_batch_size, `rows`) rows when `rows` (the
-    training frame's) is given, else of one row."""
+    training frame's) is given, else of one row; `rows` also ends the run's learning-rate schedule
+    (epochs * rows)."""
     backend = graph_loader(graph, backend_name) if graph is not None else get_backend(backend_name)
     devices = resolve_devices(backend, params["gpu"], params["device_id"])
     check_parallel(backend, devices, params["num_workers"], graph)
-    optimizer = OptimizerSpec.from_params(params)
+    optimizer = OptimizerSpec.from_params(params, rows)
     device = net_device(devices)
     if graph is not None:
         net = backend.load_user_network(graph, task, optimizer, device, seed)

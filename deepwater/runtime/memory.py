@@ -60,8 +60,8 @@ HALF_PRECISIONS = ("bfloat16", "float16")  # activations in 2 bytes; weights and
 
 
 def optimizer_slots(optimizer: OptimizerSpec) -> int:
-    """Arrays the optimiser keeps per parameter: ADADELTA's two accumulators, SGD's momentum buffer or none."""
-    if optimizer.adaptive_rate:
+    """Arrays the optimiser keeps per parameter: ADADELTA's or Adam's two, SGD's momentum buffer or none."""
+    if optimizer.method != "sgd":
         return 2
     return 1 if optimizer.momentum_start or optimizer.momentum_stable else 0
 

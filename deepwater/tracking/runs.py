@@ -22,6 +22,7 @@ from deepwater.errors import MissingDependencyError
 from deepwater.tracking import flavour
 from deepwater.tracking.client import logged, mlflow_module
 from deepwater.training.fitted import FittedModel
+from deepwater.training.parameters import SECRET_PARAMETERS
 from deepwater.version import __version__
 
 PARAM_LENGTH = 6000  # MLflow's longest parameter value
@@ -48,11 +49,22 @@ def require_mlflow() -> None:
     mlflow_module()
 
 
-def log_run(model: TrainedModel, run_id: str | None = None, since_samples: int = 0) -> str | None:
-    """Log `model`'s training into a new run, or into `run_id` (a checkpoint restart: the history after
-    `since_samples`); returns the run's id, or None (with one warning) when the tracking server fails."""
+def open_run(model_id: str) -> str | None:
+    """A new run named `model_id`, opened before its training so that the checkpoints written on the way carry
+    its id (a restart from one continues it); None (with one warning) when the tracking server fails."""
+    def start(mlflow: ModuleType) -> str:
+        with mlflow.start_run(run_name=model_id, nested=mlflow.active_run() is not None) as run:
+            return run.info.run_id
+
+    return logged(f"the run of model {model_id!r}", start)
+
+
+def log_run(model: TrainedModel, run_id: str | None = None, since_samples: int = 0, fresh: bool = False) -> str | None:
+    """Log `model`'s training into a new run, or into `run_id`: the run open_run() opened for it (`fresh`), or a
+    checkpoint's (a restart: the history after `since_samples`); returns the run's id, or None (with one warning)
+    when the tracking server fails."""
     return logged(f"the run of model {model.model_id!r}", lambda mlflow: _log_run(mlflow, model, run_id,
-                                                                                   since_samples))
+                                                                                   since_samples, fresh))
 
 
 def log_grid(grid_id: str, models: Sequence[TrainedModel], leaderboard: pd.DataFrame) -> dict[str, str]:
@@ -67,12 +79,13 @@ def log_grid(grid_id: str, models: Sequence[TrainedModel], leaderboard: pd.DataF
     return logged(f"grid {grid_id!r}", log) or {}
 
 
-def _log_run(mlflow: ModuleType, model: TrainedModel, run_id: str | None, since_samples: int) -> str:
+def _log_run(mlflow: ModuleType, model: TrainedModel, run_id: str | None, since_samples: int,
+             fresh: bool = False) -> str:
     summary = model.summary()
     with mlflow.start_run(run_id=run_id, run_name=None if run_id else model.model_id,
                           nested=mlflow.active_run() is not None) as run:
         client, rid = mlflow.MlflowClient(), run.info.run_id
-        logged_before = client.get_run(rid).data if run_id else None
+        logged_before = client.get_run(rid).data if run_id and not fresh else None
         params, tags = _params_and_tags(model, summary, logged_before)
         metrics = _history_metrics(mlflow, model.scoring_history(), since_samples)
         metrics += _final_metrics(mlflow, model._fitted, int(summary["samples"]))
@@ -89,7 +102,8 @@ def _log_run(mlflow: ModuleType, model: TrainedModel, run_id: str | None, since_
 def _params_and_tags(model: TrainedModel, summary: dict[str, Any], before: Any) -> tuple[list, list]:
     """Every parameter as it was used (a restart's changed ones under '<name>.restart_<n>'), and the tags."""
     entities = mlflow_module("mlflow.entities")
-    used = {name: _param_text(row["actual"]) for name, row in model.params.items()}
+    used = {name: _param_text(row["actual"]) for name, row in model.params.items()
+            if name not in SECRET_PARAMETERS}  # credentials are never logged
     tags = {"deepwater.backend": summary["backend"], "deepwater.device": summary["device"],
             "deepwater.precision": summary["precision"], "deepwater.network": summary["network"],
             "deepwater.version": __version__, "deepwater.model_id": model.model_id,

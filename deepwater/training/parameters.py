@@ -19,8 +19,10 @@ from deepwater import networks
 from deepwater.backends.base import PRECISIONS
 from deepwater.data import augment
 from deepwater.data.encoders import CATEGORICAL_ENCODINGS
+from deepwater.data.stores import check_storage_options
 from deepwater.errors import ParameterError, close_matches
 from deepwater.runtime import registry
+from deepwater.specs import LR_SCHEDULES, OPTIMIZERS
 
 Check = Callable[[str, Any], Any]  # returns the normalised value or raises ParameterError
 
@@ -35,6 +37,7 @@ FOLD_ASSIGNMENTS = ("AUTO", "Random", "Modulo", "Stratified")
 BAD_IMAGE_POLICIES = ("error", "skip")
 MAX_MINI_BATCH = 2**31 - 1  # H2O's mini_batch_size is a Java int; frameworks count a batch's rows in 32 bits
 MAX_EPOCHS = 1e9  # finite passes beyond this never finish; float('inf') asks to train until stopped
+SECRET_PARAMETERS = ("storage_options",)  # may hold credentials: never saved with a model, logged or shown
 
 
 def _fail(name: str, value: Any, expected: str, hint: str = "") -> ParameterError:
@@ -158,6 +161,11 @@ def image_shape(name: str, value: Any) -> Any:
     return checked
 
 
+def storage_options(name: str, value: Any) -> dict[str, Any] | None:
+    """Accept None or a dict of an object store's options by name."""
+    return None if value is None else check_storage_options(value)
+
+
 def channels(name: str, value: Any) -> int:
     """Accept 1 (grey) or 3 (RGB)."""
     if isinstance(value, bool) or value not in (1, 3):
@@ -266,11 +274,13 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
                                             "use at most 2**31 - 1 rows per step (H2O's limit: frameworks count a "
                                             "batch's rows in 32-bit integers)"),
               "Rows per training step (at most 2**31 - 1).", True),
-    Parameter("adaptive_rate", False, flag, "ADADELTA (rho, epsilon) instead of learning_rate and momentum. From H2O "
-              "Deep Learning (default True there); Deep Water had no such parameter and trained with momentum SGD."),
+    Parameter("adaptive_rate", False, flag, "ADADELTA (rho, epsilon) instead of learning_rate and momentum, as "
+              "optimizer='adadelta'. From H2O Deep Learning (default True there); Deep Water had no such parameter "
+              "and trained with momentum SGD."),
     Parameter("rho", 0.99, number(0, 1, high_open=True), "ADADELTA decay of squared gradients.", True),
-    Parameter("epsilon", 1e-8, number(0, low_open=True), "ADADELTA smoothing term.", True),
-    Parameter("learning_rate", 5e-3, number(0, low_open=True), "Step size when adaptive_rate is False. Deep Water's "
+    Parameter("epsilon", 1e-8, number(0, low_open=True), "ADADELTA's (and Adam's) smoothing term.", True),
+    Parameter("learning_rate", 5e-3, number(0, low_open=True), "Step size of sgd, adam and adamw (the top of "
+              "lr_schedule's curve); ADADELTA has none. Deep Water's "
               "default for its momentum SGD; its last releases used 1e-3, chosen for the Adam optimiser of its "
               "TensorFlow graphs (h2o-3 commit d6d307b): pass 1e-3 for Deep Water's TF1 .meta graphs.", True),
     Parameter("learning_rate_annealing", 1e-6, number(0),
@@ -284,9 +294,33 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("l2", 0.0, number(0), "L2 penalty on weights (not biases).", True),
     Parameter("clip_gradient", 10.0, number(0, low_open=True, allow_none=True),
               "Clip each gradient element to [-clip_gradient, clip_gradient]; None turns clipping off.", True),
+    Parameter("optimizer", "auto", one_of(*OPTIMIZERS),
+              "The update rule: 'sgd' (H2O's momentum SGD: momentum_*, nesterov_accelerated_gradient), 'adadelta' "
+              "(rho, epsilon), 'adam' or 'adamw' (torch.optim's, betas 0.9 and 0.999, epsilon; adamw with "
+              "weight_decay). 'auto' is H2O's rule: adaptive_rate picks adadelta or sgd. adaptive_rate=True with "
+              "another optimizer is an error. l1, l2 and clip_gradient apply to every rule."),
+    Parameter("weight_decay", 0.0, number(0),
+              "AdamW's decoupled weight decay (optimizer='adamw' only): each step multiplies the weights (not "
+              "biases) by 1 - rate * weight_decay.", True),
+    Parameter("lr_schedule", "h2o", one_of(*LR_SCHEDULES),
+              "How the rate of sgd, adam and adamw moves with the samples seen: 'h2o' (learning_rate / (1 + "
+              "learning_rate_annealing * samples)), 'constant', 'cosine' (half a cosine down to 0 at the end of "
+              "the run, epochs * training rows), 'one_cycle' (fastai's: a cosine up from learning_rate / 25 over "
+              "the first quarter of the run, then down to learning_rate / 1e5) or 'step' (times lr_step_gamma "
+              "every lr_step_epochs). 'cosine' and 'one_cycle' need finite epochs.", True),
+    Parameter("warmup_epochs", 0.0, number(0),
+              "Epochs over which the rate rises linearly from 0 to lr_schedule's (it multiplies any schedule, "
+              "'h2o' too).", True),
+    Parameter("lr_step_epochs", 1.0, number(0, low_open=True),
+              "lr_schedule='step': epochs between two steps down of the rate.", True),
+    Parameter("lr_step_gamma", 0.1, number(0, 1, low_open=True),
+              "lr_schedule='step': the factor each step down multiplies the rate by.", True),
     Parameter("distribution", "AUTO", one_of(*DISTRIBUTIONS),
               "Response distribution: AUTO picks multinomial/bernoulli for classes, gaussian for numbers."),
     Parameter("loss", "Automatic", one_of(*LOSSES), "Loss function; Automatic follows the distribution."),
+    Parameter("label_smoothing", 0.0, number(0, 1, high_open=True),
+              "Classification only: train the cross entropy against (1 - label_smoothing) * the class's one-hot "
+              "+ label_smoothing / classes (torch's rule), on every backend.", True),
     Parameter("stopping_rounds", 5, number(0, integer=True),
               "Stop when the moving average of stopping_metric over this many scorings stops improving; 0 turns it off.", True),
     Parameter("stopping_metric", "AUTO", one_of(*STOPPING_METRICS),
@@ -338,7 +372,20 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
               "images left-right) and 'shift' (move each by up to 2 pixels each way, zeros filling in; 'shift:N' for up "
               "to N), e.g. 'flip,shift'. Drawn from seed on the thread that prepares batches; scoring and predict see "
               "the images unchanged. None (default): no change. Not in Deep Water.", True),
-    Parameter("image_cache_mb", 1024.0, number(0), "Memory for decoded images kept across epochs.", True),
+    Parameter("image_cache_mb", 1024.0, number(0),
+              "Memory for decoded images kept across epochs: the images that fit are kept, the rest are decoded again "
+              "each epoch, just ahead of the step that needs them.", True),
+    Parameter("image_cache_dir", None, optional_text,
+              "A local folder where decoded images are kept as .npy arrays (no pickle), keyed by URI and image "
+              "shape, so that later epochs, runs and cross-validation folds decode nothing: for images that do not "
+              "fit in image_cache_mb, or that come from a store. None (default): none kept on disk.", True),
+    Parameter("image_cache_dir_mb", 10240.0, number(0, low_open=True),
+              "Most megabytes image_cache_dir may hold; past it the oldest arrays are removed first.", True),
+    Parameter("storage_options", None, storage_options,
+              "Options of the object store's fsspec filesystem for s3://, gs://, az:// and hf:// image URIs, e.g. "
+              "{'key': ..., 'secret': ..., 'endpoint_url': ...}; None: the store's usual credentials (environment "
+              "variables, profile files). Never saved with the model: a loaded model reads with the environment's "
+              "credentials.", True),
     Parameter("standardize", True, flag, "Scale numeric columns to mean 0, variance 1 (and a numeric response)."),
     Parameter("ignore_const_cols", True, flag, "Drop columns that hold one value in the training frame."),
     Parameter("categorical_encoding", "AUTO", one_of(*CATEGORICAL_ENCODINGS),

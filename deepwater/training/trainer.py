@@ -13,7 +13,7 @@ import numpy as np
 from deepwater.analysis.metrics import ModelMetrics
 from deepwater.data.sources import Source, epochs, iterate_epochs
 from deepwater.errors import DivergenceError
-from deepwater.progress import progress
+from deepwater.progress import DataWait, progress
 from deepwater.training.schedule import ScoringSchedule, should_stop
 
 Evaluate = Callable[[], dict[str, ModelMetrics]]  # {"training": ..., "validation": ...}
@@ -110,12 +110,14 @@ class Trainer:
         step = getattr(self.net, "train_step", self.net.train_batch)
         prefetch = getattr(self.net, "prefetch", None)
         on_next = None if prefetch is None else lambda batch: prefetch(batch.x, batch.y, batch.w)
-        with progress(total=total, unit="rows", desc=s.description, disable=s.quiet, leave=False) as bar:
-            for batch in iterate_epochs(self.source, epochs(self.source.n, s.mini_batch_size, total, self.rng),
-                                        on_next):
+        wait, postfix = DataWait(), {}  # the progress line: rows (images) per second, loss, share waiting for data
+        with progress(total=total, unit=self.source.unit, desc=s.description, disable=s.quiet, leave=False) as bar:
+            for batch in wait.timed(iterate_epochs(self.source, epochs(self.source.n, s.mini_batch_size, total,
+                                                                       self.rng), on_next)):
                 if len(batch.rows):
                     losses.append(step(batch.x, batch.y, batch.w))
                     outcome.samples += len(batch.rows)
+                bar.set_postfix(postfix | wait.postfix(), refresh=False)
                 bar.update(len(batch.rows))
                 now = time.monotonic()
                 if s.max_runtime_secs and now - start >= s.max_runtime_secs:
@@ -123,7 +125,7 @@ class Trainer:
                     break
                 if schedule.due(outcome.samples, now):
                     stop = self._score(outcome, schedule, start, losses)
-                    bar.set_postfix(loss=f"{outcome.history[-1]['training_loss']:.4g}", refresh=False)
+                    postfix["loss"] = f"{outcome.history[-1]['training_loss']:.4g}"
                     if stop:
                         outcome.stop_reason = "early stopping"
                         break
