@@ -67,20 +67,33 @@ def browser():
         launched.close()
 
 
+def screenshots(tmp_path: Path) -> Path:
+    """The folder the walks' screenshots go to: DEEPWATER_FLOW_SCREENSHOTS (docs/images for the guide), else a
+    temporary one."""
+    shots = Path(os.environ.get("DEEPWATER_FLOW_SCREENSHOTS", tmp_path / "shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
+def imported(browser, server, path: str):
+    """A new page that imported `path` (under the allowed folder) on the Frames page and sees its parse setup."""
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(f"{server.url}/frames")
+    page.fill("#import-path input[name=path]", path)
+    page.click("#import-path input[type=submit]")
+    assert page.text_content("#response-guess") == "label"
+    return page
+
+
 def test_import_build_watch_open_predict_and_download_in_a_browser(browser, tmp_path):
     allowed, data = tmp_path / "allowed", tmp_path / "data"
     allowed.mkdir()
     make_blobs(150, seed=3).to_csv(allowed / "blobs.csv", index=False)
-    shots = Path(os.environ.get("DEEPWATER_FLOW_SCREENSHOTS", tmp_path / "shots"))
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path)
     config = FlowConfig(str(data), allow_dirs=(str(allowed),))
     with FlowServer(config) as server:
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.set_default_timeout(WAIT_MS)
-        page.goto(f"{server.url}/frames")
-        page.fill("#import-path input[name=path]", "blobs.csv")
-        page.click("#import-path input[type=submit]")
-        assert page.text_content("#response-guess") == "label"
+        page = imported(browser, server, "blobs.csv")
         page.click("#build-link")
         page.fill("#p-hidden", "16")
         page.fill("#p-epochs", "8")
@@ -127,15 +140,9 @@ def test_an_image_folder_trains_lenet_and_its_model_page_shows_grad_cam_in_a_bro
     for uri, label in dw.datasets.patch_images(tmp_path / "flat", 64, seed=5).itertuples(index=False):
         (allowed / "patches" / label).mkdir(parents=True, exist_ok=True)
         shutil.move(uri, allowed / "patches" / label / Path(uri).name)  # the class/file.png layout
-    shots = Path(os.environ.get("DEEPWATER_FLOW_SCREENSHOTS", tmp_path / "shots"))
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path)
     with FlowServer(FlowConfig(str(data), allow_dirs=(str(allowed),))) as server:
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.set_default_timeout(WAIT_MS)
-        page.goto(f"{server.url}/frames")
-        page.fill("#import-path input[name=path]", "patches")
-        page.click("#import-path input[type=submit]")
-        assert page.text_content("#response-guess") == "label"
+        page = imported(browser, server, "patches")
         page.wait_for_function("[...document.querySelectorAll('#thumbnails img')].every(i => i.complete)")
         assert loaded_images(page, "#thumbnails img") == 8
         page.screenshot(path=str(shots / "flow-images.png"))
