@@ -231,11 +231,9 @@ def _check_count(name: str, value: object, available: int) -> int:
 
 
 def _write_png(path: Path, pixels: np.ndarray) -> None:
-    """Write one 28x28 grayscale digit as a PNG file, atomically."""
-    from PIL import Image
-
+    """Write one grayscale image (2-D uint8) as a PNG file, atomically."""
     buffer = io.BytesIO()
-    Image.fromarray(pixels.reshape(IMAGE_SHAPE), mode="L").save(buffer, format="PNG")
+    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
     write_atomically(path, buffer.getvalue())
 
 
@@ -280,7 +278,7 @@ def _write_files(root: Path, relative: list[str], x: np.ndarray, desc: str) -> N
     with ThreadPoolExecutor(max_workers=workers) as pool, progress(
         total=len(relative), desc=desc, unit="img", disable=len(relative) < _PROGRESS_MIN_FILES
     ) as bar:
-        jobs = pool.map(lambda row: _write_png(root / relative[row], x[row]), range(len(relative)))
+        jobs = pool.map(lambda row: _write_png(root / relative[row], x[row].reshape(IMAGE_SHAPE)), range(len(relative)))
         for _ in jobs:
             bar.update(1)
 
@@ -388,7 +386,7 @@ def patch_images(folder: str | os.PathLike, rows: int, seed: int = 0) -> pd.Data
         pixels = rng.integers(0, 160, size=(PATCH_IMAGE_SIZE, PATCH_IMAGE_SIZE))
         if i % 2 == 0:
             pixels[top:top + side, left:left + side] = 255
-        Image.fromarray(pixels.astype(np.uint8), mode="L").save(folder / f"{i}.png")
+        _write_png(folder / f"{i}.png", pixels.astype(np.uint8))
         uris.append(str(folder / f"{i}.png"))
         labels.append("patch" if i % 2 == 0 else "noise")
     return pd.DataFrame({"uri": uris, "label": pd.Categorical(labels)})

@@ -100,8 +100,7 @@ def add_pages(app: FastAPI, flow: Flow) -> None:
 
     @app.get("/jobs/{key}", include_in_schema=False)
     async def job_page(key: str) -> Response:
-        job = catalogue.job(key)
-        return render("job.html", job=job, chart=history_svg(job["history"]), active=job["status"] in ACTIVE)
+        return _job_page(catalogue.job(key))
 
     @app.get("/jobs/{key}/chart", include_in_schema=False)
     async def job_chart(key: str) -> Response:
@@ -112,9 +111,7 @@ def add_pages(app: FastAPI, flow: Flow) -> None:
         try:
             resumed = await run_in_threadpool(flow.resume, key)
         except FieldError as error:
-            job = catalogue.job(key)
-            return render("job.html", error.status, job=job, chart=history_svg(job["history"]), active=False,
-                          resume_error=error)
+            return _job_page(catalogue.job(key), error.status, refresh=False, resume_error=error)
         return see(f"/jobs/{resumed['id']}")
 
     @app.get("/grids/{key}", include_in_schema=False)
@@ -142,6 +139,12 @@ def add_pages(app: FastAPI, flow: Flow) -> None:
         except FieldError as error:
             return _model_page(flow, key, error)
         return see(f"/frames/{record['id']}")
+
+
+def _job_page(job: dict[str, Any], status: int = 200, refresh: bool = True, **extra: Any) -> Response:
+    """A job's page: its state and scoring-history chart, refreshed while it is queued or running (and `refresh`)."""
+    return render("job.html", status, job=job, chart=history_svg(job["history"]),
+                  active=refresh and job["status"] in ACTIVE, **extra)
 
 
 def _model_page(flow: Flow, key: str, error: FieldError | None = None) -> Response:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import uuid
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
+from typing import Callable
 
 import blake3
 
@@ -46,10 +45,6 @@ class SavedFiles:
         """The contents of the file `name`."""
         raise NotImplementedError
 
-    def chunks(self, name: str) -> Iterator[bytes]:
-        """The contents of the file `name`, piece by piece."""
-        raise NotImplementedError
-
     def private_copy(self, name: str) -> Path:
         """A copy of the file or folder `name` in this process's private folder (it outlives the saved model)."""
         raise NotImplementedError
@@ -60,10 +55,7 @@ class SavedFiles:
 
     def digest(self, name: str, algorithm: str = DIGEST) -> str:
         """The hex digest of the file `name` ('blake3', or 'sha256' for format 1's checksums)."""
-        hashed = blake3.blake3() if algorithm == DIGEST else hashlib.new(algorithm)
-        for chunk in self.chunks(name):
-            hashed.update(chunk)
-        return hashed.hexdigest()
+        raise NotImplementedError
 
     def __contains__(self, name: str) -> bool:
         return name in self.names()
@@ -90,14 +82,14 @@ class FolderFiles(SavedFiles):
     def read_bytes(self, name: str) -> bytes:
         return (self.folder / name).read_bytes()
 
-    def chunks(self, name: str) -> Iterator[bytes]:
-        with open(self.folder / name, "rb") as stream:
-            yield from iter(lambda: stream.read(CHUNK), b"")
-
     def digest(self, name: str, algorithm: str = DIGEST) -> str:
         if algorithm == DIGEST:  # memory-mapped: the fastest way through a large weights file
             return blake3.blake3().update_mmap(self.folder / name).hexdigest()
-        return super().digest(name, algorithm)
+        hashed = hashlib.new(algorithm)
+        with open(self.folder / name, "rb") as stream:
+            for chunk in iter(lambda: stream.read(CHUNK), b""):
+                hashed.update(chunk)
+        return hashed.hexdigest()
 
     def private_copy(self, name: str) -> Path:
         return private_copy(self.folder / name)
@@ -109,19 +101,28 @@ class FolderFiles(SavedFiles):
 class ArchiveFiles(SavedFiles):
     """The members of a zip archive (below `prefix`, for a member model of an ensemble)."""
 
-    def __init__(self, archive: zipfile.ZipFile, location: str, prefix: str = "") -> None:
+    def __init__(self, archive: zipfile.ZipFile, location: str, prefix: str = "",
+                 checked: dict[str, bytes] | None = None) -> None:
         self.archive, self.location, self.prefix = archive, location, prefix
         self._names = {n[len(prefix):] for n in archive.namelist() if n.startswith(prefix) and not n.endswith("/")}
+        # members whose digest was checked, kept until read once more, so that loading does not read them again
+        # (shared with the under() views, by full member name)
+        self._checked = {} if checked is None else checked
 
     def names(self) -> set[str]:
         return set(self._names)
 
     def read_bytes(self, name: str) -> bytes:
-        return self.archive.read(self._member(name))
+        member = self._member(name)
+        checked = self._checked.pop(member, None)
+        return self.archive.read(member) if checked is None else checked
 
-    def chunks(self, name: str) -> Iterator[bytes]:
-        with self.archive.open(self._member(name)) as stream:
-            yield from iter(lambda: stream.read(CHUNK), b"")
+    def digest(self, name: str, algorithm: str = DIGEST) -> str:
+        data = self.read_bytes(name)
+        self._checked[self._member(name)] = data
+        hashed = blake3.blake3() if algorithm == DIGEST else hashlib.new(algorithm)
+        hashed.update(data)
+        return hashed.hexdigest()
 
     def private_copy(self, name: str) -> Path:
         inside = sorted(n for n in self._names if n == name or n.startswith(name + "/"))
@@ -135,10 +136,12 @@ class ArchiveFiles(SavedFiles):
         return root.joinpath(*PurePosixPath(name).parts)
 
     def under(self, prefix: str) -> SavedFiles:
-        return ArchiveFiles(self.archive, f"{self.location}/{prefix}", f"{self.prefix}{prefix.rstrip('/')}/")
+        return ArchiveFiles(self.archive, f"{self.location}/{prefix}", f"{self.prefix}{prefix.rstrip('/')}/",
+                            self._checked)
 
     def close(self) -> None:
         if not self.prefix:
+            self._checked.clear()
             self.archive.close()
 
     def _member(self, name: str) -> str:
@@ -279,9 +282,3 @@ def remove_saved(path: Path | None) -> None:
         shutil.rmtree(path, ignore_errors=True)
     elif path is not None:
         path.unlink(missing_ok=True)
-
-
-def digest(path: str | os.PathLike, algorithm: str = DIGEST) -> str:
-    """The hex digest of the file at `path`."""
-    path = Path(path)
-    return FolderFiles(path.parent).digest(path.name, algorithm)
