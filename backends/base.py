@@ -14,13 +14,22 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from deepwater.errors import BackendError, ModelFileError, ParameterError
 from deepwater.networks import Graph
-from deepwater.specs import DistanceEngine, GraphFormat, OptimizerSpec, TaskSpec, UserGraph, misfit
+from deepwater.specs import (
+    DistanceEngine,
+    GraphFormat,
+    LayerPlan,
+    OptimizerSpec,
+    TaskSpec,
+    UserGraph,
+    misfit,
+    plan_layers,
+)
 
 
 @runtime_checkable
@@ -30,7 +39,10 @@ class Net(Protocol):
     device: str
 
     def train_batch(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
-        """One optimiser step on a batch; returns the batch's mean training loss."""
+        """One optimiser step on a batch; returns the batch's mean training loss. `y` holds class codes (n,)
+        int64 or values (n,) float32; a classifier whose `takes_soft_targets` is True also takes soft targets,
+        (n, classes) float32 rows of class probabilities (mixup and cutmix train on them), recognised by their two
+        dimensions (soft_targets())."""
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities (n, classes) or values (n, 1)."""
@@ -94,6 +106,26 @@ class MeanImageReader(Protocol):
 
     def read_mean_image(self, path: str) -> np.ndarray:
         """The one array the file holds; ModelFileError naming the file when it cannot be read."""
+
+
+def soft_targets(task: TaskSpec, y: np.ndarray) -> bool:
+    """True when `y` is a classifier's soft targets, (n, classes) rows of probabilities, not class codes (n,)."""
+    return task.is_classification and np.ndim(y) == 2
+
+
+def configure_average(net: Net, decay: float | None, replicated: bool = False) -> None:
+    """Give `net` the `ema` parameter: BaseNet.configure_average(); ParameterError for a net without it (a
+    plug-in's) or one trained by replicas on several devices or workers (`replicated`), whose steps it does not
+    see."""
+    if not decay:
+        return
+    configure = getattr(net, "configure_average", None)
+    if configure is None or replicated:
+        why = "trains on several devices or workers, whose replicas step apart from the averaged copy" \
+            if replicated else f"is a {type(net).__name__}, which has no configure_average()"
+        raise ParameterError(f"ema={decay!r} cannot average this network's weights: it {why}. Drop ema (or pass "
+                             "None), or train on one device.")
+    configure(decay)
 
 
 ONNX_OPSET = 18  # the opset of graphs deepwater exports: >= 17, read by onnxruntime 1.14 and later
@@ -269,8 +301,26 @@ def slot_arrays(slots: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
     return {f"{slot}.{i}": value for slot, values in slots.items() for i, value in enumerate(values)}
 
 
+def weight_blocks(graph: Graph) -> list[list[str]]:
+    """The graph's layers with weights in order, grouped into blocks: each conv or dense layer with the
+    batch-norm layers after it (a batch norm before any of them is a block of its own)."""
+    blocks: list[list[str]] = []
+    for node in graph.nodes:
+        if node.op in ("conv", "dense") or (node.op == "batch_norm" and not blocks):
+            blocks.append([node.name])
+        elif node.op == "batch_norm":
+            blocks[-1].append(node.name)
+    return blocks
+
+
+def layer_plan(graph: Graph, spec: OptimizerSpec) -> LayerPlan:
+    """The spec's freeze and layer_lr_decay over a built-in network's blocks (see specs.LayerPlan)."""
+    return plan_layers(weight_blocks(graph), graph.layer_names(), spec)
+
+
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")  # the values of the `precision` parameter
 LOSS_SCALE = "loss_scale"  # training_state()'s entry for float16 loss scaling, kept by checkpoints
+TRAINING_WEIGHTS = "training_weights."  # training_state()'s prefix for the weights being trained, under ema
 
 
 def resolve_precision(requested: str, device: str, supported: Sequence[str], gpu_bfloat16: bool) -> str:
@@ -332,6 +382,10 @@ class BaseNet(ABC):
     compiled = False  # whether the steps run through the framework's compiler (configure_steps())
     # copies the next batch to the device while the current one trains (trainer's lookahead); None: no use
     prefetch: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], None] | None = None
+    takes_soft_targets = False  # True when _step() takes soft targets (soft_targets()) as well as class codes
+    ema = 0.0  # the decay of the averaged weights (configure_average()); 0: no average
+    _average: Any = None  # the averaged weights (_new_average()'s), None without ema
+    _parked: dict[str, np.ndarray] | None = None  # the weights being trained, while the average is loaded to score
 
     def __init__(self, task: TaskSpec, device: str, source: str) -> None:
         self.task = task
@@ -413,8 +467,12 @@ class BaseNet(ABC):
         later (the trainer reads it when it scores)."""
         if len(x) == 0:
             return float("nan")
-        loss = self._step(x, self.targets(x, y), weights)
+        targets = self.targets(x, y)
+        self._use_training_weights()
+        loss = self._step(x, targets, weights)
         self.samples += len(x)
+        if self._average is not None:
+            self._update_average()
         return loss
 
     def targets(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -422,10 +480,15 @@ class BaseNet(ABC):
         as the output is."""
         if self.task.is_autoencoder:
             return np.ascontiguousarray(np.reshape(x, (len(x), -1)), dtype=np.float32)
+        if soft_targets(self.task, y) and not self.takes_soft_targets:
+            raise ParameterError(f"{self.source} ({type(self).__name__}) trains on class labels only, not on the soft "
+                                 "targets that mixup and cutmix make; drop mixup and cutmix (or pass 0), or train "
+                                 "a built-in network.")
         return y
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, classes) or values (n, 1), float32."""
+        """Class probabilities (n, classes) or values (n, 1), float32 (of the averaged weights under ema)."""
+        self._use_average()
         scores = self._scores(x) if len(x) else self._scores(self._probe(x))[:0]
         if self.task.is_classification and not self.outputs_probabilities:
             return softmax(scores)
@@ -434,6 +497,7 @@ class BaseNet(ABC):
     def features(self, x: np.ndarray, layer: str) -> np.ndarray:
         """Activations of `layer` flattened to (n, k); ParameterError listing the layers for an unknown name."""
         self.check_layer(layer)
+        self._use_average()
         return self._activations(x, layer) if len(x) else self._activations(self._probe(x), layer)[:0]
 
     def class_gradients(self, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -447,6 +511,7 @@ class BaseNet(ABC):
         if len(target) != len(x) or ((target < 0) | (target >= self.task.n_outputs)).any():
             raise ParameterError(f"target={target.tolist()[:8]}: class_gradients() takes one output column per row "
                                  f"({len(x)} rows), each in 0..{self.task.n_outputs - 1}.")
+        self._use_average()
         if len(x):
             return self._class_gradients(x, layer, target)
         values, gradients = self._class_gradients(self._probe(x), layer, np.zeros(1, np.int64))
@@ -459,28 +524,39 @@ class BaseNet(ABC):
             raise ParameterError(f"layer={layer!r} is not a layer of {self.source}; use one of layers(): {names}.")
 
     def get_state(self) -> dict[str, np.ndarray]:
-        """Copies of every weight and statistic by name."""
-        return self._read_state()
+        """Copies of every weight and statistic by name (under ema, of the averaged weights: the model's)."""
+        return self._read_state() if self._average is None else self._average_arrays()
 
     def set_state(self, state: dict[str, np.ndarray], source: str = "set_state()") -> None:
-        """Load `state`; ModelFileError naming `source` when names or shapes do not fit this net's."""
+        """Load `state` (under ema as both the weights being trained and their average); ModelFileError naming
+        `source` when names or shapes do not fit this net's."""
         self.check_state(state, source)
+        self._parked = None
         self._write_state(state)
+        if self._average is not None:
+            self._average = self._new_average()
 
     def training_state(self) -> dict[str, np.ndarray]:
         """What a checkpoint restart needs beside the weights: 'samples' (the rows seen) and the optimiser's
-        arrays, in the framework's own layout (so it moves between nets of one backend, not across backends)."""
+        arrays, in the framework's own layout (so it moves between nets of one backend, not across backends);
+        under ema also the weights being trained, TRAINING_WEIGHTS + their name (get_state() gives the average)."""
         arrays = {} if self.optimiser is None else self.optimiser.arrays()
         scale = self._loss_scale_state()
+        trained = {} if self._average is None else \
+            {TRAINING_WEIGHTS + name: value for name, value in self._training_weights().items()}
         return {"samples": np.asarray(self.samples, dtype=np.int64), **arrays,
-                **({} if scale is None else {LOSS_SCALE: scale})}
+                **({} if scale is None else {LOSS_SCALE: scale}), **trained}
 
     def set_training_state(self, state: dict[str, np.ndarray], source: str = "set_training_state()") -> None:
         """Continue from `state` (as training_state() gives it); ModelFileError naming `source` when it does
         not fit this net's optimiser."""
         state = dict(state)
         scale = state.pop(LOSS_SCALE, None)  # a float16 run's; a run in another precision starts without it
-        shapes = {name: np.shape(value) for name, value in self.training_state().items() if name != LOSS_SCALE}
+        # an ema run's weights being trained; a run without ema continues from the average (get_state())
+        trained = {name[len(TRAINING_WEIGHTS):]: state.pop(name) for name in list(state)
+                   if name.startswith(TRAINING_WEIGHTS)}
+        shapes = {name: np.shape(value) for name, value in self.training_state().items()
+                  if name != LOSS_SCALE and not name.startswith(TRAINING_WEIGHTS)}
         problems = misfit(shapes, state, True)
         if problems:
             raise ModelFileError(f"{source}: the optimiser state does not fit {self.source}'s optimiser: {problems}. "
@@ -492,6 +568,62 @@ class BaseNet(ABC):
                                        self.samples)
         if scale is not None and self._loss_scale_state() is not None:
             self._load_loss_scale(np.asarray(scale, dtype=np.float32))
+        if trained and self._average is not None:
+            self.check_state(trained, source)
+            self._use_training_weights()
+            self._write_state(trained)
+
+    # --- the averaged weights (ema) ----------------------------------------------------------
+    def configure_average(self, decay: float | None) -> None:
+        """Keep an exponential moving average of the weights with `decay` (None or 0: none), updated after every
+        step as timm's ModelEmaV2 does: average = decay * average + (1 - decay) * weights, over every entry of
+        get_state() (batch-norm running statistics too). It starts from the weights the net holds; predict(),
+        features(), class_gradients() and get_state() then give the average, while the steps go on training the
+        weights themselves (kept by training_state() for a restart)."""
+        decay = float(decay or 0.0)
+        if not decay:
+            self._use_training_weights()
+            self._average = None
+        elif self._average is None:
+            self._average = self._new_average()
+        self.ema = decay
+
+    # how the average is kept: numpy arrays named as get_state() names them, unless a framework's net keeps it on
+    # its device (these four together)
+    def _new_average(self) -> Any:
+        """A copy of the weights the net holds, to average into."""
+        return self._read_state()
+
+    def _update_average(self) -> None:
+        """average += (1 - ema) * (weights - average), after a step, in float32."""
+        keep = np.float32(1.0 - self.ema)
+        for name, value in self._read_state().items():
+            average = self._average[name]
+            average += keep * (value - average)
+
+    def _average_arrays(self) -> dict[str, np.ndarray]:
+        """Copies of the average, named as get_state() names them."""
+        return {name: value.copy() for name, value in self._average.items()}
+
+    def _load_average(self) -> None:
+        """Load the average into the net's weights."""
+        self._write_state(self._average)
+
+    def _training_weights(self) -> dict[str, np.ndarray]:
+        """Copies of the weights being trained, wherever they are (loaded, or put aside while the average is)."""
+        return {n: v.copy() for n, v in self._parked.items()} if self._parked is not None else self._read_state()
+
+    def _use_average(self) -> None:
+        """Load the averaged weights to compute with, the weights being trained put aside (nothing without ema)."""
+        if self._average is not None and self._parked is None:
+            self._parked = self._read_state()
+            self._load_average()
+
+    def _use_training_weights(self) -> None:
+        """Load the weights being trained back after _use_average(), for the next step."""
+        if self._parked is not None:
+            self._write_state(self._parked)
+            self._parked = None
 
     def _loss_scale_state(self) -> np.ndarray | None:
         """float16 steps' loss scaling as [scale, finite steps since it last grew], or None (no loss scaling)."""

@@ -33,6 +33,7 @@ NETWORKS = {
     "inception_bn": (3, 16, 16),
     "resnet18": (3, 16, 16),
     "mobilenet_v2": (3, 32, 32),
+    "efficientnet_lite0": (3, 32, 32),
 }
 CLASSES = 3
 CLASSIFY = TaskSpec("classification", CLASSES, "cross_entropy", "multinomial")

@@ -57,17 +57,19 @@ def free_port() -> int:
 
 class ServerProcess:
     """An HTTP server in a subprocess on a free loopback port: `command(port)` is its command line; entered once
-    its GET /health answers."""
+    its GET `health` (/health by default) answers."""
 
-    def __init__(self, command: Callable[[int], list[str]], env: dict[str, str] | None = None) -> None:
+    def __init__(self, command: Callable[[int], list[str]], env: dict[str, str] | None = None,
+                 health: str = "/health") -> None:
         self.port = free_port()
+        self.health = health
         self.process = subprocess.Popen(command(self.port), stderr=subprocess.PIPE, text=True,
                                         env=None if env is None else {**os.environ, **env})
 
     def __enter__(self) -> ServerProcess:
         for _ in range(600):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1):
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.health}", timeout=1):
                     return self
             except OSError:
                 if self.process.poll() is not None:

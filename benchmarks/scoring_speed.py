@@ -5,11 +5,14 @@ In process, on 1 row and on the 10,000 MNIST test rows: model.predict(frame) and
 inference.Scorer.predict(frame) (frame in, frame out: checks, encoders, network, labels) against the raw framework
 forward (a torch.nn MLP of the same shapes, one inference-mode call with its softmax) and onnxruntime's own run on
 the prepared (encoded) array, each computing with `--threads` threads (1 by default: on a shared machine, the
-figure least disturbed by others). The four run interleaved, `--repeats` times; a 1-row figure is the time of one call
-(the median of `--calls` calls), a 10,000-row figure the median of the repeats. Then, interleaved the same way, the
-microseconds of each stage of the bundle scorer (checking and encoding the frame, the network call, onnxruntime's
-run alone, the answer's frame) and, on one row, of the service's frame-free path (a JSON row read by its
-RowEncoder, the network call, the answer as dicts): where the time goes.
+figure least disturbed by others). The four, with Scorer.predict_array on the float32 array of the model's columns
+(and on one row Scorer.predict_row of the row as a dict), run interleaved, `--repeats` times; a 1-row figure is
+the time of one call (the median of `--calls` calls), a 10,000-row figure the median of the repeats. Then,
+interleaved the same way, the microseconds of each stage of the bundle scorer (checking and encoding the frame, the
+network call, onnxruntime's run alone, the answer's frame) and, on one row, of the service's frame-free path (a
+JSON row read by its RowEncoder, the network call, the answer as dicts) and of Scorer.predict_row (a dict row in,
+a dict out): where the time goes. Last, on one row of a tabular model (10 numeric and 2 categorical columns, MLP
+[200, 200]): the bundle scorer on a frame and on a dict row (predict_row) against onnxruntime's run.
 
 The service: `deepwater serve` against a hand-written FastAPI + onnxruntime app on the same model.onnx (the app
 below: orjson, the bundle's means and scales, session.run), each under 16 clients posting one row per request for
@@ -140,18 +143,59 @@ def in_process(model: dw.DeepWaterEstimator, bundle: str, test: pd.DataFrame, re
                         len(scorer.response.classes))
     figures: dict[str, Any] = {}
     for label, frame in (("1_row", test.head(1)), (f"{len(test)}_rows", test)):
-        x = scorer.encode(frame)
+        x, numbers = scorer.encode(frame), frame[scorer.columns].to_numpy(dtype=np.float32)
         contenders = {"model_predict": lambda: model.predict(frame), "bundle_scorer": lambda: scorer.predict(frame),
+                      "bundle_scorer_array": lambda: scorer.predict_array(numbers),
                       "raw_torch_forward": lambda: forward(x),
                       "onnxruntime_run": lambda: session.run([graph["output"]], {graph["input"]: x})}
+        if len(frame) == 1:
+            row = json_rows(frame)[0]
+            contenders["bundle_scorer_row"] = lambda: scorer.predict_row(row)
         n = calls if len(frame) == 1 else 1
         ms = {name: 1e3 * seconds for name, seconds in medians(contenders, n, repeats).items()}
         figures[label] = {"ms": ms,
                           "bundle_scorer_vs_onnxruntime": ms["bundle_scorer"] / ms["onnxruntime_run"],
+                          "bundle_scorer_array_vs_onnxruntime": ms["bundle_scorer_array"] / ms["onnxruntime_run"],
                           "model_predict_vs_raw_torch": ms["model_predict"] / ms["raw_torch_forward"],
                           "scorer_stages_us": scorer_stages(scorer, session, frame, n, repeats)}
+        if len(frame) == 1:
+            figures[label]["bundle_scorer_row_vs_onnxruntime"] = ms["bundle_scorer_row"] / ms["onnxruntime_run"]
         print(label, json.dumps(figures[label], indent=1), flush=True)
     scorer.close()
+    return figures
+
+
+def json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The frame's rows as a client sends them (ints, floats, str)."""
+    return orjson.loads(frame.to_json(orient="records"))
+
+
+def tabular_bundle(folder: Path) -> tuple[str, pd.DataFrame]:
+    """A tabular record's model: 10 numeric and 2 categorical columns, a two-class response, MLP [200, 200] on
+    torch; its bundle and its first row."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(2000, 10)), columns=[f"x{i}" for i in range(10)])
+    frame["city"] = pd.Categorical(rng.choice(["north", "south", "east", "west"], len(frame)))
+    frame["plan"] = pd.Categorical(rng.choice(["basic", "plus", "pro"], len(frame)))
+    frame["label"] = pd.Categorical(np.where(frame["x0"] + (frame["plan"] == "pro") > 0.5, "yes", "no"))
+    model = dw.DeepWaterEstimator(hidden=[200, 200], epochs=1, gpu=False, quiet_mode=True, seed=1, backend="torch")
+    model.train(y="label", training_frame=frame)
+    return model.export(folder / "tabular"), frame.drop(columns="label").head(1)
+
+
+def tabular_row(folder: Path, repeats: int, calls: int, threads: int) -> dict:
+    """Milliseconds per call on one row of the tabular model: the bundle scorer on a frame and on a dict row
+    (Scorer.predict_row, frame-free for plain rows), against onnxruntime's run on the prepared row."""
+    bundle, frame = tabular_bundle(folder)
+    scorer = inference.load(bundle, device="cpu", threads=threads)
+    session, graph = onnxruntime_session(bundle, threads), scorer.bundle["graph"]
+    x, row = scorer.encode(frame), json_rows(frame)[0]
+    contenders = {"bundle_scorer": lambda: scorer.predict(frame), "bundle_scorer_row": lambda: scorer.predict_row(row),
+                  "onnxruntime_run": lambda: session.run([graph["output"]], {graph["input"]: x})}
+    ms = {name: 1e3 * seconds for name, seconds in medians(contenders, calls, repeats).items()}
+    figures = {"ms": ms, "bundle_scorer_vs_onnxruntime": ms["bundle_scorer"] / ms["onnxruntime_run"],
+               "bundle_scorer_row_vs_onnxruntime": ms["bundle_scorer_row"] / ms["onnxruntime_run"]}
+    print("tabular_1_row", json.dumps(figures, indent=1), flush=True)
     return figures
 
 
@@ -170,8 +214,10 @@ def scorer_stages(scorer: inference.Scorer, session: Any, frame: pd.DataFrame, c
               "scorer_predict": lambda: scorer.predict(frame)}
     if len(frame) == 1:
         encoder = RowEncoder(scorer, ServeConfig(str(scorer.folder), device="cpu"))
-        rows = orjson.loads(frame.to_json(orient="records"))
-        stages |= {"service_encode_rows": lambda: encoder.encode_rows(rows),
+        rows = json_rows(frame)
+        stages |= {"predict_row_encode_row": lambda: scorer.inputs.encoder.encode_row(rows[0]),
+                   "predict_row": lambda: scorer.predict_row(rows[0]),
+                   "service_encode_rows": lambda: encoder.encode_rows(rows),
                    "service_answer_records": lambda: scorer.records(out),
                    "service_path": lambda: scorer.records(scorer.outputs(encoder.encode_rows(rows)))}
     return {name: 1e6 * seconds for name, seconds in medians(stages, calls, repeats).items()}
@@ -216,6 +262,7 @@ def main() -> None:
         model, bundle, test = train(Path(folder), args.train_rows)
         if not args.skip_in_process:
             results["in_process"] = in_process(model, bundle, test, args.repeats, args.calls, args.threads)
+            results["in_process"]["tabular_1_row"] = tabular_row(Path(folder), args.repeats, args.calls, args.threads)
         if not args.skip_service:
             results["service"] = services(bundle, test, args.clients, args.seconds)
             print("service", json.dumps({k: v for k, v in results["service"].items() if k != "runs"}, indent=1))

@@ -39,6 +39,7 @@ from deepwater.files import write_atomically
 from deepwater.flow import server as flow_server
 from deepwater.flow.config import FlowConfig
 from deepwater.model.estimator import DeepWaterEstimator
+from deepwater.runtime import cluster
 from deepwater.runtime.registry import get_backend, installed_backends
 from deepwater.serving import server
 from deepwater.serving.config import ServeConfig
@@ -150,6 +151,9 @@ def _add_flow(commands: argparse._SubParsersAction) -> None:
                       help="the largest uploaded file in MB (default: %(default)s)")
     flow.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                       help="uvicorn's log level (default: %(default)s)")
+    flow.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                      help="train Flow's jobs as Ray tasks: on a local Ray started here (no ADDRESS) or on the "
+                           "cluster at ADDRESS, as dw.init(ADDRESS) joins it (pip install 'deepwater[ray]')")
 
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:
@@ -334,9 +338,10 @@ def explain(args: argparse.Namespace) -> list[str]:
     images = image_files(args.images)
     frame = pd.DataFrame({facts["predictors"][0]: [str(p) for p in images]})
     target = None if args.target is None else _value(args.target)
-    heatmaps = load_model(args.model).explain(frame, method=args.method, layer=args.layer, target=target)
+    model = load_model(args.model)
+    heatmaps = model.explain(frame, method=args.method, layer=args.layer, target=target)
     written = []
-    for path, picture in zip(images, overlays(frame, heatmaps, alpha=args.alpha)):
+    for path, picture in zip(images, overlays(frame, heatmaps, alpha=args.alpha, resize=model.image_resize)):
         png = io.BytesIO()
         Image.fromarray(picture).save(png, format="PNG")
         written.append(str(write_atomically(Path(args.out) / f"{path.stem}.png", png.getvalue())))
@@ -368,6 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "serve":
             serve(args)
         elif args.command == "flow":
+            if args.ray is not None:
+                cluster.init(args.ray or None)
             flow_server.run(FlowConfig(args.data_dir, tuple(args.allow_dir), args.token, args.max_upload_mb,
                                        allow_stores=tuple(args.allow_store)),
                             host=args.host, port=args.port, log_level=args.log_level)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
 import numpy as np
 
-from deepwater.errors import ParameterError
+from deepwater.errors import ParameterError, close_matches
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -125,6 +126,9 @@ class OptimizerSpec:
     warmup_samples: float = 0.0  # rows over which the rate rises linearly from 0
     step_samples: float = math.inf  # lr_schedule='step': rows between two steps down
     step_gamma: float = 0.1  # and the factor of each
+    freeze: tuple[str, ...] | int = ()  # layer names or '*' patterns, or a count of leading blocks, kept fixed
+    unfreeze_samples: float = math.inf  # rows after which the frozen layers train too (inf: never)
+    layer_lr_decay: float = 1.0  # each block below the head learns at rate * layer_lr_decay ** depth
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("auto", "adadelta") and self.adaptive_rate:
@@ -152,7 +156,12 @@ class OptimizerSpec:
         def samples(epochs_name: str, unknown: float) -> float:
             return params[epochs_name] * rows if rows and epochs_name in params else unknown
 
+        frozen = params.get("freeze")
+        unfreeze = params.get("unfreeze_after_epochs")
+        names = [n for n in names if n != "freeze"]
         return cls(nesterov=params["nesterov_accelerated_gradient"], **{n: params[n] for n in names},
+                   freeze=() if frozen is None else frozen if isinstance(frozen, int) else tuple(frozen),
+                   unfreeze_samples=math.inf if unfreeze is None else unfreeze * rows if rows else math.inf,
                    total_samples=samples("epochs", math.inf) or math.inf,  # epochs=0 trains nothing: no end
                    warmup_samples=samples("warmup_epochs", 0.0), step_samples=samples("lr_step_epochs", math.inf),
                    step_gamma=params.get("lr_step_gamma", cls.step_gamma))
@@ -200,6 +209,89 @@ class OptimizerSpec:
 def _cosine(start, end, progress, ops: Any):
     """Half a cosine from `start` (progress 0) to `end` (progress 1)."""
     return end + (start - end) * 0.5 * (1.0 + ops.cos(math.pi * progress))
+
+
+# --------------------------------------------------------------------------- freezing and layer-wise rates
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """Which layers a run keeps fixed, and the rate multiplier of each layer with weights.
+
+    `blocks` are the network's layers with weights in graph order, grouped: a block is a conv or dense layer
+    with the batch-norm layers that follow it (freeze=n keeps the first n blocks fixed). A frozen layer's
+    weights get no update at all (no penalty, decay or momentum step) and a frozen batch-norm layer normalises
+    with its running statistics and leaves them as they are (eval mode) until `unfreeze_samples` rows.
+    """
+
+    frozen: frozenset[str] = frozenset()
+    scales: Mapping[str, float] = field(default_factory=dict)  # layer -> layer_lr_decay ** depth (head: 1)
+    unfreeze_samples: float = math.inf
+
+    def frozen_at(self, samples: float) -> frozenset[str]:
+        """The layers kept fixed in a step after `samples` training rows."""
+        return self.frozen if samples < self.unfreeze_samples else frozenset()
+
+    def scale(self, layer: str) -> float:
+        """The multiplier of the rate of `layer`'s weights (1 for a layer outside the blocks)."""
+        return self.scales.get(layer, 1.0)
+
+
+def plan_layers(blocks: Sequence[Sequence[str]], layers: Sequence[str], spec: OptimizerSpec) -> LayerPlan:
+    """`spec`'s freeze and layer_lr_decay over a network whose layers with weights form `blocks` (in graph
+    order; `layers` names every layer); a ParameterError names an unknown layer (with close matches), a count
+    beyond the blocks, or a freeze that leaves nothing to train."""
+    depth = {layer: len(blocks) - 1 - i for i, block in enumerate(blocks) for layer in block}
+    scales = {layer: spec.layer_lr_decay ** d for layer, d in depth.items()} if spec.layer_lr_decay != 1 else {}
+    frozen = _frozen_layers(spec.freeze, blocks, layers, depth)
+    if frozen and frozen >= set(depth):
+        raise ParameterError(f"freeze={_shown(spec.freeze)} keeps every layer with weights fixed, so nothing would "
+                             f"train; leave at least the output block out (freeze={max(len(blocks) - 1, 0)} keeps "
+                             "all the blocks below it).")
+    return LayerPlan(frozenset(frozen), scales, spec.unfreeze_samples)
+
+
+def _frozen_layers(freeze: tuple[str, ...] | int, blocks: Sequence[Sequence[str]], layers: Sequence[str],
+                   weighted: Mapping[str, int]) -> set[str]:
+    if isinstance(freeze, int):
+        if abs(freeze) > len(blocks) or freeze == -len(blocks) != 0:
+            raise ParameterError(f"freeze={freeze} counts more blocks than the network's {len(blocks)} (a conv or "
+                                 f"dense layer with its batch norms); pass at most {max(len(blocks) - 1, 0)}, or a "
+                                 f"negative count of blocks left to train (-1: all but the output block).")
+        return {layer for block in blocks[:freeze] for layer in block}
+    frozen: set[str] = set()
+    for pattern in freeze:
+        matched = _matching(pattern, layers)
+        if not matched:
+            close = close_matches(pattern, layers)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ParameterError(f"freeze={_shown(freeze)}: {pattern!r} is not a layer of this network.{hint} "
+                                 f"Name layers from model.layers() (its layers with weights: {_listed(weighted)}), "
+                                 "a name prefix such as 'stage2' or a pattern such as 'conv*', or a count of "
+                                 "leading blocks.")
+        if not any(layer in weighted for layer in matched):
+            raise ParameterError(f"freeze={_shown(freeze)}: {pattern!r} names {matched[:4]}, layers without weights, "
+                                 f"so nothing would be frozen; name layers with weights ({_listed(weighted)}).")
+        frozen.update(layer for layer in matched if layer in weighted)
+    return frozen
+
+
+def _matching(pattern: str, layers: Sequence[str]) -> list[str]:
+    """The layers `pattern` names: with a '*', those it matches (fnmatch); else the layer of that name, or the
+    layers it is a prefix of up to a '.' or '_' ('stage2' names 'stage2_block1_conv1', not 'stage20')."""
+    if "*" in pattern:
+        return [layer for layer in layers if fnmatchcase(layer, pattern)]
+    if pattern in layers:
+        return [pattern]
+    return [layer for layer in layers if layer.startswith((f"{pattern}.", f"{pattern}_"))]
+
+
+def _listed(names: Sequence[str] | Mapping[str, Any]) -> str:
+    names = list(names)
+    return f"{names[:8]}{'...' if len(names) > 8 else ''}"
+
+
+def _shown(freeze: tuple[str, ...] | int) -> str:
+    return repr(freeze if isinstance(freeze, int) else list(freeze))
 
 
 # --------------------------------------------------------------------------- user graph files

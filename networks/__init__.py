@@ -14,6 +14,7 @@ from deepwater.errors import ParameterError
 from .alexnet import alexnet
 from .aliases import deep_water_names, resolve_deep_water_name
 from .conv_autoencoder import conv_autoencoder
+from .efficientnet_lite import efficientnet_lite0
 from .feature_maps import last_conv_layer, map_geometry
 from .googlenet import googlenet
 from .graph import FLOAT32_BYTES, Graph, GraphBuilder, MemoryEstimate, Node, ShapeError, check_state
@@ -52,6 +53,7 @@ NETWORKS: dict[str, NetworkSpec] = {
     "resnet": NetworkSpec("resnet", partial(resnet, depth=50), True, (224, 224)),
     **{f"resnet{d}": NetworkSpec(f"resnet{d}", partial(resnet, depth=d), True, (224, 224)) for d in (18, 34, 50, 101)},
     "mobilenet_v2": NetworkSpec("mobilenet_v2", mobilenet_v2, True, (224, 224)),
+    "efficientnet_lite0": NetworkSpec("efficientnet_lite0", efficientnet_lite0, True, (224, 224)),
     "conv_autoencoder": NetworkSpec("conv_autoencoder", conv_autoencoder, True, (28, 28)),
 }
 

@@ -38,6 +38,8 @@ def map_geometry(graph: Graph, layer: str) -> tuple[float, float]:
         if node.op in ("conv", "pool"):
             a = node.attrs
             offset, stride = offset + stride * ((a["kernel"] - 1) / 2 - a["pad"]), stride * a["stride"]
+        elif node.op == "zero_pad":
+            offset -= stride * node.attrs["top"]
         elif node.op == "upsample":
             scale = node.attrs["scale"]
             offset, stride = offset - stride * (scale - 1) / (2 * scale), stride / scale

@@ -234,6 +234,15 @@ class GraphBuilder:
         c, h, w = self._image_shape(name, x)
         return self._add(name, "upsample", (x,), {"scale": scale}, (c, h * scale, w * scale))
 
+    def zero_pad(self, name: str, x: str, top: int, bottom: int, left: int, right: int) -> str:
+        """Zero padding of an image, each side by its own amount (TensorFlow's "same" padding of a strided
+        convolution pads one more row and column after than before)."""
+        c, h, w = self._image_shape(name, x)
+        if min(top, bottom, left, right) < 0:
+            raise ValueError(f"zero_pad {name!r}: amounts must be >= 0, got {(top, bottom, left, right)}")
+        attrs = {"top": top, "bottom": bottom, "left": left, "right": right}
+        return self._add(name, "zero_pad", (x,), attrs, (c, h + top + bottom, w + left + right))
+
     def flatten(self, name: str, x: str) -> str:
         """Flatten (C, H, W) to (C*H*W,) in channels-first order."""
         return self._add(name, "flatten", (x,), {}, (math.prod(self.shape(x)),))

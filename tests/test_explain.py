@@ -195,6 +195,18 @@ def test_explain_grid_and_overlays_draw_the_heatmaps_over_the_images(small_image
         plots.explain_grid(frame.iloc[:3], heatmaps)
 
 
+def test_overlays_of_a_crop_model_show_the_centre_of_a_wide_photo(tmp_path):
+    wide = np.zeros((SIZE, 2 * SIZE, 3), dtype=np.uint8)
+    wide[:, SIZE // 2:SIZE // 2 + SIZE] = 200  # the centre square is light, the sides dark
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    frame = pd.DataFrame({"uri": [str(tmp_path / "wide.png")]})
+    heatmaps = np.full((1, SIZE, SIZE), np.nan, dtype=np.float32)  # the image alone
+    cropped = plots.overlays(frame, heatmaps, resize="crop")[0]
+    stretched = plots.overlays(frame, heatmaps)[0]
+    assert (cropped == 200).all()  # only the centre, as a crop model reads it
+    assert stretched[:, 0].max() == 0 and stretched[:, SIZE // 2].min() == 200  # the whole width, squeezed
+
+
 def test_the_explain_command_writes_one_png_overlay_per_image(small_image_model, tmp_path):
     model, frame = small_image_model
     saved = dw.save_model(model, tmp_path / "models")

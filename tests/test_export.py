@@ -116,7 +116,7 @@ def test_the_bundle_holds_the_network_and_what_scoring_needs(images, tmp_path):
     batch = graph.graph.input[0].type.tensor_type.shape.dim[0]
     assert batch.dim_param and not batch.dim_value  # a symbolic batch axis
     bundle = json.loads((folder / "bundle.json").read_text())
-    assert bundle["inputs"]["shape"] == {"height": 16, "width": 16, "channels": 1}
+    assert bundle["inputs"]["shape"] == {"height": 16, "width": 16, "channels": 1, "resize": "stretch"}
     assert bundle["response"]["classes"] == ["dark", "light"]
     assert set(bundle["graph"]["layers"]) == {"fc1", "output"}
     assert bundle["versions"]["deepwater"] and bundle["versions"]["onnxruntime"]

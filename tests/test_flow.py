@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,9 @@ from deepwater import cli  # noqa: E402
 from deepwater.flow.app import create_app  # noqa: E402
 from deepwater.flow.config import FlowConfig  # noqa: E402
 from deepwater.flow.forms import NOT_OFFERED, form_hyper_params, form_parameters, offered  # noqa: E402
+from deepwater.flow.scorings import history_rows  # noqa: E402
 from deepwater.flow.server import guarded  # noqa: E402
+from deepwater.selection.grid_search import read_manifest  # noqa: E402
 
 TestClient = fastapi_testclient.TestClient
 GUARD_SECONDS = 120  # a hang guard while waiting for a job: no timing is asserted
@@ -539,9 +542,11 @@ def listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_a_restart_keeps_the_catalogue_and_the_killed_job_resumes_from_its_checkpoint(folders, tmp_path):
-    port, token = free_port(), "restart-token-1"
-    data = tmp_path / "data"
+@contextmanager
+def killed_server(folders, data: Path, token: str):
+    """A real `deepwater flow` process on a free port (client: an httpx2 client carrying the token), killed with
+    SIGKILL at the end of the block, as a server that stops mid-job."""
+    port = free_port()
     command = [sys.executable, "-m", "deepwater", "flow", "--port", str(port), "--data-dir", str(data),
                "--allow-dir", str(folders["allowed"]), "--token", token, "--log-level", "warning"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -557,12 +562,18 @@ def test_a_restart_keeps_the_catalogue_and_the_killed_job_resumes_from_its_check
             except httpx2.TransportError:
                 time.sleep(0.1)
         assert httpx2.get(f"http://127.0.0.1:{port}/api/frames").status_code == 401
+        yield http
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(GUARD_SECONDS)
+
+
+def test_a_restart_keeps_the_catalogue_and_the_killed_job_resumes_from_its_checkpoint(folders, tmp_path):
+    data = tmp_path / "data"
+    with killed_server(folders, data, "restart-token-1") as http:
         frame = http.post("/api/frames", json={"path": "blobs.csv"}).json()["id"]
         job = http.post("/api/models", json={"frame": frame, "y": "label", "params": RESUMABLE}).json()["id"]
         wait_for_job(http, job, lambda j: len(j["history"]) >= 2)  # the first scoring's checkpoint is written
-    finally:
-        process.send_signal(signal.SIGKILL)  # a server that stops mid-job
-        process.wait(GUARD_SECONDS)
     with TestClient(create_app(FlowConfig(str(data)))) as restarted:
         assert [f["id"] for f in restarted.get("/api/frames").json()["frames"]] == [frame]
         interrupted = restarted.get(f"/api/jobs/{job}").json()
@@ -582,10 +593,45 @@ def test_a_restart_keeps_the_catalogue_and_the_killed_job_resumes_from_its_check
         assert not (data / "checkpoints" / job).exists() and not (data / "checkpoints" / done["id"]).exists()
 
 
+def test_a_grid_shows_models_done_and_resumes_after_a_kill_keeping_the_models_it_had(folders, tmp_path):
+    data, params = tmp_path / "data", {name: value for name, value in RESUMABLE.items() if name != "epochs"}
+    with killed_server(folders, data, "grid-token-1") as http:
+        frame = http.post("/api/frames", json={"path": "blobs.csv"}).json()["id"]
+        job = http.post("/api/grids", json={"frame": frame, "y": "label", "params": params,  # the second runs longest:
+                                            "hyper_params": {"epochs": [12, 150, 13]}}).json()  # killed while it runs
+        grid = job["model_id"]
+        seen = wait_for_job(http, job["id"], lambda j: (j.get("grid_progress") or {}).get("done", 0) >= 1
+                            and j["grid_progress"]["running"] is not None)
+    progress = seen["grid_progress"]
+    assert progress["total"] == 3 and progress["running"]["model"] == f"{grid}_model_{progress['done'] + 1}"
+    assert progress["done"] / 3 <= seen["progress"] < 1 and seen["history"]  # the running model's scorings
+    kept = sorted(read_manifest(data / "checkpoints" / grid, grid))  # the models saved before the kill
+    kept_history = {model_id: history_rows(dw.load_model(data / "checkpoints" / grid / model_id).scoring_history()
+                                           .to_dict("records")) for model_id in kept}
+    with TestClient(create_app(FlowConfig(str(data)))) as restarted:
+        interrupted = restarted.get(f"/api/jobs/{job['id']}").json()
+        assert interrupted["status"] == "interrupted" and interrupted["grid_progress"]["done"] == len(kept) >= 1
+        page = restarted.get(f"/jobs/{job['id']}").text
+        assert f"Models done:\n{len(kept)} / 3" in page and 'id="resume"' in page
+        resumed = restarted.post(f"/api/jobs/{job['id']}/resume")
+        assert resumed.status_code == 202, resumed.text
+        done = wait_for_job(restarted, resumed.json()["id"])
+        assert done["status"] == "done", done["error"]
+        assert done["grid"] == grid and done["grid_progress"] == {"done": 3, "total": 3, "running": None}
+        board = restarted.get(f"/api/grids/{grid}").json()["leaderboard"]
+        assert sorted(row[1] for row in board["rows"]) == [f"{grid}_model_{n}" for n in (1, 2, 3)]
+        for model_id in kept:  # kept as they were trained before the kill, not trained again
+            model = restarted.get(f"/api/models/{model_id}").json()
+            assert [row["timestamp"] for row in model["history"]] == [row["timestamp"] for row in
+                                                                      kept_history[model_id]]
+        assert not (data / "checkpoints" / grid).exists()
+
+
 @pytest.mark.parametrize("argv, named", [(["--allow-dir", "/no/such/folder"], "allow_dir="),
                                          (["--port", "70000"], "port="), (["--token", "short"], "token"),
                                          (["--max-upload-mb", "0"], "max_upload_mb="),
-                                         (["--allow-store", "/not/a/store"], "allow_stores=")])
+                                         (["--allow-store", "/not/a/store"], "allow_stores="),
+                                         (["--ray", "127.0.0.1:1"], "address='127.0.0.1:1'")])
 def test_deepwater_flow_refuses_bad_options_in_one_line_before_it_starts(tmp_path, capsys, argv, named):
     assert cli.main(["flow", "--data-dir", str(tmp_path / "data"), *argv]) == 2
     err = capsys.readouterr().err

@@ -9,12 +9,13 @@ from deepwater.errors import ParameterError
 from deepwater.networks import Graph, build_graph
 
 IMAGE_NETWORKS = ["alexnet", "vgg", "vgg11", "vgg13", "vgg16", "vgg19", "googlenet", "inception_bn",
-                  "resnet", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2"]
+                  "resnet", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v2",
+                  "efficientnet_lite0"]
 SMALL_SHAPES = [(1, 28, 28), (3, 32, 32)]
 # the smallest square side each accepts; the padded networks take anything down to 1x1
 SMALLEST = {"alexnet": 7, "vgg": 16, "vgg11": 16, "vgg13": 16, "vgg16": 16, "vgg19": 16, "googlenet": 1,
             "inception_bn": 1, "resnet": 1, "resnet18": 1, "resnet34": 1, "resnet50": 1, "resnet101": 1,
-            "mobilenet_v2": 1}
+            "mobilenet_v2": 1, "efficientnet_lite0": 1}
 
 
 def check_names(graph: Graph, n_outputs: int) -> None:

@@ -2,8 +2,9 @@
 (moto's server mode, started on 127.0.0.1 by this module), its errors (404, 403, no credentials, a corrupt image, a
 truncated download, a store that stalls), and import_images from a folder, a zip file and a CSV manifest.
 
-Reading images is the same for every backend (the reader hands the backends decoded arrays), so one backend
-(torch) trains the models here rather than the conformance suite's three."""
+Reading images is the same for every backend (the reader hands the backends decoded arrays), so the errors are
+tested once; a model trained from the store is checked against one trained from local files on every installed
+backend."""
 from __future__ import annotations
 
 import http.server
@@ -25,7 +26,7 @@ import pandas as pd
 import pytest
 
 import deepwater as dw
-from conftest import GUARD_SECONDS, write_png
+from conftest import GUARD_SECONDS, installed_backends, write_png
 from deepwater.data.images import ImageReader, ImageShape, is_image_uri, looks_like_image_column
 from deepwater.errors import FrameError, ImageError, MissingDependencyError, ParameterError
 
@@ -36,6 +37,7 @@ pytest.importorskip("moto.server")
 BUCKET = "images"
 SHAPE = ImageShape(12, 12, 1)
 DENIED = "private/"  # the prefix the reader's credentials may not read (a Deny in its IAM policy)
+BACKENDS = installed_backends()
 
 
 @dataclass(frozen=True)
@@ -187,11 +189,12 @@ def test_storage_options_reach_the_store_without_environment_variables(no_aws: p
     assert mask.all() and np.array_equal(batch, expected)
 
 
-def test_a_model_trained_from_the_store_predicts_as_one_trained_from_local_files(aws: Store) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_model_trained_from_the_store_predicts_as_one_trained_from_local_files(aws: Store, backend: str) -> None:
     predictions = []
     for source in (str(aws.folder), f"s3://{BUCKET}/train/"):
         frame = dw.import_images(source)
-        model = dw.DeepWaterEstimator(network="lenet", backend="torch", image_shape=[28, 28], channels=1, epochs=2,
+        model = dw.DeepWaterEstimator(network="lenet", backend=backend, image_shape=[28, 28], channels=1, epochs=2,
                                       mini_batch_size=4, gpu=False, quiet_mode=True, seed=7)
         model.train(x=["uri"], y="label", training_frame=frame)
         assert model.summary()["problem_type"] == "image"
@@ -245,6 +248,28 @@ def test_a_missing_object_or_bucket_is_a_404_naming_the_uri(aws: Store) -> None:
         dw.import_images(f"s3://{BUCKET}/nothing-here/")
 
 
+def test_a_missing_object_among_good_ones_is_named_or_skipped(aws: Store, tmp_path: Path) -> None:
+    """A batch's objects are fetched together: each image keeps its own bytes and the one missing is named or
+    skipped, whether a batch reads them or a preload; with a disk cache, a second reader fetches nothing."""
+    names = ["dark/img00.png", "light/img01.png", "dark/img02.png", "light/img03.png"]
+    good = [f"s3://{BUCKET}/train/{name}" for name in names]
+    missing = f"s3://{BUCKET}/train/dark/none.png"
+    uris = [good[0], missing, *good[1:]]
+    with ImageReader(SHAPE) as reader:
+        expected, _ = reader.read_batch([str(aws.folder / name) for name in names], list(range(len(names))))
+        with pytest.raises(ImageError, match=r"train/dark/none\.png.*no such object \(404\)") as raised:
+            reader.read_batch(uris, list(range(len(uris))))
+    assert raised.value.uri == missing
+    for cache_dir, decoded in ((tmp_path, len(good)), (tmp_path, 0)):
+        with ImageReader(SHAPE, bad_images="skip", cache_dir=cache_dir, cache_mb=0) as reader:
+            batch, mask = reader.read_batch(uris, list(range(len(uris))))
+            assert list(mask) == [True, False, True, True, True] and np.array_equal(batch, expected)
+            assert reader.skipped == 1 and reader.decoded == decoded
+    with ImageReader(SHAPE, bad_images="skip") as reader:
+        assert reader.preload(uris) and reader.skipped == 1 and reader.decoded == len(good)
+        assert np.array_equal(reader.read_batch(good, list(range(len(good))))[0], expected)
+
+
 def test_denied_objects_and_wrong_credentials_are_a_403(aws: Store) -> None:
     with pytest.raises(ImageError, match=rf"{DENIED}dark/img00\.png.*access denied \(403: Access Denied\)"):
         read(f"s3://{BUCKET}/{DENIED}dark/img00.png")
@@ -296,6 +321,45 @@ def test_a_truncated_download_is_named(no_aws: pytest.MonkeyPatch) -> None:
         options = {"endpoint_url": f"http://127.0.0.1:{server.server_port}", "key": "a", "secret": "b"}
         with pytest.raises(ImageError, match=r"x\.png.*cut short \(100 of 1000 bytes\) \(truncated\)"):
             read(f"s3://{BUCKET}/x.png", storage_options=options)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class OneImage(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint that answers every object with the same PNG and notes each request's method."""
+
+    protocol_version = "HTTP/1.1"
+    body = b""
+    methods: list[str] = []
+
+    def do_HEAD(self) -> None:
+        self.methods.append("HEAD")
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self.methods.append("GET")
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_each_store_image_is_one_request(no_aws: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    OneImage.body, OneImage.methods = write_png(tmp_path / "x.png", 40).read_bytes(), []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OneImage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        options = {"endpoint_url": f"http://127.0.0.1:{server.server_port}", "key": "a", "secret": "b"}
+        with ImageReader(SHAPE, storage_options=options) as reader:
+            _, together = reader.read_batch([f"s3://{BUCKET}/a.png", f"s3://{BUCKET}/b.png"], [0, 1])
+            _, alone = reader.read_batch([f"s3://{BUCKET}/c.png"], [2])
+        assert together.all() and alone.all() and OneImage.methods == ["GET"] * 3  # no HEAD for each size
     finally:
         server.shutdown()
         server.server_close()

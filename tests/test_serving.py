@@ -178,7 +178,8 @@ def test_health_model_and_docs(mlp_client, lenet_client):
     assert [c["name"] for c in model["inputs"]["columns"]] == ["x1", "x2", "colour"]
     assert model["response"]["classes"] == ["a", "b", "c"]
     assert model["versions"]["onnxruntime"] and model["limits"]["max_rows"] == 10_000
-    assert lenet_client.get("/model").json()["inputs"]["shape"] == {"height": 16, "width": 16, "channels": 1}
+    assert lenet_client.get("/model").json()["inputs"]["shape"] == {"height": 16, "width": 16, "channels": 1,
+                                                                   "resize": "stretch"}
     assert "/predict" in mlp_client.get("/openapi.json").json()["paths"]
     assert mlp_client.get("/docs").status_code == 200
 

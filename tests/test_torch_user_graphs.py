@@ -94,6 +94,18 @@ def test_a_pt2_rows_graph_trains_predicts_and_gives_features(blobs, tmp_path) ->
     assert model.deepfeatures(frame, "relu").shape == (300, 16)
 
 
+def test_a_torchscript_graph_trains_on_cutmix_s_soft_targets_and_a_seed_repeats_it(image_frame, tmp_path) -> None:
+    graph = write(tmp_path / "net.pt", scripted(tiny_image_net(2)))
+    options = {"network": "user", "network_definition_file": graph, "backend": "torch", "gpu": False,
+               "image_shape": [8, 8], "channels": 1, "epochs": 2, "learning_rate": 0.05, "quiet_mode": True,
+               "seed": 1}
+    plain, cut, again = (DeepWaterEstimator(**options, **extra).train(x="uri", y="label", training_frame=image_frame)
+                         for extra in ({}, {"cutmix": 1.0, "mixup": 0.4}, {"cutmix": 1.0, "mixup": 0.4}))
+    states = [model._fitted.net.get_state() for model in (plain, cut, again)]
+    assert any(not np.allclose(states[0][name], states[1][name]) for name in states[0])
+    assert all(np.array_equal(states[1][name], states[2][name]) for name in states[1])
+
+
 # --- weights: network_parameters_file ------------------------------------------------------
 
 @pytest.mark.parametrize("change, complaint", [

@@ -94,6 +94,20 @@ def test_training_lowers_the_loss_or_says_it_cannot(case, files) -> None:
     assert np.mean(last) < 0.7 * np.mean(first)
 
 
+def test_soft_targets_train_as_the_class_codes_or_are_refused(case, files) -> None:
+    """mixup's and cutmix's soft targets: one-hot ones step as the class codes do, or the net says it cannot."""
+    x, y = learnable(case, 16)
+    net = load(case, *files)
+    if not case.trainable:
+        return
+    one_hot = np.eye(CLASSES, dtype=np.float32)[y]
+    if not net.takes_soft_targets:
+        with pytest.raises(ParameterError, match="trains on class labels only.*drop mixup and cutmix"):
+            net.train_batch(x, one_hot)
+        return
+    np.testing.assert_allclose(net.train_batch(x, one_hot), load(case, *files).train_batch(x, y), rtol=1e-5)
+
+
 def test_outputs_must_match_the_classes(case, files) -> None:
     advice = "replace_output_layer=True" if case.replaceable else "Use a graph built for them"
     with pytest.raises(ModelFileError, match=rf"{CLASSES} outputs.*{advice}"):

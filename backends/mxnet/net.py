@@ -35,13 +35,14 @@ import numpy as np
 from deepwater.networks import Graph, Node
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from ..base import BaseNet, LazyLoss
+from ..base import BaseNet, LazyLoss, layer_plan, soft_targets
 from .optimizers import Slot, make_optimizer, schedule
 from .runtime import load_mxnet, unfused_binding
 
 mx = load_mxnet()
 
 LABEL = "deepwater_label"
+SOFT_LABEL = "deepwater_soft_label"  # soft targets (n, classes): class probabilities (mixup, cutmix)
 ROW_WEIGHT = "deepwater_row_weight"
 CLASS_MASK = "deepwater_class_mask"  # class_gradients(): one-hot rows picking each row's score
 GRADIENT_PROBE = "deepwater_gradient_probe"  # class_gradients(): zeros added to a layer, for its gradient
@@ -155,6 +156,12 @@ def _batch_norm_training(node: Node, x, updates: dict):
     return out[0]
 
 
+def _frozen_batch_norm(node: Node, x):
+    """Batch norm on its running statistics, which it leaves alone (a frozen layer's, or for gradients)."""
+    return mx.sym.BatchNorm(x, eps=node.attrs["epsilon"], fix_gamma=False, use_global_stats=True, axis=1,
+                            name=node.name)
+
+
 def _node_symbol(node: Node, xs: list, updates: dict | None):
     """The MXNet symbol of one node, named after it; `updates` collects batch-norm updates when training."""
     a, x = node.attrs, xs[0]
@@ -180,6 +187,9 @@ def _node_symbol(node: Node, xs: list, updates: dict | None):
         return _maxout(node, x)
     if node.op == "upsample":
         return mx.sym.UpSampling(x, scale=a["scale"], sample_type="nearest", num_args=1, name=node.name)
+    if node.op == "zero_pad":
+        widths = (0, 0, 0, 0, a["top"], a["bottom"], a["left"], a["right"])
+        return mx.sym.pad(x, mode="constant", pad_width=widths, constant_value=0.0, name=node.name)
     if node.op == "flatten":
         return mx.sym.flatten(x, name=node.name)
     if node.op == "concat":
@@ -189,13 +199,15 @@ def _node_symbol(node: Node, xs: list, updates: dict | None):
     raise ValueError(f"the mxnet backend has no layer for op {node.op!r}")
 
 
-def build_symbols(graph: Graph, training: bool) -> tuple[dict, dict]:
-    """Node name -> symbol for the whole graph, and (training only) RunningStats -> new (mean, var) symbols."""
+def build_symbols(graph: Graph, training: bool, frozen: frozenset[str] = frozenset()) -> tuple[dict, dict]:
+    """Node name -> symbol for the whole graph, and (training only) RunningStats -> new (mean, var) symbols;
+    the `frozen` batch-norm layers normalise with their running statistics and keep them."""
     symbols = {graph.input.name: mx.sym.var(graph.input.name)}
     updates: dict = {}
     for node in graph.nodes[1:]:
         inputs = [symbols[i] for i in node.inputs]
-        symbols[node.name] = _node_symbol(node, inputs, updates if training else None)
+        symbols[node.name] = _frozen_batch_norm(node, inputs[0]) if node.name in frozen and \
+            node.op == "batch_norm" else _node_symbol(node, inputs, updates if training else None)
     return symbols, updates
 
 
@@ -213,8 +225,7 @@ def gradient_symbol(graph: Graph, layer: str | None):
         if node.op == "dropout":
             out = xs[0]
         elif node.op == "batch_norm":
-            out = mx.sym.BatchNorm(xs[0], eps=node.attrs["epsilon"], fix_gamma=False, use_global_stats=True, axis=1,
-                                   name=node.name)
+            out = _frozen_batch_norm(node, xs[0])
         else:
             out = _node_symbol(node, xs, None)
         symbols[node.name] = out + mx.sym.var(GRADIENT_PROBE) if node.name == probed else out
@@ -224,10 +235,14 @@ def gradient_symbol(graph: Graph, layer: str | None):
 
 # ----------------------------------------------------------------------------- losses
 
-def _rowwise_loss(task: TaskSpec, out, label):
+def _rowwise_loss(task: TaskSpec, out, label, soft: bool = False):
     """Each row's loss, as torch's functional losses compute it with reduction='none' (cross entropy with label
-    smoothing s: (1 - s) * the class's -log p + s * the mean over classes of -log p)."""
+    smoothing s: (1 - s) * the class's -log p + s * the mean over classes of -log p; against `soft` targets q,
+    (n, classes) probabilities: -sum(((1 - s) * q + s / classes) * log p))."""
     kind, smoothing = task.loss, task.label_smoothing
+    if kind == "cross_entropy" and soft:
+        target = label * (1.0 - smoothing) + smoothing / task.n_outputs if smoothing else label
+        return -mx.sym.sum(target * mx.sym.log_softmax(out, axis=1), axis=1)
     if kind == "cross_entropy":
         log_p = mx.sym.log_softmax(out, axis=1)
         picked = -mx.sym.pick(log_p, label, axis=1)
@@ -245,9 +260,10 @@ def _rowwise_loss(task: TaskSpec, out, label):
     raise ValueError(f"the mxnet backend has no loss {kind!r}")
 
 
-def loss_symbol(task: TaskSpec, out, weighted: bool):
-    """The task's mean loss of the batch, or sum(l * w) / sum(w) with row weights, as a MakeLoss head."""
-    losses = _rowwise_loss(task, out, mx.sym.var(LABEL))
+def loss_symbol(task: TaskSpec, out, weighted: bool, soft: bool = False):
+    """The task's mean loss of the batch, or sum(l * w) / sum(w) with row weights, as a MakeLoss head; `soft`
+    reads soft targets from SOFT_LABEL instead of class codes from LABEL."""
+    losses = _rowwise_loss(task, out, mx.sym.var(SOFT_LABEL if soft else LABEL), soft)
     if weighted:
         weights = mx.sym.var(ROW_WEIGHT)
         loss = mx.sym.sum(losses * weights) / mx.sym.maximum(mx.sym.sum(weights), 1e-12)
@@ -325,7 +341,8 @@ class SymbolNet(BaseNet):
     """What MXNet's built-in and user nets share (precision float32 only, see the module's notes): a training step and forward passes through executors
     bound per batch size (ExecutorCache), H2O's schedule and the optimiser. A subclass sets `_input`
     (the data variable's name), `_ctx`, `_arrays`, `_executors`, `_gradient_executors`, `_gradient_symbols`,
-    `_train_symbols` (by weighted), `_param_names`, `_grads`, `optimiser` and `spec`, and gives
+    `_train_symbols` (by weighted; `_soft_train_symbols` too where it takes soft targets), `_param_names`,
+    `_grads`, `optimiser` and `spec`, and gives
     `_inference_symbol(layer)`, `_gradient_symbol(layer)` and `_input_shape()`."""
 
     precision_limit = ("MXNet 1.9.1's AMP converts symbols to float16 on GPUs only and leaves them float32 for "
@@ -381,10 +398,11 @@ class SymbolNet(BaseNet):
     def gradients(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None):
         """Forward and backward on a batch, leaving the gradients in the net's gradient arrays; returns the
         batch's mean loss as an MXNet array (not waited for)."""
-        n, weighted = len(x), weights is not None
-        executor = self._executors.get(("train", weighted, n), self._train_symbols[weighted], n, True)
+        n, weighted, soft = len(x), weights is not None, soft_targets(self.task, y)
+        symbols = self._soft_train_symbols if soft else self._train_symbols
+        executor = self._executors.get(("train", weighted, soft, n), symbols[weighted], n, True)
         executor.arg_dict[self._input][:] = np.asarray(x, dtype=np.float32)
-        executor.arg_dict[LABEL][:] = np.asarray(y, dtype=np.float32)
+        executor.arg_dict[SOFT_LABEL if soft else LABEL][:] = np.asarray(y, dtype=np.float32)
         if weighted:
             executor.arg_dict[ROW_WEIGHT][:] = np.asarray(weights, dtype=np.float32)
         executor.forward(is_train=True)
@@ -416,6 +434,8 @@ class SymbolNet(BaseNet):
 class MXNetNet(SymbolNet):
     """A built-in network on one device, with its optimiser: the Net for MXNet."""
 
+    takes_soft_targets = True  # its soft training symbols read SOFT_LABEL
+
     def __init__(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int) -> None:
         super().__init__(task, device, "this network")
         mx.random.seed(seed)
@@ -429,22 +449,45 @@ class MXNetNet(SymbolNet):
         self._param_names = [self._names[k] for k in params]
         self._grads = {n: mx.nd.zeros(self._arrays[n].shape, ctx=self._ctx) for n in self._param_names}
         self._inference, _ = build_symbols(graph, training=False)
-        training, self._updates = build_symbols(graph, training=True)
-        self._scratch = self._scratch_arrays()
-        self._train_symbols = {weighted: self._train_symbol(training[graph.output.name], weighted)
-                               for weighted in (False, True)}
+        self._build_training(frozenset())
         self._inference_symbols: dict = {}
-        self._executors = ExecutorCache(self._bind)
         self._gradient_executors = ExecutorCache(self._bind_gradients)
         self._gradient_symbols: dict = {}
         penalised = set(graph.penalised_params())  # conv and dense weights
-        slots = [Slot(self._arrays[self._names[k]], self._grads[self._names[k]], k in penalised) for k in params]
+        self.plan = layer_plan(graph, optimizer)
+        slots = [Slot(self._arrays[self._names[k]], self._grads[self._names[k]], k in penalised,
+                      self.plan.scale(k.rsplit(".", 1)[0])) for k in params]
         self.optimiser = make_optimizer(slots, optimizer)
+        self._frozen: frozenset[str] = frozenset()  # the layers kept fixed now
+
+    def _build_training(self, frozen: frozenset[str]) -> None:
+        """The training symbols (their frozen batch norms on running statistics) and a fresh executor cache."""
+        training, self._updates = build_symbols(self.graph, training=True, frozen=frozen)
+        self._scratch = self._scratch_arrays()
+        out = training[self.graph.output.name]
+        self._train_symbols = {weighted: self._train_symbol(out, weighted, False) for weighted in (False, True)}
+        self._soft_train_symbols = {weighted: self._train_symbol(out, weighted, True) for weighted in (False, True)} \
+            if self.task.is_classification else {}
+        self._executors = ExecutorCache(self._bind)
+
+    def _follow_freeze(self) -> None:
+        """Freeze the plan's layers, or train them again once unfreeze_after_epochs has passed."""
+        frozen = self.plan.frozen_at(self.samples)
+        if frozen != self._frozen:
+            norms_change = any(self.graph.node(layer).op == "batch_norm" for layer in frozen ^ self._frozen)
+            self._frozen = frozen
+            self.optimiser.freeze([k.rsplit(".", 1)[0] in frozen for k in self.graph.param_shapes()])
+            if norms_change:
+                self._build_training(frozen)
+
+    def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> LazyLoss:
+        self._follow_freeze()
+        return super()._step(x, y, weights)
 
     # --- symbols and executors ------------------------------------------------------------
-    def _train_symbol(self, out, weighted: bool):
+    def _train_symbol(self, out, weighted: bool, soft: bool):
         """Loss head first, then each batch-norm node's new running mean and variance."""
-        heads = [loss_symbol(self.task, out, weighted)]
+        heads = [loss_symbol(self.task, out, weighted, soft)]
         for mean, var in self._updates.values():
             heads += [mx.sym.BlockGrad(mean), mx.sym.BlockGrad(var)]
         return mx.sym.Group(heads)
@@ -462,6 +505,7 @@ class MXNetNet(SymbolNet):
         """Bind `symbol` for n rows to this net's shared arrays, with fresh input arrays."""
         inputs = {self.graph.input.name: mx.nd.zeros((n,) + tuple(self.graph.input.shape), ctx=self._ctx),
                   LABEL: mx.nd.zeros((n, self.task.n_outputs) if self.task.is_autoencoder else (n,), ctx=self._ctx),
+                  SOFT_LABEL: mx.nd.zeros((n, self.task.n_outputs), ctx=self._ctx),
                   ROW_WEIGHT: mx.nd.zeros((n,), ctx=self._ctx)}
         arrays = {**self._arrays, **self._scratch, **inputs}
         return bind_arrays(symbol, self._ctx, arrays, self._grads if training else None, shared)
@@ -502,3 +546,20 @@ class MXNetNet(SymbolNet):
         for key, name in self._names.items():
             # an NDArray-to-NDArray copy also handles arrays that MKL-DNN keeps in its own layout
             mx.nd.array(np.asarray(state[key], dtype=np.float32), ctx=self._ctx).copyto(self._arrays[name])
+
+    # the ema average as NDArrays on the net's context, updated on MXNet's engine without waiting
+    def _new_average(self) -> dict:
+        return {key: self._arrays[name].copy() for key, name in self._names.items()}
+
+    def _update_average(self) -> None:
+        keep = 1.0 - self.ema
+        for key, name in self._names.items():
+            mean = self._average[key]
+            mean += (self._arrays[name] - mean) * keep
+
+    def _average_arrays(self) -> dict[str, np.ndarray]:
+        return {key: mean.asnumpy().astype(np.float32, copy=True) for key, mean in self._average.items()}
+
+    def _load_average(self) -> None:
+        for key, name in self._names.items():
+            self._average[key].copyto(self._arrays[name])

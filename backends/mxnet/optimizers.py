@@ -26,11 +26,13 @@ def schedule(spec: OptimizerSpec, samples: int) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Slot:
-    """One trainable array, its gradient array, and whether l1/l2 apply to it."""
+    """One trainable array, its gradient array, whether l1/l2 apply to it, and its rate multiplier
+    (layer_lr_decay's)."""
 
     weight: object
     grad: object
     penalised: bool
+    scale: float = 1.0
 
 
 def clip_value(spec: OptimizerSpec) -> float:
@@ -50,6 +52,11 @@ class MomentumSGD:
         self.nesterov = spec.nesterov and spec.momentum(0) > 0
         self.moms = [mx.nd.zeros(s.weight.shape, ctx=s.weight.context) for s in slots]
         self._mom_lr: float | None = None  # the learning rate the buffers are scaled by
+        self.frozen = [False] * len(slots)
+
+    def freeze(self, frozen: list[bool]) -> None:
+        """Leave the slots marked in `frozen` alone in the next steps (no penalty, update or momentum step)."""
+        self.frozen = list(frozen)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The buffers as MXNet keeps them ('momentum_buffer.<i>', -lr * torch's) and that lr
@@ -67,7 +74,7 @@ class MomentumSGD:
 
     def _penalise(self) -> None:
         """grad += l1 * sign(w) + l2 * w for every penalised weight."""
-        for slot in (s for s in self.slots if s.penalised):
+        for slot in (s for s, frozen in zip(self.slots, self.frozen) if s.penalised and not frozen):
             grad = slot.grad
             if self.l1:
                 grad += mx.nd.sign(slot.weight) * self.l1
@@ -75,12 +82,13 @@ class MomentumSGD:
                 grad += slot.weight * self.l2
 
     def step(self, lr: float, momentum: float) -> None:
-        """Penalties, clipping and one update of every parameter."""
+        """Penalties, clipping and one update of every parameter not frozen, at lr times its scale."""
         self._penalise()
-        options = {"lr": lr, "wd": 0.0, "rescale_grad": 1.0, "clip_gradient": self.clip}
+        options = {"wd": 0.0, "rescale_grad": 1.0, "clip_gradient": self.clip}
+        active = [i for i, frozen in enumerate(self.frozen) if not frozen]
         if momentum == 0:
-            for slot in self.slots:
-                mx.nd.sgd_update(slot.weight, slot.grad, out=slot.weight, **options)
+            for slot in (self.slots[i] for i in active):
+                mx.nd.sgd_update(slot.weight, slot.grad, out=slot.weight, lr=lr * slot.scale, **options)
             return
         if self._mom_lr is not None and lr != self._mom_lr:
             ratio = lr / self._mom_lr
@@ -88,8 +96,8 @@ class MomentumSGD:
                 mom *= ratio
         self._mom_lr = lr
         update = mx.nd.nag_mom_update if self.nesterov else mx.nd.sgd_mom_update
-        for slot, mom in zip(self.slots, self.moms):
-            update(slot.weight, slot.grad, mom, out=slot.weight, momentum=momentum, **options)
+        for slot, mom in ((self.slots[i], self.moms[i]) for i in active):
+            update(slot.weight, slot.grad, mom, out=slot.weight, momentum=momentum, lr=lr * slot.scale, **options)
 
 
 class CompiledUpdate:
@@ -102,17 +110,24 @@ class CompiledUpdate:
     scalar_names: tuple[str, ...] = ()
 
     def __init__(self, slots: list[Slot], spec: OptimizerSpec) -> None:
-        self.spec = spec
-        ctx = slots[0].weight.context if slots else mx.cpu()
-        self.states = {name: [mx.nd.zeros(s.weight.shape, ctx=ctx) for s in slots] for name in self.state_names}
-        self.scalars = {name: mx.nd.zeros((1,), ctx=ctx) for name in self.scalar_names}
-        self._targets = [s.weight for s in slots] + [array for name in self.state_names for array in self.states[name]]
+        self.spec, self.slots = spec, slots
+        self.ctx = slots[0].weight.context if slots else mx.cpu()
+        self.states = {name: [mx.nd.zeros(s.weight.shape, ctx=self.ctx) for s in slots] for name in self.state_names}
+        self.scalars = {name: mx.nd.zeros((1,), ctx=self.ctx) for name in self.scalar_names}
+        self.freeze([False] * len(slots))
+
+    def freeze(self, frozen: list[bool]) -> None:
+        """Bind the update over the slots not marked in `frozen` (the others, and their states, stay as they
+        are)."""
+        active = [i for i, f in enumerate(frozen) if not f]
+        self._targets = [self.slots[i].weight for i in active] + \
+            [self.states[name][i] for name in self.state_names for i in active]
         args = dict(self.scalars)
-        for i, slot in enumerate(slots):
-            args.update({f"w{i}": slot.weight, f"g{i}": slot.grad,
+        for i in active:
+            args.update({f"w{i}": self.slots[i].weight, f"g{i}": self.slots[i].grad,
                          **{f"{name}{i}": self.states[name][i] for name in self.state_names}})
         with unfused_binding():
-            self._executor = self._symbol(slots).bind(ctx, args, grad_req="null") if slots else None
+            self._executor = self._symbol(active).bind(self.ctx, args, grad_req="null") if active else None
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Copies of the rule's state, '<slot>.<i>' (torch's names)."""
@@ -135,10 +150,10 @@ class CompiledUpdate:
             g = mx.sym.clip(g, -clip_value(s), clip_value(s))
         return g
 
-    def _symbol(self, slots: list[Slot]):
-        updates = [self._rule(i, slot, self._gradient(i, slot.penalised),
+    def _symbol(self, active: list[int]):
+        updates = [self._rule(i, self.slots[i], self._gradient(i, self.slots[i].penalised),
                               [mx.sym.var(f"{name}{i}") for name in self.state_names])
-                   for i, slot in enumerate(slots)]
+                   for i in active]
         return mx.sym.Group([u[k] for k in range(1 + len(self.state_names)) for u in updates])
 
     def _rule(self, i: int, slot: Slot, g, states: list) -> tuple:
@@ -172,7 +187,8 @@ class Adadelta(CompiledUpdate):
         square_avg = square_avg * rho + mx.sym.square(g) * (1.0 - rho)
         delta = mx.sym.sqrt(acc_delta + eps) / mx.sym.sqrt(square_avg + eps) * g
         acc_delta = acc_delta * rho + mx.sym.square(delta) * (1.0 - rho)
-        return mx.sym.var(f"w{i}") - delta, square_avg, acc_delta
+        step = delta if slot.scale == 1 else delta * slot.scale  # ADADELTA's rate 1, times layer_lr_decay's
+        return mx.sym.var(f"w{i}") - step, square_avg, acc_delta
 
 
 class Adam(CompiledUpdate):
@@ -205,12 +221,15 @@ class Adam(CompiledUpdate):
             return mx.sym.reshape(mx.sym.var(name), shape=shape)
 
         exp_avg, exp_avg_sq = states
+        shrink, step_size = scalar("shrink"), scalar("step_size")
+        if slot.scale != 1:  # the slot's rate is lr * scale: so are its step and its decay
+            shrink, step_size = 1.0 - (1.0 - shrink) * slot.scale, step_size * slot.scale
         if slot.penalised and s.method == "adamw" and s.weight_decay:
-            w = mx.sym.broadcast_mul(w, scalar("shrink"))
+            w = mx.sym.broadcast_mul(w, shrink)
         exp_avg = exp_avg + (g - exp_avg) * (1.0 - s.beta1)
         exp_avg_sq = exp_avg_sq * s.beta2 + mx.sym.square(g) * (1.0 - s.beta2)
         denominator = mx.sym.broadcast_div(mx.sym.sqrt(exp_avg_sq), scalar("correction")) + s.epsilon
-        return w - mx.sym.broadcast_mul(exp_avg / denominator, scalar("step_size")), exp_avg, exp_avg_sq
+        return w - mx.sym.broadcast_mul(exp_avg / denominator, step_size), exp_avg, exp_avg_sq
 
     def _scalars(self, lr: float) -> dict[str, float]:
         self.steps += 1

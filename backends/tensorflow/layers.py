@@ -50,6 +50,7 @@ class TorchBatchNorm(keras.layers.Layer):
         super().__init__(**kwargs)
         self.epsilon = epsilon
         self.momentum = momentum
+        self.frozen = False  # a frozen layer normalises with its running statistics even in training
 
     def build(self, shape) -> None:
         c = (shape[-1],)
@@ -59,7 +60,7 @@ class TorchBatchNorm(keras.layers.Layer):
         self.moving_variance = self.add_weight(shape=c, initializer="ones", name="moving_variance", trainable=False)
 
     def call(self, x, training=False):
-        if training:
+        if training and not self.frozen:
             mean, variance = self._batch_moments(x)
         else:
             mean, variance = self.moving_mean, self.moving_variance
@@ -199,6 +200,9 @@ def _node_output(node: Node, graph: Graph, name: str, xs: list):
         return Maxout(a["pieces"], name=name)(x)
     if node.op == "upsample":
         return keras.layers.UpSampling2D(a["scale"], data_format=_CHANNELS_LAST, interpolation="nearest", name=name)(x)
+    if node.op == "zero_pad":
+        return keras.layers.ZeroPadding2D(((a["top"], a["bottom"]), (a["left"], a["right"])),
+                                          data_format=_CHANNELS_LAST, name=name)(x)
     if node.op == "flatten":
         return ChannelsFirstFlatten(name=name)(x)
     if node.op == "concat":

@@ -17,7 +17,7 @@ import tensorflow as tf
 from deepwater.networks import Graph
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from ..base import BaseNet
+from ..base import BaseNet, layer_plan, soft_targets
 from .layers import build_model, is_depthwise
 from .optimizers import Update, batch_loss
 from .precision import LossScale, gpu_has_bfloat16, set_policy
@@ -94,6 +94,9 @@ def tf_device(device: str) -> str:
 class TensorflowNet(BaseNet):
     """A built-in network on one device, with its optimiser: the Net for TensorFlow."""
 
+    takes_soft_targets = True  # batch_loss() takes them
+    _average_step: Callable | None = None  # the compiled ema update (_new_average())
+
     def __init__(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int,
                  jit_compile: bool = False) -> None:
         super().__init__(task, device, "this network")
@@ -107,13 +110,16 @@ class TensorflowNet(BaseNet):
             params = graph.param_shapes()
             self._variables = [self._state[k].variable for k in params]
             penalised = set(graph.penalised_params())
-            self.optimiser = Update(self._variables, [k in penalised for k in params], optimizer)
+            self.plan = layer_plan(graph, optimizer)
+            self.optimiser = Update(self._variables, [k in penalised for k in params], optimizer,
+                                    [self.plan.scale(k.rsplit(".", 1)[0]) for k in params])
+        self._frozen: frozenset[str] = frozenset()  # the layers kept fixed now
         self._loss_scale: LossScale | None = None
         self._compile_all()
 
     def _compile_all(self) -> None:
         """(Re)make the compiled functions, after a change of precision or of jit_compile."""
-        self._steps: dict[bool, Callable] = {}
+        self._steps: dict[tuple[bool, bool], Callable] = {}
         self._scores_fn = self._compile(lambda x: tf.cast(self.model(x, training=False), tf.float32))
         self._feature_fns: dict[str, Callable] = {}
         self._gradient_fns: dict[str | None, Callable] = {}
@@ -146,20 +152,21 @@ class TensorflowNet(BaseNet):
     def _x_spec(self) -> tf.TensorSpec:
         return tf.TensorSpec((None,) + tuple(self.graph.input.shape), tf.float32)
 
-    def _y_spec(self) -> tf.TensorSpec:
-        if self.task.is_autoencoder:  # the targets are the flattened inputs
+    def _y_spec(self, soft: bool = False) -> tf.TensorSpec:
+        if self.task.is_autoencoder or soft:  # the flattened inputs, or soft targets (class probabilities)
             return tf.TensorSpec((None, self.task.n_outputs), tf.float32)
         return tf.TensorSpec((None,), tf.int64 if self.task.is_classification else tf.float32)
 
     def _compile(self, fn: Callable, *extra: tf.TensorSpec) -> Callable:
         return tf.function(fn, input_signature=[self._x_spec(), *extra], jit_compile=self.jit_compile)
 
-    def _step_fn(self, weighted: bool) -> Callable:
-        """The compiled training step for batches with (or without) row weights, built on first use."""
-        if weighted not in self._steps:
-            specs = [self._y_spec()] + ([tf.TensorSpec((None,), tf.float32)] if weighted else [])
-            self._steps[weighted] = self._compile(self._train_graph, *specs)
-        return self._steps[weighted]
+    def _step_fn(self, weighted: bool, soft: bool) -> Callable:
+        """The compiled training step for batches with (or without) row weights and soft targets, built on first
+        use."""
+        if (weighted, soft) not in self._steps:
+            specs = [self._y_spec(soft)] + ([tf.TensorSpec((None,), tf.float32)] if weighted else [])
+            self._steps[weighted, soft] = self._compile(self._train_graph, *specs)
+        return self._steps[weighted, soft]
 
     def _train_graph(self, x: tf.Tensor, y: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
         loss, grads = self.loss_and_gradients(x, y, weights)
@@ -228,14 +235,28 @@ class TensorflowNet(BaseNet):
             return fn(tf.convert_to_tensor(np.asarray(x, dtype=np.float32))).numpy().astype(np.float32, copy=False)
 
     # --- BaseNet --------------------------------------------------------------------------
+    def _follow_freeze(self) -> None:
+        """Freeze the plan's layers, or train them again once unfreeze_after_epochs has passed (the steps are
+        traced again: which variables step, and how frozen batch norms normalise, is part of the trace)."""
+        frozen = self.plan.frozen_at(self.samples)
+        if frozen != self._frozen:
+            self._frozen = frozen
+            self.optimiser.frozen = [k.rsplit(".", 1)[0] in frozen for k in self.graph.param_shapes()]
+            for node in self.graph.nodes:
+                if node.op == "batch_norm":
+                    self._layers[node.name].frozen = node.name in frozen
+            self._compile_all()
+
     def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> tf.Tensor:
-        y_dtype = np.int64 if self.task.is_classification else np.float32
+        self._follow_freeze()
+        soft = soft_targets(self.task, y)
+        y_dtype = np.int64 if self.task.is_classification and not soft else np.float32
         with tf.device(self._device):
             args = [tf.convert_to_tensor(np.asarray(x, dtype=np.float32)),
                     tf.convert_to_tensor(np.asarray(y, dtype=y_dtype))]
             if weights is not None:
                 args.append(tf.convert_to_tensor(np.asarray(weights, dtype=np.float32)))
-            return self._step_fn(weights is not None)(*args)  # float() reads it when the trainer scores
+            return self._step_fn(weights is not None, soft)(*args)  # float() reads it when the trainer scores
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
         return self._run(self._scores_fn, x)
@@ -261,3 +282,29 @@ class TensorflowNet(BaseNet):
         with tf.device(self._device):
             for key, entry in self._state.items():
                 entry.variable.assign(entry.to_keras(np.asarray(state[key], dtype=np.float32)))
+
+    # the ema average on the device, in Keras layouts: one compiled update per step, no copy to the host
+    def _new_average(self) -> dict[str, tf.Variable]:
+        with tf.device(self._device):
+            average = {key: tf.Variable(entry.variable, trainable=False) for key, entry in self._state.items()}
+        pairs = [(average[key], entry.variable) for key, entry in self._state.items()]
+
+        def update(keep: tf.Tensor) -> None:
+            for mean, variable in pairs:
+                mean.assign_add(keep * (variable - mean))
+
+        self._average_step = tf.function(update, input_signature=[tf.TensorSpec((), tf.float32)])
+        return average
+
+    def _update_average(self) -> None:
+        with tf.device(self._device):
+            self._average_step(tf.constant(1.0 - self.ema, tf.float32))
+
+    def _average_arrays(self) -> dict[str, np.ndarray]:
+        return {key: np.array(self._state[key].to_canonical(mean.numpy()), dtype=np.float32, order="C")
+                for key, mean in self._average.items()}
+
+    def _load_average(self) -> None:
+        with tf.device(self._device):
+            for key, mean in self._average.items():
+                self._state[key].variable.assign(mean)

@@ -4,6 +4,8 @@ to the last rounding step, and the update that applies the spec's rate and momen
 clipping inside a compiled step."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import tensorflow as tf
 
@@ -14,8 +16,12 @@ from deepwater.specs import OptimizerSpec, TaskSpec
 
 def _rowwise_loss(task: TaskSpec, out: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     """The loss of each row, as torch's functional losses compute it with reduction='none' (cross entropy with
-    label smoothing s: (1 - s) * the class's -log p + s * the mean over classes of -log p)."""
+    label smoothing s: (1 - s) * the class's -log p + s * the mean over classes of -log p; against soft targets
+    q, (n, classes) probabilities: -sum(((1 - s) * q + s / classes) * log p))."""
     kind, smoothing = task.loss, task.label_smoothing
+    if kind == "cross_entropy" and len(y.shape) == 2:  # soft targets
+        target = y * (1.0 - smoothing) + smoothing / task.n_outputs if smoothing else y
+        return -tf.reduce_sum(target * tf.nn.log_softmax(out, axis=1), axis=1)
     if kind == "cross_entropy" and smoothing:
         log_p = tf.nn.log_softmax(out, axis=1)
         picked = -tf.gather(log_p, tf.cast(y, tf.int32), axis=1, batch_dims=1)
@@ -62,21 +68,27 @@ class MomentumSGD:
         self.slots = {"momentum_buffer": self.buffers} if self.uses_momentum else {}
         self.counters: dict[str, tf.Variable] = {}
 
-    def apply(self, variables: list[tf.Variable], grads: list[tf.Tensor], lr: tf.Tensor, momentum: tf.Tensor) -> None:
+    def apply(self, variables: list[tf.Variable], grads: list[tf.Tensor], lrs: list[tf.Tensor | None],
+              momentum: tf.Tensor) -> None:
+        """One step of each variable at its rate in `lrs` (None: a frozen variable, left alone)."""
         if not self.uses_momentum:
-            for v, g in zip(variables, grads):
-                v.assign_sub(lr * g)
+            for v, g, lr in zip(variables, grads, lrs):
+                if lr is not None:
+                    v.assign_sub(lr * g)
         elif self.may_skip_momentum:
-            self._apply_unfused(variables, grads, lr, momentum)
+            self._apply_unfused(variables, grads, lrs, momentum)
         else:
-            for v, g, buf in zip(variables, grads, self.buffers):
-                tf.raw_ops.ResourceApplyMomentum(var=v.handle, accum=buf.handle, lr=lr, grad=g, momentum=momentum,
-                                                 use_nesterov=self.nesterov)
+            for v, g, buf, lr in zip(variables, grads, self.buffers, lrs):
+                if lr is not None:
+                    tf.raw_ops.ResourceApplyMomentum(var=v.handle, accum=buf.handle, lr=lr, grad=g,
+                                                     momentum=momentum, use_nesterov=self.nesterov)
 
-    def _apply_unfused(self, variables: list[tf.Variable], grads: list[tf.Tensor], lr: tf.Tensor,
+    def _apply_unfused(self, variables: list[tf.Variable], grads: list[tf.Tensor], lrs: list[tf.Tensor | None],
                        momentum: tf.Tensor) -> None:
         active = tf.not_equal(momentum, 0.0)
-        for v, g, buf in zip(variables, grads, self.buffers):
+        for v, g, buf, lr in zip(variables, grads, self.buffers, lrs):
+            if lr is None:
+                continue
             new_buf = tf.where(active, momentum * buf + g, buf)
             buf.assign(new_buf)
             step = g + momentum * new_buf if self.nesterov else new_buf
@@ -95,9 +107,12 @@ class Adadelta:
         self.slots = {"square_avg": self.square_avgs, "acc_delta": self.acc_deltas}
         self.counters: dict[str, tf.Variable] = {}
 
-    def apply(self, variables: list[tf.Variable], grads: list[tf.Tensor], lr: tf.Tensor, momentum: tf.Tensor) -> None:
+    def apply(self, variables: list[tf.Variable], grads: list[tf.Tensor], lrs: list[tf.Tensor | None],
+              momentum: tf.Tensor) -> None:
         rho, eps = tf.constant(self.rho, tf.float32), tf.constant(self.epsilon, tf.float32)
-        for v, g, square_avg, acc_delta in zip(variables, grads, self.square_avgs, self.acc_deltas):
+        for v, g, square_avg, acc_delta, lr in zip(variables, grads, self.square_avgs, self.acc_deltas, lrs):
+            if lr is None:
+                continue
             tf.raw_ops.ResourceApplyAdadelta(var=v.handle, accum=square_avg.handle, accum_update=acc_delta.handle,
                                              lr=lr, rho=rho, epsilon=eps, grad=g)
 
@@ -117,12 +132,19 @@ class Adam:
         self.slots = {"exp_avg": self.exp_avgs, "exp_avg_sq": self.exp_avg_sqs}
         self.counters = {"step": self.step}
 
-    def apply(self, variables: list[tf.Variable], grads: list[tf.Tensor], lr: tf.Tensor, momentum: tf.Tensor) -> None:
+    def apply(self, variables: list[tf.Variable], grads: list[tf.Tensor], lrs: list[tf.Tensor | None],
+              momentum: tf.Tensor) -> None:
+        """One step of each variable at its rate in `lrs` (None: frozen, left alone); the step count is the
+        optimiser's, one for every variable."""
         self.step.assign_add(1.0)
         step = tf.cast(self.step, tf.float64)  # the bias corrections in float64, as torch computes them
-        step_size = tf.cast(tf.cast(lr, tf.float64) / (1.0 - self.beta1 ** step), tf.float32)
+        bias_correction = 1.0 - self.beta1 ** step
         correction = tf.cast(tf.sqrt(1.0 - self.beta2 ** step), tf.float32)
-        for v, g, exp_avg, exp_avg_sq, decay in zip(variables, grads, self.exp_avgs, self.exp_avg_sqs, self.decays):
+        for v, g, exp_avg, exp_avg_sq, decay, lr in zip(variables, grads, self.exp_avgs, self.exp_avg_sqs,
+                                                        self.decays, lrs):
+            if lr is None:
+                continue
+            step_size = tf.cast(tf.cast(lr, tf.float64) / bias_correction, tf.float32)
             if decay:
                 v.assign(v * (1.0 - lr * decay))
             exp_avg.assign(exp_avg + (g - exp_avg) * (1.0 - self.beta1))
@@ -145,8 +167,11 @@ class Update:
     (OptimizerSpec.rate/momentum of the samples seen before the batch), penalties on weights
     (grad += l1*sign(w) + l2*w), element-wise clipping, then MomentumSGD, Adadelta or Adam."""
 
-    def __init__(self, variables: list[tf.Variable], penalised: list[bool], spec: OptimizerSpec) -> None:
+    def __init__(self, variables: list[tf.Variable], penalised: list[bool], spec: OptimizerSpec,
+                 scales: Sequence[float] | None = None) -> None:
         self.variables, self.penalised, self.spec = variables, penalised, spec
+        self.scales = list(scales) if scales is not None else [1.0] * len(variables)  # each one's rate multiplier
+        self.frozen = [False] * len(variables)  # read when a step is traced: retrace after a change
         self.scheduled = spec.method != "adadelta"  # ADADELTA steps at rate 1
         self.optimizer = make_rule(variables, penalised, spec)
         self.lr = tf.Variable(spec.rate(0) if self.scheduled else 1.0, dtype=tf.float32, trainable=False,
@@ -174,7 +199,9 @@ class Update:
     def apply(self, grads: list[tf.Tensor], rows: tf.Tensor) -> None:
         """One step with the gradients of self.variables from a batch of `rows` rows."""
         self._update_schedule()
-        self.optimizer.apply(self.variables, self._regularise(grads), self.lr, self.momentum)
+        lrs = [None if frozen else self.lr if scale == 1 else self.lr * scale
+               for frozen, scale in zip(self.frozen, self.scales)]
+        self.optimizer.apply(self.variables, self._regularise(grads), lrs, self.momentum)
         self.samples.assign_add(tf.cast(rows, tf.float64))
 
     def skip(self, rows: tf.Tensor) -> None:
@@ -192,7 +219,10 @@ class Update:
         """H2O's penalties on weights (grad += l1*sign(w) + l2*w), then element-wise clipping."""
         l1, l2, clip = self.spec.l1, self.spec.l2, self.spec.clip_gradient
         out = []
-        for v, g, penalised in zip(self.variables, grads, self.penalised):
+        for v, g, penalised, frozen in zip(self.variables, grads, self.penalised, self.frozen):
+            if frozen:  # no step: its gradient is not used
+                out.append(g)
+                continue
             if penalised and l1:
                 g = g + l1 * tf.sign(v)
             if penalised and l2:

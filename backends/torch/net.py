@@ -12,7 +12,7 @@ from deepwater.backends.torch.to_onnx import write_onnx
 from deepwater.networks import Graph, Node
 from deepwater.specs import OptimizerSpec, TaskSpec
 
-from ..base import BaseNet, OnnxGraph
+from ..base import BaseNet, OnnxGraph, layer_plan
 from .optimizers import Optimiser
 from .precision import TorchPrecision
 
@@ -83,6 +83,8 @@ def _layer(node: Node, graph: Graph) -> nn.Module:
         return Maxout(a["pieces"])
     if node.op == "upsample":
         return nn.Upsample(scale_factor=a["scale"], mode="nearest")
+    if node.op == "zero_pad":
+        return nn.ZeroPad2d((a["left"], a["right"], a["top"], a["bottom"]))
     if node.op == "flatten":
         return nn.Flatten()
     raise ValueError(f"the torch backend has no layer for op {node.op!r}")
@@ -155,6 +157,8 @@ class TorchNet(TorchPrecision, BaseNet):
     hands each next batch to prefetch(), which copies it on a side stream while the current batch trains.
     """
 
+    takes_soft_targets = True  # task_loss() takes them
+
     def __init__(self, graph: Graph, task: TaskSpec, optimizer: OptimizerSpec, device: str, seed: int) -> None:
         super().__init__(task, device, "this network")
         torch.manual_seed(seed)
@@ -164,10 +168,13 @@ class TorchNet(TorchPrecision, BaseNet):
         self.module = GraphModule(graph).to(self._device)
         self._forward: nn.Module = self.module  # the training forward pass; torch.compile's when compiled
         self._training: bool | None = None
+        self._frozen: frozenset[str] | None = None  # the layers kept fixed now (None: not applied yet)
         self._set_mode(False)
         named = dict(self.module.named_parameters())
+        self.plan = layer_plan(graph, optimizer)
         self.optimiser = Optimiser(list(self.module.parameters()),
-                                   [named[f"layers.{key}"] for key in graph.penalised_params()], task, optimizer)
+                                   [named[f"layers.{key}"] for key in graph.penalised_params()], task, optimizer,
+                                   [self.plan.scale(key.rsplit(".", 1)[0]) for key in graph.param_shapes()])
         self._memory_format = torch.preserve_format
         self._copies: DeviceCopies | None = None
         if self._device.type == "cuda":
@@ -188,7 +195,17 @@ class TorchNet(TorchPrecision, BaseNet):
     def _set_mode(self, training: bool) -> None:
         if self._training != training:
             self.module.train(training)
+            for layer in self._frozen or ():  # frozen batch norms keep their running statistics
+                self.module.layers[layer].eval()
             self._training = training
+
+    def _follow_freeze(self) -> None:
+        """Freeze the plan's layers, or train them again once unfreeze_after_epochs has passed."""
+        frozen = self.plan.frozen_at(self.samples)
+        if frozen != self._frozen:
+            self._frozen = frozen
+            self.optimiser.freeze({id(p) for layer in frozen for p in self.module.layers[layer].parameters()})
+            self._training = None  # the modes of the batch norms change with it
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         tensor = to_tensor(array, self._device)
@@ -202,6 +219,7 @@ class TorchNet(TorchPrecision, BaseNet):
         return self._to_device(x), self._to_device(y), None if weights is None else self._to_device(weights)
 
     def _step(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None) -> torch.Tensor:
+        self._follow_freeze()
         self._set_mode(True)
         return self.optimiser.step(self._forward, *self._batch(x, y, weights), self.samples)
 
@@ -242,6 +260,7 @@ class TorchNet(TorchPrecision, BaseNet):
 
     def export_onnx(self, path: str, layers: Sequence[str]) -> OnnxGraph:
         """The network's probabilities (or values) and the activations of `layers`, through torch.onnx.export."""
+        self._use_average()
         self._set_mode(False)
 
         def compute(x: torch.Tensor) -> list[torch.Tensor]:
@@ -253,8 +272,30 @@ class TorchNet(TorchPrecision, BaseNet):
                           self.source)
 
     def _read_state(self) -> dict[str, np.ndarray]:
+        return {key: tensor.cpu().numpy().copy() for key, tensor in self._state_tensors().items()}
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        """The module's weights and statistics as they are on the device (no copies), by canonical name."""
         tensors = self.module.state_dict()
-        return {key: tensors[f"layers.{key}"].detach().cpu().numpy().copy() for key in self.graph.state_shapes()}
+        return {key: tensors[f"layers.{key}"].detach() for key in self.graph.state_shapes()}
+
+    # the ema average on the device: one fused lerp per step, no copy to the host
+    def _new_average(self) -> dict[str, torch.Tensor]:
+        return {key: tensor.clone() for key, tensor in self._state_tensors().items()}
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        current = self._state_tensors()
+        torch._foreach_lerp_(list(self._average.values()), [current[key] for key in self._average], 1.0 - self.ema)
+
+    def _average_arrays(self) -> dict[str, np.ndarray]:
+        return {key: tensor.cpu().numpy().copy() for key, tensor in self._average.items()}
+
+    @torch.no_grad()
+    def _load_average(self) -> None:
+        current = self._state_tensors()
+        for key, tensor in self._average.items():
+            current[key].copy_(tensor)
 
     def _write_state(self, state: dict[str, np.ndarray]) -> None:
         tensors = {f"layers.{k}": torch.as_tensor(np.asarray(v)) for k, v in state.items()}

@@ -3,7 +3,7 @@ ramped momentum, ADADELTA, Adam or AdamW at the spec's scheduled rate, l1/l2 pen
 Shared by built-in networks and user graphs."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -17,9 +17,10 @@ from .precision import Mixed
 
 
 def task_loss(task: TaskSpec, out: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-    """The task's mean loss of the batch: cross entropy on logits, a regression loss on (n, 1) values, or an
-    autoencoder's reconstruction error (each row's mean squared error over its values); with row weights,
-    the weighted mean."""
+    """The task's mean loss of the batch: cross entropy on logits (against class codes, or soft targets: (n,
+    classes) probabilities, which F.cross_entropy takes as they are, label smoothing on top), a regression loss on
+    (n, 1) values, or an autoencoder's reconstruction error (each row's mean squared error over its values); with
+    row weights, the weighted mean."""
     reduction = "none" if weights is not None else "mean"
     if task.loss == "cross_entropy":
         loss = F.cross_entropy(out, y, reduction=reduction, label_smoothing=task.label_smoothing)
@@ -47,16 +48,18 @@ ADAM_STEP = "step"  # arrays()' entry for Adam's step count (its bias correction
 
 class Optimiser:
     """Deepwater's training step over torch parameters: the task's loss, ADADELTA, SGD with H2O's ramped
-    momentum, Adam or AdamW (decaying the `penalised` weights) at the spec's scheduled rate, l1/l2 on the
-    `penalised` weights and gradient clipping, in `mixed`'s precision.
+    momentum, Adam or AdamW (decaying the `penalised` weights) at the spec's scheduled rate times each
+    parameter's `scales` (layer_lr_decay's, one param group per scale), l1/l2 on the `penalised` weights and
+    gradient clipping, in `mixed`'s precision; frozen parameters (freeze()) take no step.
 
     Its buffers exist (as zeros) from the start, which steps exactly as torch's lazily made ones do, so that
     arrays() names the same arrays before and after training (checkpoints load into a fresh net).
     """
 
     def __init__(self, params: list[nn.Parameter], penalised: list[nn.Parameter], task: TaskSpec,
-                 spec: OptimizerSpec) -> None:
+                 spec: OptimizerSpec, scales: Sequence[float] | None = None) -> None:
         self.params, self.penalised, self.task, self.spec = params, penalised, task, spec
+        self.scales = list(scales) if scales is not None else [1.0] * len(params)  # each one's rate multiplier
         self.mixed = Mixed()  # float32 until the net's configure_steps() says otherwise
         self.method = spec.method
         self.optimizer = self._make_optimizer()
@@ -67,26 +70,54 @@ class Optimiser:
             if self.method in COUNTED:
                 self.optimizer.state[p]["step"] = torch.tensor(0.0)
 
+    def _groups(self, **options) -> list[dict]:
+        """Parameter groups, one per (AdamW decay or not, rate multiplier), each group's 'rate_scale' kept."""
+        decayed = {id(p) for p in self.penalised} if self.method == "adamw" else set()
+        keys = [(id(p) in decayed, scale) for p, scale in zip(self.params, self.scales)]
+        groups = []
+        for decays, scale in dict.fromkeys(keys):
+            groups.append({"params": [p for p, key in zip(self.params, keys) if key == (decays, scale)],
+                           "rate_scale": scale, **options,
+                           **({"weight_decay": self.spec.weight_decay if decays else 0.0}
+                              if self.method == "adamw" else {})})
+        return groups or [{"params": [], "rate_scale": 1.0}]
+
     def _make_optimizer(self) -> torch.optim.Optimizer:
         s = self.spec
         if self.method == "adadelta":
-            return torch.optim.Adadelta(self.params, lr=1.0, rho=s.rho, eps=s.epsilon)
-        if self.method == "adam":
-            return torch.optim.Adam(self.params, lr=s.rate(0), betas=(s.beta1, s.beta2), eps=s.epsilon)
-        if self.method == "adamw":
-            decayed = {id(p) for p in self.penalised}
-            groups = [{"params": [p for p in self.params if (id(p) in decayed) == decays],
-                       "weight_decay": s.weight_decay if decays else 0.0} for decays in (True, False)]
-            return torch.optim.AdamW([g for g in groups if g["params"]], lr=s.rate(0), betas=(s.beta1, s.beta2),
-                                     eps=s.epsilon)
-        return torch.optim.SGD(self.params, lr=s.rate(0), momentum=s.momentum(0),
+            groups = self._groups()
+            for group in groups:
+                group["lr"] = group["rate_scale"]  # ADADELTA's rate is 1; layer_lr_decay scales it
+            return torch.optim.Adadelta(groups, lr=1.0, rho=s.rho, eps=s.epsilon)
+        if self.method in ("adam", "adamw"):
+            rule = torch.optim.Adam if self.method == "adam" else torch.optim.AdamW
+            return rule(self._groups(), lr=s.rate(0), betas=(s.beta1, s.beta2), eps=s.epsilon)
+        return torch.optim.SGD(self._groups(), lr=s.rate(0), momentum=s.momentum(0),
                                nesterov=s.nesterov and s.momentum(0) > 0)
+
+    def freeze(self, frozen: set[int]) -> None:
+        """Keep the parameters whose ids are in `frozen` fixed (no gradient, so no update, penalty, decay or
+        momentum step) and train the others; a parameter that trains again takes the optimiser's step count
+        (one count for every parameter, as on the other backends)."""
+        count = self._step_count()
+        for p in self.params:
+            thawed = id(p) not in frozen and not p.requires_grad
+            p.requires_grad_(id(p) not in frozen)
+            if thawed and count is not None:
+                self.optimizer.state[p]["step"] = count.clone()
+
+    def _step_count(self) -> torch.Tensor | None:
+        """The optimiser's step count (the most any parameter has taken), or None for a rule without one."""
+        if self.method not in COUNTED or not self.params:
+            return None
+        return max((self.optimizer.state[p]["step"] for p in self.params), key=float)
 
     def _update_schedule(self, samples: int) -> None:
         if self.method == "adadelta":
             return
+        rate = self.spec.rate(samples)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.spec.rate(samples)
+            group["lr"] = rate * group["rate_scale"]
             if self.method == "sgd":
                 group["momentum"] = self.spec.momentum(samples)
 
@@ -97,7 +128,7 @@ class Optimiser:
         arrays = slot_arrays({slot: [state[p][slot].detach().cpu().numpy().copy() for p in self.params]
                               for slot in self.slots})
         if self.method in ("adam", "adamw") and self.params:
-            arrays[ADAM_STEP] = state[self.params[0]]["step"].detach().cpu().numpy().astype(np.float32)
+            arrays[ADAM_STEP] = self._step_count().detach().cpu().numpy().astype(np.float32)
         return arrays
 
     def load_arrays(self, arrays: dict[str, np.ndarray], samples: int) -> None:
@@ -131,7 +162,7 @@ class Optimiser:
         if not (l1 or l2):
             return
         with torch.no_grad():
-            for w in self.penalised:
+            for w in (w for w in self.penalised if w.grad is not None):  # frozen weights have none
                 if l1:
                     w.grad.add_(torch.sign(w), alpha=l1)
                 if l2:

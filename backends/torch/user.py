@@ -118,6 +118,8 @@ def replace_linear(owner: nn.Module, weight: str, bias: str | None, outputs: int
 class TorchUserNet(TorchPrecision, BaseNet):
     """A user's TorchScript or torch.export graph on one device, with deepwater's loss and optimiser."""
 
+    takes_soft_targets = True  # task_loss() takes them, as for built-in networks
+
     def __init__(self, program: Program, graph: UserGraph, task: TaskSpec, optimizer: OptimizerSpec,
                  device: str, seed: int) -> None:
         super().__init__(task, device, repr(graph.definition_file))

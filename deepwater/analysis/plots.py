@@ -155,10 +155,12 @@ def _image_column(frame: pd.DataFrame, column: str | None) -> str:
     return found
 
 
-def overlays(frame: pd.DataFrame, heatmaps: np.ndarray, column: str | None = None, alpha: float = 0.5) -> np.ndarray:
-    """Each row's image (`column`: the frame's image column, found when None) resized to its heatmap, with the
-    heatmap drawn over it in matplotlib's 'jet' colours at opacity `alpha`: uint8 (rows, height, width, 3). A row
-    without a heatmap (NaN: a skipped image) is its image alone; an image that cannot be read is black."""
+def overlays(frame: pd.DataFrame, heatmaps: np.ndarray, column: str | None = None, alpha: float = 0.5,
+             resize: str = "stretch") -> np.ndarray:
+    """Each row's image (`column`: the frame's image column, found when None) resized to its heatmap as the model
+    resized it (`resize`: its image_resize, 'stretch' or 'crop'), with the heatmap drawn over it in matplotlib's
+    'jet' colours at opacity `alpha`: uint8 (rows, height, width, 3). A row without a heatmap (NaN: a skipped
+    image) is its image alone; an image that cannot be read is black."""
     heatmaps = np.asarray(heatmaps, dtype=np.float32)
     if heatmaps.ndim != 3 or len(heatmaps) != len(frame):
         raise ParameterError(f"heatmaps of shape {heatmaps.shape}: give model.explain(frame)'s array for this frame, "
@@ -169,7 +171,7 @@ def overlays(frame: pd.DataFrame, heatmaps: np.ndarray, column: str | None = Non
         from matplotlib import colormaps
     except ImportError as error:
         raise MissingDependencyError("matplotlib (for plots)", "plot") from error
-    reader = ImageReader(ImageShape(int(heatmaps.shape[1]), int(heatmaps.shape[2]), 3), bad_images="skip",
+    reader = ImageReader(ImageShape(int(heatmaps.shape[1]), int(heatmaps.shape[2]), 3, resize), bad_images="skip",
                          cache_mb=0)
     pixels, read = reader.read_batch(frame[_image_column(frame, column)].tolist(), list(range(len(frame))))
     images = np.zeros((len(frame), *heatmaps.shape[1:], 3), dtype=np.float32)
@@ -181,12 +183,13 @@ def overlays(frame: pd.DataFrame, heatmaps: np.ndarray, column: str | None = Non
 
 def explain_grid(frame: pd.DataFrame, heatmaps: np.ndarray, column: str | None = None,
                  titles: Sequence[Any] | None = None, alpha: float = 0.5, columns: int = 4,
-                 save_plot_path: str | os.PathLike | None = None) -> Figure:
-    """model.explain()'s `heatmaps` (rows, height, width) over their rows' images (overlays()), `columns` images a
-    row; `titles` labels them (default: the frame's index), e.g. with the predictions."""
+                 save_plot_path: str | os.PathLike | None = None, resize: str = "stretch") -> Figure:
+    """model.explain()'s `heatmaps` (rows, height, width) over their rows' images (overlays(), `resize` as the
+    model's image_resize), `columns` images a row; `titles` labels them (default: the frame's index), e.g. with the
+    predictions."""
     if titles is not None and len(titles) != len(frame):
         raise ParameterError(f"titles holds {len(titles)} labels for {len(frame)} rows; give one per row.")
-    pictures = overlays(frame, heatmaps, column, alpha)
+    pictures = overlays(frame, heatmaps, column, alpha, resize)
     width = max(1, min(columns, len(frame)))
     height = -(-len(frame) // width)
     figure, axes = _new_figure(nrows=height, ncols=width, figsize=(2.4 * width, 2.4 * height), squeeze=False)

@@ -6,12 +6,14 @@ categorical columns one-hot encoded (an unseen level encodes as all zeros), cons
 """
 from __future__ import annotations
 
+import contextlib
 import decimal
+import operator
 import warnings
 import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,12 +22,18 @@ from deepwater.data.frames import check_frame, check_plain_values, is_categorica
 from deepwater.errors import FrameError, warn_user
 from deepwater.specs import AUTOENCODER, CLASSIFICATION, REGRESSION
 
+try:
+    from pandas.api.internals import create_dataframe_from_blocks
+except ImportError:  # pandas 2: frames are made with the DataFrame constructor
+    create_dataframe_from_blocks = None
+
 ONE_HOT, BINARY, LABEL = "one_hot", "binary", "label"
 # H2O's categorical_encoding names -> how a categorical column becomes numbers
 CATEGORICAL_ENCODINGS = {"AUTO": ONE_HOT, "OneHotInternal": ONE_HOT, "OneHotExplicit": ONE_HOT, "Binary": BINARY,
                          "LabelEncoder": LABEL}
 ALL_LEVELS = 2**31 - 1  # max_categorical_features' default, H2O's: no hashing
 LARGE_MATRIX_BYTES = 1 << 30  # a design matrix above this gets a warning naming the encodings that shrink it
+EXACT_INTEGERS = 2**53  # float64 holds every integer up to this, so int64 -> float32 rounds as float64 does
 FEW_INTEGER_VALUES = 10  # a numeric response with at most this many distinct integers may be meant as classes
 
 
@@ -40,14 +48,33 @@ def _levels(series: pd.Series) -> list[Any]:
         return sorted(values, key=str)
 
 
-def _codes(series: pd.Series, lookup: pd.Index) -> np.ndarray:
-    """Position of each value in the levels `lookup` (int64); -1 for missing values and values not in it.
-    A pandas categorical column is looked up once per category, not once per value."""
+class LevelLookup:
+    """The positions of values among a column's levels, through one hash table (an Index's, built on the first
+    lookup and kept); a categorical column's categories are looked up once per dtype, not once per frame."""
+
+    def __init__(self, levels: list[Any]) -> None:
+        self.levels = pd.Index(levels)
+        self._last: tuple[pd.Index, np.ndarray] | None = None  # the last categories seen and their positions
+
+    def positions(self, values: np.ndarray) -> np.ndarray:
+        """The position of each value (int64); -1 for values not among the levels."""
+        return self.levels.get_indexer(values).astype(np.int64)
+
+    def category_positions(self, categories: pd.Index) -> np.ndarray:
+        """positions() of a categorical dtype's categories, kept while frames bring the same categories."""
+        last = self._last
+        if last is None or not (last[0] is categories or last[0].equals(categories)):
+            last = self._last = (categories, self.positions(np.array(categories.astype(object), dtype=object)))
+        return last[1]
+
+
+def _codes(series: pd.Series, lookup: LevelLookup) -> np.ndarray:
+    """Position of each value among the levels of `lookup` (int64); -1 for missing values and values not among
+    them. A pandas categorical column is looked up once per category, not once per value."""
     if isinstance(series.dtype, pd.CategoricalDtype):
-        positions = lookup.get_indexer(np.array(series.cat.categories.astype(object), dtype=object))
-        codes = series.cat.codes.to_numpy()
-        return np.where(codes >= 0, positions.astype(np.int64)[codes], -1)
-    return lookup.get_indexer(np.array(series.astype(object), dtype=object)).astype(np.int64)
+        codes = series.array.codes
+        return np.where(codes >= 0, lookup.category_positions(series.dtype.categories)[codes], -1)
+    return lookup.positions(np.array(series.astype(object), dtype=object))
 
 
 @dataclass
@@ -86,8 +113,8 @@ class Response:
         return len(self.classes)
 
     @cached_property
-    def _lookup(self) -> pd.Index:
-        return pd.Index(self.classes)  # its hash table is built on the first lookup and kept
+    def _lookup(self) -> LevelLookup:
+        return LevelLookup(self.classes)
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         """Integer class codes (int64) or the standardised response (float32); an autoencoder's placeholder
@@ -131,7 +158,9 @@ class Response:
 
     @cached_property
     def _prediction_columns(self) -> pd.Index:
-        return pd.Index(["predict", *self.probability_columns])  # built once: an Index of names is slow to make
+        """predict()'s column names: an Index is slow to make, so it is made once."""
+        names = ["predict", *self.probability_columns] if self.kind == CLASSIFICATION else ["predict"]
+        return pd.Index(names)
 
     def predictions(self, output: np.ndarray, rows: np.ndarray, index: pd.Index,
                     threshold: float = 0.5) -> pd.DataFrame:
@@ -140,18 +169,19 @@ class Response:
         classes labelled at `threshold`, see decode()) and, for classification, one probability column per
         class; rows left out (skipped images) are missing."""
         if self.kind == REGRESSION:
-            full = np.full(len(index), np.nan, dtype=np.float64)
-            full[rows] = output[:, 0]
-            return pd.DataFrame({"predict": full * self.scale + self.mean}, index=index)
-        # one float64 block, its first column the labels' place: a frame made at once, then the labels put in
-        # (two frames joined cost four times as much for one row; a column at a time is slow for 1000 classes)
+            full = np.full((len(index), 1), np.nan, dtype=np.float64)
+            full[rows] = output[:, :1]
+            return _answer_frame(full * self.scale + self.mean, None, None, index, self._prediction_columns)
+        # one float64 block, its first column the labels' place, the labels put in as the frame is made
+        if len(rows) == len(index):  # every row scored (none skipped): nothing left missing
+            full = np.empty((len(index), 1 + output.shape[1]), dtype=np.float64)
+            full[:, 1:] = output
+            return _answer_frame(full, self._chosen(output, threshold), self._labels, index, self._prediction_columns)
         full = np.full((len(index), 1 + output.shape[1]), np.nan, dtype=np.float64)
         full[rows, 1:] = output
         chosen = np.full(len(index), -1, dtype=np.int64)
         chosen[rows] = self._chosen(output, threshold)
-        frame = pd.DataFrame(full, index=index, columns=self._prediction_columns, copy=False)
-        frame.isetitem(0, pd.Categorical.from_codes(chosen, dtype=self._labels))
-        return frame
+        return _answer_frame(full, chosen, self._labels, index, self._prediction_columns)
 
     @property
     def probability_columns(self) -> list[str]:
@@ -161,15 +191,40 @@ class Response:
     def records(self, output: np.ndarray, threshold: float = 0.5) -> list[dict[str, Any]]:
         """predict()'s rows for the network's `output` as dicts, without a frame (quick for a few rows):
         {'predict': label or value, '<class>': probability, ...}; None where a value is missing."""
-        predicted = self.decode(output, threshold).astype(object)
-        predicted[pd.isna(predicted)] = None
         if self.kind == REGRESSION:
-            return [{"predict": value} for value in predicted.tolist()]
-        probabilities = output.astype(np.float64).astype(object)
-        probabilities[np.isnan(output)] = None
-        names = self.probability_columns
-        return [{"predict": label, **dict(zip(names, row))} for label, row in zip(predicted.tolist(),
-                                                                                 probabilities.tolist())]
+            return [{"predict": _number_or_none(value)} for value in self.decode(output, threshold).tolist()]
+        probabilities = output.astype(np.float64).tolist()
+        if np.isnan(output).any():  # the rows that held inf
+            probabilities = [[_number_or_none(p) for p in row] for row in probabilities]
+        classes, names = self.classes, self._probability_names
+        return [{"predict": None if chosen < 0 else classes[chosen], **dict(zip(names, row))}
+                for chosen, row in zip(self._chosen(output, threshold).tolist(), probabilities)]
+
+    @cached_property
+    def _probability_names(self) -> list[str]:
+        return self.probability_columns
+
+
+def _number_or_none(value: float) -> float | None:
+    """None for NaN (a missing value), else the value."""
+    return None if value != value else value
+
+
+def _answer_frame(values: np.ndarray, codes: np.ndarray | None, labels: pd.CategoricalDtype | None,
+                  index: pd.Index, columns: pd.Index) -> pd.DataFrame:
+    """The frame of `columns` for `index` holding the float64 (rows, columns) `values`, its first column replaced
+    by the `labels` of `codes` (-1: missing) when given. With pandas 3 it is made at once from its two blocks
+    (15 us for one row; a frame made, then given its label column, takes 50 us, and two frames joined 200 us)."""
+    if create_dataframe_from_blocks is None:  # pandas 2
+        frame = pd.DataFrame(values, index=index, columns=columns, copy=False)
+        if codes is not None:
+            frame.isetitem(0, pd.Categorical.from_codes(codes, dtype=labels))
+        return frame
+    if codes is None:
+        return create_dataframe_from_blocks([(values.T, np.arange(values.shape[1]))], index, columns)
+    first = pd.Categorical.from_codes(codes, dtype=labels, validate=False)  # codes made by _chosen()
+    return create_dataframe_from_blocks([(first, np.zeros(1, np.intp)),
+                                         (values[:, 1:].T, np.arange(1, values.shape[1]))], index, columns)
 
 
 NUMBER_TYPES = (int, float, decimal.Decimal, np.number)
@@ -329,8 +384,8 @@ class CategoricalColumn:
         return [f"{self.name}.{level}" for level in self.levels]
 
     @cached_property
-    def _lookup(self) -> pd.Index:
-        return pd.Index(self.levels)  # its hash table is built on the first lookup and kept
+    def _lookup(self) -> LevelLookup:
+        return LevelLookup(self.levels)
 
     @cached_property
     def _slots(self) -> np.ndarray:
@@ -339,6 +394,15 @@ class CategoricalColumn:
             return np.arange(len(self.levels), dtype=np.int64)
         return np.array([zlib.crc32(str(level).encode()) % self.buckets for level in self.levels], np.int64)
 
+    @cached_property
+    def _text_codes(self) -> dict[str, int]:
+        """The position of each level that is a str (a dict lookup is exact for str keys alone: 1 == True)."""
+        return {level: i for i, level in enumerate(self.levels) if type(level) is str}
+
+    def text_code(self, value: Any) -> int:
+        """The position of `value` among the levels when it is a str level the column knows, else -1."""
+        return self._text_codes.get(value, -1) if type(value) is str else -1
+
     def encode(self, series: pd.Series) -> np.ndarray:
         """The column's (rows, width) float32 block; missing values and unseen levels are all zeros
         (LabelEncoder: -1)."""
@@ -346,12 +410,17 @@ class CategoricalColumn:
         known = codes >= 0
         if not known.all():
             _warn_if_other_kind(self, series, known)
+        return self.encode_codes(codes)
+
+    def encode_codes(self, codes: np.ndarray) -> np.ndarray:
+        """The column's (rows, width) float32 block for the levels' positions `codes` (int64, -1: missing or
+        unseen)."""
         if self.encoding == LABEL:
             return codes.astype(np.float32)[:, None]
         if self.encoding == BINARY:
             return (((codes + 1)[:, None] >> np.arange(self.width)) & 1).astype(np.float32)
         block = np.zeros((len(codes), self.width), dtype=np.float32)
-        rows = np.nonzero(known)[0]
+        rows = np.nonzero(codes >= 0)[0]
         block[rows, self._slots[codes[rows]]] = 1.0
         return block
 
@@ -520,15 +589,17 @@ class DatasetEncoder:
             else:
                 numbers = _numeric_block(frame, names)
                 prepare(numbers, 0)
-        return self._matrix(numbers, [frame[column.name] for column in self.categorical])
+        return self._matrix(numbers, [column.encode(frame[column.name]) for column in self.categorical])
 
     def encode_columns(self, numbers: np.ndarray | None, categories: Sequence[pd.Series]) -> np.ndarray:
         """The (rows, width) float32 design matrix of checked columns: `numbers`, the numeric columns as a
         float32 (rows, len(numeric)) array that this call may change (NaN where missing; None when the model has
         no numeric column), and one series per categorical column, in the encoder's order."""
-        if numbers is not None:
-            self._impute_and_standardise(numbers)
-        return self._matrix(numbers, categories)
+        if numbers is not None:  # a block of rows at a time: one pass over memory, each block while in the cache
+            step = max(1, BLOCK_BYTES // max(numbers.itemsize * numbers.shape[1], 1))
+            for start in range(0, len(numbers), step):
+                self._impute_and_standardise(numbers[start:start + step])
+        return self._matrix(numbers, [c.encode(series) for c, series in zip(self.categorical, categories)])
 
     def _impute_and_standardise(self, numbers: np.ndarray, may_miss: bool = True) -> None:
         """The numeric columns' float32 values, in place: missing values (NaN) set to the training mean (looked for
@@ -541,17 +612,89 @@ class DatasetEncoder:
             np.subtract(numbers, self._means, out=numbers)
             np.divide(numbers, self._scales, out=numbers)
 
-    def _matrix(self, numbers: np.ndarray | None, categories: Sequence[pd.Series]) -> np.ndarray:
-        """The design matrix of the prepared numeric columns and the categorical columns, encoded."""
+    def encode_row(self, row: Mapping[str, Any]) -> np.ndarray | None:
+        """The (1, width) float32 design matrix of one row given as {column: value}, the same as
+        transform(pd.DataFrame([row])), when the row is plain: each numeric value an int or a float within
+        +-2**53 (NaN where missing), each categorical one a str level the column knows. None for any other row (a
+        column absent, None, text in a numeric column, inf, an unseen level, ...): the frame's checks and warnings
+        are then the caller's to apply, through transform()."""
+        try:
+            cells = self._numeric_cells(row)
+            levels = [row[column.name] for column in self.categorical]
+        except KeyError:
+            return None
+        if not set(map(type, cells)) <= {int, float}:  # bool, None, text, numpy and Decimal values: the frame's rules
+            return None
+        try:
+            numbers = np.array(cells, dtype=np.float64).reshape(1, len(cells))
+        except OverflowError:  # an int beyond float64
+            return None
+        if (np.abs(numbers) > EXACT_INTEGERS).any():  # inf, or where an int64 column converts otherwise
+            return None
+        codes = [column.text_code(level) for column, level in zip(self.categorical, levels)]
+        if min(codes, default=0) < 0:
+            return None
+        numbers = numbers.astype(np.float32)
+        self._impute_and_standardise(numbers)
+        return self._matrix(numbers if self.numeric else None,
+                            [column.encode_codes(np.array([code])) for column, code in zip(self.categorical, codes)])
+
+    @cached_property
+    def _numeric_cells(self) -> Callable[[Mapping[str, Any]], tuple]:
+        """A row's numeric values as a tuple, in the encoder's order (KeyError when one is absent)."""
+        names = self._numeric_names
+        return operator.itemgetter(*names) if len(names) > 1 else lambda row: tuple(row[name] for name in names)
+
+    def _matrix(self, numbers: np.ndarray | None, blocks: list[np.ndarray]) -> np.ndarray:
+        """The design matrix of the prepared numeric columns and the categorical columns' encoded blocks."""
         parts = [] if numbers is None else [numbers]
-        parts += [column.encode(series) for column, series in zip(self.categorical, categories)]
-        matrix = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        matrix = parts[0] if not blocks else np.concatenate(parts + blocks, axis=1)
         return np.ascontiguousarray(matrix)  # row-major: mini-batches gather rows
 
 
 def _is_plain_number(dtype: Any) -> bool:
     """A numpy dtype of booleans, integers or real numbers (not a pandas extension dtype)."""
     return isinstance(dtype, np.dtype) and dtype.kind in "biuf"
+
+
+def _reads_blocks() -> bool:
+    """Whether this pandas lays frames out as the block readers below expect (its internals, read because its
+    public API is 25-100 us slower per frame: frame.dtypes makes a Series, a frame of some columns copies them)."""
+    probe = pd.DataFrame({"a": [1.0], "b": [2], "c": [3.0]})
+    try:
+        blocks = probe._mgr.blocks
+        found = sorted((str(block.dtype), list(block.mgr_locs.as_array)) for block in blocks)
+        return found == [("float64", [0, 2]), ("int64", [1])] and _block_signature(probe) == _block_signature(probe)
+    except (AttributeError, TypeError):
+        return False
+
+
+def _block_signature(frame: pd.DataFrame) -> tuple:
+    """The dtype and the column positions of each of pandas' blocks of `frame`: read in about a microsecond, and
+    equal for two frames of the same columns only when every column has the same dtype."""
+    return tuple((block.dtype, _positions(block.mgr_locs.indexer)) for block in frame._mgr.blocks)
+
+
+def _public_signature(frame: pd.DataFrame) -> tuple:
+    """The dtype of each column of `frame`, through pandas' public API (25 us for 784 columns)."""
+    return tuple(frame.dtypes.to_numpy())
+
+
+def _block_holding(frame: pd.DataFrame, positions: np.ndarray) -> int | None:
+    """The number of the block of `frame` whose columns are those at `positions`, in that order, and of a real
+    number dtype; None if no block is."""
+    for number, block in enumerate(frame._mgr.blocks):
+        if _is_plain_number(block.dtype) and np.array_equal(block.mgr_locs.as_array, positions):
+            return number
+    return None
+
+
+def _positions(indexer: slice | np.ndarray) -> slice | bytes:
+    """A block's column positions in a form that compares with ==."""
+    return indexer if isinstance(indexer, slice) else indexer.tobytes()
+
+
+READS_BLOCKS = _reads_blocks()  # False: the public path alone (a pandas whose internals differ)
 
 
 BLOCK_BYTES = 256 << 10  # float32 values converted, checked and standardised at a time: they stay in the cache
@@ -563,17 +706,20 @@ class ColumnLayout:
     check in each frame; worked out once and reused while frames keep it."""
 
     columns: pd.Index
-    dtypes: pd.Series
+    dtypes: tuple  # the frame's dtypes as _block_signature() (or, without blocks, _public_signature()) reads them
     numeric: slice | np.ndarray | None  # the numeric columns' positions, in the encoder's order; None: all, in order
     plain_numbers: bool  # they all have a real number dtype: one array conversion, no text to look for
     whole_numbers: bool  # they all have an integer (or bool) dtype: no NaN, no inf to look for
     one_dtype: bool  # every column of the frame has the same real number dtype: numpy picks the numeric ones
     objects: list[str]  # the encoder's columns of object dtype, checked for containers in each frame
+    block: int | None  # the pandas block holding the numeric columns alone, in order (numpy's dtype), if one does
+    blocks: bool  # frames are read through pandas' blocks (READS_BLOCKS), else through its public API alone
 
     @classmethod
-    def of(cls, frame: pd.DataFrame, columns: list[str], numeric_names: list[str]) -> ColumnLayout:
+    def of(cls, frame: pd.DataFrame, columns: list[str], numeric_names: list[str],
+           blocks: bool = READS_BLOCKS) -> ColumnLayout:
         """The layout of `frame` for an encoder of `columns` (of which `numeric_names` are numeric); a FrameError
-        when some are missing."""
+        when some are missing. `blocks`: read frames through pandas' blocks (quicker) rather than its public API."""
         absent = [c for c in columns if c not in frame.columns]
         if absent:
             raise FrameError(f"the frame lacks columns the model was trained on: {absent[:10]}; add them.")
@@ -592,11 +738,15 @@ class ColumnLayout:
         objects = [name for name, dtype in zip(columns, dtypes[columns]) if dtype == object]
         frame_types = set(dtypes)
         one_dtype = plain and len(frame_types) == 1 and _is_plain_number(frame_types.pop())
-        return cls(frame.columns, dtypes, numeric, plain, whole, one_dtype, objects)
+        if not blocks:
+            return cls(frame.columns, _public_signature(frame), numeric, plain, whole, one_dtype, objects, None, False)
+        return cls(frame.columns, _block_signature(frame), numeric, plain, whole, one_dtype, objects,
+                   _block_holding(frame, positions), True)
 
     def fits(self, frame: pd.DataFrame) -> bool:
         """Whether `frame` has the columns and dtypes this layout was worked out for."""
-        return frame.columns.equals(self.columns) and frame.dtypes.equals(self.dtypes)
+        signature = _block_signature(frame) if self.blocks else _public_signature(frame)
+        return frame.columns.equals(self.columns) and signature == self.dtypes
 
     def numbers(self, frame: pd.DataFrame, prepare: Callable[[np.ndarray, int], None]) -> np.ndarray:
         """The numeric columns of a frame of this layout as a new float32 (rows, columns) array, missing values
@@ -606,7 +756,8 @@ class ColumnLayout:
         values, picked = self._values(frame)
         numbers = np.empty((len(values), values.shape[1] if picked is None else len(picked)), dtype=np.float32)
         step = max(1, BLOCK_BYTES // max(numbers.itemsize * numbers.shape[1], 1))
-        with np.errstate(over="ignore"):
+        # float32 holds every integer's magnitude: only real numbers can overflow (errstate costs 4 us a call)
+        with contextlib.nullcontext() if self.whole_numbers else np.errstate(over="ignore"):
             for start in range(0, len(numbers), step):
                 block, taken = numbers[start:start + step], values[start:start + step]
                 if picked is not None:
@@ -618,6 +769,8 @@ class ColumnLayout:
     def _values(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """The frame's numbers as one array, without a copy where pandas holds them so, and the positions of
         the numeric columns in it when they are still to be picked (None: they are its columns, in order)."""
+        if self.block is not None:  # a view of that block: no frame of the numeric columns made (100 us and more)
+            return frame._mgr.blocks[self.block].values.T, None
         if self.one_dtype:  # one array of the whole frame (often a transposed view), its columns picked by numpy
             values = frame.to_numpy(copy=False)
             if isinstance(self.numeric, slice):

@@ -136,14 +136,12 @@ def check_frame(frame: object, name: str) -> pd.DataFrame:
 
 
 CONTAINERS = (list, tuple, set, frozenset, dict, np.ndarray)
+FEW_COLUMNS = 16  # up to this many columns to check, each is read on its own; more: one pass over the frame's dtypes
 
 
 def check_plain_values(frame: pd.DataFrame, columns: Sequence[str]) -> None:
     """A FrameError when one of `columns` holds lists, dicts or other containers instead of single values."""
-    dtypes = dict(zip(frame.columns, frame.dtypes))  # a dict: looking up 784 pixel columns one by one is slow
-    for name in columns:
-        if dtypes[name] != object:
-            continue  # numbers, categories and strings hold single values
+    for name in _object_columns(frame, columns):  # numbers, categories and strings hold single values
         series = frame[name]
         nested = series.map(lambda value: isinstance(value, CONTAINERS)).to_numpy(dtype=bool)
         if nested.any():
@@ -152,6 +150,16 @@ def check_plain_values(frame: pd.DataFrame, columns: Sequence[str]) -> None:
             raise FrameError(f"column {name!r} holds {type(value).__name__} values (first at row "
                              f"{series.index[row]!r}: {str(value)[:60]}); a cell must hold one number, category or "
                              "image URI: expand such values into columns of their own, or drop the column.")
+
+
+def _object_columns(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
+    """Those of `columns` whose dtype is object, in order. Many columns are sorted out in one pass over the frame's
+    dtypes by position (iterating a frame's column names, or comparing every dtype with object, is slow)."""
+    if len(columns) <= FEW_COLUMNS:
+        return [name for name in columns if frame[name].dtype == object]
+    found = [i for i, dtype in enumerate(frame.dtypes.to_numpy()) if dtype.kind == "O" and dtype == object]
+    objects = set(frame.columns[found]) if found else set()
+    return [name for name in columns if name in objects]
 
 
 def require_columns(frame: pd.DataFrame, needed: Sequence[str], name: str) -> None:

@@ -162,8 +162,9 @@ def inputs_from_record(record: dict[str, Any], arrays: dict[str, np.ndarray],
     return ImageInputs(record["column"], shape, arrays.get("inputs/mean_image"), reader, scale)
 
 
+# ImageReader's argument -> the parameter that sets it
 READER_OPTIONS = {"cache_dir": "image_cache_dir", "cache_dir_mb": "image_cache_dir_mb",
-                  "storage_options": "storage_options"}  # ImageReader's argument -> the parameter that sets it
+                  "storage_options": "storage_options", "decode_processes": "image_decode_processes"}
 
 
 def image_reader(shape: ImageShape, params: dict[str, Any]) -> ImageReader:

@@ -253,9 +253,9 @@ def map_batches(source: Source, fn: Callable[[np.ndarray], np.ndarray], batch_si
 def _scored(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
     """fn(x), with NaN outputs for the rows whose input holds inf (a value beyond float32 in the frame): such
     rows have no prediction. The network sees zeros in their place, never inf."""
-    bad = np.isinf(x.reshape(len(x), -1)).any(axis=1)
-    if not bad.any():
+    if not np.isinf(x).any():  # the usual case, in one pass; rows are looked at only when some value is inf
         return fn(x)
+    bad = np.isinf(x.reshape(len(x), -1)).any(axis=1)
     x = x.copy()
     x[bad] = 0.0
     out = fn(x)

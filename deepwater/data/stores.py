@@ -2,11 +2,13 @@
 fsspec with the stores' usual credentials, and their errors in words that name the URI and the store's reason."""
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import threading
 import zipfile
-from typing import Any, Mapping
+from concurrent.futures import Future
+from typing import Any, Callable, Mapping, Sequence
 
 from deepwater.errors import MissingDependencyError, ParameterError, first_lines
 
@@ -27,6 +29,9 @@ CREDENTIALS = {  # where each store looks for credentials, and the storage_optio
     "hf": "set HF_TOKEN, or run `hf auth login`, or pass storage_options={'token': ...}",
 }
 STORE_ATTEMPTS = 2  # botocore's attempts at one request (the first and one retry) before an error is reported
+# Requests start_reads keeps in flight at once on a store's event loop: botocore's connection pool by default, so that
+# no request's timeout runs while it waits for a connection.
+CONCURRENT_REQUESTS = 10
 _NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError",
                    "ClientAuthenticationError", "CredentialUnavailableError", "LocalTokenNotFoundError")
 _TRUNCATED = ("ClientPayloadError", "ContentLengthError", "IncompleteRead", "IncompleteReadError",
@@ -92,6 +97,16 @@ def store_reason(error: BaseException, scheme: str, timeout: float) -> str:
     return first_lines(error)
 
 
+def _settled(read: Callable[[str], bytes], uri: str) -> Future:
+    """A future done with read(uri): its bytes, or the error it raised."""
+    future: Future = Future()
+    try:
+        future.set_result(read(uri))
+    except Exception as error:  # raised again by future.result(), where the read's caller waits
+        future.set_exception(error)
+    return future
+
+
 class ObjectStores:
     """The fsspec filesystems one reader or one listing uses, one per scheme, made with `storage_options` when
     first needed; `timeout` bounds each request (seconds) so that a store that stalls is an error, not a hang."""
@@ -102,14 +117,18 @@ class ObjectStores:
         self._filesystems: dict[str, Any] = {}
         self._archives: dict[str, tuple[zipfile.ZipFile, threading.Lock]] = {}
         self._lock = threading.Lock()
+        self._slots: asyncio.Semaphore | None = None  # made on the stores' event loop, where it is used
 
     def _options(self, scheme: str) -> dict[str, Any]:
-        """The storage options for `scheme`, with botocore's timeouts and attempts for s3 unless given."""
+        """The storage options for `scheme`, with botocore's timeouts and attempts for s3 unless given, and s3fs's
+        max_concurrency=1 unless given: a file read in one request, not in parts after a HEAD request for its size
+        (which doubles an image's requests)."""
         options = dict(self.storage_options)
         if STORE_SCHEMES[scheme][0] == "s3":
             config = {"connect_timeout": self.timeout, "read_timeout": self.timeout,
                       "retries": {"max_attempts": STORE_ATTEMPTS}}
             options["config_kwargs"] = {**config, **options.get("config_kwargs", {})}
+            options.setdefault("max_concurrency", 1)
         return options
 
     def filesystem(self, uri: str) -> Any:
@@ -145,6 +164,13 @@ class ObjectStores:
         kwargs = {"timeout": self.timeout} if getattr(fs, "async_impl", False) else {}
         return getattr(fs, method)(*args, **kwargs)
 
+    def _failure(self, error: Exception, scheme: str) -> Exception:
+        """What a failed read of a `scheme` store raises: ValueError with the store's reason, or ParameterError for
+        an option the store does not take (s3fs takes its options when it first connects)."""
+        if isinstance(error, TypeError):
+            return self._unknown_option(scheme, error)
+        return ValueError(store_reason(error, scheme, self.timeout))
+
     def read(self, uri: str) -> bytes:
         """The bytes of the object `uri`; ValueError with the store's reason (404, 403, no credentials, a
         timeout), MissingDependencyError when the store's package is not installed."""
@@ -154,10 +180,41 @@ class ObjectStores:
         fs = self.filesystem(uri)
         try:
             return self._call(fs, "cat_file", uri)
-        except TypeError as error:  # s3fs takes its options when it first connects
-            raise self._unknown_option(scheme, error) from error
         except Exception as error:  # each store's library raises its own types
-            raise ValueError(store_reason(error, scheme, self.timeout)) from error
+            raise self._failure(error, scheme) from error
+
+    def start_reads(self, uris: Sequence[str]) -> dict[str, Future]:
+        """Each URI's read, begun now: a future whose result() is the object's bytes or raises the error read(uri)
+        raises. The objects of a store whose filesystem runs on fsspec's event loop (s3, gcs, azure) are requested
+        there together, CONCURRENT_REQUESTS at a time, each within the timeout, so that the first are decoded while
+        the rest download, with no thread waiting on each; the others are read here, one by one."""
+        reads: dict[str, Future] = {}
+        for uri in dict.fromkeys(uris):
+            fs = self._async_filesystem(uri)
+            reads[uri] = _settled(self.read, uri) if fs is None else \
+                asyncio.run_coroutine_threadsafe(self._cat(fs, uri), fs.loop)
+        return reads
+
+    def _async_filesystem(self, uri: str) -> Any | None:
+        """The filesystem of `uri` when it runs on fsspec's event loop; None for a zip member, a store read through
+        blocking calls, or one whose filesystem cannot be made (read() raises why)."""
+        if store_scheme(uri) == ZIP_SCHEME:
+            return None
+        try:
+            fs = self.filesystem(uri)
+        except (MissingDependencyError, ParameterError):
+            return None
+        return fs if getattr(fs, "async_impl", False) else None
+
+    async def _cat(self, fs: Any, uri: str) -> bytes:
+        """The bytes of `uri` from the async filesystem `fs`, requested when one of the requests in flight ends."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(CONCURRENT_REQUESTS)
+        async with self._slots:
+            try:
+                return await asyncio.wait_for(fs._cat_file(uri), self.timeout)
+            except Exception as error:  # each store's library raises its own types
+                raise self._failure(error, store_scheme(uri)) from error
 
     def _read_member(self, uri: str) -> bytes:
         """The bytes of the zip member `uri` (zip://member::/path/archive.zip), read in place (nothing is

@@ -3,6 +3,8 @@
 >>> from deepwater import inference
 >>> scorer = inference.load("bundles/mnist")        # the folder model.export() wrote    # doctest: +SKIP
 >>> scorer.predict(frame)                            # as model.predict(frame)           # doctest: +SKIP
+>>> scorer.predict_row({"x1": 0.5, "colour": "red"}) # one row in, one dict out          # doctest: +SKIP
+>>> scorer.predict_array(x)                          # numeric rows of scorer.columns    # doctest: +SKIP
 >>> scorer.deepfeatures(frame, "fc1")                # a layer given to export(layers=)  # doctest: +SKIP
 
 The bundle's checksums are checked before anything is read. Frames go through the same encoders as in the
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +129,69 @@ class Scorer:
         out, rows = map_batches(self._inputs.source(frame), self._outputs, self.batch_size)
         return self._response.predictions(out, rows, frame.index, self._threshold)
 
+    def predict_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """predict() of one row given as {column: value}, as a dict: {'predict': ..., '<class>': p, ...} (see
+        records()). The answer, errors and warnings are predict(pd.DataFrame([row]))'s; a plain row (numbers, and
+        levels the model knows: DatasetEncoder.encode_row) is scored without making a frame."""
+        if not isinstance(row, Mapping):
+            raise ParameterError(f"row must be a dict of column values, got {type(row).__name__}; score frames "
+                                 "with predict(frame).")
+        x = self._plain_row(row)
+        if x is None:  # the frame's rules: errors, warnings, inf scored as NaN, images read
+            frame = check_frame(pd.DataFrame([row]), "frame")
+            return self.records(map_batches(self._inputs.source(frame), self._outputs, self.batch_size)[0])[0]
+        return self.records(self._outputs(x))[0]
+
+    def predict_array(self, x: np.ndarray) -> pd.DataFrame:
+        """predict() of rows given as a numeric (rows, columns) numpy array of the model's `columns`, in that order,
+        without a frame (as H2O's EasyPredictModelWrapper takes a row of numbers): the answer of predict() on the
+        frame of those columns, indexed 0..rows-1. NaN is a missing value; a row holding inf, or a number beyond
+        float32, gets missing predictions. Only for a model whose predictors are all numeric (ParameterError)."""
+        numbers = self._checked_numbers(x)
+        out, rows = map_batches(ArraySource(self._inputs.encode_columns(numbers, [])), self._outputs,
+                                self.batch_size)
+        return self._response.predictions(out, rows, pd.RangeIndex(len(numbers)), self._threshold)
+
+    @property
+    def columns(self) -> list[str]:
+        """The frame columns the model reads, in the order it reads them: predict_array()'s columns."""
+        if isinstance(self._inputs, ImageInputs):
+            return [self._inputs.column]
+        return self._inputs.encoder.columns
+
+    def _checked_numbers(self, x: np.ndarray) -> np.ndarray:
+        """predict_array()'s `x` as a new float32 array, or a ParameterError saying what to pass instead."""
+        if isinstance(self._inputs, ImageInputs) or self._inputs.encoder.categorical:
+            kind = "images" if isinstance(self._inputs, ImageInputs) else "categorical columns"
+            raise ParameterError(f"predict_array() takes numbers, and this model reads {kind} "
+                                 f"({_first_names(self.columns)}); pass them in a frame to predict(frame).")
+        width = len(self._inputs.encoder.numeric)
+        if not isinstance(x, np.ndarray):
+            raise ParameterError(f"x must be a numpy array of {width} columns ({_first_names(self.columns)}), got "
+                                 f"{type(x).__name__}; score a DataFrame with predict(frame).")
+        if x.ndim != 2 or x.shape[1] != width or x.shape[0] == 0:
+            raise ParameterError(f"x has shape {x.shape}; predict_array() takes (rows, {width}): at least one row "
+                                 f"of the columns {_first_names(self.columns)} in that order (scorer.columns; one "
+                                 "row: x.reshape(1, -1)).")
+        if x.dtype.kind not in "iuf":
+            raise ParameterError(f"x has dtype {x.dtype}; predict_array() takes numbers (an int or float array, NaN "
+                                 "where missing): convert it with x.astype(np.float32), or pass a frame to "
+                                 "predict(frame).")
+        numbers = np.empty(x.shape, dtype=np.float32)
+        if x.dtype.kind == "f" and x.dtype.itemsize > 4:  # beyond float32 becomes inf, as in a frame
+            with np.errstate(over="ignore"):
+                np.copyto(numbers, x, casting="unsafe")
+        else:  # float32 holds every integer's magnitude (errstate costs microseconds a call)
+            np.copyto(numbers, x, casting="unsafe")
+        return numbers
+
+    def _plain_row(self, row: Mapping[str, Any]) -> np.ndarray | None:
+        """The network's input for a plain dataset row (finite: no inf to score as NaN), else None."""
+        if isinstance(self._inputs, ImageInputs):
+            return None
+        x = self._inputs.encoder.encode_row(row)
+        return None if x is None else x.reshape((1, *self._inputs.input_shape))
+
     # --- scoring in steps (the prediction service gathers many requests' rows into one network call) ---
     @property
     def inputs(self) -> DatasetInputs | ImageInputs:
@@ -184,3 +249,9 @@ class Scorer:
     def __repr__(self) -> str:
         return (f"Scorer({str(self.folder)!r}: {self.bundle['network']} trained on {self.bundle['backend']}, "
                 f"{self._response.kind} of {self._response.name!r}, on {self.device})")
+
+
+def _first_names(columns: list[str], shown: int = 5) -> str:
+    """The first `shown` of `columns`, for a message: "'x1', 'x2', ... (784 in all)"."""
+    names = ", ".join(map(repr, columns[:shown]))
+    return f"{names}, ... ({len(columns)} in all)" if len(columns) > shown else names

@@ -1,7 +1,10 @@
-"""Training jobs: a queue in the server process and one worker thread that trains them one at a time, each job's
-progress and scoring history kept live (train()'s callbacks) and recorded in the catalogue at each scoring. A job
-trains one model, saving a checkpoint at each scoring under the data folder (so that a job a stopped server left
-unfinished resumes from it), or a grid search (H2OGridSearch) whose models all join the catalogue."""
+"""Training jobs: a queue in the server process and one worker thread that runs them one at a time, each job's
+progress and scoring history kept live and recorded in the catalogue at each scoring. A job trains one model, saving
+a checkpoint at each scoring under the data folder (so that a job a stopped server left unfinished resumes from it),
+in this process (train()'s callbacks report it) or, once deepwater.init() has joined a Ray cluster, as a Ray task
+(ray_training.py). Or a job is a grid search (H2OGridSearch) saving each model into the grid's folder as it
+finishes (so that an interrupted grid resumes, keeping them), watched there (grid_watch.py); its models all join the
+catalogue."""
 from __future__ import annotations
 
 import logging
@@ -15,18 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from deepwater.errors import DeepWaterError, first_lines
+from deepwater.files import write_atomically
 from deepwater.flow.catalogue import Catalogue, new_id
+from deepwater.flow.grid_watch import GridWatch, grid_progress
 from deepwater.flow.pictures import GRADCAM, write_gradcam
 from deepwater.flow.reports import cross_validation, roc_points, table, variable_importances
+from deepwater.flow.scorings import history_rows, run_progress
 from deepwater.model.estimator import DeepWaterEstimator
+from deepwater.runtime.cluster import connected
 from deepwater.selection.grid_search import H2OGridSearch
-from deepwater.storage.saved_models import json_values
 from deepwater.training.trainer import TrainingOutcome
 
 log = logging.getLogger("deepwater.flow")
 STOP = None  # put on the queue: the worker ends
 CHECKPOINTS = "checkpoints"  # the data folder's subfolder of checkpoints, one folder per job
 CHECKPOINTS_KEPT = 2  # the newest checkpoints a job keeps (one is whole even if the server dies mid-write)
+POLL_SECONDS = 0.5  # how often a job on Ray asks its task for news
 
 
 class JobCancelled(Exception):
@@ -123,7 +130,7 @@ class JobQueue:
             self._end(key, "done", None, progress=1.0, **made)
 
     def checkpoints(self, key: str) -> Path:
-        """The folder of job `key`'s checkpoints."""
+        """The folder of job `key`'s checkpoints (of grid `key`'s saved models, for a grid)."""
         return self.catalogue.root / CHECKPOINTS / key
 
     def _frames(self, request: TrainingRequest) -> tuple[Any, Any]:
@@ -146,8 +153,8 @@ class JobQueue:
 
     def _model(self, job: dict[str, Any], request: TrainingRequest, model_id: str,
                cancel: threading.Event) -> dict[str, Any]:
-        """Train, save and record one model (checkpointed at each scoring); its job's fields."""
-        model = self._train(job, request, model_id, cancel)
+        """Train, save and record one model (checkpointed at each scoring), here or on Ray; its job's fields."""
+        model = (self._train_on_ray if connected() else self._train)(job, request, model_id, cancel)
         self._add_model(model, request, job["id"])
         for finished in (job["id"], request.resume):  # the saved model makes them useless
             if finished is not None:
@@ -155,40 +162,95 @@ class JobQueue:
         return {"model": model.model_id}
 
     def _grid(self, job: dict[str, Any], request: TrainingRequest, grid_id: str) -> dict[str, Any]:
-        """Train a grid search (one model after another) and record its models and leaderboard; its job's fields."""
+        """Train a grid search and record its models and leaderboard; its job's fields. Each model is saved into
+        the grid's folder as it finishes (H2O's grid recovery: a resumed grid keeps those and trains the rest) and
+        checkpointed there at each scoring (the job's progress: models done, the running one's share). One model
+        after another here; on Ray, one per CPU of the cluster side by side."""
         frame, validation = self._frames(request)
-        grid = H2OGridSearch(DeepWaterEstimator(**{**request.params, "quiet_mode": True}), request.hyper_params or {},
-                             grid_id=grid_id)
-        grid.train(x=request.x, y=request.y, training_frame=frame, validation_frame=validation)
+        folder = self.checkpoints(grid_id)
+        hyper = request.hyper_params or {}
+        grid = H2OGridSearch(DeepWaterEstimator(**{**request.params, "quiet_mode": True,
+                                                   "export_checkpoints_dir": str(folder),
+                                                   "export_checkpoints_keep": CHECKPOINTS_KEPT}),
+                             hyper, grid_id=grid_id, parallelism=0 if connected() else 1)
+        total = math.prod(len(values) for values in hyper.values())
+
+        def watched(state: dict[str, Any], history: list[dict[str, Any]]) -> None:
+            self.catalogue.put_job({**self.catalogue.job(job["id"]), "grid_progress": state,
+                                    "progress": grid_progress(state), "history": history})
+
+        with GridWatch(folder, grid_id, total, len(frame), watched):
+            grid.train(x=request.x, y=request.y, training_frame=frame, validation_frame=validation)
         for model in grid.models:
             self._add_model(model, request, job["id"], grid=grid_id)
         leaderboard = grid.sorted_metric_table()
         self.catalogue.put_grid({"id": grid_id, "job": job["id"], "request": request.record(),
                                  "metric": str(leaderboard.columns[-1]), "leaderboard": table(leaderboard),
                                  "failures": list(grid.failure_details)})
-        return {"grid": grid_id}
+        shutil.rmtree(folder, ignore_errors=True)  # its models are in the catalogue now
+        return {"grid": grid_id, "grid_progress": {"done": len(grid.models), "total": total, "running": None}}
+
+    def _params(self, request: TrainingRequest, model_id: str) -> dict[str, Any]:
+        """The estimator's parameters of a one-model job: a checkpoint named by catalogue id as its file, a resumed
+        job's checkpoint folder as the checkpoint."""
+        params = resolved_checkpoint(self.catalogue, request.params)
+        if request.resume is not None:
+            params = {**params, "checkpoint": str(self.checkpoints(request.resume))}
+        return {**params, "model_id": model_id, "quiet_mode": True}
+
+    def _scored(self, key: str, progress: float | None, history: list[dict[str, Any]]) -> None:
+        """Record a scoring of job `key`'s run."""
+        self.catalogue.put_job({**self.catalogue.job(key), "progress": progress, "history": history})
 
     def _train(self, job: dict[str, Any], request: TrainingRequest, model_id: str,
                cancel: threading.Event) -> DeepWaterEstimator:
         frame, validation = self._frames(request)
-        params = resolved_checkpoint(self.catalogue, request.params)
-        if request.resume is not None:
-            params = {**params, "checkpoint": str(self.checkpoints(request.resume))}
-        model = DeepWaterEstimator(**{**params, "model_id": model_id, "quiet_mode": True,
+        model = DeepWaterEstimator(**{**self._params(request, model_id),
                                       "export_checkpoints_dir": str(self.checkpoints(job["id"])),
                                       "export_checkpoints_keep": CHECKPOINTS_KEPT})
-        rows = len(frame)
 
         def scored(trained: DeepWaterEstimator, outcome: TrainingOutcome) -> None:
             if cancel.is_set():
                 raise JobCancelled(job["id"])
-            epochs = trained.epochs
-            progress = min(outcome.samples / (epochs * rows), 1.0) if math.isfinite(epochs) and epochs else None
-            self.catalogue.put_job({**self.catalogue.job(job["id"]), "progress": progress,
-                                    "history": history_rows(outcome.history)})
+            self._scored(job["id"], run_progress(outcome.samples, trained.epochs, len(frame)),
+                         history_rows(outcome.history))
 
         return model.train(x=request.x, y=request.y, training_frame=frame, validation_frame=validation,
                            callbacks=[scored])
+
+    def _train_on_ray(self, job: dict[str, Any], request: TrainingRequest, model_id: str,
+                      cancel: threading.Event) -> DeepWaterEstimator:
+        """Train as a Ray task, polling its reports into the job (its checkpoints copied into the job's folder)
+        until it ends; Cancel stops the task."""
+        from deepwater.flow.ray_training import RayTraining  # imports ray: only once deepwater.init() has run
+
+        frame, validation = self._frames(request)
+        params = self._params(request, model_id)
+        run = RayTraining({key: value for key, value in params.items() if key != "checkpoint"}, request.x,
+                          request.y, frame, validation, params.get("checkpoint"))
+        copied, finished = None, False
+        while not finished:
+            finished = run.finished(POLL_SECONDS)
+            if cancel.is_set() and not finished:
+                run.cancel()
+            report = run.newest()
+            if report is not None and report["checkpoint"][0] != copied:
+                copied = report["checkpoint"][0]
+                self._keep_checkpoint(job["id"], copied, report["checkpoint"][1])
+                self._scored(job["id"], report["progress"], report["history"])
+        try:
+            return run.model()
+        except Exception:
+            if cancel.is_set():
+                raise JobCancelled(job["id"]) from None
+            raise
+
+    def _keep_checkpoint(self, key: str, name: str, data: bytes) -> None:
+        """Write a checkpoint a task sent into job `key`'s folder, keeping the newest CHECKPOINTS_KEPT."""
+        folder = self.checkpoints(key)
+        write_atomically(folder / name, data)
+        for old in sorted(path for path in folder.iterdir() if not path.name.startswith("."))[:-CHECKPOINTS_KEPT]:
+            old.unlink()
 
     def _gradcam(self, model: DeepWaterEstimator, request: TrainingRequest) -> list[dict[str, Any]]:
         """Grad-CAM overlays of a few rows of an image model's training frame (none for another model)."""
@@ -208,11 +270,6 @@ def resolved_checkpoint(catalogue: Catalogue, params: dict[str, Any]) -> dict[st
     if params.get("checkpoint") is None:
         return params
     return {**params, "checkpoint": catalogue.model(params["checkpoint"])["path"]}
-
-
-def history_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A scoring history as JSON rows."""
-    return json_values([dict(row) for row in history])
 
 
 def model_info(model: DeepWaterEstimator, request: TrainingRequest, job: str) -> dict[str, Any]:

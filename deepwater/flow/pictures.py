@@ -85,7 +85,7 @@ def write_gradcam(model: Any, frame: pd.DataFrame, column: str, roots: Sequence[
     if not rows:
         return []
     chosen = frame.iloc[rows].reset_index(drop=True)
-    pictures = overlays(chosen, model.explain(chosen, method="gradcam"), column)
+    pictures = overlays(chosen, model.explain(chosen, method="gradcam"), column, resize=model.image_resize)
     predicted = model.predict(chosen)["predict"].astype(str).tolist()
     folder.mkdir(parents=True, exist_ok=True)
     shown = []

@@ -27,7 +27,8 @@ def _app_module() -> Any:
 
 
 def run(config: FlowConfig, host: str = "127.0.0.1", port: int = 54321, log_level: str = "info") -> None:
-    """Serve Flow on http://host:port until interrupted; prints the address to open (with the token, if any)."""
+    """Serve Flow on http://host:port until interrupted; prints the address to open (with the token, if any).
+    After deepwater.init() in this process, its jobs train as Ray tasks."""
     if isinstance(port, bool) or port not in PORTS:
         raise ParameterError(f"port={port!r} is out of range; give a port in 1-65535, e.g. 54321.")
     config = guarded(config, host)

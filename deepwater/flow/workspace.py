@@ -102,14 +102,13 @@ class Flow:
         return self.jobs.submit(request, grid_id)
 
     def resume(self, key: str) -> dict[str, Any]:
-        """Queue a job that continues interrupted job `key` from its newest checkpoint; returns the new job."""
+        """Queue a job that continues interrupted job `key` from its newest checkpoint (a grid: keeping the models
+        it had trained, training the rest); returns the new job."""
         job = self.catalogue.job(key)
         if job["status"] != "interrupted":
             raise FieldError("job", f"{key!r} is {job['status']}; only a job the server stopped (interrupted) "
                                     "resumes.", 409)
-        if job["request"].get("hyper_params"):
-            raise FieldError("job", f"{key!r} is a grid search, which does not resume; submit it again.", 409)
-        if not any(self.jobs.checkpoints(key).glob("*")):
+        if not job["request"].get("hyper_params") and not any(self.jobs.checkpoints(key).glob("*")):
             raise FieldError("job", f"{key!r} stopped before its first scoring, so it has no checkpoint; submit it "
                                     "again.", 409)
         resumed = self.jobs.submit(TrainingRequest(**{**job["request"], "resume": key}), job["model_id"])

@@ -1,9 +1,10 @@
 """DeepWaterEstimator: H2O Deep Water's estimator API over any installed backend."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from deepwater.analysis.explain import (
     target_column,
 )
 from deepwater.analysis.metrics import ModelMetrics, missing_metrics
+from deepwater.analysis.tta import AveragedNet, ViewsSource, view_count, views_of
 from deepwater.analysis.variable_importance import gedeon, mlp_weights, varimp_table
 from deepwater.data.encoders import Response
 from deepwater.data.frames import ColumnRef, check_frame, require_columns
@@ -36,6 +38,14 @@ from deepwater.deploy.export import export_bundle
 from deepwater.errors import MissingDependencyError, NotFittedError, ParameterError, warn_user
 from deepwater.model.cross_validation import check_folds, cross_validate, main_model_settings
 from deepwater.model.fitting import run_training, scoring_batch, scoring_source
+from deepwater.model.recipe import (
+    RECIPE_PARAMETERS,
+    RECIPE_SOURCE,
+    ZOO_PARAMETERS,
+    for_response,
+    recipe_values,
+    with_recipe,
+)
 from deepwater.model.records import fitted_from_record, given_parameters, model_record
 from deepwater.model.starts import TrainingStart, continue_start, new_start, settle_parameters
 from deepwater.runtime.build import build_net, draw_seed
@@ -72,7 +82,7 @@ class DeepWaterEstimator:
     algo = "deepwater"
 
     def __init__(self, **params: Any) -> None:
-        self._params = settle_parameters(parameter_table.resolve(params))
+        self._params = settle_parameters(with_recipe(parameter_table.resolve(params), frozenset(params)))
         self._given = dict(params)
         self._fitted: FittedModel | None = None
         self._mlflow_run_id: str | None = None
@@ -93,7 +103,10 @@ class DeepWaterEstimator:
         until train(), then what training resolved (the backend that ran, the network 'auto' chose, the seed drawn
         for seed=-1, the problem type and distribution)."""
         actual = {**self._params, **self._resolved()}
-        return {name: {"default": row.default, "actual": actual[name]}
+        kind = None if self._fitted is None else self._fitted.task.kind
+        recipe = recipe_values(actual, frozenset(self._given), kind)
+        return {name: {"default": row.default, "actual": actual[name],
+                       **({"source": RECIPE_SOURCE} if name in recipe else {})}
                 for name, row in parameter_table.PARAMETERS.items()}
 
     def _resolved(self) -> dict[str, Any]:
@@ -128,9 +141,16 @@ class DeepWaterEstimator:
     def set_params(self, **params: Any) -> DeepWaterEstimator:
         """Check `params` through the table and set them for the next train(); returns self."""
         checked = {name: parameter_table.check(name, value) for name, value in params.items()}
-        self._params = settle_parameters({**self._params, **checked})
-        self._given.update(params)
+        given = {**self._given, **params}
+        self._params = settle_parameters(with_recipe({**self._params, **checked}, frozenset(given)))
+        self._given = given
         return self
+
+    def __sklearn_clone__(self) -> DeepWaterEstimator:
+        """An untrained copy with the parameters this model was given (scikit-learn's clone()): the values
+        pretrained=True's recipe filled in stay the recipe's, as get_params() alone could not say."""
+        return type(self)(**{name: copy.deepcopy(self._given[name]) for name in parameter_table.PARAMETERS
+                             if name in self._given})
 
     # --- training -------------------------------------------------------------------------
     def train(self, x: Sequence[ColumnRef] | ColumnRef | None = None, y: ColumnRef | None = None,
@@ -173,6 +193,8 @@ class DeepWaterEstimator:
             start, cross_validation = self._continue(previous, data), None
         else:
             response = None if p["autoencoder"] else Response.fit(data.frame, data.response, p["standardize"])
+            if response is not None:  # the recipe's label smoothing only where there are classes
+                self._params = for_response(p, frozenset(self._given), response.kind)
             cross_validation = self._cross_validate(data, response)
             start = new_start(self._params, data, response, self._pretrained(), frozenset(self._given))
         p = self._params
@@ -274,7 +296,7 @@ class DeepWaterEstimator:
         model = cls(network=network, backend=backend, gpu=gpu, device_id=list(device_id), problem_type="image",
                     image_shape=list(image_shape), channels=channels, epochs=0, **params)
         p = model._params
-        shape = ImageShape(p["image_shape"][0], p["image_shape"][1], p["channels"])
+        shape = ImageShape(p["image_shape"][0], p["image_shape"][1], p["channels"], p["image_resize"])
         task = task_from_params(CLASSIFICATION, len(classes), "AUTO", "Automatic")
         seed = draw_seed(p)
         chosen, device, net = build_net(network, None, p["backend"], (shape.channels, shape.height, shape.width),
@@ -300,6 +322,8 @@ class DeepWaterEstimator:
                      members: dict[str, Any], backend: str | None) -> DeepWaterEstimator:
         """The model a saved record describes, its net rebuilt on `backend` (None: the one it was saved from)."""
         model = cls(**given_parameters(record))
+        model._params.update({name: record["params"][name] for name in RECIPE_PARAMETERS + ZOO_PARAMETERS
+                              if name in record["params"]})  # as they were resolved, the recipe's included
         if backend is not None:
             model._params["backend"] = parameter_table.check("backend", backend)
         model._fitted = fitted_from_record(model._params, record, arrays, files, backend)
@@ -318,21 +342,45 @@ class DeepWaterEstimator:
         require_columns(frame, self._require_fitted().inputs.feature_columns(), "frame")
         return frame
 
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def predict(self, frame: pd.DataFrame, tta: bool | Sequence[str] | None = None) -> pd.DataFrame:
         """A 'predict' column, plus one probability column per class for classification.
 
         With two classes the label is the second class where its probability is >= the threshold that
         maximised F1 on the final validation scoring (training scoring without a validation frame), as in
         H2O. Rows that cannot be scored (a skipped image, a value beyond float32) are NaN, label included.
+        `tta` (None: the model's tta parameter) averages an image model's probabilities or values over views
+        of each image: True, or a list of 'flip' and 'crops' (analysis/tta.py).
         """
         f = self._require_fitted()
         frame = self._scoring_frame(frame)
+        views = self._tta_views(tta)
         if f.task.is_autoencoder:
             values = self._scored(frame, lambda net, x: net.predict(x))
             return unsupervised.reconstruction_frame(f.inputs.unscale(values), f.inputs.feature_names(), frame.index)
-        batch = throughput_batch(scoring_batch(self._params), int(np.prod(f.inputs.input_shape)))
-        out, rows = outputs(f.net, f.inputs.source(frame), batch)
+        batch = throughput_batch(scoring_batch(self._params), int(np.prod(f.inputs.input_shape)) * view_count(views))
+        with self._viewed(f.inputs.source(frame), views) as (net, source):
+            out, rows = outputs(net, source, batch)
         return f.response.predictions(out, rows, frame.index, f.threshold())
+
+    def _tta_views(self, tta: bool | Sequence[str] | None) -> list[str]:
+        """The views predict()'s or model_performance()'s `tta` asks for (None: the parameter's), [] for none; a
+        ParameterError where the model does not score images."""
+        f = self._require_fitted()
+        value = self._params["tta"] if tta is None else parameter_table.check("tta", tta)
+        return views_of(f.inputs, value or [], self.model_id, f.task.kind)
+
+    @contextlib.contextmanager
+    def _viewed(self, source: Any, views: list[str]) -> Iterator[tuple[Any, Any]]:
+        """The net and `source` to score: as they are without `views`, else averaged over the views."""
+        net = self._require_fitted().net
+        if not views:
+            yield net, source
+            return
+        viewed = ViewsSource(source, views, self._params)
+        try:
+            yield AveragedNet(net), viewed
+        finally:
+            viewed.close()
 
     def _scored(self, frame: pd.DataFrame, fn: Callable[[Any, np.ndarray], np.ndarray]) -> np.ndarray:
         """fn(net, x) for every row of `frame` (checked), rows that could not be read NaN."""
@@ -453,10 +501,12 @@ class DeepWaterEstimator:
         return export_bundle(self.model_id, f.params, f, path, format, layers, force)
 
     def model_performance(self, frame: pd.DataFrame | None = None, train: bool = False,
-                          valid: bool = False, xval: bool = False) -> ModelMetrics | None:
+                          valid: bool = False, xval: bool = False,
+                          tta: bool | Sequence[str] | None = None) -> ModelMetrics | None:
         """Metrics on `frame`, or those of the training (train=True), validation (valid=True) or
         cross-validation holdout (xval=True) predictions; one of the four at a time. As in H2O, valid=True on a
-        model trained without a validation frame, or xval=True on one without folds, gives None (and a warning)."""
+        model trained without a validation frame, or xval=True on one without folds, gives None (and a warning).
+        `tta` scores `frame` with test-time augmentation, as predict() does (None: the model's tta parameter)."""
         train, valid, xval = (parameter_table.flag(name, value) for name, value in
                               (("train", train), ("valid", valid), ("xval", xval)))
         asked = [name for name, given in (("frame", frame is not None), ("train=True", train), ("valid=True", valid),
@@ -471,7 +521,14 @@ class DeepWaterEstimator:
                 self.model_id, "xval=True", "was not cross-validated", "train it with nfolds >= 2 or a fold_column")
         if frame is not None:
             source = scoring_source(f, self._scoring_frame(frame), self._params["weights_column"])
-            return model_metrics(f.net, f.task, f.response, source, scoring_batch(self._params), "test frame")
+            views = self._tta_views(tta)
+            with self._viewed(source, views) as (net, viewed):
+                return model_metrics(net, f.task, f.response, viewed, scoring_batch(self._params),
+                                     f"test frame, tta={views}" if views else "test frame")
+        if tta:
+            raise ParameterError(f"model_performance(tta={tta!r}) scores a frame with test-time augmentation; pass "
+                                 "the frame: model_performance(frame, tta=...). The training and validation "
+                                 "metrics were scored during training, without it.")
         if valid:
             return f.validation_metrics if f.validation_metrics is not None else missing_metrics(
                 self.model_id, "valid=True", "was trained without a validation_frame",
@@ -533,7 +590,8 @@ class DeepWaterEstimator:
 
     def summary(self) -> dict[str, Any]:
         """The model in a few facts: backend and device that ran, network, size, precision, run length, stop
-        reason."""
+        reason; for a fine-tune of a zoo network (pretrained=True) also its name and, as 'recipe', the values the
+        fine-tuning recipe gave the parameters not given (deepwater/model/recipe.py)."""
         f = self._require_fitted()
         return {
             "model_id": self.model_id,
@@ -552,6 +610,9 @@ class DeepWaterEstimator:
             "run_seconds": round(f.outcome.run_seconds, 2),
             "seed": f.seed,
             "skipped_images": getattr(getattr(f.inputs, "reader", None), "skipped", 0),
+            **({"pretrained": f.params["network"],
+                "recipe": {name: f.params[name] for name in recipe_values(f.params, f.given, f.task.kind)}}
+               if f.params.get("pretrained") else {}),
         }
 
     def __repr__(self) -> str:

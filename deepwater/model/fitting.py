@@ -20,6 +20,7 @@ from deepwater.runtime.registry import get_backend
 from deepwater.specs import TaskSpec
 from deepwater.training.evaluation import model_metrics
 from deepwater.training.fitted import FittedModel
+from deepwater.training.mixing import mixed
 from deepwater.training.trainer import LoopSettings, StoppingRule, Trainer, TrainingOutcome
 
 OnScored = Callable[[TrainingOutcome], None]
@@ -52,6 +53,9 @@ def run_training(p: dict[str, Any], start: TrainingStart, data: TrainingData, pr
                             p["overwrite_with_best_model"], p["quiet_mode"],
                             f"{start.network} on {start.backend}:{start.device}")
     devices, workers = start.device.split(","), p["num_workers"]
+    train_source = mixed(train_source, p["mixup"], p["cutmix"], task, inputs.input_shape, start.net,
+                         len(devices) > 1 or bool(workers), start.seed,
+                         0 if previous is None else previous.outcome.samples)
     backend = get_backend(start.backend) if len(devices) > 1 or workers else None
     with data_parallel(backend, start.net, devices, workers, p["gpu"]) as net:
 

@@ -8,8 +8,10 @@ checksums checked, into its own model store.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import ray
@@ -21,17 +23,30 @@ from deepwater.storage.saved_models import load_model, save_model
 from deepwater.training.parameters import PARAMETERS
 
 
-def train_task(job: Job, training: pd.DataFrame, validation: pd.DataFrame | None) -> bytes:
-    """In a Ray worker: train `job`'s model and return its saved-model archive's bytes. The worker's own model
-    store forgets the model (and its fold models) afterwards."""
+def archived(train: Callable[[], Model], model_id: str) -> bytes:
+    """In a Ray worker: the saved-model archive's bytes of the model `train()` trains (named `model_id`). The
+    worker's own model store forgets the model (and its fold models) afterwards."""
     before = held()
     try:
-        model = fit(job, training, validation)
+        model = train()
         with tempfile.TemporaryDirectory() as folder:
             return Path(save_model(model, folder)).read_bytes()
     finally:
-        for model_id in (held() - before) | ({job.model_id} & held()):
-            remove(model_id)
+        for held_id in (held() - before) | ({model_id} & held()):
+            remove(held_id)
+
+
+def train_task(job: Job, training: pd.DataFrame, validation: pd.DataFrame | None) -> bytes:
+    """In a Ray worker: train `job`'s model and return its saved-model archive's bytes."""
+    return archived(lambda: fit(job, training, validation), job.model_id)
+
+
+def placed(params: dict[str, Any], cluster_gpus: bool) -> tuple[dict[str, Any], int]:
+    """`params` as a task runs them, and the GPUs it asks of Ray: one when it trains with gpu=True on a cluster
+    that has GPUs (inside the task that GPU is cuda:0, so device_id becomes [0])."""
+    if cluster_gpus and params.get("gpu", PARAMETERS["gpu"].default):
+        return {**params, "device_id": [0]}, 1
+    return params, 0
 
 
 def load_archive(archive: bytes) -> Model:
@@ -57,10 +72,9 @@ class RayRunner:
         self._pending: dict[ray.ObjectRef, Job] = {}
 
     def submit(self, job: Job) -> None:
-        gpu = self._gpus and job.params.get("gpu", PARAMETERS["gpu"].default)
-        if gpu:
-            job = replace(job, params={**job.params, "device_id": [0]})
-        task = self._task.options(num_cpus=1, num_gpus=1 if gpu else 0)
+        params, gpus = placed(job.params, self._gpus)
+        job = replace(job, params=params)
+        task = self._task.options(num_cpus=1, num_gpus=gpus)
         self._pending[task.remote(job, self._training, self._validation)] = job
 
     def __len__(self) -> int:

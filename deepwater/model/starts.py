@@ -19,9 +19,11 @@ from deepwater.data.images import ImageShape, load_mean_image
 from deepwater.data.inputs import DatasetInputs, ImageInputs, PixelInputs, image_reader
 from deepwater.data.training_data import TrainingData
 from deepwater.errors import ParameterError, warn_user
+from deepwater.model.pretrained_networks import PretrainedNetwork, pretrained_network
+from deepwater.model.recipe import check_zoo_choices
 from deepwater.runtime.build import build_net, draw_seed
 from deepwater.runtime.user_graphs import ANY_BACKEND, describe_formats, output_labels, training_refused, user_graph
-from deepwater.runtime.weight_files import load_network_weights
+from deepwater.runtime.weight_files import OUTPUT_LAYER, load_network_weights
 from deepwater.specs import (
     AUTOENCODER,
     CLASSIFICATION,
@@ -65,6 +67,8 @@ def settle_parameters(values: dict[str, Any]) -> dict[str, Any]:
         raise ParameterError("epochs=inf trains until max_runtime_secs, but max_runtime_secs=0 (no limit). Pass "
                              "max_runtime_secs > 0 in the same call, or a finite number of epochs.")
     check_optimiser(values)
+    check_layer_choices(values, network)
+    check_zoo_choices(values)
     return {**values, "network": network,
             "model_id": values["model_id"] or f"DeepWater_model_{uuid.uuid4().hex[:8]}"}
 
@@ -80,6 +84,21 @@ def check_optimiser(values: dict[str, Any]) -> None:
     if values["label_smoothing"] and values["autoencoder"]:
         raise ParameterError(f"label_smoothing={values['label_smoothing']!r} smooths class labels, but "
                              "autoencoder=True has none; drop label_smoothing (or pass 0).")
+
+
+def check_layer_choices(values: dict[str, Any], network: str) -> None:
+    """freeze and layer_lr_decay pick layers of a built-in network's blocks: a user graph has no blocks that
+    deepwater builds, so they are refused there; freeze trains on one device (replicas step every layer)."""
+    chosen = [f"{name}={values[name]!r}" for name in ("freeze", "layer_lr_decay")
+              if values[name] != PARAMETERS[name].default]
+    if chosen and is_user(network):
+        raise ParameterError(f"{' and '.join(chosen)} work on a built-in network's layers (blocks of the graph "
+                             "deepwater builds), not on a user graph file, whose layers deepwater does not order; "
+                             "drop them, or fine-tune a built-in or zoo network.")
+    if values["freeze"] is not None and (len(values["device_id"]) > 1 or values["num_workers"]):
+        raise ParameterError(f"freeze={values['freeze']!r} trains on one device for now: the data-parallel replicas "
+                             f"(device_id={values['device_id']}, num_workers={values['num_workers']}) step every "
+                             "layer. Pass one device_id and num_workers=0, or drop freeze.")
 
 
 @dataclass
@@ -120,12 +139,13 @@ class TrainingStart:
 
 def new_start(p: dict[str, Any], data: TrainingData, response: Response | None, pretrained: Any | None,
               given: frozenset[str] = frozenset()) -> TrainingStart:
-    """A new model's encoders, task and untrained net (or the net of `p`'s weights file, or the encoder of the
-    `pretrained` autoencoder model); `response` was fitted on the training frame (None: an autoencoder); `given`
-    names the parameters the user gave."""
+    """A new model's encoders, task and untrained net (or the net of `p`'s weights file, of the zoo's weights with
+    pretrained=True, or with the encoder of the `pretrained` autoencoder model); `response` was fitted on the
+    training frame (None: an autoencoder); `given` names the parameters the user gave."""
     train, predictors = data.frame, data.predictors
     problem_type = detect_problem_type(train, predictors, p["problem_type"])
     check_columns_used(p, data, problem_type, given)
+    zoo = pretrained_network(p["network"]) if p["pretrained"] else None  # never an autoencoder (settle_parameters)
     if p["autoencoder"]:
         network = unsupervised.network_for(p["network"], problem_type == "image")
         inputs = make_inputs(p, train, predictors, problem_type, network)
@@ -133,10 +153,12 @@ def new_start(p: dict[str, Any], data: TrainingData, response: Response | None, 
     else:
         task = task_from_params(response.kind, response.n_classes, p["distribution"], p["loss"],
                                 p["label_smoothing"])
-        network = USER if is_user(p["network"]) else networks.resolve_auto(p["network"], problem_type == "image")
+        network = USER if is_user(p["network"]) else zoo.architecture if zoo is not None else \
+            networks.resolve_auto(p["network"], problem_type == "image")
         if pretrained is not None:  # its encoder too: the weights see the inputs they were trained on
             check_pretrained(pretrained, predictors, network, p)
         inputs = pretrained._fitted.inputs if pretrained is not None else \
+            zoo_inputs(p, predictors, problem_type, zoo) if zoo is not None else \
             make_inputs(p, train, predictors, problem_type, network)
     graph = user_graph_for(p, inputs.input_shape, task.is_classification) if network == USER else None
     seed = draw_seed(p)
@@ -147,12 +169,35 @@ def new_start(p: dict[str, Any], data: TrainingData, response: Response | None, 
     if pretrained is not None:
         net.set_state({**net.get_state(), **encoder_state(pretrained, len(p["hidden"]))},
                       f"pretrained_autoencoder={pretrained.model_id!r}")
-    if graph is None and p["epochs"] == 0 and not p["network_parameters_file"] and pretrained is None:
+    if zoo is not None:
+        load_zoo_weights(net, zoo, response)
+    if graph is None and p["epochs"] == 0 and not p["network_parameters_file"] and pretrained is None and zoo is None:
         warn_user(f"epochs=0 and no network_parameters_file: network={network!r} keeps the random weights it "
                   f"was initialised with (seed {seed}), so its predictions mean nothing; train it "
                   "(epochs > 0) or pass its weights.", UserWarning)
     start = TrainingStart(backend.name, device, network, graph, net, task, response, inputs, problem_type, seed)
     return start.with_graph_outputs() if graph is not None and graph.outputs_stand else start
+
+
+def zoo_inputs(p: dict[str, Any], predictors: list[str], problem_type: str, zoo: PretrainedNetwork) -> ImageInputs:
+    """The image column read as the zoo model `zoo` was trained: its normalisation, at p's image_shape and
+    channels (the zoo's unless given); a ParameterError for a dataset, which has no images to fine-tune on."""
+    if problem_type != "image":
+        raise ParameterError(f"pretrained=True fine-tunes the zoo's {zoo.name!r} on images, but x={predictors[:5]} "
+                             "is read as a dataset; pass x=[<a column of image URIs>] (problem_type='image'), or "
+                             "pretrained=False to train a network on these columns.")
+    height, width = p["image_shape"] or zoo.image_shape
+    shape = ImageShape(height, width, p["channels"], p["image_resize"])
+    return ImageInputs(predictors[0], shape, zoo.offset, image_reader(shape, p), zoo.scale)
+
+
+def load_zoo_weights(net: Any, zoo: PretrainedNetwork, response: Response) -> None:
+    """The zoo model's weights into `net`; its output layer too where the response's classes are the zoo's (in
+    order), else the net keeps its own new output layer (replace_output_layer's rule)."""
+    state, classes = zoo.load()
+    if response.kind != CLASSIFICATION or list(response.classes) != list(classes):
+        state = {name: value for name, value in state.items() if name.partition(".")[0] != OUTPUT_LAYER}
+    net.set_state({**net.get_state(), **state}, f"pretrained=True (the zoo's {zoo.name!r})")
 
 
 def check_columns_used(p: dict[str, Any], data: TrainingData, problem_type: str, given: frozenset[str]) -> None:
@@ -182,8 +227,9 @@ def continue_start(p: dict[str, Any], previous_params: dict[str, Any], f: Fitted
     """A restart's net: the checkpoint's (`f`) network, encoders, weights and optimiser state, on a fresh net
     (the checkpoint model itself is left as it was), built with this restart's parameters `p`."""
     inputs = f.inputs
-    if f.problem_type == "image" and p["image_shape"] != previous_params["image_shape"]:
-        inputs = make_inputs(p, data.frame, data.predictors, "image", f.network)
+    if f.problem_type == "image" and p["image_shape"] != previous_params["image_shape"]:  # the zoo's normalisation
+        inputs = zoo_inputs(p, data.predictors, "image", pretrained_network(p["network"])) if p["pretrained"] else \
+            make_inputs(p, data.frame, data.predictors, "image", f.network)
     graph = None if f.graph is None else replace(f.graph, parameters_file=None, input_shape=inputs.input_shape)
     seed = draw_seed(p)
     task = smoothed(f.task, p["label_smoothing"])
@@ -217,7 +263,7 @@ def make_inputs(p: dict[str, Any], frame: Any, predictors: list[str], problem_ty
                                                 p["categorical_encoding"], p["max_categorical_features"]))
     default = (None if network == USER else networks.get(network).default_image_shape) or (224, 224)
     height, width = p["image_shape"] or default
-    shape = ImageShape(height, width, p["channels"])
+    shape = ImageShape(height, width, p["channels"], p["image_resize"])
     if pixels:  # an image network on pixel columns (Deep Water's booklet, section 10)
         return PixelInputs.fit(frame, predictors, shape, p["standardize"])
     mean = None if p["mean_image_file"] is None else load_mean_image(p["mean_image_file"], shape)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from deepwater import networks
-from deepwater.backends.base import Backend, Net, UserGraphLoader, configure_steps
+from deepwater.backends.base import Backend, Net, UserGraphLoader, configure_average, configure_steps
 from deepwater.runtime.devices import device_label, net_device, resolve_devices
 from deepwater.runtime.memory import check_memory
 from deepwater.runtime.parallel import check_parallel
@@ -41,4 +41,5 @@ def build_net(network: str, graph: UserGraph | None, backend_name: str, input_sh
         check_memory(built, network, input_shape, params, optimizer, devices, rows)
         net = backend.build(built, task, optimizer, device, seed)
     configure_steps(net, params["precision"], params["compile"])
+    configure_average(net, params.get("ema"), len(devices) > 1 or bool(params["num_workers"]))
     return backend, device_label(devices), net

@@ -76,19 +76,28 @@ def run_rows(session: ort.InferenceSession, input_name: str, output: str, x: np.
     x = np.asarray(x, dtype=dtype)
     n = len(x)
     size = batch or n
+    if n == size:  # one call, nothing to pad or join (one row: what a request costs)
+        return _run_chunk(session, input_name, output, x, source).astype(np.float32, copy=False)
     parts = []
     for start in range(0, n, size):
         chunk = x[start:start + size]
         rows = len(chunk)
         if rows < size:  # the last chunk of a fixed batch size: pad with zeros
             chunk = np.concatenate([chunk, np.zeros((size - rows,) + chunk.shape[1:], dtype=dtype)])
-        try:
-            values = session.run([output], {input_name: chunk})[0]
-        except ort_errors() as error:
-            raise ModelFileError(f"onnxruntime could not run {source} on a batch of shape {chunk.shape}: "
-                                 f"{first_lines(error)}") from error
-        if values.ndim == 0 or values.shape[0] != size:
-            raise ModelFileError(f"{output!r} of {source} has shape {values.shape} for a batch of {size} rows: it "
-                                 "has no batch axis, so it cannot be scored per row.")
-        parts.append(values.reshape(size, -1)[:rows])
-    return np.concatenate(parts)[:n].astype(np.float32, copy=False)
+        parts.append(_run_chunk(session, input_name, output, chunk, source)[:rows])
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def _run_chunk(session: ort.InferenceSession, input_name: str, output: str, chunk: np.ndarray,
+               source: str) -> np.ndarray:
+    """`output` of one network call on `chunk`, as (rows, k); ModelFileError naming `source` when onnxruntime fails
+    or the output has no batch axis."""
+    try:
+        values = session.run([output], {input_name: chunk})[0]
+    except ort_errors() as error:
+        raise ModelFileError(f"onnxruntime could not run {source} on a batch of shape {chunk.shape}: "
+                             f"{first_lines(error)}") from error
+    if values.ndim == 0 or values.shape[0] != len(chunk):
+        raise ModelFileError(f"{output!r} of {source} has shape {values.shape} for a batch of {len(chunk)} rows: "
+                             "it has no batch axis, so it cannot be scored per row.")
+    return values.reshape(len(chunk), -1)

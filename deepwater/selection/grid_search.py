@@ -246,7 +246,7 @@ def _manifest_path(folder: Path, grid_id: str) -> Path:
     return folder / f"{grid_id}.grid.json"
 
 
-def _read_manifest(folder: Path, grid_id: str) -> dict[str, str]:
+def read_manifest(folder: Path, grid_id: str) -> dict[str, str]:
     """{model_id: fingerprint} of the grid's models saved in `folder` (their files complete)."""
     path = _manifest_path(folder, grid_id)
     if not path.is_file():
@@ -514,7 +514,7 @@ class _SearchRun:
         self.criteria = grid._criteria
         self.data = frame_digest(training) + frame_digest(validation)
         self.manifest = _MANIFESTS.setdefault(grid.grid_id, {})
-        saved = {} if folder is None else _read_manifest(folder, grid.grid_id)
+        saved = {} if folder is None else read_manifest(folder, grid.grid_id)
         self.known = {fp: model_id for model_id, fp in {**saved, **self.manifest}.items()}
         numbers = [int(m.group(1)) for model_id in self.known.values()
                    if (m := re.fullmatch(re.escape(grid.grid_id) + r"_model_(\d+)", model_id))]
@@ -579,7 +579,7 @@ class _SearchRun:
         self.manifest[model.model_id] = fp
         if self.folder is not None and not is_saved_model(self.folder / model.model_id):
             save_model(model, self.folder, force=True)
-            _write_manifest(self.folder, self.grid.grid_id, {**_read_manifest(self.folder, self.grid.grid_id),
+            _write_manifest(self.folder, self.grid.grid_id, {**read_manifest(self.folder, self.grid.grid_id),
                                                              model.model_id: fp})
         return self._stops_early()
 

@@ -36,6 +36,7 @@ PROBLEM_TYPES = ("auto", "image", "dataset")
 FOLD_ASSIGNMENTS = ("AUTO", "Random", "Modulo", "Stratified")
 BAD_IMAGE_POLICIES = ("error", "skip")
 MAX_MINI_BATCH = 2**31 - 1  # H2O's mini_batch_size is a Java int; frameworks count a batch's rows in 32 bits
+TTA_VIEWS = ("flip", "crops")  # tta: the mirrored image; 4 corner and a centre crop of a larger resize
 MAX_EPOCHS = 1e9  # finite passes beyond this never finish; float('inf') asks to train until stopped
 SECRET_PARAMETERS = ("storage_options",)  # may hold credentials: never saved with a model, logged or shown
 
@@ -161,6 +162,33 @@ def image_shape(name: str, value: Any) -> Any:
     return checked
 
 
+def layer_selection(name: str, value: Any) -> int | list[str] | None:
+    """Accept None (nothing), a count of leading blocks (an integer; a negative one counts from the output, as a
+    Python slice: -1 is every block but the output's), or a layer name or '*' pattern, or a list of them."""
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    names = [value] if isinstance(value, str) else value
+    if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) and n for n in names):
+        return list(names)
+    raise _fail(name, value, "use None, a count of leading blocks (an integer; -1: all but the output block), a "
+                             "layer name, a pattern such as 'conv*', or a list of them")
+
+
+def tta_views(name: str, value: Any) -> bool | list[str]:
+    """Accept False/None (no test-time augmentation), True (every view) or a list of TTA_VIEWS (or one, as text);
+    return False or the views in TTA_VIEWS order."""
+    if value is None or value is False:
+        return False
+    if value is True:
+        return list(TTA_VIEWS)
+    views = [value] if isinstance(value, str) else value
+    if isinstance(views, (list, tuple)) and views and all(isinstance(v, str) and v.lower() in TTA_VIEWS for v in views):
+        return [view for view in TTA_VIEWS if view in {v.lower() for v in views}]
+    raise _fail(name, value, f"use False, True (every view) or a list of {list(TTA_VIEWS)}, e.g. ['flip']")
+
+
 def storage_options(name: str, value: Any) -> dict[str, Any] | None:
     """Accept None or a dict of an object store's options by name."""
     return None if value is None else check_storage_options(value)
@@ -242,6 +270,21 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("replace_output_layer", False, flag,
               "Replace the last layer of the loaded graph or weights by a new one with an output per class of "
               "this response (fine-tuning a pretrained network on new classes)."),
+    Parameter("pretrained", False, flag,
+              "Fine-tune the model zoo's pretrained weights of `network` (a name of deepwater.models_zoo: "
+              "'mobilenet_v2', ...; network_parameters_file must be None): its image_shape and channels (unless "
+              "given), its normalisation, and its output layer, replaced by a new one when the response's classes "
+              "are not the zoo's. Every fine-tuning parameter not given gets the fine-tuning recipe's value "
+              "(docs/guide/finetuning.md): optimizer='adamw', learning_rate=1e-3, weight_decay=0.01, "
+              "lr_schedule='cosine' (epochs=inf: 'constant'), warmup_epochs a tenth of epochs (at most 5; "
+              "epochs=inf: 1) and label_smoothing=0.1 (classification); summary() lists them. False: H2O's "
+              "defaults, as Deep Water."),
+    Parameter("tta", False, tta_views,
+              "Test-time augmentation of image URI models in predict() and model_performance(frame) (each also "
+              "takes it as an argument): the class probabilities (or regression values) averaged over the image "
+              "and its views, 'flip' (mirrored left-right) and 'crops' (the 4 corners and the centre at "
+              "image_shape of the image resized 8/7 larger, as ImageNet's 256 for 224); with both, the crops' "
+              "mirror images too. True: ['flip', 'crops']; False: the image alone.", True),
     Parameter("problem_type", "auto", one_of(*PROBLEM_TYPES),
               "'image' (first x column holds image URIs), 'dataset' (numeric/categorical columns) or 'auto' (detect). "
               "Deep Water's 'text' is not supported."),
@@ -315,12 +358,43 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
               "lr_schedule='step': epochs between two steps down of the rate.", True),
     Parameter("lr_step_gamma", 0.1, number(0, 1, low_open=True),
               "lr_schedule='step': the factor each step down multiplies the rate by.", True),
+    Parameter("freeze", None, layer_selection,
+              "Layers kept fixed while the rest trains (a built-in network's; a user graph is refused): a count of "
+              "leading blocks (a block is a conv or dense layer with the batch norms after it; a negative count "
+              "leaves that many blocks at the output to train: -1 trains only the output layer), layer names "
+              "(model.layers()) or patterns such as 'conv*'. Frozen weights get no update at all (no penalty, "
+              "decay or momentum), and frozen batch-norm layers normalise with their running statistics and keep "
+              "them (eval mode). None: every layer trains."),
+    Parameter("unfreeze_after_epochs", None, number(0, allow_none=True),
+              "After this many epochs (counted over checkpoint restarts) the frozen layers train too; None: never.",
+              True),
+    Parameter("layer_lr_decay", 1.0, number(0, 1, low_open=True),
+              "Discriminative rates: the last block (the head) learns at the scheduled rate, the block d places "
+              "below it at rate * layer_lr_decay ** d (blocks as for freeze; any optimizer and schedule). 1: "
+              "every layer at the same rate. A user graph is refused.", True),
     Parameter("distribution", "AUTO", one_of(*DISTRIBUTIONS),
               "Response distribution: AUTO picks multinomial/bernoulli for classes, gaussian for numbers."),
     Parameter("loss", "Automatic", one_of(*LOSSES), "Loss function; Automatic follows the distribution."),
     Parameter("label_smoothing", 0.0, number(0, 1, high_open=True),
               "Classification only: train the cross entropy against (1 - label_smoothing) * the class's one-hot "
               "+ label_smoothing / classes (torch's rule), on every backend.", True),
+    Parameter("mixup", 0.0, number(0),
+              "Classification only: mixup's alpha (0: off). Each training batch is blended with a shuffled copy of "
+              "itself, lam * x_a + (1 - lam) * x_b with lam drawn from Beta(alpha, alpha) per batch (images, or a "
+              "dataset's encoded rows), and trained against lam * onehot(y_a) + (1 - lam) * onehot(y_b), "
+              "label_smoothing on top; drawn from seed. With cutmix too, each batch picks one of the two with "
+              "probability 0.5. Scoring reads the rows unmixed; the training_loss in the scoring history is the "
+              "mixed batches'. Not in Deep Water.", True),
+    Parameter("cutmix", 0.0, number(0),
+              "Classification of images only: CutMix's alpha (0: off). A box of another image of the batch, about "
+              "1 - lam of the area (lam from Beta(alpha, alpha)), is pasted into each image, which trains against "
+              "its classes weighted by their areas (label_smoothing on top); see mixup. Not in Deep Water.", True),
+    Parameter("ema", None, number(0, 1, high_open=True, allow_none=True),
+              "Decay of an exponential moving average of the weights (e.g. 0.999; None or 0: off), updated after "
+              "every step as timm's ModelEmaV2 does (batch-norm running statistics averaged too): average = ema * "
+              "average + (1 - ema) * weights. The average is what scoring, validation metrics, early stopping, "
+              "predict, deepfeatures, export and the saved model use; checkpoints keep both it and the weights "
+              "being trained, so a restart continues both. One device only. Not in Deep Water.", True),
     Parameter("stopping_rounds", 5, number(0, integer=True),
               "Stop when the moving average of stopping_metric over this many scorings stops improving; 0 turns it off.", True),
     Parameter("stopping_metric", "AUTO", one_of(*STOPPING_METRICS),
@@ -363,15 +437,31 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("image_shape", None, image_shape, "[height, width] images are resized to; None or [0, 0]: the "
               "network's default. Deep Water read [width, height] (the same for square images); deepwater keeps "
               "height first, as saved models and the model zoo store it.", True),
+    Parameter("image_resize", "stretch", one_of("stretch", "crop"),
+              "How a photo meets image_shape, in training, scoring and the exported bundle alike: 'stretch' (default, "
+              "as Deep Water) resizes the whole photo to the shape, changing its aspect ratio; 'crop' keeps the aspect "
+              "ratio, resizing the short side to the shape and cutting off the rest of the long side around the "
+              "centre (as photo models such as the zoo's were trained). Saved with the model."),
+    Parameter("image_decode_processes", 0, number(0, integer=True),
+              "Worker processes that decode images (0, default: threads of this process decode them). Pillow holds "
+              "Python's interpreter lock for part of each decode, so on many cores threads can leave some idle; "
+              "processes cost a copy of each decoded array, and the first pool of a Python process waits while "
+              "multiprocessing's fork server imports deepwater (seconds; later pools start at once). On 2 cores "
+              "threads were faster (benchmarks/image_pipeline.py). Bad images and bad_images behave the same.", True),
     Parameter("channels", 3, channels, "Image channels: 1 (grey) or 3 (RGB)."),
     Parameter("mean_image_file", None, optional_text, "Mean image (.npy, MXNet .nd or an image file) subtracted from inputs."),
     Parameter("bad_images", "error", one_of(*BAD_IMAGE_POLICIES),
               "'error': stop at a missing or corrupt image; 'skip': leave it out and count it.", True),
     Parameter("augment", None, augment.check,
               "Random changes to training images (image URI columns): a comma-separated list of 'flip' (mirror half the "
-              "images left-right) and 'shift' (move each by up to 2 pixels each way, zeros filling in; 'shift:N' for up "
-              "to N), e.g. 'flip,shift'. Drawn from seed on the thread that prepares batches; scoring and predict see "
-              "the images unchanged. None (default): no change. Not in Deep Water.", True),
+              "images left-right), 'shift' (move each by up to 2 pixels each way, zeros filling in; 'shift:N' for up "
+              "to N), 'crop' (a random resized crop of 8%..100% of the area; 'crop:S' from S), 'color_jitter' "
+              "(brightness, contrast, saturation x 1 +- 0.4; 'color_jitter:S:H' with hue +- H), and one policy: "
+              "'randaugment' (2 operations at magnitude 9 of 30; 'randaugment:N:M') or 'trivial' (TrivialAugment), "
+              "e.g. 'flip,shift' or 'crop,trivial,flip'. crop, the policies and color_jitter need "
+              "pip install 'deepwater[augment]' (albumentations). Drawn from seed on the thread that prepares "
+              "batches, before the normalisation; scoring and predict see the images unchanged. None (default): no "
+              "change. Not in Deep Water.", True),
     Parameter("image_cache_mb", 1024.0, number(0),
               "Memory for decoded images kept across epochs: the images that fit are kept, the rest are decoded again "
               "each epoch, just ahead of the step that needs them.", True),
