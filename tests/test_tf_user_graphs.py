@@ -102,6 +102,7 @@ def test_mlp_meta_takes_100_inputs_and_trains_on_a_numeric_frame() -> None:
         user_model(MLP, epochs=1).train(y="label", training_frame=blobs(50, 20, 10))
 
 
+@needs_fixtures
 @pytest.mark.parametrize("given", [{"optimizer": "adamw"}, {"label_smoothing": 0.1}])
 def test_a_meta_graph_refuses_an_optimiser_or_loss_its_train_op_does_not_have(given) -> None:
     name, value = next(iter(given.items()))
