@@ -15,7 +15,7 @@ Arms, run one after the other in the same process:
 - deepwater with H2O's default recipe (SGD, annealed rate) and with a frozen backbone (only the head trains);
 - deepwater on tensorflow and mxnet with the recipe (accuracy against torch's).
 Run: `python benchmarks/finetune_vs_torch.py [--rows 5000] [--test-rows 10000] [--epochs 3] [--repeats 2]
-[--pairs-only]`.
+[--pairs-only | --recipes-only | --backends-only]` (each of the three runs a part of the full run).
 """
 from __future__ import annotations
 
@@ -168,19 +168,36 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2, help="pairs of the two timed arms, alternated")
     parser.add_argument("--pairs-only", action="store_true", help="only the timed pairs, not the other arms")
+    parser.add_argument("--recipes-only", action="store_true",
+                        help="only H2O's recipe and the frozen backbone, deepwater on torch")
+    parser.add_argument("--backends-only", action="store_true",
+                        help="only deepwater's recipe on each installed backend (torch first): their accuracies")
     parser.add_argument("--output", default="finetune_vs_torch")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     folder = os.path.join(tempfile.gettempdir(), "deepwater-bench-mnist-images")
     train, test = dw.datasets.mnist_images(folder, n_train=args.rows, n_test=args.test_rows)
     results: dict[str, dict] = {}
+    if args.backends_only:
+        for backend in registry.installed_backends():
+            results[f"deepwater_{backend}"], _ = with_deepwater(train, test, backend, args.epochs, args.seed)
+            print(backend, results[f"deepwater_{backend}"], flush=True)
+        print("written", write_result(args.output, {"arms": results, "rows": args.rows, "epochs": args.epochs}))
+        return
     pairs = []
-    for repeat in range(args.repeats):  # the two timed arms alternated, A B A B: machine noise hits both alike
+    # the two timed arms alternated, A B A B: machine noise hits both alike
+    for repeat in range(0 if args.recipes_only else args.repeats):
         mine, recipe = with_deepwater(train, test, "torch", args.epochs, args.seed)
         theirs = with_torch(train, test, {**recipe, "epochs": args.epochs}, args.seed)
         pairs.append({"deepwater": mine, "torch_by_hand": theirs,
                       "time_per_epoch_ratio": mine["seconds_per_epoch"] / theirs["seconds_per_epoch"]})
         print(f"pair {repeat + 1}: recipe {recipe}\n deepwater {mine}\n torch by hand {theirs}", flush=True)
+    if args.recipes_only:
+        for name, extra in (("deepwater_h2o_recipe", H2O_RECIPE), ("deepwater_frozen_backbone", {"freeze": -1})):
+            results[name], _ = with_deepwater(train, test, "torch", args.epochs, args.seed, **extra)
+            print(name, results[name], flush=True)
+        print("written", write_result(args.output, {"arms": results, "rows": args.rows, "epochs": args.epochs}))
+        return
     results["deepwater_torch"], results["torch_by_hand"] = pairs[0]["deepwater"], pairs[0]["torch_by_hand"]
     if not args.pairs_only:
         results["deepwater_h2o_recipe"], _ = with_deepwater(train, test, "torch", args.epochs, args.seed,
