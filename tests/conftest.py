@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -134,3 +135,19 @@ def outcome(call: Callable[[], object], fifo: Path) -> object:
             thread.join(0.1)
         pytest.fail(f"the call was still blocked on the FIFO {fifo} after {GUARD_SECONDS}s")
     return result[0]
+
+
+def job_ended(job: dict) -> bool:
+    """A Flow job (its GET /api/jobs/{id} answer) that is neither queued nor running."""
+    return job["status"] not in ("queued", "running")
+
+
+def wait_for_job(client, key: str, until: Callable[[dict], bool] = job_ended, guard: float = 120.0) -> dict:
+    """Flow job `key` polled through `client` until `until(job)`; `guard` seconds is a hang guard, no timing."""
+    deadline = time.monotonic() + guard
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{key}").json()
+        if until(job):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {key} did not get there: {job}")

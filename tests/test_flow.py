@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import make_blobs, write_png
+from conftest import make_blobs, wait_for_job, write_png
 
 pytest.importorskip("torch")
 pytest.importorskip("jinja2")
@@ -42,17 +42,6 @@ TINY = {"hidden": [8], "epochs": 3, "backend": "torch", "gpu": False, "seed": 1,
         "train_samples_per_iteration": 60}
 LONG = {**TINY, "epochs": 1e6, "max_runtime_secs": 120}  # runs until cancelled or killed
 RESUMABLE = {**TINY, "epochs": 12}  # long enough to be killed after a few scorings
-
-
-def wait_for_job(client, key: str, until=lambda job: job["status"] not in ("queued", "running")) -> dict:
-    """Job `key` polled until `until(job)`."""
-    deadline = time.monotonic() + GUARD_SECONDS
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{key}").json()
-        if until(job):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {key} did not get there: {job}")
 
 
 def refusal(response, status: int, field: str) -> str:

@@ -4,12 +4,12 @@ Cancel stops the task, the model joins the catalogue as a local job's does, and 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import make_blobs
+from conftest import job_ended as ended
+from conftest import make_blobs, wait_for_job
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a runtime on 127.0.0.1 (as test_ray.py)
 pytest.importorskip("torch")
@@ -26,20 +26,6 @@ GUARD_SECONDS = 180  # a hang guard while waiting for a job: no timing is assert
 SHARED = {"backend": "torch", "gpu": False, "seed": 1, "mini_batch_size": 16, "train_samples_per_iteration": 60}
 SCORED_OFTEN = {**SHARED, "hidden": [8], "epochs": 30}  # about 60 scorings: several reach the job while it runs
 LONG = {**SHARED, "hidden": [8], "epochs": 1e6, "max_runtime_secs": 120}  # runs until cancelled
-
-
-def wait_for_job(client, key: str, until) -> dict:
-    deadline = time.monotonic() + GUARD_SECONDS
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{key}").json()
-        if until(job):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {key} did not get there: {job}")
-
-
-def ended(job: dict) -> bool:
-    return job["status"] not in ("queued", "running")
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +49,11 @@ def frame_id(client) -> str:
 
 def test_a_job_trains_as_a_ray_task_reporting_its_scorings_and_its_model_joins_the_catalogue(client, frame_id):
     job = client.post("/api/models", json={"frame": frame_id, "y": "label", "params": SCORED_OFTEN}).json()
-    running = wait_for_job(client, job["id"], lambda j: ended(j) or (j["status"] == "running" and j["history"]))
+    running = wait_for_job(client, job["id"], lambda j: ended(j) or (j["status"] == "running" and j["history"]),
+                           guard=GUARD_SECONDS)
     assert running["status"] == "running" and 0 < running["progress"] < 1  # reported by the task while it ran
     assert is_saved_model(next((client.data / "checkpoints" / job["id"]).iterdir()))  # its checkpoint, copied here
-    done = wait_for_job(client, job["id"], ended)
+    done = wait_for_job(client, job["id"], ended, guard=GUARD_SECONDS)
     assert done["status"] == "done", done["error"]
     model = client.get(f"/api/models/{done['model']}").json()
     assert model["summary"]["epochs"] == 30.0 and len(model["history"]) >= len(running["history"])
@@ -79,9 +66,9 @@ def test_a_job_trains_as_a_ray_task_reporting_its_scorings_and_its_model_joins_t
 
 def test_cancel_stops_the_ray_task_and_its_checkpoints_stay_with_the_job(client, frame_id):
     job = client.post("/api/models", json={"frame": frame_id, "y": "label", "params": LONG}).json()
-    wait_for_job(client, job["id"], lambda j: ended(j) or len(j["history"]) >= 3)
+    wait_for_job(client, job["id"], lambda j: ended(j) or len(j["history"]) >= 3, guard=GUARD_SECONDS)
     assert client.post(f"/api/jobs/{job['id']}/cancel").status_code == 200
-    cancelled = wait_for_job(client, job["id"], ended)
+    cancelled = wait_for_job(client, job["id"], ended, guard=GUARD_SECONDS)
     assert cancelled["status"] == "cancelled" and cancelled["model"] is None, cancelled
     kept = list((client.data / "checkpoints" / job["id"]).iterdir())
     assert 1 <= len(kept) <= 2 and all(is_saved_model(path) for path in kept)
@@ -90,7 +77,7 @@ def test_cancel_stops_the_ray_task_and_its_checkpoints_stay_with_the_job(client,
 def test_a_grid_job_trains_its_models_as_ray_tasks(client, frame_id):
     job = client.post("/api/grids", json={"frame": frame_id, "y": "label", "params": {**SHARED, "epochs": 1},
                                           "hyper_params": {"hidden": [[4], [6]]}}).json()
-    done = wait_for_job(client, job["id"], ended)
+    done = wait_for_job(client, job["id"], ended, guard=GUARD_SECONDS)
     assert done["status"] == "done", done["error"]
     assert done["grid_progress"] == {"done": 2, "total": 2, "running": None}
     board = client.get(f"/api/grids/{done['grid']}").json()["leaderboard"]
