@@ -383,6 +383,7 @@ class BaseNet(ABC):
     # copies the next batch to the device while the current one trains (trainer's lookahead); None: no use
     prefetch: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], None] | None = None
     takes_soft_targets = False  # True when _step() takes soft targets (soft_targets()) as well as class codes
+    scoring_rows: int | None = None  # rows per forward pass when scoring (runtime.memory); None: a batch at once
     ema = 0.0  # the decay of the averaged weights (configure_average()); 0: no average
     _average: Any = None  # the averaged weights (_new_average()'s), None without ema
     _parked: dict[str, np.ndarray] | None = None  # the weights being trained, while the average is loaded to score
@@ -489,7 +490,7 @@ class BaseNet(ABC):
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities (n, classes) or values (n, 1), float32 (of the averaged weights under ema)."""
         self._use_average()
-        scores = self._scores(x) if len(x) else self._scores(self._probe(x))[:0]
+        scores = self._in_chunks(self._scores, x) if len(x) else self._scores(self._probe(x))[:0]
         if self.task.is_classification and not self.outputs_probabilities:
             return softmax(scores)
         return scores
@@ -498,7 +499,16 @@ class BaseNet(ABC):
         """Activations of `layer` flattened to (n, k); ParameterError listing the layers for an unknown name."""
         self.check_layer(layer)
         self._use_average()
-        return self._activations(x, layer) if len(x) else self._activations(self._probe(x), layer)[:0]
+        if not len(x):
+            return self._activations(self._probe(x), layer)[:0]
+        return self._in_chunks(lambda rows: self._activations(rows, layer), x)
+
+    def _in_chunks(self, forward: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+        """forward(x), run on at most scoring_rows rows at a time."""
+        step = self.scoring_rows
+        if step is None or len(x) <= step:
+            return forward(x)
+        return np.concatenate([forward(x[first:first + step]) for first in range(0, len(x), step)])
 
     def class_gradients(self, x: np.ndarray, layer: str | None, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(values, gradients) of `layer` (None: the input) for each row's output column `target`

@@ -92,6 +92,19 @@ def check_probabilities(net: Net, network: str) -> None:
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def check_scoring_in_chunks(net: Net, network: str) -> None:
+    """predict() and features() cut into forward passes of scoring_rows rows give what one pass gives."""
+    x, layer = inputs(network, rows=7), net.layers()[0]
+    whole, features = net.predict(x), net.features(x, layer)
+    kept = net.scoring_rows
+    try:
+        net.scoring_rows = 3
+        np.testing.assert_allclose(net.predict(x), whole, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(net.features(x, layer), features, rtol=1e-5, atol=1e-6)
+    finally:
+        net.scoring_rows = kept
+
+
 def check_empty_batches(net: Net, network: str) -> None:
     """An empty batch predicts and extracts zero rows of the right width, and trains no step."""
     empty = inputs(network)[:0]
@@ -299,6 +312,7 @@ def check_backend(backend: Backend, networks: tuple[str, ...] = tuple(NETWORKS))
         check_parameter_count(net, network)
         check_layers_and_features(net, network)
         check_probabilities(net, network)
+        check_scoring_in_chunks(net, network)
         check_empty_batches(net, network)
         check_unknown_layer(net)
         check_state_misfit(net)

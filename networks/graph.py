@@ -121,6 +121,10 @@ class Graph:
     def param_count(self) -> int:
         return sum(math.prod(s) for s in self.param_shapes().values())
 
+    def largest_output(self) -> int:
+        """Values of the largest layer output (the input included) for one row."""
+        return max(math.prod(n.shape) for n in self.nodes)
+
     def memory_estimate(self) -> MemoryEstimate:
         """What training this network holds, counted from its shapes alone (nothing is allocated)."""
         return MemoryEstimate(sum(math.prod(s) for s in self.state_shapes().values()), self.param_count(),

@@ -56,6 +56,12 @@ def test_predict_gives_probabilities(nets, backend, network):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("network", ["mlp", "lenet", "mobilenet_v2"])
+def test_scoring_in_chunks_gives_what_one_pass_gives(nets, backend, network):
+    testing.check_scoring_in_chunks(nets(backend, network), network)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("network", ["mlp", "lenet", "resnet18"])
 def test_empty_batches_unknown_layers_and_misfit_weights(nets, backend, network):
     net = nets(backend, network)

@@ -202,6 +202,11 @@ def test_predict_array_gives_predicts_answer_on_the_frame_of_its_columns(numeric
     if dtype != np.int64:
         assert got.iloc[[2, 3]].isna().all(axis=None) and got.iloc[1].notna().all()
     pd.testing.assert_frame_equal(scorer.predict_array(x[:1]), got.head(1))  # one row: the same answer
+    records = scorer.predict_array(x, as_frame=False)
+    assert records == scorer.records(scorer.outputs(scorer.encode(pd.DataFrame(x, columns=scorer.columns))))
+    for record, (_, row) in zip(records, got.iterrows()):  # the frame's values, None where it has none
+        assert record == {name: None if pd.isna(value) else value for name, value in row.items()}
+    assert scorer.predict_array(x[:1], as_frame=False) == records[:1]
 
 
 def test_predict_array_refuses_what_is_not_rows_of_its_numbers(numeric_bundle):
@@ -215,6 +220,8 @@ def test_predict_array_refuses_what_is_not_rows_of_its_numbers(numeric_bundle):
                        (np.full((1, width), "1.5", dtype=object), "dtype object")]:
         with pytest.raises(ParameterError, match=message):
             scorer.predict_array(x)
+    with pytest.raises(ParameterError, match=r"as_frame='no' must be True .* or False \(a dict per row"):
+        scorer.predict_array(np.zeros((1, width)), as_frame="no")
 
 
 def test_predict_array_sends_a_model_with_categorical_columns_to_predict(bundle):

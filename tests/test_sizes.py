@@ -9,7 +9,9 @@ import pytest
 import deepwater as dw
 from conftest import installed_backends
 from deepwater import ParameterError, networks
+from deepwater.networks import FLOAT32_BYTES
 from deepwater.runtime import memory
+from deepwater.runtime.build import build_net
 from deepwater.runtime.memory import memory_bytes
 from deepwater.runtime.registry import get_backend
 from deepwater.specs import OptimizerSpec, TaskSpec
@@ -103,6 +105,23 @@ def test_the_estimate_comes_from_shapes_alone() -> None:
         estimate = networks.build_graph(network, (3, 20000, 20000), 2).memory_estimate()
         assert estimate.batch_bytes(1) > 100 * GIGABYTE
     assert peak_rss_kb() - before < GROWTH_LIMIT_KB
+
+
+def test_scoring_on_the_cpu_cuts_only_batches_of_big_feature_maps() -> None:
+    big = networks.build_graph("mobilenet_v2", (3, 224, 224), 10)
+    small = networks.build_graph("mobilenet_v2", (3, 64, 64), 10)
+    mlp = networks.build_graph("mlp", (784,), 10, {"hidden": [200, 200]})
+    assert memory.cpu_scoring_rows(big) < memory.cpu_scoring_rows(small) < 256 <= memory.cpu_scoring_rows(mlp)
+    for graph in (big, small, mlp):
+        rows = memory.cpu_scoring_rows(graph)
+        assert rows * graph.largest_output() * FLOAT32_BYTES <= memory.CPU_SCORING_BYTES
+        assert (rows + 1) * graph.largest_output() * FLOAT32_BYTES > memory.CPU_SCORING_BYTES
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_net_built_on_the_cpu_scores_in_those_cuts(backend: str) -> None:
+    _, _, net = build_net("lenet", None, backend, (1, 28, 28), TASK, params(gpu=False), seed=1)
+    assert net.scoring_rows == memory.cpu_scoring_rows(networks.build_graph("lenet", (1, 28, 28), 2))
 
 
 def test_the_optimizer_slots() -> None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 import torch
@@ -96,19 +96,29 @@ class GraphModule(nn.Module):
     def __init__(self, graph: Graph) -> None:
         super().__init__()
         self.layers = nn.ModuleDict({node.name: _layer(node, graph) for node in graph.nodes[1:]})
-        self._plan = [(node.name, node.inputs) for node in graph.nodes[1:]]
+        last_reader = {i: node.name for node in graph.nodes[1:] for i in node.inputs}
+        # each layer: its name, its inputs and those of them that no later layer reads
+        self._plan = [(node.name, node.inputs, tuple(i for i in dict.fromkeys(node.inputs)
+                                                     if last_reader[i] == node.name)) for node in graph.nodes[1:]]
 
-    def values(self, x: torch.Tensor, until: str | None = None) -> dict[str, torch.Tensor]:
-        """The input and every layer's value, in graph order, up to `until` (all layers when None)."""
+    def values(self, x: torch.Tensor, until: str | None = None,
+               keep: Collection[str] | None = None) -> dict[str, torch.Tensor]:
+        """The input and every layer's value, in graph order, up to `until` (all layers when None). With `keep`,
+        a value that no later layer reads is let go as soon as it is read, unless `keep` names it (the last value
+        computed stays): a forward pass then holds only what is still needed, as nn.Sequential does."""
         values = {"input": x}
-        for name, inputs in self._plan:
+        for name, inputs, last_read in self._plan:
             values[name] = self.layers[name](*(values[i] for i in inputs))
             if name == until:
                 break
+            if keep is not None:
+                for i in last_read:
+                    if i not in keep:
+                        del values[i]
         return values
 
     def forward(self, x: torch.Tensor, until: str | None = None) -> torch.Tensor:
-        return next(reversed(self.values(x, until).values()))
+        return next(reversed(self.values(x, until, keep=()).values()))
 
 
 def to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:

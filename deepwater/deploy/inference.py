@@ -5,6 +5,7 @@
 >>> scorer.predict(frame)                            # as model.predict(frame)           # doctest: +SKIP
 >>> scorer.predict_row({"x1": 0.5, "colour": "red"}) # one row in, one dict out          # doctest: +SKIP
 >>> scorer.predict_array(x)                          # numeric rows of scorer.columns    # doctest: +SKIP
+>>> scorer.predict_array(x, as_frame=False)          # the same, a dict per row          # doctest: +SKIP
 >>> scorer.deepfeatures(frame, "fc1")                # a layer given to export(layers=)  # doctest: +SKIP
 
 The bundle's checksums are checked before anything is read. Frames go through the same encoders as in the
@@ -142,14 +143,21 @@ class Scorer:
             return self.records(map_batches(self._inputs.source(frame), self._outputs, self.batch_size)[0])[0]
         return self.records(self._outputs(x))[0]
 
-    def predict_array(self, x: np.ndarray) -> pd.DataFrame:
+    def predict_array(self, x: np.ndarray, as_frame: bool = True) -> pd.DataFrame | list[dict[str, Any]]:
         """predict() of rows given as a numeric (rows, columns) numpy array of the model's `columns`, in that order,
         without a frame (as H2O's EasyPredictModelWrapper takes a row of numbers): the answer of predict() on the
-        frame of those columns, indexed 0..rows-1. NaN is a missing value; a row holding inf, or a number beyond
-        float32, gets missing predictions. Only for a model whose predictors are all numeric (ParameterError)."""
+        frame of those columns, indexed 0..rows-1, or with as_frame=False its rows as records() gives them, a dict
+        each (no frame made: the quickest answer for a row or a few). NaN is a missing value; a row holding inf,
+        or a number beyond float32, gets missing predictions. Only for a model whose predictors are all numeric
+        (ParameterError)."""
+        if not isinstance(as_frame, bool):
+            raise ParameterError(f"as_frame={as_frame!r} must be True (predict()'s frame) or False (a dict per row, "
+                                 "as records() gives them).")
         numbers = self._checked_numbers(x)
         out, rows = map_batches(ArraySource(self._inputs.encode_columns(numbers, [])), self._outputs,
                                 self.batch_size)
+        if not as_frame:  # every row of an array is scored: a row holding inf has missing values
+            return self.records(out)
         return self._response.predictions(out, rows, pd.RangeIndex(len(numbers)), self._threshold)
 
     @property

@@ -9,7 +9,7 @@ import numpy as np
 from deepwater import networks
 from deepwater.backends.base import Backend, Net, UserGraphLoader, configure_average, configure_steps
 from deepwater.runtime.devices import device_label, net_device, resolve_devices
-from deepwater.runtime.memory import check_memory
+from deepwater.runtime.memory import check_memory, cpu_scoring_rows
 from deepwater.runtime.parallel import check_parallel
 from deepwater.runtime.registry import get_backend
 from deepwater.runtime.user_graphs import graph_loader
@@ -40,6 +40,8 @@ def build_net(network: str, graph: UserGraph | None, backend_name: str, input_sh
         built = networks.build_graph(network, input_shape, task.n_outputs, params)
         check_memory(built, network, input_shape, params, optimizer, devices, rows)
         net = backend.build(built, task, optimizer, device, seed)
+        if device == "cpu":
+            net.scoring_rows = cpu_scoring_rows(built)
     configure_steps(net, params["precision"], params["compile"])
     configure_average(net, params.get("ema"), len(devices) > 1 or bool(params["num_workers"]))
     return backend, device_label(devices), net
