@@ -6,7 +6,8 @@ inference.Scorer.predict(frame) (frame in, frame out: checks, encoders, network,
 forward (a torch.nn MLP of the same shapes, one inference-mode call with its softmax) and onnxruntime's own run on
 the prepared (encoded) array, each computing with `--threads` threads (1 by default: on a shared machine, the
 figure least disturbed by others). The four, with Scorer.predict_array on the float32 array of the model's columns
-(and on one row Scorer.predict_row of the row as a dict), run interleaved, `--repeats` times; a 1-row figure is
+(and on one row Scorer.predict_row of the row as a dict and predict_array(as_frame=False), its answer as a dict
+without a frame), run interleaved, `--repeats` times; a 1-row figure is
 the time of one call (the median of `--calls` calls), a 10,000-row figure the median of the repeats. Then,
 interleaved the same way, the microseconds of each stage of the bundle scorer (checking and encoding the frame, the
 network call, onnxruntime's run alone, the answer's frame) and, on one row, of the service's frame-free path (a
@@ -151,6 +152,7 @@ def in_process(model: dw.DeepWaterEstimator, bundle: str, test: pd.DataFrame, re
         if len(frame) == 1:
             row = json_rows(frame)[0]
             contenders["bundle_scorer_row"] = lambda: scorer.predict_row(row)
+            contenders["bundle_scorer_array_records"] = lambda: scorer.predict_array(numbers, as_frame=False)
         n = calls if len(frame) == 1 else 1
         ms = {name: 1e3 * seconds for name, seconds in medians(contenders, n, repeats).items()}
         figures[label] = {"ms": ms,
@@ -160,6 +162,8 @@ def in_process(model: dw.DeepWaterEstimator, bundle: str, test: pd.DataFrame, re
                           "scorer_stages_us": scorer_stages(scorer, session, frame, n, repeats)}
         if len(frame) == 1:
             figures[label]["bundle_scorer_row_vs_onnxruntime"] = ms["bundle_scorer_row"] / ms["onnxruntime_run"]
+            figures[label]["bundle_scorer_array_records_vs_onnxruntime"] = \
+                ms["bundle_scorer_array_records"] / ms["onnxruntime_run"]
         print(label, json.dumps(figures[label], indent=1), flush=True)
     scorer.close()
     return figures

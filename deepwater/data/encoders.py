@@ -146,10 +146,11 @@ class Response:
         labels[chosen < 0] = None
         return labels
 
-    def _chosen(self, output: np.ndarray, threshold: float) -> np.ndarray:
-        """The position of each row's label among the classes (see decode()); -1 where a probability is NaN."""
+    def _chosen(self, output: np.ndarray, threshold: float, missing: np.ndarray | None = None) -> np.ndarray:
+        """The position of each row's label among the classes (see decode()); -1 where a probability is NaN
+        (`missing`: those rows, when the caller has found them)."""
         chosen = (output[:, 1] >= threshold).astype(np.int64) if self.n_classes == 2 else output.argmax(axis=1)
-        chosen[np.isnan(output).any(axis=1)] = -1
+        chosen[np.isnan(output).any(axis=1) if missing is None else missing] = -1
         return chosen
 
     @cached_property
@@ -193,12 +194,13 @@ class Response:
         {'predict': label or value, '<class>': probability, ...}; None where a value is missing."""
         if self.kind == REGRESSION:
             return [{"predict": _number_or_none(value)} for value in self.decode(output, threshold).tolist()]
-        probabilities = output.astype(np.float64).tolist()
-        if np.isnan(output).any():  # the rows that held inf
+        probabilities = output.tolist()  # Python floats holding the output's values exactly
+        missing = np.isnan(output).any(axis=1)
+        if missing.any():  # the rows that held inf
             probabilities = [[_number_or_none(p) for p in row] for row in probabilities]
         classes, names = self.classes, self._probability_names
         return [{"predict": None if chosen < 0 else classes[chosen], **dict(zip(names, row))}
-                for chosen, row in zip(self._chosen(output, threshold).tolist(), probabilities)]
+                for chosen, row in zip(self._chosen(output, threshold, missing).tolist(), probabilities)]
 
     @cached_property
     def _probability_names(self) -> list[str]:
@@ -597,8 +599,11 @@ class DatasetEncoder:
         no numeric column), and one series per categorical column, in the encoder's order."""
         if numbers is not None:  # a block of rows at a time: one pass over memory, each block while in the cache
             step = max(1, BLOCK_BYTES // max(numbers.itemsize * numbers.shape[1], 1))
-            for start in range(0, len(numbers), step):
-                self._impute_and_standardise(numbers[start:start + step])
+            if len(numbers) <= step:  # one block (a request's rows): no slicing
+                self._impute_and_standardise(numbers)
+            else:
+                for start in range(0, len(numbers), step):
+                    self._impute_and_standardise(numbers[start:start + step])
         return self._matrix(numbers, [c.encode(series) for c, series in zip(self.categorical, categories)])
 
     def _impute_and_standardise(self, numbers: np.ndarray, may_miss: bool = True) -> None:
