@@ -735,6 +735,7 @@ class ImageReader:
             for result in chunk:
                 if isinstance(result, ImageError):
                     self._failed(result)
+            release_freed_memory()  # the decoding's buffers, freed on each thread
             if advance is not None:
                 advance(len(chunk))
         return True
