@@ -40,7 +40,7 @@ TestClient = fastapi_testclient.TestClient
 GUARD_SECONDS = 120  # a hang guard while waiting for a job: no timing is asserted
 TINY = {"hidden": [8], "epochs": 3, "backend": "torch", "gpu": False, "seed": 1, "mini_batch_size": 16,
         "train_samples_per_iteration": 60}
-LONG = {**TINY, "epochs": 1e6, "max_runtime_secs": 120}  # runs until cancelled or killed
+LONG = {**TINY, "epochs": 1e6, "max_runtime_secs": 900}  # runs until cancelled or killed (longer than the guards)
 RESUMABLE = {**TINY, "epochs": 12}  # long enough to be killed after a few scorings
 
 

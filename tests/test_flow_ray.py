@@ -25,7 +25,7 @@ from deepwater.storage.saved_models import is_saved_model  # noqa: E402
 GUARD_SECONDS = 180  # a hang guard while waiting for a job: no timing is asserted
 SHARED = {"backend": "torch", "gpu": False, "seed": 1, "mini_batch_size": 16, "train_samples_per_iteration": 60}
 SCORED_OFTEN = {**SHARED, "hidden": [8], "epochs": 30}  # about 60 scorings: several reach the job while it runs
-LONG = {**SHARED, "hidden": [8], "epochs": 1e6, "max_runtime_secs": 120}  # runs until cancelled
+LONG = {**SHARED, "hidden": [8], "epochs": 1e6, "max_runtime_secs": 900}  # runs until cancelled (past the guards)
 
 
 @pytest.fixture(scope="module")
