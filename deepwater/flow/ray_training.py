@@ -1,6 +1,7 @@
 """A Flow job's model trained as a Ray task once deepwater.init() has joined a cluster (imported only then: it
-imports Ray). The task reports each scoring to a small actor (its progress, scoring history and newest checkpoint as
-a saved-model file's bytes) that the job's thread polls, so the server keeps a job's checkpoints even when the task
+imports Ray). The task reports its scorings to a small actor (its progress, scoring history and newest checkpoint as
+a saved-model file's bytes; a scoring made while the previous report is still on its way is not sent) that the
+job's thread polls, so the server keeps a job's checkpoints even when the task
 runs on another machine; Cancel is ray.cancel; the model comes back as its saved-model archive (model/ray_jobs.py),
 so no network is ever pickled."""
 from __future__ import annotations
@@ -47,11 +48,16 @@ def train_reporting(params: dict[str, Any], x: Any, y: Any, training: pd.DataFra
         model = DeepWaterEstimator(**{**params, "export_checkpoints_dir": str(checkpoints),
                                       "export_checkpoints_keep": 1})
 
+        in_flight: list[Any] = []  # the report on its way to the actor
+
         def scored(trained: DeepWaterEstimator, outcome: Any) -> None:
+            if in_flight and not ray.wait(in_flight, timeout=0)[0]:
+                return  # the actor keeps only the newest report: one that scores often is not queued behind
             newest = newest_saved_model(checkpoints)
-            reports.put.remote({"progress": run_progress(outcome.samples, trained.epochs, len(training)),
-                                "history": history_rows(outcome.history),
-                                "checkpoint": [newest.name, newest.read_bytes()]})
+            in_flight[:] = [reports.put.remote({"progress": run_progress(outcome.samples, trained.epochs,
+                                                                         len(training)),
+                                                "history": history_rows(outcome.history),
+                                                "checkpoint": [newest.name, newest.read_bytes()]})]
 
         return archived(lambda: model.train(x=x, y=y, training_frame=training, validation_frame=validation,
                                             callbacks=[scored]), params["model_id"])
