@@ -21,6 +21,7 @@ channels and 1000 classes: 4,652,008. Batch norm uses TensorFlow's epsilon 1e-3 
 from __future__ import annotations
 
 from .graph import GraphBuilder
+from .mobilenet_v2 import inverted_residual
 
 # (expansion, kernel, output channels, blocks, stride of the first block): efficientnet_lite_builder's
 # block strings for Lite0 (width and depth 1.0)
@@ -58,16 +59,9 @@ def conv_bn_relu6(b: GraphBuilder, name: str, x: str, filters: int, kernel: int,
     return b.act(f"{name}_relu", b.batch_norm(f"{name}_bn", y, EPSILON, MOMENTUM), "relu6")
 
 
-def mobile_block(b: GraphBuilder, name: str, x: str, filters: int, kernel: int, stride: int, expansion: int) -> str:
-    """Expand (1x1), depthwise `kernel` (strided), project (1x1, linear); add the input when shapes allow."""
-    channels = b.shape(x)[0]
-    hidden = channels * expansion
-    y = x if expansion == 1 else conv_bn_relu6(b, f"{name}_expand", x, hidden, kernel=1)
-    y = conv_bn_relu6(b, f"{name}_dw", y, hidden, kernel=kernel, stride=stride, groups=hidden)
-    y = b.batch_norm(f"{name}_project_bn", b.conv(f"{name}_project", y, filters, 1, bias=False), EPSILON, MOMENTUM)
-    if stride == 1 and channels == filters:
-        y = b.add(f"{name}_add", x, y)
-    return y
+def project_bn(b: GraphBuilder, name: str, x: str, filters: int) -> str:
+    """The linear bottleneck: a 1x1 convolution and batch norm ("<name>_bn"), no activation."""
+    return b.batch_norm(f"{name}_bn", b.conv(name, x, filters, 1, bias=False), EPSILON, MOMENTUM)
 
 
 def efficientnet_lite0(b: GraphBuilder, x: str, n_outputs: int) -> str:
@@ -76,7 +70,8 @@ def efficientnet_lite0(b: GraphBuilder, x: str, n_outputs: int) -> str:
     index = 1
     for expansion, kernel, filters, count, first_stride in STAGES:
         for k in range(count):
-            x = mobile_block(b, f"block{index}", x, filters, kernel, first_stride if k == 0 else 1, expansion)
+            x = inverted_residual(b, f"block{index}", x, filters, first_stride if k == 0 else 1, expansion, kernel,
+                                  conv_bn_relu6, project_bn)
             index += 1
     x = conv_bn_relu6(b, "conv_last", x, LAST_CHANNELS, kernel=1)
     x = b.global_pool("global_pool", x, "avg")

@@ -17,6 +17,8 @@ Batch norm uses torchvision's epsilon 1e-5 and momentum 0.1 (0.9 in this builder
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .blocks import conv_bn
 from .graph import GraphBuilder
 
@@ -41,13 +43,22 @@ def conv_bn_relu6(b: GraphBuilder, name: str, x: str, filters: int, kernel: int,
     return b.act(f"{name}_relu", conv_bn(b, name, x, filters, kernel, stride, kernel // 2, groups), "relu6")
 
 
-def inverted_residual(b: GraphBuilder, name: str, x: str, filters: int, stride: int, expansion: int) -> str:
-    """Expand (1x1), depthwise 3x3 (strided), project (1x1, linear); add the input when shapes allow."""
+def project_bn(b: GraphBuilder, name: str, x: str, filters: int) -> str:
+    """The linear bottleneck: a 1x1 conv_bn, no activation."""
+    return conv_bn(b, name, x, filters, kernel=1)
+
+
+def inverted_residual(b: GraphBuilder, name: str, x: str, filters: int, stride: int, expansion: int,
+                      kernel: int = 3, activated: Callable[..., str] = conv_bn_relu6,
+                      linear: Callable[..., str] = project_bn) -> str:
+    """Expand (1x1), depthwise `kernel` (strided), project (1x1, linear); add the input when shapes allow.
+    `activated` makes the two convolutions with relu6 (conv_bn_relu6's arguments), `linear` the projection
+    (project_bn's): EfficientNet-Lite passes its own, with TensorFlow's padding and batch-norm constants."""
     channels = b.shape(x)[0]
     hidden = channels * expansion
-    y = x if expansion == 1 else conv_bn_relu6(b, f"{name}_expand", x, hidden, kernel=1)
-    y = conv_bn_relu6(b, f"{name}_dw", y, hidden, kernel=3, stride=stride, groups=hidden)
-    y = conv_bn(b, f"{name}_project", y, filters, kernel=1)  # linear bottleneck: no activation
+    y = x if expansion == 1 else activated(b, f"{name}_expand", x, hidden, kernel=1)
+    y = activated(b, f"{name}_dw", y, hidden, kernel=kernel, stride=stride, groups=hidden)
+    y = linear(b, f"{name}_project", y, filters)
     if stride == 1 and channels == filters:
         y = b.add(f"{name}_add", x, y)
     return y
