@@ -26,6 +26,15 @@ def installed_backends() -> list[str]:
     return installed()
 
 
+def reproducible_mlp(backend: str, rows: int) -> dict[str, object]:
+    """Parameters of a small MLP that scores once per epoch of `rows` rows (a reproducible history) and keeps its
+    last weights: the base of the checkpoint and ema tests."""
+    return {"hidden": [8], "epochs": 2, "gpu": False, "quiet_mode": True, "seed": 7, "backend": backend,
+            "mini_batch_size": 20, "train_samples_per_iteration": rows, "stopping_rounds": 0,
+            "overwrite_with_best_model": False, "learning_rate": 0.02, "momentum_start": 0.5, "momentum_ramp": 150,
+            "learning_rate_annealing": 1e-3}
+
+
 def make_blobs(n: int = 300, seed: int = 0) -> pd.DataFrame:
     """Three well separated gaussian blobs in (x1, x2), a categorical column that agrees with the
     class most of the time, and a string label column 'label' with classes a, b, c."""

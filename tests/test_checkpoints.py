@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import deepwater as dw
-from conftest import installed_backends, make_blobs
+from conftest import installed_backends, make_blobs, reproducible_mlp
 from deepwater.errors import ModelFileError, NotFittedError, ParameterError
 from deepwater.training import parameters as parameter_table
 
@@ -29,11 +29,7 @@ HISTORY = ["epochs", "samples", "training_loss", "training_logloss", "training_c
 
 def mlp(backend: str, **params) -> dw.DeepWaterEstimator:
     """A small MLP that scores once per epoch (a reproducible history) and keeps its last weights."""
-    defaults = {"hidden": [8], "epochs": 2, "gpu": False, "quiet_mode": True, "seed": 7, "backend": backend,
-                "mini_batch_size": 20, "train_samples_per_iteration": ROWS, "stopping_rounds": 0,
-                "overwrite_with_best_model": False, "learning_rate": 0.02, "momentum_start": 0.5,
-                "momentum_ramp": 150, "learning_rate_annealing": 1e-3}
-    return dw.DeepWaterEstimator(**{**defaults, **params})
+    return dw.DeepWaterEstimator(**{**reproducible_mlp(backend, ROWS), **params})
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import deepwater as dw
-from conftest import installed_backends, make_blobs, make_linear
+from conftest import installed_backends, make_blobs, make_linear, reproducible_mlp
 from deepwater import networks
 from deepwater.backends.base import TRAINING_WEIGHTS, configure_average
 from deepwater.errors import ParameterError
@@ -36,11 +36,7 @@ def batch(seed: int = 0, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
 
 def mlp(backend: str, **params) -> dw.DeepWaterEstimator:
     """A small MLP scored once per epoch that keeps its last weights (a reproducible run)."""
-    defaults = {"hidden": [8], "epochs": 2, "gpu": False, "quiet_mode": True, "seed": 7, "backend": backend,
-                "mini_batch_size": 20, "train_samples_per_iteration": ROWS, "stopping_rounds": 0,
-                "overwrite_with_best_model": False, "learning_rate": 0.02, "momentum_start": 0.5,
-                "momentum_ramp": 150, "learning_rate_annealing": 1e-3}
-    return dw.DeepWaterEstimator(**{**defaults, **params})
+    return dw.DeepWaterEstimator(**{**reproducible_mlp(backend, ROWS), **params})
 
 
 def small_like(model: dw.DeepWaterEstimator, backend: str):
