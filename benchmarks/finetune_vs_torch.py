@@ -145,13 +145,9 @@ def with_torch(train, test, recipe: dict, seed: int) -> dict[str, float]:
             seen += len(rows)
         training_accuracy.append(accuracy_on(model, x[monitored], y[monitored], batch))
     seconds = time.perf_counter() - start
-    model.eval()
-    with torch.no_grad():
-        x_test = read_images(test["uri"], mean, std)
-        predicted = torch.cat([model(x_test[i:i + 500]).argmax(1) for i in range(0, len(x_test), 500)]).numpy()
-    labels = test["label"].cat.codes.to_numpy()
-    return {"accuracy": float(np.mean(predicted == labels)), "seconds_per_epoch": seconds / recipe["epochs"],
-            "training_accuracy_per_epoch": training_accuracy}
+    labels = torch.tensor(test["label"].cat.codes.to_numpy(), dtype=torch.long)
+    return {"accuracy": accuracy_on(model, read_images(test["uri"], mean, std), labels, 500),
+            "seconds_per_epoch": seconds / recipe["epochs"], "training_accuracy_per_epoch": training_accuracy}
 
 
 def accuracy_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
@@ -159,7 +155,7 @@ def accuracy_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) 
     model.eval()
     with torch.inference_mode():
         predicted = torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
-    return float((predicted == y).float().mean())
+    return float((predicted == y).double().mean())
 
 
 def with_deepwater(train, test, backend: str, epochs: int, seed: int, **params) -> tuple[dict[str, float], dict]:

@@ -599,11 +599,8 @@ class DatasetEncoder:
         no numeric column), and one series per categorical column, in the encoder's order."""
         if numbers is not None:  # a block of rows at a time: one pass over memory, each block while in the cache
             step = max(1, BLOCK_BYTES // max(numbers.itemsize * numbers.shape[1], 1))
-            if len(numbers) <= step:  # one block (a request's rows): no slicing
-                self._impute_and_standardise(numbers)
-            else:
-                for start in range(0, len(numbers), step):
-                    self._impute_and_standardise(numbers[start:start + step])
+            for start in range(0, len(numbers), step):
+                self._impute_and_standardise(numbers[start:start + step])
         return self._matrix(numbers, [c.encode(series) for c, series in zip(self.categorical, categories)])
 
     def _impute_and_standardise(self, numbers: np.ndarray, may_miss: bool = True) -> None:
